@@ -1,0 +1,40 @@
+# The two commands a newcomer needs:  make run   and   make test
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+# The test suite runs on real PostgreSQL and Redis; these are the local defaults.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pubsub
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+.PHONY: run demo test lint cluster bench venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "Python 3.11 is required (found $$($(PYTHON) --version))."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+## Bring the site up: web (daphne) and worker (django-rq), SQLite and a local Redis by default.
+run: venv
+	@scripts/run.sh
+
+## The same, with a few users, rooms and messages loaded first.
+demo: venv
+	@DEMO=1 scripts/run.sh
+
+## The whole suite against real PostgreSQL and Redis, after ruff.
+test: venv
+	$(VENV)/bin/ruff check .
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3 var/staticfiles

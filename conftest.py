@@ -1,0 +1,59 @@
+"""Fixtures shared by the whole suite: personas, a clean Redis, real services."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+from pubsub_site.redis_client import all_room_redis_urls, get_redis
+
+
+@pytest.fixture(autouse=True)
+def clean_redis():
+    """Every test starts with empty room servers (the test Redis database, not the dev one)."""
+    for url in {*all_room_redis_urls(), settings.REDIS_URL}:
+        get_redis(url=url).flushdb()
+    yield
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str, password: str = "correct-horse-battery"):
+        return django_user_model.objects.create_user(username=username, password=password)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    """The owner of the rooms in most tests."""
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    """A member."""
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(make_user):
+    """An outsider, who must see nothing private."""
+    return make_user("charlie")
+
+
+@pytest.fixture
+def public_room(alice):
+    from rooms.services import room_create
+
+    return room_create(creator=alice, name="Lobby", topic="Say hello")
+
+
+@pytest.fixture
+def private_room(alice, bob):
+    from rooms.models import Membership, Room
+    from rooms.services import room_create
+
+    room = room_create(creator=alice, name="Secret Plans", visibility=Room.Visibility.PRIVATE)
+    Membership.objects.create(room=room, user=bob)
+    return room

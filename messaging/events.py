@@ -1,0 +1,45 @@
+"""Events for connected clients, sent over the channel layer.
+
+Group names come from ids only. Events that follow a database write go out on
+commit, so no client hears of a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from rooms.models import Room
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+def send_to_group(group: str, event: dict) -> None:
+    async_to_sync(get_channel_layer().group_send)(group, event)
+
+
+def send_to_group_on_commit(group: str, event: dict) -> None:
+    transaction.on_commit(lambda: send_to_group(group, event))
+
+
+def user_kicked_on_commit(*, user_id: int, room: Room, reason: str) -> None:
+    """End the user's subscription to the room on every connection of theirs."""
+    send_to_group_on_commit(
+        user_group(user_id), {"type": "user.kicked", "room_id": room.pk, "room": room.slug, "reason": reason}
+    )
+
+
+def membership_changed_on_commit(*, user_id: int, room: Room) -> None:
+    """Tell the user's connections to reload their cached rights in the room."""
+    send_to_group_on_commit(user_group(user_id), {"type": "user.membership", "room_id": room.pk})
+
+
+def room_state_changed_on_commit(*, room: Room) -> None:
+    send_to_group_on_commit(room_group(room.pk), {"type": "room.state", "room_id": room.pk, "locked": room.locked})

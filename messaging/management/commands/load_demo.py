@@ -1,0 +1,61 @@
+"""Load a few users, rooms and messages so a new site looks alive."""
+
+import uuid
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from messaging.selectors import room_counters
+from messaging.services import message_send
+from rooms.models import Membership, Room
+from rooms.services import room_create
+
+DEMO_PASSWORD = "demo-password-123"  # noqa: S105 (printed for the newcomer; development data only)
+
+CONVERSATION = [
+    ("alice", "Welcome to pubsub! This room is public: anyone can join."),
+    ("bob", "Hi alice 👋 the messages arrive live, no reload needed."),
+    ("carol", "Try opening this room in a second browser as bob."),
+    ("alice", "Claps, typing and presence come next. https://example.com links stay plain text for now."),
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo users (alice, bob, carol), two rooms and a short conversation."
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        users = {}
+        for name in ("alice", "bob", "carol"):
+            user, created = User.objects.get_or_create(username=name)
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            users[name] = user
+        if not User.objects.filter(username="admin").exists():
+            User.objects.create_superuser("admin", "", DEMO_PASSWORD)
+
+        lobby = Room.objects.filter(slug="lobby").first() or room_create(
+            creator=users["alice"], name="Lobby", topic="Say hello", visibility=Room.Visibility.PUBLIC
+        )
+        team = Room.objects.filter(slug="team").first() or room_create(
+            creator=users["alice"], name="Team", topic="Private to the team", visibility=Room.Visibility.PRIVATE
+        )
+        for room in (lobby, team):
+            for name in ("bob", "carol"):
+                Membership.objects.get_or_create(room=room, user=users[name])
+
+        if room_counters(room_id=lobby.pk)[0] == 0:
+            for author, body in CONVERSATION:
+                async_to_sync(message_send)(
+                    room_id=lobby.pk,
+                    room_slug=lobby.slug,
+                    author_id=users[author].pk,
+                    author_username=author,
+                    body=body,
+                    client_id=str(uuid.uuid4()),
+                )
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo data loaded: log in as alice, bob, carol or admin with password {DEMO_PASSWORD}")
+        )

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+CLAP_CAP = 50
+
+
+class Message(models.Model):
+    """A message as PostgreSQL keeps it, written by the persistence job from the Redis buffer."""
+
+    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveBigIntegerField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages")
+    body = models.TextField()
+    client_id = models.UUIDField()
+    sent_at = models.DateTimeField(default=timezone.now)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    hidden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The moderator who hid the message.",
+    )
+    # The room revision of the last change to this message (creation, edit, deletion, claps).
+    rev = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="message_one_seq_per_room"),
+            models.UniqueConstraint(fields=["room", "client_id"], name="message_one_client_id_per_room"),
+        ]
+        indexes = [models.Index(fields=["room", "rev"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} in {self.room_id}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None or self.hidden_by_id is not None
+
+
+class Clap(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="claps")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="claps")
+    count = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="clap_one_row_per_user_and_message"),
+            models.CheckConstraint(condition=models.Q(count__gte=1, count__lte=CLAP_CAP), name="clap_count_within_cap"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} x{self.count} on {self.message}"

@@ -1,0 +1,82 @@
+"""Reads of messages: the Redis buffer first, PostgreSQL for what it no longer holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Sum
+
+from messaging import buffer
+from messaging.models import Message
+from messaging.wire import FRESH, MessageState, message_wire, record_from_message
+from rooms.models import Room
+
+HISTORY_MAX_LIMIT = 200
+
+
+def room_counters(*, room_id: int) -> tuple[int, int]:
+    """The room's (seq, rev), initialising Redis from PostgreSQL when it holds nothing."""
+    found = buffer.counters(room_id=room_id)
+    if found is not None:
+        return found
+    latest = Message.objects.filter(room_id=room_id).order_by("-seq").values_list("seq", flat=True).first() or 0
+    latest_rev = Message.objects.filter(room_id=room_id).order_by("-rev").values_list("rev", flat=True).first() or 0
+    buffer.init_counters(room_id=room_id, seq=latest, rev=max(latest_rev, latest))
+    found = buffer.counters(room_id=room_id)
+    assert found is not None
+    return found
+
+
+def _state_of_row(message: Message) -> MessageState:
+    return MessageState(
+        claps=message.clap_total or 0,
+        edited=message.edited_at is not None,
+        deleted=message.is_deleted,
+    )
+
+
+def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict, MessageState]]:
+    """Every message with after < seq <= upto, ascending, with its current state.
+
+    The buffer is read before PostgreSQL: the job only trims what PostgreSQL
+    already has, so whatever left the buffer meanwhile is found there.
+    """
+    if upto <= after:
+        return []
+    buffered = buffer.records_between(room_id=room_id, after=after, upto=upto)
+    first_buffered = buffered[0]["seq"] if buffered else upto + 1
+    rows = (
+        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lt=first_buffered, seq__lte=upto)
+        .select_related("author")
+        .annotate(clap_total=Sum("claps__count"))
+        .order_by("seq")
+    )
+    older = [(record_from_message(row), _state_of_row(row)) for row in rows]
+    return older + [(record, FRESH) for record in buffered]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[dict]
+    has_more: bool
+
+
+def message_history(*, room: Room, before: int | None = None, after: int | None = None, limit: int = 50) -> HistoryPage:
+    """A page of the room's messages in their wire form, ascending.
+
+    ``seq`` is dense, so a page is a range of sequence numbers.
+    """
+    latest, _ = room_counters(room_id=room.pk)
+    limit = max(1, min(limit, HISTORY_MAX_LIMIT))
+    if after is not None:
+        upto = min(after + limit, latest)
+        lo, has_more = after, upto < latest
+    else:
+        upto = latest if before is None else min(before - 1, latest)
+        lo = max(0, upto - limit)
+        has_more = lo > 0
+    pairs = messages_between(room_id=room.pk, after=lo, upto=upto)
+    return HistoryPage(
+        messages=[message_wire(record, room=room.slug, state=state) for record, state in pairs],
+        has_more=has_more,
+    )

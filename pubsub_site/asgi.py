@@ -1,0 +1,39 @@
+"""ASGI entry point: HTTP through Django, WebSocket through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pubsub_site.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from messaging.routing import websocket_urlpatterns  # noqa: E402
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Refuse a handshake whose Origin is not one of ALLOWED_HOSTS (403).
+
+    Browsers always send Origin on a WebSocket handshake, so a foreign page cannot
+    ride on the session cookie. A handshake without Origin comes from a program
+    (the benchmark, another client) that presents its own session cookie.
+    """
+
+    def valid_origin(self, parsed_origin):
+        if parsed_origin is None:
+            return True
+        return self.validate_origin(parsed_origin)
+
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
+        ),
+    }
+)

@@ -1,0 +1,63 @@
+"""Typed readers for the environment: the one place settings come from.
+
+Each reader fails loudly with ImproperlyConfigured on a value it cannot parse,
+so a typo in a deployment stops the process at start instead of running with a
+silent default.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class _Missing:
+    pass
+
+
+MISSING = _Missing()
+
+
+def env_str(name: str, default: str | _Missing = MISSING) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if isinstance(default, _Missing):
+            raise ImproperlyConfigured(f"The environment variable {name} is required.")
+        return default
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use 1/0, true/false, yes/no or on/off.")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
+
+
+def env_list(name: str, default: list[str] | _Missing = MISSING) -> list[str]:
+    """A comma-separated list; blanks around items are ignored."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        if isinstance(default, _Missing):
+            raise ImproperlyConfigured(f"The environment variable {name} is required (comma-separated).")
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]

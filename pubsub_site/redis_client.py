@@ -1,0 +1,76 @@
+"""The process-wide Redis clients: one pool per server, shared by consumers, views and jobs.
+
+Room state (sequence numbers, buffers, rate limits) lives on one server per room,
+chosen by ``room_id`` over ``settings.ROOM_REDIS_URLS``; with one URL every room
+lives on it.
+
+Fork safety: redis-py's synchronous pool notices a changed PID and drops the
+parent's sockets. The asyncio pools are bound to the event loop that made them,
+so they are keyed by (pid, loop): a forked child or a new loop gets its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_lock = threading.Lock()
+_sync_clients: dict[str, redis.Redis] = {}
+_async_clients: dict[tuple[int, int, str], aioredis.Redis] = {}
+
+_POOL_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "health_check_interval": 30,
+    "max_connections": 200,
+}
+
+
+def room_redis_url(room_id: int | None) -> str:
+    urls = settings.ROOM_REDIS_URLS
+    if room_id is None:
+        return urls[0]
+    return urls[room_id % len(urls)]
+
+
+def all_room_redis_urls() -> list[str]:
+    return list(settings.ROOM_REDIS_URLS)
+
+
+def get_redis(room_id: int | None = None, *, url: str | None = None) -> redis.Redis:
+    """The synchronous client for the server that holds ``room_id``'s state."""
+    url = url or room_redis_url(room_id)
+    client = _sync_clients.get(url)
+    if client is None:
+        with _lock:
+            client = _sync_clients.get(url)
+            if client is None:
+                pool = redis.BlockingConnectionPool.from_url(url, timeout=5, **_POOL_OPTIONS)
+                client = redis.Redis(connection_pool=pool)
+                _sync_clients[url] = client
+    return client
+
+
+def get_async_redis(room_id: int | None = None, *, url: str | None = None) -> aioredis.Redis:
+    """The asyncio client for ``room_id``'s server, for the running event loop."""
+    url = url or room_redis_url(room_id)
+    key = (os.getpid(), id(asyncio.get_running_loop()), url)
+    client = _async_clients.get(key)
+    if client is None:
+        pool = aioredis.BlockingConnectionPool.from_url(url, timeout=5, **_POOL_OPTIONS)
+        client = aioredis.Redis(connection_pool=pool)
+        _async_clients[key] = client
+    return client
+
+
+async def close_async_clients_for_running_loop() -> None:
+    """Release the pools of the running loop (tests make a loop per test)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _async_clients if k[1] == loop_id]:
+        client = _async_clients.pop(key)
+        await client.aclose()

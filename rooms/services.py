@@ -1,0 +1,123 @@
+"""Writes to rooms and memberships. Views, consumers, jobs and the admin call these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from rooms.models import Membership, Room
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:90] or "room"
+    slug, n = base, 1
+    while Room.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def room_create(
+    *, creator: AbstractBaseUser, name: str, topic: str = "", visibility: str = Room.Visibility.PUBLIC
+) -> Room:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A room needs a name."})
+    if Room.objects.filter(name__iexact=name).exists():
+        raise ValidationError({"name": "A room with this name already exists."})
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                name=name, slug=_unique_slug(name), topic=topic.strip(), visibility=visibility, created_by=creator
+            )
+            Membership.objects.create(room=room, user=creator, role=Membership.Role.OWNER)
+    except IntegrityError:
+        # Another request took the name (or slug) between the check and the insert.
+        raise ValidationError({"name": "A room with this name already exists."}) from None
+    return room
+
+
+def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
+    """Join a public room (or return the existing membership)."""
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is not None:
+        if membership.banned:
+            raise PermissionDenied("You are banned from this room.")
+        return membership
+    if not room.is_public:
+        raise PermissionDenied("This room is private: ask a moderator to invite you.")
+    membership, _ = Membership.objects.get_or_create(room=room, user=user)
+    return membership
+
+
+def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
+    membership = Membership.objects.filter(room=room, user=user, banned=False).first()
+    if membership is None:
+        return
+    if membership.role == Membership.Role.OWNER:
+        raise ValidationError("The owner cannot leave the room.")
+    membership.delete()
+    from messaging.events import user_kicked_on_commit
+
+    user_kicked_on_commit(user_id=user.pk, room=room, reason="You left the room.")
+
+
+def room_invite(*, room: Room, by: AbstractBaseUser, username: str) -> Membership:
+    inviter = Membership.objects.filter(room=room, user=by).first()
+    if inviter is None or not inviter.can_moderate:
+        raise PermissionDenied("Only the owner and moderators can invite.")
+    invitee = get_user_model().objects.filter(username__iexact=username.strip()).first()
+    if invitee is None:
+        raise ValidationError({"username": "There is no user with this name."})
+    membership, created = Membership.objects.get_or_create(room=room, user=invitee)
+    if not created:
+        if membership.banned:
+            raise ValidationError({"username": f"{invitee.username} is banned from this room."})
+        raise ValidationError({"username": f"{invitee.username} is already a member."})
+    return membership
+
+
+class RoomNotFound(Exception):
+    """No such room, or a private one the user may not know of."""
+
+
+class RoomBanned(Exception):
+    """The user is banned from the room."""
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    """A subscriber's rights in a room, cached by the consumer for the subscription."""
+
+    room_id: int
+    slug: str
+    role: str
+    locked: bool
+    muted_until: datetime | None
+
+    def is_muted(self) -> bool:
+        return self.muted_until is not None and self.muted_until > timezone.now()
+
+
+def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAccess:
+    """Check the user may read the room, joining it when it is public."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        raise RoomNotFound
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is not None and membership.banned:
+        raise RoomBanned
+    if membership is None:
+        if not room.is_public:
+            raise RoomNotFound
+        membership, _ = Membership.objects.get_or_create(room=room, user=user)
+    return RoomAccess(
+        room_id=room.pk, slug=room.slug, role=membership.role, locked=room.locked, muted_until=membership.muted_until
+    )
