@@ -201,11 +201,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def handle_send(self, frame: dict, ref: object) -> None:
         slug = _required_str(frame, "room")
+        body = _body(frame)
+        client_id = _client_id(frame)
         sub = self.subscriptions.get(slug)
         if sub is None:
             raise ClientError("not_subscribed", "Subscribe to the room before sending.")
-        body = _body(frame)
-        client_id = _client_id(frame)
         access = sub.access
         if access.locked:
             raise ClientError("room_locked", "The room is locked.")

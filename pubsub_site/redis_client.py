@@ -6,7 +6,8 @@ lives on it.
 
 Fork safety: redis-py's synchronous pool notices a changed PID and drops the
 parent's sockets. The asyncio pools are bound to the event loop that made them,
-so they are keyed by (pid, loop): a forked child or a new loop gets its own.
+so they are kept per loop (weakly: a closed and collected loop takes its clients
+with it) and per PID: a forked child or a new loop gets its own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 
 import redis
 import redis.asyncio as aioredis
@@ -21,7 +23,9 @@ from django.conf import settings
 
 _lock = threading.Lock()
 _sync_clients: dict[str, redis.Redis] = {}
-_async_clients: dict[tuple[int, int, str], aioredis.Redis] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, dict[str, aioredis.Redis]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 _POOL_OPTIONS = {
     "socket_connect_timeout": 2,
@@ -59,18 +63,22 @@ def get_redis(room_id: int | None = None, *, url: str | None = None) -> redis.Re
 def get_async_redis(room_id: int | None = None, *, url: str | None = None) -> aioredis.Redis:
     """The asyncio client for ``room_id``'s server, for the running event loop."""
     url = url or room_redis_url(room_id)
-    key = (os.getpid(), id(asyncio.get_running_loop()), url)
-    client = _async_clients.get(key)
+    loop = asyncio.get_running_loop()
+    pid = os.getpid()
+    owner, clients = _async_clients.get(loop, (pid, {}))
+    if owner != pid:
+        clients = {}
+    client = clients.get(url)
     if client is None:
         pool = aioredis.BlockingConnectionPool.from_url(url, timeout=5, **_POOL_OPTIONS)
         client = aioredis.Redis(connection_pool=pool)
-        _async_clients[key] = client
+        clients[url] = client
+        _async_clients[loop] = (pid, clients)
     return client
 
 
 async def close_async_clients_for_running_loop() -> None:
-    """Release the pools of the running loop (tests make a loop per test)."""
-    loop_id = id(asyncio.get_running_loop())
-    for key in [k for k in _async_clients if k[1] == loop_id]:
-        client = _async_clients.pop(key)
+    """Release the running loop's pools (tests make a loop per test)."""
+    _, clients = _async_clients.pop(asyncio.get_running_loop(), (0, {}))
+    for client in clients.values():
         await client.aclose()

@@ -28,15 +28,27 @@ def test_it_refuses_a_duplicate_username(client, alice):
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        ({"username": "", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"}, "username",
-         "This field is required."),
-        ({"username": "dora", "password1": "a-long-passphrase-1", "password2": "different-passphrase"}, "password2",
-         "The two password fields didn’t match."),
+        (
+            {"username": "", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
+            "username",
+            "This field is required.",
+        ),
+        (
+            {"username": "dora", "password1": "a-long-passphrase-1", "password2": "different-passphrase"},
+            "password2",
+            "The two password fields didn’t match.",
+        ),
         ({"username": "dora", "password1": "short", "password2": "short"}, "password2", "This password is too short."),
-        ({"username": "dora", "password1": "12345678901", "password2": "12345678901"}, "password2",
-         "This password is entirely numeric."),
-        ({"username": "bad name!", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
-         "username", "Enter a valid username."),
+        (
+            {"username": "dora", "password1": "12345678901", "password2": "12345678901"},
+            "password2",
+            "This password is entirely numeric.",
+        ),
+        (
+            {"username": "bad name!", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
+            "username",
+            "Enter a valid username.",
+        ),
     ],
 )
 def test_it_explains_every_bad_sign_up_field(client, data, field, message):

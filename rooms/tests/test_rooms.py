@@ -49,7 +49,9 @@ def test_it_refuses_a_duplicate_room_name_whatever_the_case(client, alice, publi
     assert Room.objects.count() == 1
 
 
-def test_the_room_list_shows_public_rooms_and_mine_but_not_others_private(client, bob, charlie, public_room, private_room):
+def test_the_room_list_shows_public_rooms_and_mine_but_not_others_private(
+    client, bob, charlie, public_room, private_room
+):
     client.force_login(bob)
     names = [r.name for r in client.get(reverse("room-list")).context["rooms"]]
     assert names == ["Lobby", "Secret Plans"]
@@ -75,7 +77,9 @@ def test_an_outsider_gets_404_for_a_private_room_and_learns_nothing(client, char
         assert "Secret Plans" not in response.content.decode()
         assert "bob" not in response.content.decode()
     for name in ("room-join", "room-invite", "room-leave"):
-        assert client.post(reverse(name, kwargs={"slug": private_room.slug}), {"username": "charlie"}).status_code == 404
+        assert (
+            client.post(reverse(name, kwargs={"slug": private_room.slug}), {"username": "charlie"}).status_code == 404
+        )
     assert not Membership.objects.filter(room=private_room, user=charlie).exists()
 
 
@@ -123,11 +127,17 @@ def test_a_plain_member_cannot_invite(client, bob, charlie, private_room):
 
 @pytest.mark.parametrize(
     ("username", "message"),
-    [("nobody", "There is no user with this name."), ("bob", "bob is already a member."), ("", "This field is required.")],
+    [
+        ("nobody", "There is no user with this name."),
+        ("bob", "bob is already a member."),
+        ("", "This field is required."),
+    ],
 )
 def test_bad_invitations_are_explained(client, alice, private_room, username, message):
     client.force_login(alice)
-    response = client.post(reverse("room-invite", kwargs={"slug": private_room.slug}), {"username": username}, follow=True)
+    response = client.post(
+        reverse("room-invite", kwargs={"slug": private_room.slug}), {"username": username}, follow=True
+    )
     assert message in [str(m) for m in response.context["messages"]]
 
 

@@ -1,0 +1,83 @@
+"""Drive the real ASGI application (Channels on the Redis layer) as a browser would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+
+from pubsub_site.asgi import application
+
+
+@database_sync_to_async
+def session_key_for(user) -> str:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+class Client:
+    """A WebSocket client with helpers for the wire contract."""
+
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.ws = communicator
+
+    async def send(self, frame: dict) -> None:
+        await self.ws.send_to(text_data=json.dumps(frame))
+
+    async def recv(self, timeout: float = 3) -> dict:
+        return json.loads(await self.ws.receive_from(timeout=timeout))
+
+    async def recv_type(self, frame_type: str, timeout: float = 3) -> dict:
+        """The next frame of ``frame_type``, skipping others (presence and the like)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(timeout=max(0.05, deadline - loop.time()))
+            if frame["type"] == frame_type:
+                return frame
+
+    async def nothing_more(self, timeout: float = 0.3) -> bool:
+        return await self.ws.receive_nothing(timeout=timeout)
+
+    async def subscribe(self, room: str, since: int | None = None, rev: int | None = None) -> dict:
+        await self.send({"type": "subscribe", "room": room, "since": since, "rev": rev})
+        return await self.recv_type("subscribed")
+
+    async def post(self, room: str, body: str, client_id: str | None = None) -> dict:
+        client_id = client_id or str(uuid.uuid4())
+        await self.send({"type": "send", "room": room, "body": body, "client_id": client_id, "ref": client_id})
+        return await self.recv_type("ack")
+
+    async def messages(self, count: int, timeout: float = 5) -> list[dict]:
+        return [await self.recv_type("message", timeout=timeout) for _ in range(count)]
+
+    async def close(self) -> None:
+        await self.ws.disconnect()
+
+
+async def connect(
+    user=None, *, origin: bytes | None = b"http://localhost", extra_headers=()
+) -> tuple[bool, object, Client]:
+    headers = list(extra_headers)
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if user is not None:
+        headers.append((b"cookie", f"sessionid={await session_key_for(user)}".encode()))
+    communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return connected, code, Client(communicator)
+
+
+async def connected(user) -> Client:
+    ok, code, client = await connect(user)
+    assert ok, code
+    return client
