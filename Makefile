@@ -38,3 +38,11 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3 var/staticfiles
+
+## The production shape without Docker: WEB web processes on consecutive ports from PORT, WORKERS workers.
+WEB ?= 3
+WORKERS ?= 2
+PORT ?= 8000
+cluster: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) -m pubsub_site.cluster --web $(WEB) --workers $(WORKERS) --port $(PORT)

@@ -1,0 +1,154 @@
+"""Run the production shape on one machine: N web processes on consecutive ports and
+M workers, from the Procfile's commands, against the configured PostgreSQL and Redis.
+
+    python -m pubsub_site.cluster --web 3 --workers 2 --port 8000   (what `make cluster` runs)
+
+Unlike honcho, a process that dies is left dead and the others go on: the fault
+tests kill processes on purpose and start new ones. Tests drive the ``Cluster``
+class directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
+    commands = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urlopen(url, timeout=1) as response:  # noqa: S310 (our own http://127.0.0.1 URL)
+                if response.status == 200:
+                    return
+        except (URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout} s")
+        time.sleep(0.1)
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pubsub-cluster-")))
+    web_command: str | None = None
+    webs: dict[int, subprocess.Popen] = field(default_factory=dict)  # port -> process
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def _environment(self, **extra: str) -> dict[str, str]:
+        venv_bin = str(Path(sys.executable).parent)
+        env = {**os.environ, **self.env, **extra}
+        env["PATH"] = f"{venv_bin}:{env.get('PATH', '')}"
+        env.setdefault("DJANGO_SETTINGS_MODULE", "pubsub_site.settings")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _spawn(self, name: str, command: str, **extra: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
+        expanded = os.path.expandvars(command) if "PORT" not in extra else command.replace("$PORT", extra["PORT"])
+        return subprocess.Popen(
+            shlex.split(expanded), cwd=ROOT, env=self._environment(**extra), stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def start_web(self, port: int | None = None, *, wait: bool = True) -> int:
+        port = port or free_port()
+        command = self.web_command or procfile_commands()["web"]
+        self.webs[port] = self._spawn(f"web-{port}", command, PORT=str(port))
+        if wait:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        return port
+
+    def start_worker(self) -> subprocess.Popen:
+        process = self._spawn(f"worker-{len(self.workers) + 1}", procfile_commands()["worker"])
+        self.workers.append(process)
+        return process
+
+    def kill_web(self, port: int, sig: int = signal.SIGKILL) -> None:
+        process = self.webs.pop(port)
+        process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def kill_worker(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        process.send_signal(sig)
+        process.wait(timeout=30)
+        self.workers.remove(process)
+
+    @property
+    def ports(self) -> list[int]:
+        return sorted(self.webs)
+
+    def stop(self) -> None:
+        for process in [*self.webs.values(), *self.workers]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*self.webs.values(), *self.workers]:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.webs.clear()
+        self.workers.clear()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--web", type=int, default=3, help="web processes (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--port", type=int, default=8000, help="first web port (default 8000)")
+    args = parser.parse_args()
+    cluster = Cluster(log_dir=ROOT / "var" / "cluster")
+    cluster.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for i in range(args.web):
+            cluster.start_web(args.port + i)
+        for _ in range(args.workers):
+            cluster.start_worker()
+        print(f"{args.web} web processes: " + ", ".join(f"http://127.0.0.1:{p}/" for p in cluster.ports))
+        print(f"{args.workers} workers; logs in {cluster.log_dir}. Ctrl-C stops them all.")
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Fixtures for tests that run real processes (daphne, rq workers) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from pubsub_site.cluster import Cluster
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def cluster(transactional_db, request):
+    """Real processes sharing the test database and the test Redis."""
+    env = {
+        "DJANGO_ENV": "development",
+        "DEBUG": "0",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "ROOM_REDIS_URLS": ",".join(settings.ROOM_REDIS_URLS),
+        "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+    }
+    with Cluster(env=env) as running:
+        yield running
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            print(running.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)
