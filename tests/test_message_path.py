@@ -66,9 +66,7 @@ def test_concurrent_senders_on_two_processes_see_one_order_and_postgresql_gets_e
 
         await asyncio.gather(*(burst(c) for c in clients))
         for client in clients:
-            await client.collect(
-                lambda c: len(c.of_type("message")) >= total and len(c.of_type("ack")) >= per_client
-            )
+            await client.collect(lambda c: len(c.of_type("message")) >= total and len(c.of_type("ack")) >= per_client)
         return clients
 
     clients = asyncio.run(scenario())
@@ -82,7 +80,9 @@ def test_concurrent_senders_on_two_processes_see_one_order_and_postgresql_gets_e
 
     rows = wait_until(lambda: len(rows_of(public_room)) == total and rows_of(public_room))
     assert [(seq, str(cid)) for seq, cid in rows] == sorted((seq, cid) for cid, seq in acked.items())
-    print(f"{clients_count} clients on 2 processes: {total} messages acked, delivered to each in order, {len(rows)} rows")
+    print(
+        f"{clients_count} clients on 2 processes: {total} messages acked, delivered to each in order, {len(rows)} rows"
+    )
 
 
 def test_a_worker_killed_mid_burst_loses_nothing(cluster, alice, public_room):
