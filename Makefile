@@ -46,3 +46,8 @@ PORT ?= 8000
 cluster: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) -m pubsub_site.cluster --web $(WEB) --workers $(WORKERS) --port $(PORT)
+
+## The benchmark (not a test): starts the servers it measures, prints figures, writes docs/benchmarks.md.
+bench: venv
+	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
+	$(PY) -m bench $(BENCH_ARGS)

@@ -111,18 +111,32 @@ ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
 # group_expiry: a subscriber re-joins its groups on every ping (see consumers.py),
 #   so one day only ever expires sockets that are dead.
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]),
-            "capacity": CHANNEL_LAYER_CAPACITY,
-            "expiry": 10,
-            "group_expiry": 86400,
-            "prefix": "pubsub:layer:",
-        },
+# "core": channels_redis.core.RedisChannelLayer (a list per consumer, capacity and expiry);
+# "pubsub": channels_redis.pubsub.RedisPubSubChannelLayer (one PUBLISH per group send).
+CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "core")
+_channel_hosts = env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
+if CHANNEL_LAYER_KIND == "core":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": _channel_hosts,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "expiry": 10,
+                "group_expiry": 86400,
+                "prefix": "pubsub:layer:",
+            },
+        }
     }
-}
+elif CHANNEL_LAYER_KIND == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": _channel_hosts, "prefix": "pubsub:layer:"},
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER_KIND!r}: use 'core' or 'pubsub'.")
 
 CACHES = {
     "default": {
