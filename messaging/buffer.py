@@ -60,9 +60,62 @@ class RoomKeys:
     def client_id(self, client_id: str) -> str:
         return f"{self.prefix}:cid:{client_id}"
 
+    # State that changes after a message is sent (see messaging.changes).
+    @property
+    def edits(self) -> str:
+        return f"{self.prefix}:edits"  # seq -> {"body", "at", "rev"}
 
-# Dedupe by client_id, take the next seq and rev, store the record, mark the room
-# dirty and claim the right to schedule a persistence job: one atomic step.
+    @property
+    def deletions(self) -> str:
+        return f"{self.prefix}:deleted"  # seq -> {"at", "by", "hidden", "rev"}
+
+    @property
+    def clap_totals(self) -> str:
+        return f"{self.prefix}:clapt"  # seq -> total
+
+    @property
+    def clap_revs(self) -> str:
+        return f"{self.prefix}:claprev"  # seq -> rev of the last clap
+
+    def claps_of(self, seq: int) -> str:
+        return f"{self.prefix}:claps:{seq}"  # user id -> count
+
+    @property
+    def claps_given(self) -> str:
+        return f"{self.prefix}:given"  # user id -> claps given in the room
+
+    @property
+    def claps_received(self) -> str:
+        return f"{self.prefix}:received"  # user id -> claps received in the room
+
+    @property
+    def top(self) -> str:
+        return f"{self.prefix}:top"  # sorted set: seq scored by total claps
+
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}:changes"  # sorted set: seq scored by the rev of its last change
+
+    @property
+    def changes_persisted(self) -> str:
+        return f"{self.prefix}:changes_persisted"  # every change up to this rev is in PostgreSQL
+
+    @property
+    def reads(self) -> str:
+        return f"{self.prefix}:reads"  # user id -> last read seq
+
+    @property
+    def reads_dirty(self) -> str:
+        return f"{self.prefix}:reads_dirty"  # user ids whose marker PostgreSQL lacks
+
+    @property
+    def presence(self) -> str:
+        return f"{self.prefix}:presence"  # sorted set: "user_id|channel" scored by expiry time
+
+
+# Dedupe by client_id, take the next seq and rev, store the record, move the
+# author's read marker to it, mark the room dirty and claim the right to schedule
+# a persistence job: one atomic step.
 # Returns {-1} when the room's counters are missing (a fresh or wiped Redis),
 # {0, seq} for a retry of a stored message, {1, seq, rev, record, schedule} otherwise.
 APPEND_SCRIPT = """
@@ -78,6 +131,8 @@ local encoded = cjson.encode(record)
 redis.call('ZADD', KEYS[3], seq, encoded)
 redis.call('SET', KEYS[4], seq, 'EX', tonumber(ARGV[2]))
 redis.call('SADD', KEYS[5], ARGV[3])
+redis.call('HSET', KEYS[7], ARGV[5], seq)
+redis.call('SADD', KEYS[8], ARGV[5])
 local schedule = 0
 if redis.call('SET', KEYS[6], '1', 'NX', 'PX', tonumber(ARGV[4])) then schedule = 1 end
 return {1, seq, rev, encoded, schedule}
@@ -88,11 +143,12 @@ INIT_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 redis.call('SET', KEYS[2], ARGV[2], 'NX')
 redis.call('SET', KEYS[3], ARGV[1], 'NX')
+redis.call('SET', KEYS[4], ARGV[2], 'NX')
 return 1
 """
 
-# After PostgreSQL committed every record up to ARGV[1]: raise the watermark, trim
-# what replay no longer needs, and clear the dirty mark when nothing is left.
+# After PostgreSQL committed every record up to ARGV[1]: raise the watermark and trim
+# what replay no longer needs. Returns how many records still wait.
 MARK_PERSISTED_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local upto = tonumber(ARGV[1])
@@ -101,9 +157,35 @@ if upto > current then
   current = upto
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', current - tonumber(ARGV[2]))
-local left = redis.call('ZCOUNT', KEYS[2], '(' .. current, '+inf')
-if left == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
-return left
+return redis.call('ZCOUNT', KEYS[2], '(' .. current, '+inf')
+"""
+
+# KEYS: persisted buf changes_persisted changes reads_dirty dirty; ARGV: room_id.
+# The room is clean when PostgreSQL has every message, change and read marker.
+CLEAR_DIRTY_SCRIPT = """
+local persisted = redis.call('GET', KEYS[1]) or '0'
+local changes_persisted = redis.call('GET', KEYS[3]) or '0'
+if redis.call('ZCOUNT', KEYS[2], '(' .. persisted, '+inf') > 0 then return 0 end
+if redis.call('ZCOUNT', KEYS[4], '(' .. changes_persisted, '+inf') > 0 then return 0 end
+if redis.call('SCARD', KEYS[5]) > 0 then return 0 end
+redis.call('SREM', KEYS[6], ARGV[1])
+return 1
+"""
+
+# Raise a watermark (never lower it).
+RAISE_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+# KEYS: reads reads_dirty; ARGV: user, value, user, value... Forget the users whose
+# marker PostgreSQL now has (unless it moved meanwhile).
+READS_PERSISTED_SCRIPT = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('SREM', KEYS[2], ARGV[i]) end
+end
+return 1
 """
 
 # The job is done when no room is dirty: drop the scheduled flag so the next
@@ -132,17 +214,20 @@ async def append(*, room_id: int, record: dict) -> AppendResult:
     client = get_async_redis(room_id)
     reply = await client.eval(
         APPEND_SCRIPT,
-        6,
+        8,
         keys.seq,
         keys.rev,
         keys.buf,
         keys.client_id(record["client_id"]),
         DIRTY_KEY,
         SCHEDULED_KEY,
+        keys.reads,
+        keys.reads_dirty,
         orjson.dumps(record),
         settings.MESSAGE_DEDUP_TTL,
         room_id,
         SCHEDULED_TTL_MS,
+        record["author"]["id"],
     )
     status = int(reply[0])
     if status == -1:
@@ -161,12 +246,7 @@ async def append(*, room_id: int, record: dict) -> AppendResult:
 
 def init_counters(*, room_id: int, seq: int, rev: int) -> None:
     keys = RoomKeys(room_id)
-    get_redis(room_id).eval(INIT_SCRIPT, 3, keys.seq, keys.rev, keys.persisted, seq, rev)
-
-
-async def ainit_counters(*, room_id: int, seq: int, rev: int) -> None:
-    keys = RoomKeys(room_id)
-    await get_async_redis(room_id).eval(INIT_SCRIPT, 3, keys.seq, keys.rev, keys.persisted, seq, rev)
+    get_redis(room_id).eval(INIT_SCRIPT, 4, keys.seq, keys.rev, keys.persisted, keys.changes_persisted, seq, rev)
 
 
 def _parse_counters(values: list) -> tuple[int, int] | None:
@@ -221,11 +301,69 @@ def mark_persisted(*, room_id: int, upto: int) -> int:
     """Record that PostgreSQL has every message up to ``upto``; returns how many are still waiting."""
     keys = RoomKeys(room_id)
     return int(
+        get_redis(room_id).eval(MARK_PERSISTED_SCRIPT, 2, keys.persisted, keys.buf, upto, settings.MESSAGE_BUFFER_KEEP)
+    )
+
+
+def changes_persisted_upto(*, room_id: int) -> int:
+    return int(get_redis(room_id).get(RoomKeys(room_id).changes_persisted) or 0)
+
+
+def unpersisted_changes(*, room_id: int, after_rev: int, limit: int) -> list[tuple[int, int]]:
+    """(seq, rev) of changes after ``after_rev``, in rev order."""
+    raw = get_redis(room_id).zrangebyscore(
+        RoomKeys(room_id).changes, f"({after_rev}", "+inf", start=0, num=limit, withscores=True
+    )
+    return [(int(seq), int(rev)) for seq, rev in raw]
+
+
+def mark_changes_persisted(*, room_id: int, upto_rev: int) -> None:
+    get_redis(room_id).eval(RAISE_SCRIPT, 1, RoomKeys(room_id).changes_persisted, upto_rev)
+
+
+def unpersisted_reads(*, room_id: int) -> dict[int, int]:
+    keys = RoomKeys(room_id)
+    client = get_redis(room_id)
+    users = sorted(int(u) for u in client.smembers(keys.reads_dirty))
+    if not users:
+        return {}
+    values = client.hmget(keys.reads, users)
+    return {u: int(v) for u, v in zip(users, values, strict=True) if v is not None}
+
+
+def mark_reads_persisted(*, room_id: int, reads: dict[int, int]) -> None:
+    if not reads:
+        return
+    keys = RoomKeys(room_id)
+    args = [x for user, seq in reads.items() for x in (user, seq)]
+    get_redis(room_id).eval(READS_PERSISTED_SCRIPT, 2, keys.reads, keys.reads_dirty, *args)
+
+
+def clear_dirty(*, room_id: int) -> bool:
+    keys = RoomKeys(room_id)
+    return bool(
         get_redis(room_id).eval(
-            MARK_PERSISTED_SCRIPT, 3, keys.persisted, keys.buf, DIRTY_KEY, upto, settings.MESSAGE_BUFFER_KEEP, room_id
+            CLEAR_DIRTY_SCRIPT,
+            6,
+            keys.persisted,
+            keys.buf,
+            keys.changes_persisted,
+            keys.changes,
+            keys.reads_dirty,
+            DIRTY_KEY,
+            room_id,
         )
     )
 
 
 def release_schedule(*, url: str) -> bool:
     return bool(get_redis(url=url).eval(RELEASE_SCHEDULE_SCRIPT, 2, DIRTY_KEY, SCHEDULED_KEY))
+
+
+def forget_room(*, room_id: int) -> None:
+    """Drop a deleted room's state (its rows went with it)."""
+    client = get_redis(room_id)
+    keys = list(client.scan_iter(match=f"{RoomKeys(room_id).prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.srem(DIRTY_KEY, room_id)

@@ -3,13 +3,15 @@
 The consumer authenticates, parses, dispatches to a service and sends; rights are
 checked once at subscribe and cached for the subscription (changes arrive on the
 user's own group). Delivery is in `seq` order per room: an event that arrives
-ahead of a missing one waits briefly, then the gap is filled from the Redis buffer.
+ahead of a missing one waits briefly, then the gap is filled from the buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,11 +22,22 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging.events import room_group, user_group
-from messaging.selectors import messages_between, room_counters
-from messaging.services import message_send
-from messaging.wire import encode, message_wire
-from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber
+from messaging import presence
+from messaging.events import activity_group, room_group, user_group
+from messaging.models import CLAP_CAP
+from messaging.selectors import changes_after, messages_between, room_counters
+from messaging.services import (
+    ActionRefused,
+    message_clap,
+    message_delete,
+    message_edit,
+    message_mark_read,
+    message_send,
+    presence_broadcast,
+    typing_announce,
+)
+from messaging.wire import claps_wire, encode, message_wire, user_wire
+from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber, room_ids_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +63,11 @@ class ClientError(Exception):
 class Subscription:
     access: RoomAccess
     last_seq: int
+    presence_member: str = ""
     pending: dict[int, str] = field(default_factory=dict)
     gap_task: asyncio.Task | None = None
+    clap_revs: dict[int, int] = field(default_factory=dict)
+    last_typing: float = 0.0
 
 
 def _required_str(frame: dict, key: str) -> str:
@@ -67,6 +83,13 @@ def _optional_int(frame: dict, key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_INT:
         raise ClientError("bad_request", f"`{key}` must be null or a non-negative integer.")
+    return value
+
+
+def _required_seq(frame: dict) -> int:
+    value = _optional_int(frame, "seq")
+    if value is None or value < 1:
+        raise ClientError("bad_request", "`seq` must be a positive integer.")
     return value
 
 
@@ -99,23 +122,41 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         self.user = user
+        self.user_json = user_wire(user.pk, user.get_username())
         self.subscriptions: dict[str, Subscription] = {}
         self.slug_by_room_id: dict[int, str] = {}
         self.handlers: dict[str, Callable[[dict, object], Awaitable[None]]] = {
             "subscribe": self.handle_subscribe,
             "unsubscribe": self.handle_unsubscribe,
             "send": self.handle_send,
+            "clap": self.handle_clap,
+            "typing": self.handle_typing,
+            "read": self.handle_read,
+            "edit": self.handle_edit,
+            "delete": self.handle_delete,
             "ping": self.handle_ping,
         }
+        # Rooms whose activity (unread counts) this connection follows: id -> slug.
+        memberships = await database_sync_to_async(room_ids_for_user)(user_id=user.pk)
+        self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
+        self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
+        self.latest_seen: dict[int, int] = {}
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        for room_id in self.activity_rooms:
+            await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
+        self.heartbeat_task = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "subscriptions"):
             return
+        self.heartbeat_task.cancel()
         for slug in list(self.subscriptions):
-            await self._end_subscription(slug)
+            with contextlib.suppress(RedisError):
+                await self._end_subscription(slug)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        for room_id in self.activity_rooms:
+            await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
 
     # --- Frames from the client ------------------------------------------------
 
@@ -148,9 +189,18 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await handler(frame, ref)
         except ClientError as error:
             await self._send_error(error, ref)
+        except ActionRefused as refused:
+            await self._send_error(ClientError(refused.code, refused.detail), ref)
         except RedisError:
             logger.exception("Redis failed while handling %s", frame_type)
             await self._send_error(ClientError("unavailable", "A backing service failed; retry."), ref)
+
+    def _subscription(self, frame: dict) -> Subscription:
+        slug = _required_str(frame, "room")
+        sub = self.subscriptions.get(slug)
+        if sub is None:
+            raise ClientError("not_subscribed", "You are not subscribed to this room.")
+        return sub
 
     async def handle_ping(self, frame: dict, ref: object) -> None:
         # Re-joining refreshes the layer's group expiry for long-lived sockets.
@@ -162,7 +212,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def handle_subscribe(self, frame: dict, ref: object) -> None:
         slug = _required_str(frame, "room")
         since = _optional_int(frame, "since")
-        _optional_int(frame, "rev")
+        since_rev = _optional_int(frame, "rev")
         try:
             access = await database_sync_to_async(room_access_for_subscriber)(slug=slug, user=self.user)
         except RoomNotFound:
@@ -174,8 +224,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         # Join the group before reading the counters: an event for a later seq
         # waits in the inbox and nothing falls between the replay and the stream.
         await self.channel_layer.group_add(room_group(access.room_id), self.channel_name)
+        if access.room_id not in self.activity_rooms:
+            self.activity_rooms[access.room_id] = slug
+            await self.channel_layer.group_add(activity_group(access.room_id), self.channel_name)
         latest, rev = await database_sync_to_async(room_counters)(room_id=access.room_id)
         replay: list = []
+        change_frames: list[dict] = []
         recovered = True
         if since is not None:
             if since > latest or latest - since > settings.MESSAGE_REPLAY_LIMIT:
@@ -184,48 +238,131 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 replay = await database_sync_to_async(messages_between)(
                     room_id=access.room_id, after=since, upto=latest
                 )
-        self.subscriptions[slug] = Subscription(access=access, last_seq=latest)
+                if since_rev is not None and since_rev < rev:
+                    change_frames = await database_sync_to_async(changes_after)(
+                        room_id=access.room_id, room_slug=slug, rev=since_rev, upto_seq=since
+                    )
+        member = presence.member_key(
+            user_id=self.user.pk,
+            username=self.user_json["username"],
+            spectator=not access.can_post,
+            channel=self.channel_name,
+        )
+        sub = Subscription(access=access, last_seq=latest, presence_member=member)
+        self.subscriptions[slug] = sub
         self.slug_by_room_id[access.room_id] = slug
         await self._send_frame(
             {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}, ref
         )
         for record, state in replay:
             await self.send(text_data=encode(message_wire(record, room=slug, state=state)))
+        for change in change_frames:
+            await self.send(text_data=encode(change))
+        came_online = await presence.join(room_id=access.room_id, member=member)
+        online = await presence.online(room_id=access.room_id)
+        await self.send(text_data=encode({"type": "presence", "room": slug, "online": online}))
+        if came_online:
+            await presence_broadcast(room_id=access.room_id, joins=[presence.user_from_member(member)], leaves=[])
 
     async def handle_unsubscribe(self, frame: dict, ref: object) -> None:
-        slug = _required_str(frame, "room")
-        if slug not in self.subscriptions:
-            raise ClientError("not_subscribed", "You are not subscribed to this room.")
-        await self._end_subscription(slug)
-        await self._send_frame({"type": "unsubscribed", "room": slug}, ref)
+        sub = self._subscription(frame)
+        await self._end_subscription(sub.access.slug)
+        await self._send_frame({"type": "unsubscribed", "room": sub.access.slug}, ref)
 
     async def handle_send(self, frame: dict, ref: object) -> None:
-        slug = _required_str(frame, "room")
+        _required_str(frame, "room")
         body = _body(frame)
         client_id = _client_id(frame)
-        sub = self.subscriptions.get(slug)
-        if sub is None:
-            raise ClientError("not_subscribed", "Subscribe to the room before sending.")
+        sub = self._subscription(frame)
         access = sub.access
+        if not access.can_post:
+            raise ClientError("forbidden", "Spectators cannot post; join the room to take part.")
         if access.locked:
             raise ClientError("room_locked", "The room is locked.")
         if access.is_muted():
             raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
         result = await message_send(
             room_id=access.room_id,
-            room_slug=slug,
+            room_slug=access.slug,
             author_id=self.user.pk,
-            author_username=self.user.get_username(),
+            author_username=self.user_json["username"],
             body=body,
             client_id=client_id,
         )
-        await self._send_frame({"type": "ack", "room": slug, "client_id": client_id, "seq": result.seq}, ref)
+        self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
+        await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
+
+    async def handle_clap(self, frame: dict, ref: object) -> None:
+        seq = _required_seq(frame)
+        count = frame.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ClientError("bad_request", "`count` must be a positive integer.")
+        sub = self._subscription(frame)
+        result = await message_clap(
+            room_id=sub.access.room_id,
+            room_slug=sub.access.slug,
+            seq=seq,
+            user_id=self.user.pk,
+            username=self.user_json["username"],
+            count=min(count, CLAP_CAP),
+        )
+        sub.clap_revs[seq] = max(sub.clap_revs.get(seq, 0), result.rev)
+        reply = claps_wire(
+            room=sub.access.slug,
+            seq=seq,
+            total=result.total,
+            rev=result.rev,
+            user=self.user_json,
+            user_total=result.user_total,
+        )
+        await self._send_frame(reply, ref)
+
+    async def handle_typing(self, frame: dict, ref: object) -> None:
+        sub = self._subscription(frame)
+        if not sub.access.can_post:
+            return
+        now = time.monotonic()
+        if now - sub.last_typing < settings.TYPING_INTERVAL:
+            return  # extra typing frames are dropped
+        sub.last_typing = now
+        await typing_announce(room_id=sub.access.room_id, user_id=self.user.pk, username=self.user_json["username"])
+
+    async def handle_read(self, frame: dict, ref: object) -> None:
+        seq = _required_seq(frame)
+        sub = self._subscription(frame)
+        seq = min(seq, sub.last_seq)
+        if seq <= self.read_markers.get(sub.access.room_id, 0):
+            return
+        self.read_markers[sub.access.room_id] = seq
+        await message_mark_read(room_id=sub.access.room_id, user_id=self.user.pk, seq=seq)
+
+    async def handle_edit(self, frame: dict, ref: object) -> None:
+        seq = _required_seq(frame)
+        body = _body(frame)
+        sub = self._subscription(frame)
+        await message_edit(
+            room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user.pk, body=body
+        )
+
+    async def handle_delete(self, frame: dict, ref: object) -> None:
+        seq = _required_seq(frame)
+        sub = self._subscription(frame)
+        await message_delete(
+            room_id=sub.access.room_id,
+            room_slug=sub.access.slug,
+            seq=seq,
+            user_id=self.user.pk,
+            can_moderate=sub.access.can_moderate,
+        )
 
     # --- Events from the channel layer ----------------------------------------
 
-    async def room_message(self, event: dict) -> None:
+    def _sub_for(self, event: dict) -> Subscription | None:
         slug = self.slug_by_room_id.get(event["room_id"])
-        sub = self.subscriptions.get(slug) if slug else None
+        return self.subscriptions.get(slug) if slug else None
+
+    async def room_message(self, event: dict) -> None:
+        sub = self._sub_for(event)
         if sub is None:
             return
         seq = event["seq"]
@@ -241,18 +378,38 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             return
         await self._flush_pending(sub)
         if sub.pending and sub.gap_task is None:
-            sub.gap_task = asyncio.create_task(self._fill_gap(slug, sub))
+            sub.gap_task = asyncio.create_task(self._fill_gap(sub.access.slug, sub))
 
-    async def user_kicked(self, event: dict) -> None:
-        slug = self.slug_by_room_id.get(event["room_id"])
-        if slug is None or slug not in self.subscriptions:
-            return
-        await self._end_subscription(slug)
-        await self.send(text_data=encode({"type": "kicked", "room": slug, "reason": event["reason"]}))
+    async def room_change(self, event: dict) -> None:
+        if self._sub_for(event) is not None:
+            await self.send(text_data=event["frame"])
+
+    async def room_claps(self, event: dict) -> None:
+        sub = self._sub_for(event)
+        if sub is None or event["rev"] <= sub.clap_revs.get(event["seq"], 0):
+            return  # an older total than one already sent
+        sub.clap_revs[event["seq"]] = event["rev"]
+        for text in event["frames"]:
+            await self.send(text_data=text)
+
+    async def room_typing(self, event: dict) -> None:
+        sub = self._sub_for(event)
+        if sub is not None and event["user"]["id"] != self.user.pk:
+            await self.send(text_data=encode({"type": "typing", "room": sub.access.slug, "user": event["user"]}))
+
+    async def room_presence(self, event: dict) -> None:
+        sub = self._sub_for(event)
+        if sub is not None:
+            frame = {
+                "type": "presence_diff",
+                "room": sub.access.slug,
+                "joins": event["joins"],
+                "leaves": event["leaves"],
+            }
+            await self.send(text_data=encode(frame))
 
     async def room_state(self, event: dict) -> None:
-        slug = self.slug_by_room_id.get(event["room_id"])
-        sub = self.subscriptions.get(slug) if slug else None
+        sub = self._sub_for(event)
         if sub is not None:
             sub.access = RoomAccess(
                 room_id=sub.access.room_id,
@@ -262,7 +419,64 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 muted_until=sub.access.muted_until,
             )
 
+    async def room_activity(self, event: dict) -> None:
+        room_id = event["room_id"]
+        slug = self.activity_rooms.get(room_id)
+        if slug is None:
+            return
+        self.latest_seen[room_id] = max(self.latest_seen.get(room_id, 0), event["seq"])
+        await self._send_unread(room_id, slug)
+
+    async def user_read(self, event: dict) -> None:
+        room_id = event["room_id"]
+        self.read_markers[room_id] = max(self.read_markers.get(room_id, 0), event["seq"])
+        slug = self.activity_rooms.get(room_id)
+        if slug is not None and room_id in self.latest_seen:
+            await self._send_unread(room_id, slug)
+
+    async def user_notify(self, event: dict) -> None:
+        await self.send(text_data=event["frame"])
+
+    async def user_kicked(self, event: dict) -> None:
+        room_id = event["room_id"]
+        if self.activity_rooms.pop(room_id, None) is not None:
+            await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
+        slug = self.slug_by_room_id.get(room_id)
+        if slug is None:
+            return
+        await self._end_subscription(slug)
+        await self.send(text_data=encode({"type": "kicked", "room": slug, "reason": event["reason"]}))
+
+    async def user_membership(self, event: dict) -> None:
+        """The user's rights in a room changed: read them again."""
+        sub = self._sub_for(event)
+        if sub is None:
+            return
+        try:
+            sub.access = await database_sync_to_async(room_access_for_subscriber)(slug=sub.access.slug, user=self.user)
+        except (RoomNotFound, RoomBanned):
+            await self.user_kicked({"room_id": event["room_id"], "reason": "You no longer have access to this room."})
+
     # --- Helpers ---------------------------------------------------------------
+
+    async def _send_unread(self, room_id: int, slug: str) -> None:
+        latest = self.latest_seen.get(room_id, 0)
+        count = max(0, latest - self.read_markers.get(room_id, 0))
+        await self.send(text_data=encode({"type": "unread", "room": slug, "count": count, "seq": latest}))
+
+    async def _heartbeat(self) -> None:
+        """Keep this connection's presence alive, and sweep entries of dead processes."""
+        while True:
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+            try:
+                subs = list(self.subscriptions.values())
+                await presence.heartbeat(entries=[(s.access.room_id, s.presence_member) for s in subs])
+                for sub in subs:
+                    gone = await presence.sweep(room_id=sub.access.room_id)
+                    if gone:
+                        await presence_broadcast(room_id=sub.access.room_id, joins=[], leaves=gone)
+            except RedisError:
+                logger.warning("presence heartbeat failed", exc_info=True)
 
     async def _flush_pending(self, sub: Subscription) -> None:
         frames = []
@@ -310,6 +524,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if sub.gap_task is not None:
             sub.gap_task.cancel()
         await self.channel_layer.group_discard(room_group(sub.access.room_id), self.channel_name)
+        if await presence.leave(room_id=sub.access.room_id, member=sub.presence_member):
+            await presence_broadcast(
+                room_id=sub.access.room_id, joins=[], leaves=[presence.user_from_member(sub.presence_member)]
+            )
 
     async def _send_frame(self, frame: dict, ref: object) -> None:
         if ref is not None:

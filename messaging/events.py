@@ -18,7 +18,13 @@ def user_group(user_id: int) -> str:
 
 
 def room_group(room_id: int) -> str:
+    """Subscribers of the room: its messages and changes."""
     return f"room.{room_id}"
+
+
+def activity_group(room_id: int) -> str:
+    """Every connection of the room's members: new-message activity, for unread counts."""
+    return f"activity.{room_id}"
 
 
 def send_to_group(group: str, event: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from messaging.services import messages_persist_server
+from messaging.persistence import messages_persist_server
 
 logger = logging.getLogger(__name__)
 

@@ -58,3 +58,29 @@ class Clap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} x{self.count} on {self.message}"
+
+
+class Notification(models.Model):
+    """A mention of the user in a room they can read."""
+
+    class Kind(models.TextChoices):
+        MENTION = "mention", "Mention"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MENTION)
+    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    from_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    excerpt = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "room", "seq", "kind"], name="notification_once_per_message"),
+        ]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.user_id} in {self.room_id} #{self.seq}"

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from django.db.models import Sum
 
-from messaging import buffer
+from messaging import buffer, changes
 from messaging.models import Message
-from messaging.wire import FRESH, MessageState, message_wire, record_from_message
+from messaging.wire import MessageState, changes_wire, message_wire, record_from_message
 from rooms.models import Room
 
 HISTORY_MAX_LIMIT = 200
@@ -32,7 +32,23 @@ def _state_of_row(message: Message) -> MessageState:
         claps=message.clap_total or 0,
         edited=message.edited_at is not None,
         deleted=message.is_deleted,
+        rev=message.rev,
     )
+
+
+def _pg_messages(room_id: int, **filters) -> list[tuple[dict, MessageState]]:
+    rows = (
+        Message.objects.filter(room_id=room_id, **filters)
+        .select_related("author")
+        .annotate(clap_total=Sum("claps__count"))
+        .order_by("seq")
+    )
+    return [(record_from_message(row), _state_of_row(row)) for row in rows]
+
+
+def _with_current_state(room_id: int, pairs: list[tuple[dict, MessageState | None]]) -> list[tuple[dict, MessageState]]:
+    states = changes.states_of(room_id=room_id, seqs=[record["seq"] for record, _ in pairs])
+    return [(record, changes.merge_state(record, states.get(record["seq"]), fallback)) for record, fallback in pairs]
 
 
 def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict, MessageState]]:
@@ -45,14 +61,27 @@ def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict,
         return []
     buffered = buffer.records_between(room_id=room_id, after=after, upto=upto)
     first_buffered = buffered[0]["seq"] if buffered else upto + 1
-    rows = (
-        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lt=first_buffered, seq__lte=upto)
-        .select_related("author")
-        .annotate(clap_total=Sum("claps__count"))
-        .order_by("seq")
-    )
-    older = [(record_from_message(row), _state_of_row(row)) for row in rows]
-    return older + [(record, FRESH) for record in buffered]
+    older = _pg_messages(room_id, seq__gt=after, seq__lt=first_buffered, seq__lte=upto)
+    return _with_current_state(room_id, [*older, *((record, None) for record in buffered)])
+
+
+def changes_after(*, room_id: int, room_slug: str, rev: int, upto_seq: int) -> list[dict]:
+    """Frames for every message with seq <= upto_seq edited, deleted or clapped after ``rev``."""
+    seqs = set(changes.changed_seqs_after(room_id=room_id, rev=rev, upto_seq=upto_seq))
+    # PostgreSQL knows changes whose traces Redis lost (a wiped Redis).
+    seqs.update(Message.objects.filter(room_id=room_id, rev__gt=rev, seq__lte=upto_seq).values_list("seq", flat=True))
+    if not seqs:
+        return []
+    ordered = sorted(seqs)
+    if ordered[-1] - ordered[0] <= 2 * len(ordered) + 200:
+        pairs = messages_between(room_id=room_id, after=ordered[0] - 1, upto=ordered[-1])
+    else:
+        pairs = [p for seq in ordered for p in messages_between(room_id=room_id, after=seq - 1, upto=seq)]
+    frames: list[dict] = []
+    for record, state in pairs:
+        if record["seq"] in seqs:
+            frames += changes_wire(record, state, room=room_slug, after_rev=rev)
+    return frames
 
 
 @dataclass(frozen=True)
@@ -80,3 +109,11 @@ def message_history(*, room: Room, before: int | None = None, after: int | None 
         messages=[message_wire(record, room=room.slug, state=state) for record, state in pairs],
         has_more=has_more,
     )
+
+
+def message_get(*, room_id: int, seq: int) -> tuple[dict, MessageState] | None:
+    """One message's record and current state, from the buffer or PostgreSQL."""
+    if seq < 1:
+        return None
+    pairs = messages_between(room_id=room_id, after=seq - 1, upto=seq)
+    return pairs[0] if pairs else None

@@ -1,33 +1,138 @@
-"""Writes of messages. The send path touches Redis only; PostgreSQL comes later, in a job."""
+"""Writes of messages and their state. The per-message path touches Redis only;
+PostgreSQL gets the rows later, from the persistence job (messaging.persistence).
+
+Order inside each service: the Redis write, then the broadcast, then the job enqueue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 import django_rq
 import orjson
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.conf import settings
 
-from messaging import buffer
-from messaging.events import room_group
-from messaging.models import Message
-from messaging.selectors import room_counters
-from messaging.wire import encode, message_wire, now_iso
-from pubsub_site.redis_client import all_room_redis_urls, room_redis_url
+from messaging import buffer, changes
+from messaging.events import activity_group, room_group, user_group
+from messaging.selectors import message_get, room_counters
+from messaging.wire import (
+    claps_wire,
+    encode,
+    message_deleted_wire,
+    message_updated_wire,
+    message_wire,
+    now_iso,
+    user_wire,
+)
+from pubsub_site.redis_client import all_room_redis_urls, get_async_redis, room_redis_url
 
 logger = logging.getLogger(__name__)
 
-PERSIST_BATCH = 500
+
+class ActionRefused(Exception):
+    """The action is not allowed or not possible; ``code`` is a wire-contract error code."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 @dataclass(frozen=True)
 class SendResult:
     seq: int
     created: bool
+
+
+# --- Coalescing: one broadcast per key and interval, per process and event loop ---
+
+
+class Coalescer:
+    """Collects updates per key and calls ``flush(key, payload)`` once per ``delay``.
+
+    The last payload for a key wins; the flush reads the current state itself, so
+    what goes out is never older than what came in.
+    """
+
+    def __init__(self, delay: float, flush: Callable[[Hashable, object], Awaitable[None]]):
+        self.delay = delay
+        self.flush = flush
+        self.pending: dict[Hashable, object] = {}
+
+    def add(self, key: Hashable, payload: object) -> None:
+        first = key not in self.pending
+        self.pending[key] = payload
+        if first:
+            asyncio.get_running_loop().call_later(self.delay, self._start_flush, key)
+
+    def _start_flush(self, key: Hashable) -> None:
+        payload = self.pending.pop(key, None)
+        task = asyncio.ensure_future(self.flush(key, payload))
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("coalesced broadcast failed", exc_info=task.exception())
+
+
+_coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Coalescer]] = weakref.WeakKeyDictionary()
+
+
+def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awaitable[None]]) -> Coalescer:
+    per_loop = _coalescers.setdefault(asyncio.get_running_loop(), {})
+    if name not in per_loop:
+        per_loop[name] = Coalescer(delay, flush)
+    return per_loop[name]
+
+
+async def _flush_activity(room_id: int, seq: int) -> None:
+    await get_channel_layer().group_send(
+        activity_group(room_id), {"type": "room.activity", "room_id": room_id, "seq": seq}
+    )
+
+
+async def _flush_claps(key: tuple[int, int], payload: tuple[str, dict, int, set[int]]) -> None:
+    room_id, seq = key
+    room_slug, last_user, last_user_total, board_users = payload
+    total, rev = await changes.aclap_snapshot(room_id=room_id, seq=seq)
+    board = await changes.aclap_board_for(room_id=room_id, user_ids=sorted(board_users))
+    frame = claps_wire(room=room_slug, seq=seq, total=total, rev=rev, user=last_user, user_total=last_user_total)
+    board_frame = {
+        "type": "clap_board",
+        "room": room_slug,
+        "users": [{"id": u, "given": g, "received": r} for u, (g, r) in board.items()],
+    }
+    await get_channel_layer().group_send(
+        room_group(room_id),
+        {
+            "type": "room.claps",
+            "room_id": room_id,
+            "seq": seq,
+            "rev": rev,
+            "frames": [encode(frame), encode(board_frame)],
+        },
+    )
+
+
+def _schedule_persist(room_id: int) -> Awaitable[None]:
+    return asyncio.to_thread(persist_enqueue, server=all_room_redis_urls().index(room_redis_url(room_id)))
+
+
+def persist_enqueue(*, server: int) -> None:
+    from messaging.jobs import persist_messages
+
+    django_rq.get_queue("default").enqueue(persist_messages, server)
+
+
+# --- Messages ----------------------------------------------------------------
 
 
 async def message_send(
@@ -39,7 +144,7 @@ async def message_send(
     Raises redis.RedisError when Redis fails; nothing is stored then.
     """
     record = {
-        "author": {"id": author_id, "username": author_username},
+        "author": user_wire(author_id, author_username),
         "body": body,
         "client_id": client_id,
         "sent_at": now_iso(),
@@ -56,57 +161,148 @@ async def message_send(
     await get_channel_layer().group_send(
         room_group(room_id), {"type": "room.message", "room_id": room_id, "seq": result.seq, "frame": frame}
     )
+    _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
     if result.schedule_persist:
-        await asyncio.to_thread(persist_enqueue, server=all_room_redis_urls().index(room_redis_url(room_id)))
+        await _schedule_persist(room_id)
     return SendResult(seq=result.seq, created=True)
 
 
-def persist_enqueue(*, server: int) -> None:
-    from messaging.jobs import persist_messages
+_REFUSALS = {
+    changes.NOT_INITIALISED: ("unavailable", "The room's state is being restored; retry."),
+    changes.NO_SUCH_MESSAGE: ("not_found", "No such message."),
+    changes.ALREADY_DELETED: ("not_found", "The message was deleted."),
+}
 
-    django_rq.get_queue("default").enqueue(persist_messages, server)
+
+def _refuse(status: int) -> ActionRefused:
+    code, detail = _REFUSALS[status]
+    return ActionRefused(code, detail)
 
 
-def messages_persist_room(*, room_id: int) -> int:
-    """Write the room's buffered messages to PostgreSQL; returns how many records were processed.
+async def _message_or_refuse(room_id: int, seq: int):
+    found = await database_sync_to_async(message_get)(room_id=room_id, seq=seq)
+    if found is None:
+        raise ActionRefused("not_found", "No such message.")
+    return found
 
-    Idempotent: the unique (room, seq) constraint turns a second write of a record
-    into a no-op, and the buffer is trimmed only after the rows are committed.
+
+async def message_clap(
+    *, room_id: int, room_slug: str, seq: int, user_id: int, username: str, count: int
+) -> changes.ClapResult:
+    """Add up to ``count`` claps, capped per user and message; the room hears of it coalesced."""
+    result = await changes.clap(room_id=room_id, seq=seq, user_id=user_id, count=count)
+    if result.status == changes.NOT_INITIALISED:
+        await database_sync_to_async(room_counters)(room_id=room_id)
+        result = await changes.clap(room_id=room_id, seq=seq, user_id=user_id, count=count)
+    if result.status == changes.AUTHOR_UNKNOWN:
+        # The message left the buffer: its author comes from PostgreSQL.
+        record, _ = await _message_or_refuse(room_id, seq)
+        result = await changes.clap(
+            room_id=room_id, seq=seq, user_id=user_id, count=count, author_hint=record["author"]["id"]
+        )
+    if result.status < 0:
+        raise _refuse(result.status)
+    if result.status == 1:
+        coalescer = _coalescer("claps", settings.CLAP_COALESCE_SECONDS, _flush_claps)
+        previous = coalescer.pending.get((room_id, seq))
+        board_users = {user_id, result.author_id} | (previous[3] if previous else set())
+        coalescer.add((room_id, seq), (room_slug, user_wire(user_id, username), result.user_total, board_users))
+        if result.schedule_persist:
+            await _schedule_persist(room_id)
+    return result
+
+
+async def message_edit(*, room_id: int, room_slug: str, seq: int, user_id: int, body: str) -> int:
+    """The author changes the body of their message; returns the new ``rev``."""
+    record, state = await _message_or_refuse(room_id, seq)
+    if record["author"]["id"] != user_id:
+        raise ActionRefused("forbidden", "Only the author can edit a message.")
+    if state.deleted:
+        raise ActionRefused("not_found", "The message was deleted.")
+    result = await changes.edit(room_id=room_id, seq=seq, body=body, at=now_iso())
+    if result.status < 0:
+        raise _refuse(result.status)
+    frame = message_updated_wire(room=room_slug, seq=seq, body=body, rev=result.rev)
+    await get_channel_layer().group_send(
+        room_group(room_id), {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
+    )
+    if result.schedule_persist:
+        await _schedule_persist(room_id)
+    return result.rev
+
+
+async def message_delete(
+    *, room_id: int, room_slug: str, seq: int, user_id: int, can_moderate: bool, reason: str = ""
+) -> int:
+    """The author, or a moderator of the room, deletes a message; it keeps its ``seq``."""
+    record, state = await _message_or_refuse(room_id, seq)
+    is_author = record["author"]["id"] == user_id
+    if not is_author and not can_moderate:
+        raise ActionRefused("forbidden", "Only the author or a moderator can delete a message.")
+    if state.deleted:
+        raise ActionRefused("not_found", "The message was already deleted.")
+    result = await changes.adelete(room_id=room_id, seq=seq, at=now_iso(), by=user_id, hidden=not is_author)
+    if result.status < 0:
+        raise _refuse(result.status)
+    await get_channel_layer().group_send(
+        room_group(room_id),
+        {
+            "type": "room.change",
+            "room_id": room_id,
+            "frame": encode(message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)),
+        },
+    )
+    if result.schedule_persist:
+        await _schedule_persist(room_id)
+    return result.rev
+
+
+def message_hide(*, room_id: int, room_slug: str, seq: int, moderator_id: int) -> int | None:
+    """A moderator hides a message from outside a WebSocket (the admin, the moderation page).
+
+    The caller has checked the moderator's rights. Returns the new ``rev``, or None
+    when the message was already deleted.
     """
-    processed = 0
-    while True:
-        upto = buffer.persisted_upto(room_id=room_id)
-        records = buffer.unpersisted_records(room_id=room_id, after=upto, limit=PERSIST_BATCH)
-        if not records:
-            buffer.mark_persisted(room_id=room_id, upto=upto)
-            return processed
-        rows = [
-            Message(
-                room_id=room_id,
-                seq=r["seq"],
-                rev=r["rev"],
-                author_id=r["author"]["id"],
-                body=r["body"],
-                client_id=r["client_id"],
-                sent_at=r["sent_at"],
-            )
-            for r in records
-        ]
-        with transaction.atomic():
-            Message.objects.bulk_create(rows, ignore_conflicts=True)
-        processed += len(rows)
-        left = buffer.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
-        if left == 0:
-            return processed
+    result = changes.delete(room_id=room_id, seq=seq, at=now_iso(), by=moderator_id, hidden=True)
+    if result.status == changes.ALREADY_DELETED:
+        return None
+    if result.status == changes.NOT_INITIALISED:
+        room_counters(room_id=room_id)
+        result = changes.delete(room_id=room_id, seq=seq, at=now_iso(), by=moderator_id, hidden=True)
+    if result.status < 0:
+        raise _refuse(result.status)
+    frame = message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)
+    async_to_sync(get_channel_layer().group_send)(
+        room_group(room_id), {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
+    )
+    if result.schedule_persist:
+        persist_enqueue(server=all_room_redis_urls().index(room_redis_url(room_id)))
+    return result.rev
 
 
-def messages_persist_server(*, server: int) -> int:
-    """Persist every dirty room on one Redis server until none is left."""
-    url = all_room_redis_urls()[server]
-    written = 0
-    while True:
-        room_ids = buffer.dirty_room_ids(url=url)
-        for room_id in room_ids:
-            written += messages_persist_room(room_id=room_id)
-        if buffer.release_schedule(url=url):
-            return written
+async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
+    raised, marker, schedule = await changes.mark_read(room_id=room_id, user_id=user_id, seq=seq)
+    if raised:
+        await get_channel_layer().group_send(
+            user_group(user_id), {"type": "user.read", "room_id": room_id, "seq": marker}
+        )
+    if schedule:
+        await _schedule_persist(room_id)
+
+
+async def typing_announce(*, room_id: int, user_id: int, username: str) -> bool:
+    """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs."""
+    key = f"{buffer.RoomKeys(room_id).prefix}:typing:{user_id}"
+    claimed = await get_async_redis(room_id).set(key, 1, nx=True, px=int(settings.TYPING_INTERVAL * 1000))
+    if not claimed:
+        return False
+    await get_channel_layer().group_send(
+        room_group(room_id), {"type": "room.typing", "room_id": room_id, "user": user_wire(user_id, username)}
+    )
+    return True
+
+
+async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[dict]) -> None:
+    await get_channel_layer().group_send(
+        room_group(room_id), {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves}
+    )

@@ -25,6 +25,10 @@ class MessageState:
     deleted: bool = False
     body: str | None = None  # the edited body, when edited
     rev: int | None = None  # the revision of the last change
+    # The revision of the last change of each kind, for recovery by ``rev``.
+    edit_rev: int | None = None
+    delete_rev: int | None = None
+    clap_rev: int | None = None
 
 
 FRESH = MessageState()
@@ -66,3 +70,45 @@ def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dic
 
 def encode(frame: dict) -> str:
     return orjson.dumps(frame).decode()
+
+
+def user_wire(user_id: int, username: str) -> dict:
+    return {"id": user_id, "username": username}
+
+
+def message_updated_wire(*, room: str, seq: int, body: str, rev: int) -> dict:
+    return {"type": "message_updated", "room": room, "seq": seq, "body": body, "rev": rev}
+
+
+def message_deleted_wire(*, room: str, seq: int, rev: int) -> dict:
+    return {"type": "message_deleted", "room": room, "seq": seq, "rev": rev}
+
+
+def claps_wire(*, room: str, seq: int, total: int, rev: int, user: dict | None, user_total: int | None) -> dict:
+    return {
+        "type": "claps",
+        "room": room,
+        "seq": seq,
+        "total": total,
+        "rev": rev,
+        "user": user,
+        "user_total": user_total,
+    }
+
+
+def changes_wire(record: dict, state: MessageState, *, room: str, after_rev: int) -> list[dict]:
+    """The frames that bring a client that knew the room at ``after_rev`` up to date on one message."""
+
+    def newer(kind_rev: int | None) -> bool:
+        return kind_rev is None or kind_rev > after_rev
+
+    seq, rev = record["seq"], state.rev if state.rev is not None else record["rev"]
+    if state.deleted:
+        return [message_deleted_wire(room=room, seq=seq, rev=rev)] if newer(state.delete_rev) else []
+    frames = []
+    if state.edited and newer(state.edit_rev):
+        body = state.body if state.body is not None else record["body"]
+        frames.append(message_updated_wire(room=room, seq=seq, body=body, rev=rev))
+    if state.claps and newer(state.clap_rev):
+        frames.append(claps_wire(room=room, seq=seq, total=state.claps, rev=rev, user=None, user_total=None))
+    return frames

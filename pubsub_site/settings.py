@@ -225,3 +225,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# Presence: a connection refreshes its entry every PRESENCE_HEARTBEAT seconds; a
+# process that dies without saying goodbye has its users leave within
+# PRESENCE_TTL + PRESENCE_HEARTBEAT seconds (45 + 15 = 60).
+PRESENCE_TTL = env_int("PRESENCE_TTL", 45)
+PRESENCE_HEARTBEAT = env_int("PRESENCE_HEARTBEAT", 15)
+# One `typing` event per user and room at most this often (seconds).
+TYPING_INTERVAL = 2.0
+# Claps on one message are broadcast at most this often per web process (seconds).
+CLAP_COALESCE_SECONDS = 0.1
+# New-message activity (unread counts) is broadcast at most this often per room and process.
+ACTIVITY_COALESCE_SECONDS = 1.0

@@ -47,10 +47,12 @@ class Membership(models.Model):
         OWNER = "owner", "Owner"
         MODERATOR = "moderator", "Moderator"
         MEMBER = "member", "Member"
+        SPECTATOR = "spectator", "Spectator"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # Spectators read and clap but do not post.
     joined_at = models.DateTimeField(default=timezone.now)
     last_read_seq = models.PositiveBigIntegerField(default=0)
     muted_until = models.DateTimeField(null=True, blank=True)
@@ -65,6 +67,10 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room} ({self.role})"
+
+    @property
+    def can_post(self) -> bool:
+        return not self.banned and self.role != self.Role.SPECTATOR
 
     @property
     def can_moderate(self) -> bool:

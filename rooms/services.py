@@ -105,6 +105,14 @@ class RoomAccess:
     def is_muted(self) -> bool:
         return self.muted_until is not None and self.muted_until > timezone.now()
 
+    @property
+    def can_post(self) -> bool:
+        return self.role != Membership.Role.SPECTATOR
+
+    @property
+    def can_moderate(self) -> bool:
+        return self.role in {Membership.Role.OWNER, Membership.Role.MODERATOR}
+
 
 def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAccess:
     """Check the user may read the room, joining it when it is public."""
@@ -121,3 +129,36 @@ def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAcce
     return RoomAccess(
         room_id=room.pk, slug=room.slug, role=membership.role, locked=room.locked, muted_until=membership.muted_until
     )
+
+
+def room_watch(*, room: Room, user: AbstractBaseUser) -> Membership:
+    """Join a public room as a spectator: read and clap, but not post."""
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership is not None:
+        if membership.banned:
+            raise PermissionDenied("You are banned from this room.")
+        return membership
+    if not room.is_public:
+        raise PermissionDenied("Only public rooms can be watched.")
+    membership, _ = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Membership.Role.SPECTATOR})
+    return membership
+
+
+def room_participate(*, room: Room, user: AbstractBaseUser) -> Membership:
+    """Turn a spectator (or a newcomer to a public room) into a participant."""
+    membership = room_join(room=room, user=user)
+    if membership.role == Membership.Role.SPECTATOR:
+        membership.role = Membership.Role.MEMBER
+        membership.save(update_fields=["role"])
+        from messaging.events import membership_changed_on_commit
+
+        membership_changed_on_commit(user_id=user.pk, room=room)
+    return membership
+
+
+def room_ids_for_user(*, user_id: int) -> dict[int, tuple[str, int]]:
+    """The rooms the user belongs to (not banned): id -> (slug, last read seq in PostgreSQL)."""
+    rows = Membership.objects.filter(user_id=user_id, banned=False).values_list(
+        "room_id", "room__slug", "last_read_seq"
+    )
+    return {room_id: (slug, last_read) for room_id, slug, last_read in rows}

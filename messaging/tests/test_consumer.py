@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from messaging import buffer
 from messaging.models import Message
-from messaging.services import messages_persist_server
+from messaging.persistence import messages_persist_server
 from messaging.tests.wsclient import connect, connected
 from rooms.models import Membership, Room
 

@@ -24,29 +24,47 @@ def session_key_for(user) -> str:
     return session.session_key
 
 
+# Frames about who is around, skipped unless a test asks for them.
+AMBIENT = frozenset({"presence", "presence_diff", "unread", "typing", "clap_board"})
+
+
 class Client:
     """A WebSocket client with helpers for the wire contract."""
 
-    def __init__(self, communicator: WebsocketCommunicator):
+    def __init__(self, communicator: WebsocketCommunicator, ignore: frozenset[str] = AMBIENT):
         self.ws = communicator
+        self.ignore = ignore
 
     async def send(self, frame: dict) -> None:
         await self.ws.send_to(text_data=json.dumps(frame))
 
     async def recv(self, timeout: float = 3) -> dict:
-        return json.loads(await self.ws.receive_from(timeout=timeout))
-
-    async def recv_type(self, frame_type: str, timeout: float = 3) -> dict:
-        """The next frame of ``frame_type``, skipping others (presence and the like)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            frame = await self.recv(timeout=max(0.05, deadline - loop.time()))
+            frame = json.loads(await self.ws.receive_from(timeout=max(0.05, deadline - loop.time())))
+            if frame["type"] not in self.ignore:
+                return frame
+
+    async def recv_type(self, frame_type: str, timeout: float = 3) -> dict:
+        """The next frame of ``frame_type``, skipping others."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = json.loads(await self.ws.receive_from(timeout=max(0.05, deadline - loop.time())))
             if frame["type"] == frame_type:
                 return frame
 
     async def nothing_more(self, timeout: float = 0.3) -> bool:
-        return await self.ws.receive_nothing(timeout=timeout)
+        """True when no frame (but ignored ones) arrives within ``timeout``.
+
+        (A timed-out receive would cancel the application, hence receive_nothing.)
+        """
+        while not await self.ws.receive_nothing(timeout=timeout):
+            frame = json.loads(await self.ws.receive_from())
+            if frame["type"] not in self.ignore:
+                raise AssertionError(f"unexpected frame: {frame}")
+        return True
 
     async def subscribe(self, room: str, since: int | None = None, rev: int | None = None) -> dict:
         await self.send({"type": "subscribe", "room": room, "since": since, "rev": rev})
@@ -65,7 +83,7 @@ class Client:
 
 
 async def connect(
-    user=None, *, origin: bytes | None = b"http://localhost", extra_headers=()
+    user=None, *, origin: bytes | None = b"http://localhost", extra_headers=(), ignore: frozenset[str] = AMBIENT
 ) -> tuple[bool, object, Client]:
     headers = list(extra_headers)
     if origin is not None:
@@ -74,10 +92,10 @@ async def connect(
         headers.append((b"cookie", f"sessionid={await session_key_for(user)}".encode()))
     communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
     connected, code = await communicator.connect(timeout=5)
-    return connected, code, Client(communicator)
+    return connected, code, Client(communicator, ignore)
 
 
-async def connected(user) -> Client:
-    ok, code, client = await connect(user)
+async def connected(user, ignore: frozenset[str] = AMBIENT) -> Client:
+    ok, code, client = await connect(user, ignore=ignore)
     assert ok, code
     return client

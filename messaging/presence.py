@@ -1,0 +1,121 @@
+"""Who is online in a room, across web processes and tabs, in Redis.
+
+Each connection subscribed to a room holds one entry ``user_id|username|kind|channel``
+in the room's ``presence`` sorted set, scored by when it expires. Connections
+refresh their entries every ``PRESENCE_HEARTBEAT`` seconds; entries of a process
+that died without saying goodbye expire after ``PRESENCE_TTL`` and the next sweep
+(any live connection's heartbeat) announces those users' leave. A user is online
+while any of their entries is; two tabs are one person.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+
+from messaging.buffer import RoomKeys
+from pubsub_site.redis_client import get_async_redis
+
+# Does the user (ARGV[1] .. '|') still have a live entry (score > ARGV[2])?
+_HAS_LIVE = """
+local function has_live(key, prefix, now)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf')) do
+    if string.sub(m, 1, #prefix) == prefix then return true end
+  end
+  return false
+end
+"""
+
+# KEYS: presence; ARGV: member, expiry, now, user prefix. Returns 1 when the user came online.
+JOIN_SCRIPT = (
+    _HAS_LIVE
+    + """
+local before = has_live(KEYS[1], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if before then return 0 end
+return 1
+"""
+)
+
+# KEYS: presence; ARGV: member, now, user prefix. Returns 1 when the user went offline.
+LEAVE_SCRIPT = (
+    _HAS_LIVE
+    + """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if has_live(KEYS[1], ARGV[3], ARGV[2]) then return 0 end
+return 1
+"""
+)
+
+# KEYS: presence; ARGV: now. Drops expired entries; returns the members of users now offline.
+SWEEP_SCRIPT = (
+    _HAS_LIVE
+    + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #expired == 0 then return {} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local gone, seen = {}, {}
+for _, m in ipairs(expired) do
+  local uid = string.match(m, '^([^|]+)|')
+  if uid and not seen[uid] then
+    seen[uid] = true
+    if not has_live(KEYS[1], uid .. '|', ARGV[1]) then table.insert(gone, m) end
+  end
+end
+return gone
+"""
+)
+
+
+def member_key(*, user_id: int, username: str, spectator: bool, channel: str) -> str:
+    return f"{user_id}|{username}|{'s' if spectator else 'p'}|{channel}"
+
+
+def user_from_member(member: str | bytes) -> dict:
+    if isinstance(member, bytes):
+        member = member.decode()
+    user_id, username, kind, _ = member.split("|", 3)
+    return {"id": int(user_id), "username": username, "spectator": kind == "s"}
+
+
+def _now() -> float:
+    return time.time()
+
+
+async def join(*, room_id: int, member: str) -> bool:
+    now = _now()
+    prefix = member.split("|", 1)[0] + "|"
+    reply = await get_async_redis(room_id).eval(
+        JOIN_SCRIPT, 1, RoomKeys(room_id).presence, member, now + settings.PRESENCE_TTL, now, prefix
+    )
+    return bool(int(reply))
+
+
+async def leave(*, room_id: int, member: str) -> bool:
+    prefix = member.split("|", 1)[0] + "|"
+    reply = await get_async_redis(room_id).eval(LEAVE_SCRIPT, 1, RoomKeys(room_id).presence, member, _now(), prefix)
+    return bool(int(reply))
+
+
+async def heartbeat(*, entries: list[tuple[int, str]]) -> None:
+    expiry = _now() + settings.PRESENCE_TTL
+    for room_id, member in entries:
+        await get_async_redis(room_id).zadd(RoomKeys(room_id).presence, {member: expiry}, xx=True)
+
+
+async def sweep(*, room_id: int) -> list[dict]:
+    """Users whose every entry expired: they left without saying goodbye."""
+    gone = await get_async_redis(room_id).eval(SWEEP_SCRIPT, 1, RoomKeys(room_id).presence, _now())
+    return [user_from_member(m) for m in gone]
+
+
+async def online(*, room_id: int) -> list[dict]:
+    members = await get_async_redis(room_id).zrangebyscore(RoomKeys(room_id).presence, f"({_now()}", "+inf")
+    users: dict[int, dict] = {}
+    for member in members:
+        user = user_from_member(member)
+        # A participant's tab wins over a spectator's for the same user.
+        if user["id"] not in users or not user["spectator"]:
+            users[user["id"]] = user
+    return sorted(users.values(), key=lambda u: u["username"].lower())
