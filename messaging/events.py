@@ -48,4 +48,13 @@ def membership_changed_on_commit(*, user_id: int, room: Room) -> None:
 
 
 def room_state_changed_on_commit(*, room: Room) -> None:
-    send_to_group_on_commit(room_group(room.pk), {"type": "room.state", "room_id": room.pk, "locked": room.locked})
+    """Tell the room's subscribers its lock or slow mode changed."""
+    send_to_group_on_commit(
+        room_group(room.pk),
+        {
+            "type": "room.state",
+            "room_id": room.pk,
+            "locked": room.locked,
+            "slow_mode_seconds": room.slow_mode_seconds,
+        },
+    )

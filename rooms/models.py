@@ -19,6 +19,9 @@ class Room(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rooms_created")
     created_at = models.DateTimeField(default=timezone.now)
     locked = models.BooleanField(default=False, help_text="A locked room can be read but not posted in.")
+    slow_mode_seconds = models.PositiveIntegerField(
+        default=0, help_text="Members wait this long between two messages; 0 turns slow mode off."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -78,3 +81,112 @@ class Membership(models.Model):
 
     def is_muted(self, now=None) -> bool:
         return self.muted_until is not None and self.muted_until > (now or timezone.now())
+
+
+class Report(models.Model):
+    """A member's report of a message, which the room's moderators resolve or dismiss.
+
+    A message is named by (room, seq): it may still be only in the Redis buffer.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+        DISMISSED = "dismissed", "Dismissed"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="reports")
+    seq = models.PositiveBigIntegerField()
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports_made")
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reporter", "room", "seq"],
+                condition=models.Q(status="open"),
+                name="report_one_open_per_reporter_and_message",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="open", resolved_at__isnull=True)
+                | (~models.Q(status="open") & models.Q(resolved_at__isnull=False)),
+                name="report_closed_exactly_when_resolved_at_is_set",
+            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="report_reason_not_empty"),
+        ]
+        indexes = [models.Index(fields=["room", "status"])]
+
+    def __str__(self) -> str:
+        return f"Report #{self.pk} of #{self.seq} in {self.room_id} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class AppendOnly(Exception):
+    """An audit entry was about to be changed or deleted."""
+
+
+class AuditLogQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnly("The audit log is append-only: entries cannot be changed.")
+
+    def delete(self):
+        raise AppendOnly("The audit log is append-only: entries cannot be deleted.")
+
+
+class AuditLog(models.Model):
+    """One moderation act, recorded by the service that did it. Append-only."""
+
+    class Action(models.TextChoices):
+        PROMOTE = "promote", "Promote to moderator"
+        DEMOTE = "demote", "Demote to member"
+        MUTE = "mute", "Mute"
+        UNMUTE = "unmute", "Unmute"
+        BAN = "ban", "Ban"
+        UNBAN = "unban", "Unban"
+        REMOVE = "remove", "Remove"
+        LOCK = "lock", "Lock"
+        UNLOCK = "unlock", "Unlock"
+        SLOW_MODE = "slow_mode", "Set slow mode"
+        HIDE_MESSAGE = "hide_message", "Hide message"
+        RESOLVE_REPORT = "resolve_report", "Resolve report"
+        DISMISS_REPORT = "dismiss_report", "Dismiss report"
+
+    # Entries outlive the room they are about (SET_NULL); an actor with entries cannot be deleted.
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="audit_entries")
+    as_staff = models.BooleanField(
+        default=False, help_text="The actor used site staff rights (the admin), not a role in the room."
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    target = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries_about"
+    )
+    seq = models.PositiveBigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AuditLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["room", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_id} {self.action} in {self.room_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise AppendOnly("The audit log is append-only: entries cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnly("The audit log is append-only: entries cannot be deleted.")

@@ -101,6 +101,8 @@ class RoomAccess:
     role: str
     locked: bool
     muted_until: datetime | None
+    # The room's slow mode: seconds a member waits between two messages; 0 is off.
+    slow_mode_seconds: int = 0
 
     def is_muted(self) -> bool:
         return self.muted_until is not None and self.muted_until > timezone.now()
@@ -127,7 +129,12 @@ def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAcce
             raise RoomNotFound
         membership, _ = Membership.objects.get_or_create(room=room, user=user)
     return RoomAccess(
-        room_id=room.pk, slug=room.slug, role=membership.role, locked=room.locked, muted_until=membership.muted_until
+        room_id=room.pk,
+        slug=room.slug,
+        role=membership.role,
+        locked=room.locked,
+        muted_until=membership.muted_until,
+        slow_mode_seconds=room.slow_mode_seconds,
     )
 
 
