@@ -1,6 +1,8 @@
 from django.contrib import admin
 
 from messaging.models import Clap, Message
+from rooms import moderation
+from rooms.admin import run_moderation_action
 
 
 @admin.register(Message)
@@ -14,8 +16,37 @@ class MessageAdmin(admin.ModelAdmin):
     ]
     search_fields = ["body", "author__username", "room__name", "room__slug"]
     list_select_related = ["room", "author", "hidden_by"]
-    readonly_fields = ["room", "seq", "author", "client_id", "sent_at", "rev"]
+    # Redis holds a message's current state: the row changes only through the services
+    # (the action below), never by editing it here.
+    readonly_fields = [
+        "room",
+        "seq",
+        "author",
+        "body",
+        "client_id",
+        "sent_at",
+        "edited_at",
+        "deleted_at",
+        "hidden_by",
+        "rev",
+    ]
     date_hierarchy = "sent_at"
+    actions = ["hide_messages"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # messages come from the rooms, through the buffer
+
+    @admin.action(description="Hide selected messages", permissions=["change"])
+    def hide_messages(self, request, queryset):
+        run_moderation_action(
+            self,
+            request,
+            queryset.select_related("room").order_by("room_id", "seq"),
+            lambda message: moderation.room_message_hide(
+                room=message.room, actor=request.user, seq=message.seq, acting_as_staff=True
+            ),
+            "{count} message(s) hidden.",
+        )
 
     @admin.display(description="body")
     def short_body(self, message: Message) -> str:

@@ -255,8 +255,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}, ref
         )
         for record, state in replay:
+            if state.claps:
+                sub.clap_revs[record["seq"]] = state.clap_rev or state.rev or record["rev"]
             await self.send(text_data=encode(message_wire(record, room=slug, state=state)))
         for change in change_frames:
+            if change["type"] == "claps":
+                sub.clap_revs[change["seq"]] = change["rev"]
             await self.send(text_data=encode(change))
         came_online = await presence.join(room_id=access.room_id, member=member)
         online = await presence.online(room_id=access.room_id)
@@ -386,11 +390,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def room_claps(self, event: dict) -> None:
         sub = self._sub_for(event)
-        if sub is None or event["rev"] <= sub.clap_revs.get(event["seq"], 0):
-            return  # an older total than one already sent
-        sub.clap_revs[event["seq"]] = event["rev"]
-        for text in event["frames"]:
-            await self.send(text_data=text)
+        if sub is None:
+            return
+        if event["rev"] > sub.clap_revs.get(event["seq"], 0):  # else: not newer than what was sent
+            sub.clap_revs[event["seq"]] = event["rev"]
+            await self.send(text_data=event["frame"])
+        await self.send(text_data=event["board"])
 
     async def room_typing(self, event: dict) -> None:
         sub = self._sub_for(event)
@@ -399,13 +404,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def room_presence(self, event: dict) -> None:
         sub = self._sub_for(event)
-        if sub is not None:
-            frame = {
-                "type": "presence_diff",
-                "room": sub.access.slug,
-                "joins": event["joins"],
-                "leaves": event["leaves"],
-            }
+        if sub is None:
+            return
+        # A user's own tabs know they are here.
+        joins = [u for u in event["joins"] if u["id"] != self.user.pk]
+        leaves = [u for u in event["leaves"] if u["id"] != self.user.pk]
+        if joins or leaves:
+            frame = {"type": "presence_diff", "room": sub.access.slug, "joins": joins, "leaves": leaves}
             await self.send(text_data=encode(frame))
 
     async def room_state(self, event: dict) -> None:

@@ -117,7 +117,8 @@ async def _flush_claps(key: tuple[int, int], payload: tuple[str, dict, int, set[
             "room_id": room_id,
             "seq": seq,
             "rev": rev,
-            "frames": [encode(frame), encode(board_frame)],
+            "frame": encode(frame),
+            "board": encode(board_frame),
         },
     )
 

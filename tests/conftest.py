@@ -26,7 +26,7 @@ def cluster(transactional_db, request):
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "ROOM_REDIS_URLS": ",".join(settings.ROOM_REDIS_URLS),
-        "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
+        "CHANNEL_REDIS_URLS": ",".join(h["address"] for h in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
         "CHANNEL_LAYER": settings.CHANNEL_LAYER_KIND,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
