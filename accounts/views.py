@@ -4,9 +4,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.forms import SignUpForm
+from pubsub_site.ratelimit import per_ip, rate_limited
 
 
 @sensitive_post_parameters("password1", "password2")
+@rate_limited("signup", key=per_ip, message="Too many sign-ups from your address.")
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("room-list")

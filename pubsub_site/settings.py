@@ -8,9 +8,11 @@ DJANGO_ENV chooses the profile:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import limits
 from django.core.exceptions import ImproperlyConfigured
 
 from pubsub_site.env import env_bool, env_int, env_list, env_str
@@ -49,6 +51,7 @@ INSTALLED_APPS = [
     "servestatic",
     "channels",
     "django_rq",
+    "axes",
     "accounts",
     "rooms",
     "messaging",
@@ -64,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lock-out into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "pubsub_site.urls"
@@ -114,7 +119,13 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # "core": channels_redis.core.RedisChannelLayer (a list per consumer, capacity and expiry);
 # "pubsub": channels_redis.pubsub.RedisPubSubChannelLayer (one PUBLISH per group send).
 CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "core")
-_channel_hosts = env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
+# redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis's
+# blocking receive (BZPOPMIN 5 s): an idle consumer would then die of a spurious
+# TimeoutError. The layer's connections get a longer timeout than the blocking read.
+_channel_hosts = [
+    {"address": url, "socket_timeout": 30, "socket_keepalive": True}
+    for url in env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
+]
 if CHANNEL_LAYER_KIND == "core":
     CHANNEL_LAYERS = {
         "default": {
@@ -162,6 +173,42 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "room-list"
 LOGOUT_REDIRECT_URL = "login"
+
+# django-axes checks every log-in first; ModelBackend then authenticates (and is
+# the backend sessions name, e.g. after sign-up).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After AXES_FAILURE_LIMIT wrong passwords for one username from one address, that
+# pair is locked out for AXES_COOLOFF_TIME (counted from the last failure); the
+# log-in page answers 429 with Retry-After. Attempts are kept in the database
+# (visible in the admin); a successful log-in resets the count.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 60))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "pubsub_site.ratelimit.axes_lockout_response"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+
+
+def _rate(name: str, default: str) -> str:
+    """A rate in the `limits` notation, e.g. "10/hour" or "5 per minute"."""
+    value = env_str(name, default)
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write e.g. '10/hour'.") from None
+    return value
+
+
+# Page rate limits (pubsub_site/ratelimit.py), counted in Redis over a moving window.
+RATE_LIMITS = {
+    "signup": _rate("RATE_LIMIT_SIGNUP", "10/hour"),  # sign-up attempts per client address
+    "room_create": _rate("RATE_LIMIT_ROOM_CREATE", "10/hour"),  # room creation attempts per user
+    "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
+}
 
 # --- Internationalisation, static files -------------------------------------
 

@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 from django import forms
 
 from rooms.models import Room
+from rooms.moderation import MUTE_DURATIONS, REPORT_REASON_MAX, SLOW_MODE_CHOICES
 
 
 class RoomForm(forms.Form):
@@ -11,3 +14,37 @@ class RoomForm(forms.Form):
 
 class InviteForm(forms.Form):
     username = forms.CharField(max_length=150, strip=True)
+
+
+class MemberActForm(forms.Form):
+    """Who a moderation act is about, and why (the reason goes to the audit log)."""
+
+    username = forms.CharField(max_length=150, strip=True)
+    reason = forms.CharField(max_length=500, required=False, strip=True)
+
+
+class MuteForm(MemberActForm):
+    duration = forms.ChoiceField(choices=[(label, label) for label in MUTE_DURATIONS], initial="1 hour")
+
+    def clean_duration(self) -> timedelta:
+        return MUTE_DURATIONS[self.cleaned_data["duration"]]
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False, strip=True)
+
+
+class SlowModeForm(ReasonForm):
+    seconds = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(s, f"{s} seconds" if s else "Off") for s in SLOW_MODE_CHOICES],
+        label="Slow mode",
+    )
+
+
+class ReportForm(forms.Form):
+    reason = forms.CharField(
+        max_length=REPORT_REASON_MAX,
+        strip=True,
+        error_messages={"required": "Say why you report this message."},
+    )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
-from django.http import Http404
+from dataclasses import dataclass
 
-from rooms.models import Membership, Room
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.http import Http404
+from django.utils.text import Truncator
+
+from rooms.models import AuditLog, Membership, Report, Room
 
 
 def membership_get(*, room: Room, user: AbstractBaseUser) -> Membership | None:
@@ -51,3 +56,103 @@ def room_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
 
 def room_members(*, room: Room) -> QuerySet[Membership]:
     return room.memberships.filter(banned=False).select_related("user").order_by("role", "user__username")
+
+
+def room_get_for_moderator(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Membership]:
+    """The room and the user's membership when the user moderates it.
+
+    404 when the user may not read the room (as for any reader), 403 when they
+    read it but are neither its owner nor one of its moderators.
+    """
+    room, membership = room_get_for_reader(slug=slug, user=user)
+    if membership is None or not membership.can_moderate:
+        raise PermissionDenied("Only the room's owner and moderators can moderate it.")
+    return room, membership
+
+
+_ROLE_RANK = Case(
+    When(role=Membership.Role.OWNER, then=Value(0)),
+    When(role=Membership.Role.MODERATOR, then=Value(1)),
+    When(role=Membership.Role.MEMBER, then=Value(2)),
+    default=Value(3),
+    output_field=IntegerField(),
+)
+
+
+def room_members_for_moderation(*, room: Room) -> QuerySet[Membership]:
+    """Every membership of the room, banned ones too: owner, moderators, members, spectators, then the banned."""
+    return (
+        room.memberships.select_related("user")
+        .annotate(role_rank=_ROLE_RANK)
+        .order_by("banned", "role_rank", "user__username")
+    )
+
+
+def user_find(*, username: str) -> AbstractBaseUser | None:
+    """The user with this username, whatever its case."""
+    username = username.strip()
+    if not username:
+        return None
+    return get_user_model().objects.filter(username__iexact=username).first()
+
+
+@dataclass(frozen=True)
+class ReportedMessage:
+    """A report with what the moderators need to judge it."""
+
+    report: Report
+    author: str
+    excerpt: str
+    exists: bool
+    deleted: bool
+
+
+EXCERPT_CHARS = 200
+
+
+def report_list_open(*, room: Room, limit: int = 100) -> list[ReportedMessage]:
+    """The room's open reports, oldest first, each with its message as the room shows it now."""
+    from messaging.selectors import message_get
+    from messaging.wire import message_wire
+
+    reports = room.reports.filter(status=Report.Status.OPEN).select_related("reporter").order_by("created_at", "pk")
+    found_by_seq: dict[int, dict | None] = {}
+    listed = []
+    for report in reports[:limit]:
+        if report.seq not in found_by_seq:
+            found = message_get(room_id=room.pk, seq=report.seq)
+            found_by_seq[report.seq] = message_wire(found[0], room=room.slug, state=found[1]) if found else None
+        wire = found_by_seq[report.seq]
+        listed.append(
+            ReportedMessage(
+                report=report,
+                author=wire["author"]["username"] if wire else "",
+                excerpt=Truncator(wire["body"]).chars(EXCERPT_CHARS) if wire else "",
+                exists=wire is not None,
+                deleted=bool(wire and wire["deleted"]),
+            )
+        )
+    return listed
+
+
+def report_count_open(*, room: Room) -> int:
+    return room.reports.filter(status=Report.Status.OPEN).count()
+
+
+def report_get_for_room(*, room: Room, report_id: int) -> Report:
+    report = Report.objects.filter(room=room, pk=report_id).select_related("room", "reporter").first()
+    if report is None:
+        raise Http404("No such report.")
+    return report
+
+
+def audit_log_for_room(*, room: Room) -> QuerySet[AuditLog]:
+    """The room's moderation history, newest first."""
+    return AuditLog.objects.filter(room=room).select_related("actor", "target").order_by("-created_at", "-pk")
+
+
+def membership_is_actionable_by(*, target: Membership, actor: Membership) -> bool:
+    """Whether ``actor`` may act on ``target`` at all; the moderation services decide each act."""
+    if not actor.can_moderate or target.user_id == actor.user_id or target.role == Membership.Role.OWNER:
+        return False
+    return target.role != Membership.Role.MODERATOR or actor.role == Membership.Role.OWNER

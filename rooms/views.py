@@ -1,14 +1,42 @@
+import json
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from messaging.selectors import message_history
-from rooms import services
-from rooms.forms import InviteForm, RoomForm
-from rooms.selectors import room_get_for_reader, room_list_for_user, room_members
+from messaging.selectors import message_get, message_history
+from pubsub_site.ratelimit import per_user, rate_limited
+from rooms import moderation, services
+from rooms.forms import (
+    InviteForm,
+    MemberActForm,
+    MuteForm,
+    ReasonForm,
+    ReportForm,
+    RoomForm,
+    SlowModeForm,
+)
+from rooms.models import Membership
+from rooms.selectors import (
+    audit_log_for_room,
+    membership_is_actionable_by,
+    report_count_open,
+    report_get_for_room,
+    report_list_open,
+    room_get_for_moderator,
+    room_get_for_reader,
+    room_list_for_user,
+    room_members,
+    room_members_for_moderation,
+    user_find,
+)
 
 PAGE_SIZE = 50
 
@@ -30,6 +58,7 @@ def room_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@rate_limited("room_create", key=per_user, message="You have created too many rooms.")
 def room_create(request: HttpRequest) -> HttpResponse:
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -54,6 +83,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "has_more": history.has_more,
         "last_seq": history.messages[-1]["seq"] if history.messages else 0,
         "invite_form": InviteForm(),
+        "open_report_count": report_count_open(room=room) if membership and membership.can_moderate else 0,
     }
     return render(request, "rooms/room_detail.html", context)
 
@@ -103,3 +133,223 @@ def room_invite(request: HttpRequest, slug: str) -> HttpResponse:
         for message in errors:
             messages.error(request, message)
     return redirect(room)
+
+
+@login_required
+@require_POST
+def room_watch(request: HttpRequest, slug: str) -> HttpResponse:
+    room, _ = room_get_for_reader(slug=slug, user=request.user)
+    try:
+        membership = services.room_watch(room=room, user=request.user)
+    except PermissionDenied as error:
+        messages.error(request, str(error))
+    else:
+        if membership.role == Membership.Role.SPECTATOR:
+            messages.success(request, f"You are watching {room.name}.")
+    return redirect(room)
+
+
+@login_required
+@require_POST
+def room_participate(request: HttpRequest, slug: str) -> HttpResponse:
+    room, _ = room_get_for_reader(slug=slug, user=request.user)
+    try:
+        services.room_participate(room=room, user=request.user)
+    except PermissionDenied as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"You take part in {room.name}.")
+    return redirect(room)
+
+
+# --- Reports -----------------------------------------------------------------------
+
+
+def _errors_json(errors: dict[str, list[str]]) -> JsonResponse:
+    return JsonResponse({"errors": errors}, status=400)
+
+
+@login_required
+@require_POST
+@rate_limited("report", key=per_user, message="You have reported too many messages.", json=True)
+def message_report(request: HttpRequest, slug: str, seq: int) -> JsonResponse:
+    """Report a message to the room's moderators: ``reason`` as a form field or in a JSON body."""
+    room, _ = room_get_for_reader(slug=slug, user=request.user)
+    if message_get(room_id=room.pk, seq=seq) is None:
+        raise Http404("No such message.")
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            return _errors_json({"__all__": ["The body is not valid JSON."]})
+        if not isinstance(data, dict):
+            return _errors_json({"__all__": ["The body must be a JSON object."]})
+    else:
+        data = request.POST
+    form = ReportForm(data)
+    if not form.is_valid():
+        return _errors_json({field: list(errors) for field, errors in form.errors.items()})
+    try:
+        report = moderation.report_create(room=room, reporter=request.user, seq=seq, reason=form.cleaned_data["reason"])
+    except ValidationError as error:
+        return _errors_json(error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages})
+    return JsonResponse({"status": "reported", "report": report.pk}, status=201)
+
+
+# --- Moderation ----------------------------------------------------------------------
+
+AUDIT_PAGE_SIZE = 50
+
+
+@login_required
+def room_moderation(request: HttpRequest, slug: str) -> HttpResponse:
+    """The moderation page of a room: members, the room's settings, open reports, the audit log."""
+    room, membership = room_get_for_moderator(slug=slug, user=request.user)
+    audit_page = Paginator(audit_log_for_room(room=room), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "room": room,
+        "membership": membership,
+        "is_owner": membership.role == Membership.Role.OWNER,
+        "members": [
+            (member, membership_is_actionable_by(target=member, actor=membership))
+            for member in room_members_for_moderation(room=room)
+        ],
+        "reports": report_list_open(room=room),
+        "audit_page": audit_page,
+        "mute_durations": list(moderation.MUTE_DURATIONS),
+        "slow_mode_choices": moderation.SLOW_MODE_CHOICES,
+    }
+    return render(request, "rooms/moderation.html", context)
+
+
+def _refusal_text(error: PermissionDenied | ValidationError) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    return str(error) or "You may not do this."
+
+
+def _form_errors_text(form) -> str:
+    return " ".join(message for errors in form.errors.values() for message in errors)
+
+
+def _back_url(request: HttpRequest, *, default: str) -> str:
+    """Where to go after an act: the page it came from (``next``, on this site only), else ``default``."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def _moderate(
+    request: HttpRequest, slug: str, form_class: type, act: Callable[..., str], **act_kwargs: object
+) -> HttpResponse:
+    """Run one moderation act from a POSTed form, tell how it went, and go back to the moderation page."""
+    room, _ = room_get_for_moderator(slug=slug, user=request.user)
+    back = redirect(_back_url(request, default=reverse("room-moderation", kwargs={"slug": room.slug})))
+    form = form_class(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors_text(form))
+        return back
+    try:
+        done = act(room=room, data=form.cleaned_data, **act_kwargs)
+    except (PermissionDenied, ValidationError) as error:
+        messages.error(request, _refusal_text(error))
+    else:
+        messages.success(request, done)
+    return back
+
+
+_MEMBER_ACTS: dict[str, tuple[Callable[..., object], str]] = {
+    "promote": (moderation.membership_promote, "{username} is now a moderator."),
+    "demote": (moderation.membership_demote, "{username} is no longer a moderator."),
+    "mute": (moderation.membership_mute, "{username} is muted."),
+    "unmute": (moderation.membership_unmute, "{username} can post again."),
+    "ban": (moderation.membership_ban, "{username} is banned."),
+    "unban": (moderation.membership_unban, "{username} is no longer banned."),
+    "remove": (moderation.membership_remove, "{username} was removed from the room."),
+}
+
+
+@login_required
+@require_POST
+def room_member_act(request: HttpRequest, slug: str, act: str) -> HttpResponse:
+    """Promote, demote, mute, unmute, ban, unban or remove the user named in the form."""
+    service, done = _MEMBER_ACTS[act]
+
+    def run(*, room, data: dict) -> str:
+        user = user_find(username=data["username"])
+        if user is None:
+            raise ValidationError("There is no user with this name.")
+        extra = {"duration": data["duration"]} if act == "mute" else {}
+        service(room=room, actor=request.user, user=user, reason=data["reason"], **extra)
+        return done.format(username=user.get_username())
+
+    return _moderate(request, slug, MuteForm if act == "mute" else MemberActForm, run)
+
+
+@login_required
+@require_POST
+def room_lock(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        moderation.room_lock(room=room, actor=request.user, reason=data["reason"])
+        return "The room is locked: nobody can post until it is unlocked."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+@login_required
+@require_POST
+def room_unlock(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        moderation.room_unlock(room=room, actor=request.user, reason=data["reason"])
+        return "The room is unlocked."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+@login_required
+@require_POST
+def room_slow_mode(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        seconds = data["seconds"]
+        moderation.room_set_slow_mode(room=room, actor=request.user, seconds=seconds, reason=data["reason"])
+        return f"Slow mode: one message every {seconds} seconds per member." if seconds else "Slow mode is off."
+
+    return _moderate(request, slug, SlowModeForm, run)
+
+
+@login_required
+@require_POST
+def room_message_hide(request: HttpRequest, slug: str, seq: int) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        moderation.room_message_hide(room=room, actor=request.user, seq=seq, reason=data["reason"])
+        return f"Message #{seq} is hidden."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+_REPORT_ACTS: dict[str, Callable[..., object]] = {
+    "resolve": moderation.report_resolve,
+    "dismiss": moderation.report_dismiss,
+    "hide": moderation.report_hide_message,
+}
+_REPORT_DONE = {
+    "resolve": "The report is resolved.",
+    "dismiss": "The report is dismissed.",
+    "hide": "The message is hidden and its reports are resolved.",
+}
+
+
+@login_required
+@require_POST
+def room_report_act(request: HttpRequest, slug: str, report_id: int, act: str) -> HttpResponse:
+    """Resolve or dismiss a report, or hide the reported message."""
+
+    def run(*, room, data: dict) -> str:
+        report = report_get_for_room(room=room, report_id=report_id)
+        _REPORT_ACTS[act](report=report, actor=request.user)
+        return _REPORT_DONE[act]
+
+    return _moderate(request, slug, ReasonForm, run)

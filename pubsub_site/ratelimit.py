@@ -1,0 +1,136 @@
+"""Limits on pages that create things (sign-ups, rooms, reports), and the log-in lock-out page.
+
+Counters live in Redis (``settings.REDIS_URL``) through the ``limits`` library,
+in a moving window. Every POST counts, accepted or not: a form that answers
+"this name is taken" must not become a free oracle. Past the limit the view is
+not called and the answer is 429 with ``Retry-After``.
+
+The limits are read from ``settings.RATE_LIMITS`` at each request, so tests can
+lower them. When Redis fails the request goes through (and is logged): these
+limits slow abuse down, they do not guard data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from limits import parse
+from limits.errors import StorageError
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from pubsub_site.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+_limiters: dict[str, MovingWindowRateLimiter] = {}
+
+
+def _limiter() -> MovingWindowRateLimiter:
+    url = settings.REDIS_URL
+    limiter = _limiters.get(url)
+    if limiter is None:
+        storage = RedisStorage(
+            url, connection_pool=get_redis(url=url).connection_pool, key_prefix="pubsub:ratelimit", wrap_exceptions=True
+        )
+        limiter = _limiters[url] = MovingWindowRateLimiter(storage)
+    return limiter
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address, as django-axes sees it (one definition for lock-outs and limits)."""
+    from axes.helpers import get_client_ip_address
+
+    return get_client_ip_address(request) or "unknown"
+
+
+def per_ip(request: HttpRequest) -> str:
+    return f"ip:{client_ip(request)}"
+
+
+def per_user(request: HttpRequest) -> str:
+    return f"user:{request.user.pk}"
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def too_many_requests(request: HttpRequest, *, message: str, retry_after: int, json: bool = False) -> HttpResponse:
+    """The 429 answer: what happened, and when to come back (also in ``Retry-After``)."""
+    retry_after = max(1, retry_after)
+    detail = f"{message} Try again in {_wait_text(retry_after)}."
+    if json:
+        response: HttpResponse = JsonResponse(
+            {"error": "rate_limited", "detail": detail, "retry_after": retry_after}, status=429
+        )
+    else:
+        response = render(request, "rooms/rate_limited.html", {"detail": detail}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def rate_limited(scope: str, *, key: Callable[[HttpRequest], str], message: str, json: bool = False):
+    """Limit a view's POSTs to ``settings.RATE_LIMITS[scope]`` (e.g. "10/hour") per ``key(request)``."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method != "POST":
+                return view(request, *args, **kwargs)
+            item = parse(settings.RATE_LIMITS[scope])
+            identity = key(request)
+            limiter = _limiter()
+            try:
+                allowed = limiter.hit(item, scope, identity)
+                if not allowed:
+                    reset_at, _ = limiter.get_window_stats(item, scope, identity)
+            except StorageError:
+                logger.warning("rate limit %s not checked: Redis failed", scope, exc_info=True)
+                allowed = True
+            if not allowed:
+                return too_many_requests(
+                    request, message=message, retry_after=math.ceil(reset_at - time.time()), json=json
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def axes_lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """django-axes' answer to a locked-out log-in: the log-in page with a clear error, 429.
+
+    (``AXES_LOCKOUT_CALLABLE``; axes passes the original response and the credentials
+    in an order that differs between its sync and async paths, so neither is used.)
+    """
+    from axes.helpers import get_cool_off
+
+    cool_off = get_cool_off(request) or timedelta(hours=1)
+    retry_after = max(1, int(cool_off.total_seconds()))
+    form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")[:150]})
+    form.add_error(
+        None,
+        f"Too many failed log-in attempts for this account from your address. Try again in {_wait_text(retry_after)}.",
+    )
+    response = render(
+        request,
+        "registration/login.html",
+        {"form": form, "next": request.POST.get("next", "")},
+        status=settings.AXES_HTTP_RESPONSE_CODE,
+    )
+    response["Retry-After"] = str(retry_after)
+    return response
