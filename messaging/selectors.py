@@ -117,3 +117,51 @@ def message_get(*, room_id: int, seq: int) -> tuple[dict, MessageState] | None:
         return None
     pairs = messages_between(room_id=room_id, after=seq - 1, upto=seq)
     return pairs[0] if pairs else None
+
+
+def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
+    """Messages after the user's read marker, per room (Redis first, PostgreSQL's marker else)."""
+    from rooms.models import Membership
+
+    stored = dict(
+        Membership.objects.filter(user_id=user_id, room_id__in=room_ids).values_list("room_id", "last_read_seq")
+    )
+    counts = {}
+    for room_id in room_ids:
+        latest, _ = room_counters(room_id=room_id)
+        marker = changes.read_markers(room_id=room_id, user_ids=[user_id]).get(user_id, stored.get(room_id, 0))
+        counts[room_id] = max(0, latest - marker)
+    return counts
+
+
+def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
+    """The room's most clapped messages in their wire form, most clapped first."""
+    found = []
+    for seq, _ in changes.top_clapped(room_id=room.pk, limit=limit):
+        pair = message_get(room_id=room.pk, seq=seq)
+        if pair is not None and not pair[1].deleted:
+            found.append(message_wire(pair[0], room=room.slug, state=pair[1]))
+    if found:
+        return found
+    # A Redis that lost its ranking: PostgreSQL's totals.
+    rows = (
+        Message.objects.filter(room=room, deleted_at__isnull=True, hidden_by__isnull=True)
+        .annotate(clap_total=Sum("claps__count"))
+        .filter(clap_total__gt=0)
+        .order_by("-clap_total", "seq")[:limit]
+    )
+    return [message_wire(record_from_message(row), room=room.slug, state=_state_of_row(row)) for row in rows]
+
+
+def clap_board(*, room: Room) -> list[dict]:
+    """Claps given and received per member in the room, most active first."""
+    from django.contrib.auth import get_user_model
+
+    given, received = changes.clap_board(room_id=room.pk)
+    user_ids = set(given) | set(received)
+    names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
+    board = [
+        {"id": u, "username": names.get(u, "?"), "given": given.get(u, 0), "received": received.get(u, 0)}
+        for u in user_ids
+    ]
+    return sorted(board, key=lambda row: (-(row["given"] + row["received"]), row["username"].lower()))

@@ -1,7 +1,12 @@
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, JsonResponse
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
 
-from messaging.selectors import HISTORY_MAX_LIMIT, message_history
+from messaging import changes
+from messaging.models import Notification
+from messaging.selectors import HISTORY_MAX_LIMIT, clap_board, message_history, top_clapped_messages
 from rooms.selectors import room_get_for_reader
 
 
@@ -32,3 +37,37 @@ def history(request: HttpRequest, slug: str) -> JsonResponse:
         )
     page = message_history(room=room, before=before, after=after, limit=limit or 50)
     return JsonResponse({"room": room.slug, "messages": page.messages, "has_more": page.has_more})
+
+
+@login_required
+def notifications(request: HttpRequest) -> HttpResponse:
+    """The user's notifications, newest first; viewing them marks them read."""
+    page = Paginator(
+        Notification.objects.filter(user=request.user).select_related("room", "from_user"), 50
+    ).get_page(request.GET.get("page"))
+    unread_ids = [n.pk for n in page if n.read_at is None]
+    response = render(request, "messaging/notifications.html", {"page": page, "unread_ids": set(unread_ids)})
+    Notification.objects.filter(pk__in=unread_ids).update(read_at=timezone.now())
+    return response
+
+
+@login_required
+def top_clapped(request: HttpRequest, slug: str) -> HttpResponse:
+    room, membership = room_get_for_reader(slug=slug, user=request.user)
+    context = {
+        "room": room,
+        "membership": membership,
+        "top": top_clapped_messages(room=room),
+        "board": clap_board(room=room),
+    }
+    return render(request, "messaging/top.html", context)
+
+
+@login_required
+def claps(request: HttpRequest, slug: str) -> JsonResponse:
+    """The room's clap board, and the user's own claps on the messages in ``?seqs=1,2,3``."""
+    room, _ = room_get_for_reader(slug=slug, user=request.user)
+    raw = request.GET.get("seqs", "")
+    seqs = [int(s) for s in raw.split(",") if s.isdigit() and len(s) < 16][:200]
+    mine = changes.user_claps(room_id=room.pk, user_id=request.user.pk, seqs=seqs)
+    return JsonResponse({"room": room.slug, "board": clap_board(room=room), "mine": mine})

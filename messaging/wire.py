@@ -6,6 +6,7 @@ The consumer, the history endpoint, the room page and the jobs all go through
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -112,3 +113,26 @@ def changes_wire(record: dict, state: MessageState, *, room: str, after_rev: int
     if state.claps and newer(state.clap_rev):
         frames.append(claps_wire(room=room, seq=seq, total=state.claps, rev=rev, user=None, user_total=None))
     return frames
+
+
+_LINK = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
+_TRAILING = ".,;:!?)]}'\""
+
+
+def body_parts(body: str) -> list[tuple[str, str]]:
+    """Split text into plain parts and http(s) links; nothing else becomes markup.
+
+    The JS client (static/js/room.js, bodyParts) follows the same rule.
+    """
+    parts: list[tuple[str, str]] = []
+    position = 0
+    for match in _LINK.finditer(body):
+        url = match.group(0).rstrip(_TRAILING)
+        start, end = match.start(), match.start() + len(url)
+        if start > position:
+            parts.append(("text", body[position:start]))
+        parts.append(("link", url))
+        position = end
+    if position < len(body):
+        parts.append(("text", body[position:]))
+    return parts

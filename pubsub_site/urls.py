@@ -12,5 +12,6 @@ urlpatterns = [
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("", include("messaging.urls")),
     path("", include("rooms.urls")),
 ]

@@ -1,5 +1,5 @@
 // The room page's client: speaks the wire contract (docs/protocol.md) over /ws/.
-// User text is only ever inserted with textContent.
+// User text is only ever inserted with textContent; links are built as elements.
 (function () {
   "use strict";
 
@@ -7,33 +7,69 @@
   if (!root) return;
 
   const room = root.dataset.room;
-  const historyUrl = root.dataset.historyUrl;
+  const me = { id: Number(root.dataset.userId), username: root.dataset.username };
+  const canModerate = root.dataset.canModerate === "true";
   const list = document.getElementById("messages");
   const composer = document.getElementById("composer");
   const composerBody = document.getElementById("composer-body");
   const composerError = document.getElementById("composer-error");
   const connection = document.getElementById("connection");
+  const onlineList = document.getElementById("online");
+  const typingLine = document.getElementById("typing");
+  const board = document.getElementById("clap-board");
+  const reportDialog = document.getElementById("report-dialog");
+
+  const GROUP_WINDOW_MS = 5 * 60 * 1000;
+  const TYPING_SEND_INTERVAL_MS = 2000;
+  const TYPING_SHOW_MS = 4000;
+  const MAX_RENDERED = 400;
 
   let lastSeq = Number(root.dataset.lastSeq) || 0;
   let lastRev = null;
   let hasMore = root.dataset.hasMore === "true";
-  let socket = null;
-  let attempts = 0;
-  let pingTimer = null;
-  let offlineTimer = null;
   let loadingOlder = false;
-  const unacked = new Map(); // client_id -> {body}
+  let lastTypingSent = 0;
+  let readSent = 0;
+  let reportSeq = null;
+  let retryTimer = null;
+  const unacked = new Map(); // client_id -> body
+  const online = new Map(); // user id -> user
+  const typers = new Map(); // user id -> {user, timer}
 
-  function uuid4() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  // --- Rendering: the same markup as templates/messaging/_message.html -------
+
+  const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
+  const TRAILING = /[.,;:!?)\]}'"]+$/;
+
+  // The same rule as messaging.wire.body_parts on the server.
+  function bodyParts(text) {
+    const parts = [];
+    let position = 0;
+    for (const match of text.matchAll(LINK)) {
+      const url = match[0].replace(TRAILING, "");
+      if (match.index > position) parts.push(["text", text.slice(position, match.index)]);
+      parts.push(["link", url]);
+      position = match.index + url.length;
+    }
+    if (position < text.length) parts.push(["text", text.slice(position)]);
+    return parts;
   }
 
-  // --- Rendering: the same markup as templates/messaging/_message.html ------
+  function fillBody(el, text) {
+    el.replaceChildren();
+    for (const [kind, value] of bodyParts(text)) {
+      if (kind === "link") {
+        const a = document.createElement("a");
+        a.href = value;
+        a.rel = "noopener nofollow";
+        a.target = "_blank";
+        a.textContent = value;
+        el.append(a);
+      } else {
+        el.append(document.createTextNode(value));
+      }
+    }
+  }
 
   function formatTime(iso) {
     const date = new Date(iso);
@@ -53,12 +89,22 @@
     });
   }
 
+  function button(action, label) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link-button";
+    b.dataset.action = action;
+    b.textContent = label;
+    return b;
+  }
+
   function buildMessage(m) {
     const li = document.createElement("li");
     li.className = "message";
     li.dataset.seq = m.seq;
     li.dataset.clientId = m.client_id;
     li.dataset.authorId = m.author.id;
+    li.dataset.sentAt = m.sent_at;
     const meta = document.createElement("div");
     meta.className = "message__meta";
     const author = document.createElement("span");
@@ -67,30 +113,75 @@
     const time = document.createElement("time");
     time.className = "message__time";
     time.setAttribute("datetime", m.sent_at);
-    meta.append(author, " ", time);
+    const edited = document.createElement("span");
+    edited.className = "message__edited";
+    edited.textContent = "(edited)";
+    meta.append(author, " ", time, " ", edited);
     const body = document.createElement("div");
     body.className = "message__body";
-    li.append(meta, body);
+    const actions = document.createElement("div");
+    actions.className = "message__actions";
+    const clap = document.createElement("button");
+    clap.type = "button";
+    clap.className = "clap";
+    clap.dataset.action = "clap";
+    clap.title = "Clap for this message";
+    clap.setAttribute("aria-pressed", "false");
+    const icon = document.createElement("span");
+    icon.setAttribute("aria-hidden", "true");
+    icon.textContent = "👏";
+    const total = document.createElement("span");
+    total.className = "clap__total";
+    const hidden = document.createElement("span");
+    hidden.className = "visually-hidden";
+    hidden.textContent = " claps";
+    clap.append(icon, " ", total, hidden);
+    actions.append(clap);
+    if (m.author.id === me.id) actions.append(" ", button("edit", "Edit"), " ", button("delete", "Delete"));
+    else if (canModerate) actions.append(" ", button("delete", "Delete"));
+    if (m.author.id !== me.id) actions.append(" ", button("report", "Report"));
+    li.append(meta, body, actions);
     applyState(li, m);
     renderTimes(li);
     return li;
   }
 
   function applyState(li, m) {
-    const body = li.querySelector(".message__body");
     li.classList.toggle("message--deleted", !!m.deleted);
-    body.textContent = m.deleted ? "This message was deleted." : m.body;
-    let edited = li.querySelector(".message__edited");
-    if (m.edited && !m.deleted) {
-      if (!edited) {
-        edited = document.createElement("span");
-        edited.className = "message__edited";
-        edited.textContent = "(edited)";
-        li.querySelector(".message__meta").append(" ", edited);
-      }
-    } else if (edited) {
-      edited.remove();
+    const body = li.querySelector(".message__body");
+    if (m.deleted) body.textContent = "This message was deleted.";
+    else if (m.body !== undefined) fillBody(body, m.body);
+    li.querySelector(".message__edited").hidden = !m.edited || !!m.deleted;
+    li.querySelector(".message__actions").hidden = !!m.deleted;
+    if (m.claps !== undefined) setClaps(li, m.claps);
+  }
+
+  function setClaps(li, total, mine) {
+    li.querySelector(".clap__total").textContent = String(total);
+    if (mine !== undefined) {
+      const clap = li.querySelector(".clap");
+      clap.setAttribute("aria-pressed", mine > 0 ? "true" : "false");
+      clap.dataset.mine = mine;
+      clap.title = mine > 0 ? `You clapped ${mine} time${mine === 1 ? "" : "s"}` : "Clap for this message";
     }
+  }
+
+  // Consecutive messages of one author within a few minutes show as one group.
+  function regroup(li) {
+    if (!li || !li.classList.contains("message")) return;
+    const prev = li.previousElementSibling;
+    const continued = prev && prev.classList.contains("message") &&
+      prev.dataset.authorId === li.dataset.authorId &&
+      new Date(li.dataset.sentAt) - new Date(prev.dataset.sentAt) < GROUP_WINDOW_MS;
+    li.classList.toggle("message--continued", !!continued);
+  }
+
+  function bySeq(seq) {
+    return list.querySelector(`li.message[data-seq="${Number(seq)}"]`);
+  }
+
+  function byClientId(clientId) {
+    return list.querySelector(`li.message[data-client-id="${CSS.escape(clientId)}"]`);
   }
 
   function nearBottom() {
@@ -101,143 +192,262 @@
     list.scrollTop = list.scrollHeight;
   }
 
-  function findByClientId(clientId) {
-    return list.querySelector(`li.message[data-client-id="${CSS.escape(clientId)}"]`);
+  function trimOld() {
+    // Infinite scroll keeps the page light: far-away old messages leave the DOM.
+    const rendered = list.querySelectorAll("li.message[data-seq]");
+    if (rendered.length <= MAX_RENDERED || !nearBottom()) return;
+    for (let i = 0; i < rendered.length - MAX_RENDERED; i += 1) rendered[i].remove();
+    setHasMore(true);
   }
 
   function appendMessage(m) {
-    const stick = nearBottom();
-    const existing = findByClientId(m.client_id);
-    if (existing) {
-      // Our own pending message: its broadcast confirms it.
-      existing.dataset.seq = m.seq;
-      existing.classList.remove("message--pending", "message--failed");
+    const stick = nearBottom() || m.author.id === me.id;
+    const pending = byClientId(m.client_id);
+    if (pending) {
+      // Our own pending message: its broadcast confirms it, and it moves into seq order.
+      pending.remove();
       unacked.delete(m.client_id);
-      applyState(existing, m);
-      return;
     }
-    list.append(buildMessage(m));
+    const li = buildMessage(m);
+    const firstPending = list.querySelector("li.message--pending");
+    list.insertBefore(li, firstPending);
+    regroup(li);
+    regroup(li.nextElementSibling);
+    trimOld();
     if (stick) scrollToBottom();
+    markRead();
   }
 
-  // --- The socket -------------------------------------------------------------
+  // --- Connection ----------------------------------------------------------------
 
-  function setState(state) {
-    clearTimeout(offlineTimer);
-    if (state === "reconnecting") {
-      // Only say "offline" when it lasts: a quick reconnect shows as reconnecting.
-      offlineTimer = setTimeout(() => setConnection("offline"), 5000);
-    }
-    setConnection(state);
-  }
-
-  function setConnection(state) {
-    if (!connection) return;
-    connection.dataset.state = state;
-    connection.textContent = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", offline: "offline" }[state];
-  }
-
-  function send(frame) {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(frame));
-      return true;
-    }
-    return false;
-  }
+  const socket = window.PubSub.connect({
+    onOpen: subscribe,
+    onFrame: handle,
+    onState(state) {
+      if (!connection) return;
+      connection.dataset.state = state;
+      connection.textContent = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", offline: "offline" }[state];
+    },
+  });
+  window.pubsubRoomSocket = socket;
 
   function subscribe() {
-    send({ type: "subscribe", room, since: lastSeq, rev: lastRev });
-  }
-
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/ws/`);
-    socket.addEventListener("open", () => {
-      attempts = 0;
-      setState("connected");
-      subscribe();
-      clearInterval(pingTimer);
-      pingTimer = setInterval(() => send({ type: "ping" }), 25000);
-    });
-    socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
-    socket.addEventListener("close", () => {
-      clearInterval(pingTimer);
-      setState("reconnecting");
-      attempts += 1;
-      const base = Math.min(30000, 500 * 2 ** Math.min(attempts, 6));
-      setTimeout(connect, base / 2 + Math.random() * (base / 2));
-    });
+    socket.send({ type: "subscribe", room, since: lastSeq, rev: lastRev });
   }
 
   function resendUnacked() {
-    for (const [clientId, item] of unacked) {
-      send({ type: "send", room, body: item.body, client_id: clientId, ref: clientId });
+    for (const [clientId, body] of unacked) {
+      socket.send({ type: "send", room, body, client_id: clientId, ref: clientId });
     }
   }
 
   function handle(frame) {
+    if (window.PubSub.handleCommon(frame)) return;
     if (frame.room !== undefined && frame.room !== room) return;
-    if (frame.rev !== undefined && (lastRev === null || frame.rev > lastRev)) lastRev = frame.rev;
+    if (typeof frame.rev === "number" && (lastRev === null || frame.rev > lastRev)) lastRev = frame.rev;
     switch (frame.type) {
       case "subscribed":
-        if (!frame.recovered) {
-          reloadLatest();
-        }
+        if (!frame.recovered) reloadLatest();
         resendUnacked();
+        markRead();
         break;
       case "message":
         if (frame.seq <= lastSeq) {
-          const li = list.querySelector(`li.message[data-seq="${frame.seq}"]`);
+          const li = bySeq(frame.seq);
           if (li) applyState(li, frame);
           return;
         }
         if (frame.seq > lastSeq + 1) {
-          // A gap: something was missed. Resubscribing replays from lastSeq.
-          subscribe();
+          subscribe(); // a gap: resubscribing replays everything after lastSeq
           return;
         }
         lastSeq = frame.seq;
         appendMessage(frame);
         break;
       case "ack": {
-        const li = findByClientId(frame.client_id);
         unacked.delete(frame.client_id);
-        if (li) {
-          li.classList.remove("message--pending", "message--failed");
-          li.dataset.seq = frame.seq;
-        }
+        const li = byClientId(frame.client_id);
+        if (li) li.classList.remove("message--failed");
         break;
       }
+      case "message_updated": {
+        const li = bySeq(frame.seq);
+        if (li) applyState(li, { body: frame.body, edited: true });
+        break;
+      }
+      case "message_deleted": {
+        const li = bySeq(frame.seq);
+        if (li) applyState(li, { deleted: true });
+        break;
+      }
+      case "claps": {
+        const li = bySeq(frame.seq);
+        if (li) setClaps(li, frame.total, frame.user && frame.user.id === me.id ? frame.user_total : undefined);
+        break;
+      }
+      case "clap_board":
+        updateBoard(frame.users);
+        break;
+      case "presence":
+        online.clear();
+        frame.online.forEach((u) => online.set(u.id, u));
+        renderOnline();
+        break;
+      case "presence_diff":
+        frame.joins.forEach((u) => online.set(u.id, u));
+        frame.leaves.forEach((u) => { online.delete(u.id); stopTyping(u.id); });
+        renderOnline();
+        break;
+      case "typing":
+        showTyping(frame.user);
+        break;
       case "kicked":
         showError(frame.reason || "You were removed from this room.");
         if (composer) composer.hidden = true;
         break;
       case "error":
-        if (frame.ref && unacked.has(frame.ref)) {
-          const li = findByClientId(frame.ref);
-          if (frame.code !== "unavailable") {
-            unacked.delete(frame.ref);
-            if (li) li.classList.add("message--failed");
-          }
-        }
-        showError(frame.detail || frame.code);
+        handleError(frame);
         break;
       default:
         break;
     }
   }
 
+  function handleError(frame) {
+    if (frame.ref && unacked.has(frame.ref)) {
+      const li = byClientId(frame.ref);
+      if (frame.code === "unavailable" || frame.code === "rate_limited") {
+        // Kept pending: retried with the same client_id, so it can never appear twice.
+        clearTimeout(retryTimer);
+        retryTimer = setTimeout(resendUnacked, ((frame.retry_after || 1) * 1000) + Math.random() * 500);
+      } else {
+        unacked.delete(frame.ref);
+        if (li) li.classList.replace("message--pending", "message--failed");
+      }
+    }
+    let text = frame.detail || frame.code;
+    if (frame.code === "rate_limited" && frame.retry_after) text = `Slow down: you can send again in ${Math.ceil(frame.retry_after)} s.`;
+    if (frame.code === "muted" && frame.until) text = `You are muted until ${new Date(frame.until).toLocaleString()}.`;
+    showError(text);
+  }
+
   function showError(text) {
     if (!composerError) return;
     composerError.textContent = text;
     composerError.hidden = false;
-    setTimeout(() => { composerError.hidden = true; }, 6000);
+    clearTimeout(showError.timer);
+    showError.timer = setTimeout(() => { composerError.hidden = true; }, 6000);
   }
+
+  // --- Presence, typing, clap board ----------------------------------------
+
+  function renderOnline() {
+    if (!onlineList) return;
+    const users = Array.from(online.values()).sort((a, b) => a.username.localeCompare(b.username));
+    const items = users.map((u) => {
+      const li = document.createElement("li");
+      li.className = u.spectator ? "online__user online__user--spectator" : "online__user";
+      li.dataset.userId = u.id;
+      li.textContent = u.username;
+      if (u.spectator) {
+        const tag = document.createElement("span");
+        tag.className = "members__role";
+        tag.textContent = " watching";
+        li.append(tag);
+      }
+      return li;
+    });
+    if (!items.length) {
+      const empty = document.createElement("li");
+      empty.className = "empty";
+      empty.textContent = "Nobody else right now.";
+      items.push(empty);
+    }
+    onlineList.replaceChildren(...items);
+  }
+
+  function showTyping(user) {
+    stopTyping(user.id);
+    const timer = setTimeout(() => stopTyping(user.id), TYPING_SHOW_MS);
+    typers.set(user.id, { user, timer });
+    renderTyping();
+  }
+
+  function stopTyping(userId) {
+    const entry = typers.get(userId);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    typers.delete(userId);
+    renderTyping();
+  }
+
+  function renderTyping() {
+    const names = Array.from(typers.values()).map((t) => t.user.username);
+    if (!names.length) typingLine.textContent = "";
+    else if (names.length === 1) typingLine.textContent = `${names[0]} is typing…`;
+    else if (names.length === 2) typingLine.textContent = `${names[0]} and ${names[1]} are typing…`;
+    else typingLine.textContent = "Several people are typing…";
+  }
+
+  function updateBoard(users) {
+    if (!board) return;
+    const body = board.tBodies[0];
+    const empty = body.querySelector(".clap-board__empty");
+    if (empty) empty.remove();
+    for (const u of users) {
+      let row = body.querySelector(`tr[data-user-id="${Number(u.id)}"]`);
+      if (!row) {
+        row = document.createElement("tr");
+        row.dataset.userId = u.id;
+        const name = document.createElement("td");
+        name.textContent = u.username || (online.get(u.id) || {}).username || memberName(u.id);
+        const given = document.createElement("td");
+        given.className = "clap-board__given";
+        const received = document.createElement("td");
+        received.className = "clap-board__received";
+        row.append(name, given, received);
+        body.append(row);
+      }
+      row.querySelector(".clap-board__given").textContent = String(u.given);
+      row.querySelector(".clap-board__received").textContent = String(u.received);
+    }
+  }
+
+  function memberName(id) {
+    const item = document.querySelector(`.members__item[data-user-id="${Number(id)}"]`);
+    return item ? item.firstChild.textContent.trim() : `user ${id}`;
+  }
+
+  async function loadClapState() {
+    const seqs = Array.from(list.querySelectorAll("li.message[data-seq]")).map((li) => li.dataset.seq).slice(-200);
+    try {
+      const response = await fetch(`${root.dataset.clapsUrl}?seqs=${seqs.join(",")}`, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const data = await response.json();
+      updateBoard(data.board);
+      for (const [seq, mine] of Object.entries(data.mine)) {
+        const li = bySeq(seq);
+        if (li) setClaps(li, Number(li.querySelector(".clap__total").textContent), mine);
+      }
+    } catch (error) {
+      // The board is a nicety: the page works without it.
+    }
+  }
+
+  // --- Read markers ------------------------------------------------------------
+
+  function markRead() {
+    if (document.visibilityState !== "visible" || !nearBottom() || lastSeq <= readSent) return;
+    if (!socket.send({ type: "read", room, seq: lastSeq })) return;
+    readSent = lastSeq;
+    window.PubSub.setUnread(room, 0);
+  }
+  document.addEventListener("visibilitychange", markRead);
 
   // --- History over HTTP -----------------------------------------------------
 
   async function fetchHistory(params) {
-    const response = await fetch(`${historyUrl}?${new URLSearchParams(params)}`, { credentials: "same-origin" });
+    const response = await fetch(`${root.dataset.historyUrl}?${new URLSearchParams(params)}`, { credentials: "same-origin" });
     if (!response.ok) throw new Error(`history: ${response.status}`);
     return response.json();
   }
@@ -245,9 +455,13 @@
   async function reloadLatest() {
     const page = await fetchHistory({ limit: 50 });
     list.querySelectorAll("li.message:not(.message--pending)").forEach((el) => el.remove());
-    const pending = Array.from(list.querySelectorAll("li.message--pending"));
-    page.messages.forEach((m) => list.insertBefore(buildMessage(m), pending[0] || null));
-    if (page.messages.length) lastSeq = page.messages[page.messages.length - 1].seq;
+    const firstPending = list.querySelector("li.message--pending");
+    page.messages.forEach((m) => {
+      const li = buildMessage(m);
+      list.insertBefore(li, firstPending);
+      regroup(li);
+    });
+    if (page.messages.length) lastSeq = Math.max(lastSeq, page.messages[page.messages.length - 1].seq);
     setHasMore(page.has_more);
     scrollToBottom();
   }
@@ -260,12 +474,7 @@
       more = document.createElement("li");
       more.id = "load-older";
       more.className = "messages__more";
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "link-button";
-      button.dataset.action = "load-older";
-      button.textContent = "Load older messages";
-      more.append(button);
+      more.append(button("load-older", "Load older messages"));
       list.prepend(more);
     }
   }
@@ -278,8 +487,8 @@
     try {
       const page = await fetchHistory({ before: first.dataset.seq, limit: 50 });
       const previousHeight = list.scrollHeight;
-      const anchor = first;
-      page.messages.forEach((m) => list.insertBefore(buildMessage(m), anchor));
+      page.messages.forEach((m) => list.insertBefore(buildMessage(m), first));
+      list.querySelectorAll("li.message").forEach(regroup);
       list.scrollTop += list.scrollHeight - previousHeight;
       setHasMore(page.has_more);
     } finally {
@@ -287,12 +496,107 @@
     }
   }
 
-  list.addEventListener("scroll", () => { if (list.scrollTop < 40) loadOlder(); });
-  list.addEventListener("click", (event) => {
-    if (event.target.closest("[data-action='load-older']")) loadOlder();
+  list.addEventListener("scroll", () => {
+    if (list.scrollTop < 40) loadOlder();
+    markRead();
   });
 
+  // --- Actions on messages -----------------------------------------------------
+
+  list.addEventListener("click", (event) => {
+    const target = event.target.closest("[data-action]");
+    if (!target) return;
+    const li = target.closest("li.message");
+    const seq = li ? Number(li.dataset.seq) : null;
+    switch (target.dataset.action) {
+      case "load-older":
+        loadOlder();
+        break;
+      case "clap":
+        if (seq) socket.send({ type: "clap", room, seq, count: 1 });
+        break;
+      case "edit":
+        if (seq) startEdit(li, seq);
+        break;
+      case "delete":
+        if (seq && window.confirm("Delete this message for everyone?")) socket.send({ type: "delete", room, seq });
+        break;
+      case "report":
+        if (seq) openReport(seq);
+        break;
+      default:
+        break;
+    }
+  });
+
+  function startEdit(li, seq) {
+    const body = li.querySelector(".message__body");
+    if (li.querySelector(".message__editor")) return;
+    const form = document.createElement("form");
+    form.className = "message__editor";
+    const area = document.createElement("textarea");
+    area.value = body.textContent;
+    area.maxLength = 4000;
+    area.setAttribute("aria-label", "Edit message");
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.className = "button button--small";
+    save.textContent = "Save";
+    const cancel = button("cancel-edit", "Cancel");
+    form.append(area, save, " ", cancel);
+    body.hidden = true;
+    body.after(form);
+    area.focus();
+    const close = () => { form.remove(); body.hidden = false; };
+    cancel.addEventListener("click", close);
+    form.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = area.value.trim();
+      if (text) socket.send({ type: "edit", room, seq, body: text });
+      close();
+    });
+  }
+
+  function openReport(seq) {
+    reportSeq = seq;
+    document.getElementById("report-reason").value = "";
+    reportDialog.showModal();
+  }
+
+  if (reportDialog) {
+    reportDialog.querySelector("[data-action='close-dialog']").addEventListener("click", () => reportDialog.close());
+    document.getElementById("report-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const reason = document.getElementById("report-reason").value.trim();
+      if (!reason || reportSeq === null) return;
+      const token = document.querySelector("input[name=csrfmiddlewaretoken]");
+      const response = await fetch(`/rooms/${encodeURIComponent(room)}/messages/${reportSeq}/report/`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": token ? token.value : getCookie("csrftoken") },
+        body: new URLSearchParams({ reason }),
+      });
+      reportDialog.close();
+      window.PubSub.toast(response.ok ? "Thanks: a moderator will look at it." : "The report could not be sent.");
+    });
+  }
+
+  function getCookie(name) {
+    const found = document.cookie.split("; ").find((c) => c.startsWith(`${name}=`));
+    return found ? decodeURIComponent(found.split("=")[1]) : "";
+  }
+
   // --- Composer --------------------------------------------------------------
+
+  function uuid4() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
 
   if (composer) {
     composer.addEventListener("submit", (event) => {
@@ -301,15 +605,15 @@
       if (!body) return;
       const clientId = uuid4();
       const li = buildMessage({
-        seq: "", client_id: clientId, author: { id: Number(root.dataset.userId), username: root.dataset.username },
-        body, sent_at: new Date().toISOString(), deleted: false, edited: false,
+        seq: "", client_id: clientId, author: me, body, sent_at: new Date().toISOString(),
+        deleted: false, edited: false, claps: 0,
       });
       li.classList.add("message--pending");
       delete li.dataset.seq;
       list.append(li);
       scrollToBottom();
-      unacked.set(clientId, { body });
-      send({ type: "send", room, body, client_id: clientId, ref: clientId });
+      unacked.set(clientId, body);
+      socket.send({ type: "send", room, body, client_id: clientId, ref: clientId });
       composerBody.value = "";
     });
     composerBody.addEventListener("keydown", (event) => {
@@ -318,11 +622,18 @@
         composer.requestSubmit();
       }
     });
+    composerBody.addEventListener("input", () => {
+      const now = Date.now();
+      if (composerBody.value.trim() && now - lastTypingSent >= TYPING_SEND_INTERVAL_MS) {
+        lastTypingSent = now;
+        socket.send({ type: "typing", room });
+      }
+    });
   }
 
+  list.querySelectorAll("li.message").forEach(regroup);
   renderTimes(list);
   setInterval(() => renderTimes(list), 30000);
   scrollToBottom();
-  setState("connecting");
-  connect();
+  loadClapState();
 })();
