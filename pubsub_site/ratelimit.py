@@ -21,6 +21,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from limits import parse
@@ -111,6 +112,19 @@ def rate_limited(scope: str, *, key: Callable[[HttpRequest], str], message: str,
     return decorator
 
 
+class _LockedOutForm(AuthenticationForm):
+    """The log-in form, showing the lock-out as its error (it authenticates nothing)."""
+
+    def __init__(self, *args, message: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.message = message
+        for field in self.fields.values():
+            field.required = False
+
+    def clean(self):
+        raise ValidationError(self.message, code="locked_out")
+
+
 def axes_lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
     """django-axes' answer to a locked-out log-in: the log-in page with a clear error, 429.
 
@@ -121,10 +135,11 @@ def axes_lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse
 
     cool_off = get_cool_off(request) or timedelta(hours=1)
     retry_after = max(1, int(cool_off.total_seconds()))
-    form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")[:150]})
-    form.add_error(
-        None,
-        f"Too many failed log-in attempts for this account from your address. Try again in {_wait_text(retry_after)}.",
+    form = _LockedOutForm(
+        request,
+        data={"username": request.POST.get("username", "")[:150]},
+        message="Too many failed log-in attempts for this account from your address. "
+        f"Try again in {_wait_text(retry_after)}.",
     )
     response = render(
         request,

@@ -1,0 +1,141 @@
+"""Protection of the pages: log-in lock-out (django-axes) and rate limits on sign-ups and room creation."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from limits.errors import StorageError
+
+from rooms.models import Room
+
+pytestmark = pytest.mark.django_db
+
+LIMITS = {"signup": "2/hour", "room_create": "2/hour", "report": "30/hour"}
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def log_in(client: Client, username: str, password: str, address: str = "127.0.0.1"):
+    return client.post(reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+# --- Log-in lock-out ------------------------------------------------------------------
+
+
+def test_wrong_passwords_lock_the_account_out_from_that_address_with_429(client, settings, alice):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = log_in(client, "alice", "wrong")
+        assert response.status_code == 200
+        assert "Please enter a correct username and password." in response.content.decode()
+    locked = log_in(client, "alice", "wrong")
+    assert locked.status_code == 429
+    assert "Too many failed log-in attempts" in locked.content.decode()
+    assert int(locked["Retry-After"]) == 3600
+    # Even the right password is refused while locked out.
+    again = log_in(client, "alice", "correct-horse-battery")
+    assert again.status_code == 429
+    assert client.get(reverse("room-list")).status_code == 302
+
+
+def test_the_lock_out_is_per_username_and_address(client, settings, alice, bob):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        log_in(client, "alice", "wrong")
+    assert log_in(Client(), "bob", "correct-horse-battery").status_code == 302
+    assert log_in(Client(), "alice", "correct-horse-battery", address="10.0.0.7").status_code == 302
+
+
+def test_a_successful_log_in_resets_the_count(client, settings, alice):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        log_in(client, "alice", "wrong")
+    assert log_in(client, "alice", "correct-horse-battery").status_code == 302
+    client.post(reverse("logout"))
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert log_in(client, "alice", "wrong").status_code == 200
+
+
+def test_sign_up_still_logs_the_new_user_in(client):
+    response = client.post(
+        reverse("signup"), {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"}
+    )
+    assert response.status_code == 302
+    assert client.get(reverse("room-list")).context["user"].username == "dora"
+
+
+# --- Rate limits --------------------------------------------------------------------
+
+
+def sign_up(username: str, address: str = "127.0.0.1"):
+    password = "a-long-passphrase-1"
+    return Client().post(
+        reverse("signup"),
+        {"username": username, "password1": password, "password2": password},
+        REMOTE_ADDR=address,
+    )
+
+
+def test_sign_ups_past_the_limit_answer_429_with_retry_after(settings):
+    settings.RATE_LIMITS = LIMITS
+    assert sign_up("dora").status_code == 302
+    assert sign_up("eddie").status_code == 302
+    refused = sign_up("fiona")
+    assert refused.status_code == 429
+    assert 3500 < int(refused["Retry-After"]) <= 3600
+    assert "Too many sign-ups from your address. Try again in 60 minutes." in refused.content.decode()
+    assert not get_user_model().objects.filter(username="fiona").exists()
+    assert sign_up("fiona", address="10.0.0.9").status_code == 302
+
+
+def test_failed_sign_ups_count_too(settings):
+    """Otherwise the form's "already exists" answer would be a free oracle for usernames."""
+    settings.RATE_LIMITS = LIMITS
+    assert sign_up("").status_code == 400
+    assert sign_up("").status_code == 400
+    assert sign_up("dora").status_code == 429
+
+
+def test_the_sign_up_page_itself_is_not_limited(client, settings):
+    settings.RATE_LIMITS = {**LIMITS, "signup": "1/hour"}
+    for _ in range(3):
+        assert client.get(reverse("signup")).status_code == 200
+
+
+def create_room(client: Client, name: str):
+    return client.post(reverse("room-create"), {"name": name, "visibility": "public"})
+
+
+def test_room_creation_past_the_limit_answers_429_with_retry_after(client, settings, alice, bob):
+    settings.RATE_LIMITS = LIMITS
+    client.force_login(alice)
+    assert create_room(client, "One").status_code == 302
+    assert create_room(client, "Two").status_code == 302
+    refused = create_room(client, "Three")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 3500
+    assert "You have created too many rooms." in refused.content.decode()
+    assert not Room.objects.filter(name="Three").exists()
+    other = Client()
+    other.force_login(bob)
+    assert create_room(other, "Three").status_code == 302
+
+
+def test_a_failing_redis_lets_requests_through(client, settings, alice, monkeypatch):
+    class Broken:
+        def hit(self, *args, **kwargs):
+            raise StorageError(ConnectionError("down"))
+
+    settings.RATE_LIMITS = {**LIMITS, "room_create": "1/hour"}
+    monkeypatch.setattr("pubsub_site.ratelimit._limiter", lambda: Broken())
+    client.force_login(alice)
+    assert create_room(client, "One").status_code == 302
+    assert create_room(client, "Two").status_code == 302
+
+
+def test_bad_rate_settings_stop_the_process():
+    from pubsub_site.tests.test_settings import run_manage
+
+    result = run_manage("check", RATE_LIMIT_SIGNUP="lots")
+    assert result.returncode != 0
+    assert "RATE_LIMIT_SIGNUP='lots' is not a rate" in result.stderr
