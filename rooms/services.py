@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,12 +25,23 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+# Characters that reorder the text around them: a name could pass for another one.
+_DIRECTION_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _refuse_invisible_controls(*, field: str, label: str, value: str) -> None:
+    if any(ch in _DIRECTION_CONTROLS or unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValidationError({field: f"{label} cannot contain control or text-direction characters."})
+
+
 def room_create(
     *, creator: AbstractBaseUser, name: str, topic: str = "", visibility: str = Room.Visibility.PUBLIC
 ) -> Room:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "A room needs a name."})
+    _refuse_invisible_controls(field="name", label="A room name", value=name)
+    _refuse_invisible_controls(field="topic", label="A topic", value=topic)
     if Room.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": "A room with this name already exists."})
     try:
