@@ -34,7 +34,7 @@ async def send(client, room: str, body: str) -> dict:
             return frame
 
 
-async def eventually(client, room: str, expected: str, timeout: float = 3) -> dict:
+async def eventually(client, room: str, expected: str, timeout: float = 10) -> dict:
     """Post until the answer is of ``expected`` type/code: the change reaches the socket asynchronously."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -43,7 +43,7 @@ async def eventually(client, room: str, expected: str, timeout: float = 3) -> di
         if answer["type"] == expected or answer.get("code") == expected:
             return answer
         assert loop.time() < deadline, answer
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
 
 
 async def test_a_banned_member_is_kicked_and_cannot_come_back(moderated_room, dave, bob):
@@ -113,7 +113,7 @@ async def test_a_promoted_member_moderates_at_once(moderated_room, alice, bob):
     await database_sync_to_async(moderation.membership_demote)(room=moderated_room, actor=alice, user=bob)
     await database_sync_to_async(moderation.membership_promote)(room=moderated_room, actor=alice, user=bob)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 3
+    deadline = loop.time() + 10
     while True:
         # Refused (forbidden) until bob's socket has reloaded his rights.
         await bob_ws.send({"type": "delete", "room": moderated_room.slug, "seq": ack["seq"], "ref": "d"})
@@ -123,8 +123,8 @@ async def test_a_promoted_member_moderates_at_once(moderated_room, alice, bob):
         if frame["type"] == "message_deleted":
             assert frame["seq"] == ack["seq"]
             break
-        assert frame == {**frame, "type": "error", "code": "forbidden", "ref": "d"}
+        assert frame["type"] == "error" and frame["code"] in {"forbidden", "rate_limited"}, frame
         assert loop.time() < deadline
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
     await alice_ws.close()
     await bob_ws.close()
