@@ -13,11 +13,6 @@ pytestmark = pytest.mark.django_db
 LIMITS = {"signup": "2/hour", "room_create": "2/hour", "report": "30/hour"}
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def log_in(client: Client, username: str, password: str, address: str = "127.0.0.1"):
     return client.post(reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address)
 

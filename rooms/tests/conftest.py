@@ -16,12 +16,6 @@ from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms.models import Membership
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Personas get passwords; hashing them properly takes most of a test's time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 async def async_cleanup():
     """Close what an async test opened on its loop and in the ORM's worker thread."""
