@@ -10,7 +10,12 @@ from pubsub_site.redis_client import all_room_redis_urls, get_redis
 
 @pytest.fixture(autouse=True)
 def clean_redis():
-    """Every test starts with empty room servers (the test Redis database, not the dev one)."""
+    """Every test starts with empty room servers (the test Redis database, not the dev one)
+    and a fresh channel layer: a layer keeps asyncio locks bound to the loop that made them,
+    and every async test has a loop of its own."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
     for url in {*all_room_redis_urls(), settings.REDIS_URL}:
         get_redis(url=url).flushdb()
     yield
@@ -20,6 +25,15 @@ def clean_redis():
 def fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is for production; tests create many users."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# Most tests send fast on purpose; the rate-limit tests set their own limits.
+GENEROUS_WS_LIMITS = {"send": "10000/second", "clap": "10000/second", "edit": "10000/second"}
+
+
+@pytest.fixture(autouse=True)
+def generous_rate_limits(settings):
+    settings.WS_RATE_LIMITS = dict(GENEROUS_WS_LIMITS)
 
 
 @pytest.fixture

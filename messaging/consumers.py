@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import presence
+from messaging import presence, throttle
 from messaging.events import activity_group, room_group, user_group
 from messaging.models import CLAP_CAP
 from messaging.selectors import changes_after, messages_between, room_counters
@@ -141,6 +143,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
         self.latest_seen: dict[int, int] = {}
+        self.refusals: deque[float] = deque()
         await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
@@ -189,6 +192,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await handler(frame, ref)
         except ClientError as error:
             await self._send_error(error, ref)
+            if error.code == "rate_limited" and self._flooding():
+                await self.close(code=1008)
         except ActionRefused as refused:
             await self._send_error(ClientError(refused.code, refused.detail), ref)
         except RedisError:
@@ -285,6 +290,17 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             raise ClientError("room_locked", "The room is locked.")
         if access.is_muted():
             raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
+        await self._limit("send", access.room_id)
+        if access.slow_mode_seconds and not access.can_moderate:
+            wait = await throttle.slow_mode_wait(
+                room_id=access.room_id, user_id=self.user.pk, interval=access.slow_mode_seconds
+            )
+            if wait is not None:
+                raise ClientError(
+                    "rate_limited",
+                    f"Slow mode: one message every {access.slow_mode_seconds} s.",
+                    retry_after=wait,
+                )
         result = await message_send(
             room_id=access.room_id,
             room_slug=access.slug,
@@ -302,6 +318,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ClientError("bad_request", "`count` must be a positive integer.")
         sub = self._subscription(frame)
+        await self._limit("clap", sub.access.room_id)
         result = await message_clap(
             room_id=sub.access.room_id,
             room_slug=sub.access.slug,
@@ -344,6 +361,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         seq = _required_seq(frame)
         body = _body(frame)
         sub = self._subscription(frame)
+        await self._limit("edit", sub.access.room_id)
         await message_edit(
             room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user.pk, body=body
         )
@@ -351,6 +369,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def handle_delete(self, frame: dict, ref: object) -> None:
         seq = _required_seq(frame)
         sub = self._subscription(frame)
+        await self._limit("edit", sub.access.room_id)
         await message_delete(
             room_id=sub.access.room_id,
             room_slug=sub.access.slug,
@@ -416,12 +435,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def room_state(self, event: dict) -> None:
         sub = self._sub_for(event)
         if sub is not None:
-            sub.access = RoomAccess(
-                room_id=sub.access.room_id,
-                slug=sub.access.slug,
-                role=sub.access.role,
-                locked=event["locked"],
-                muted_until=sub.access.muted_until,
+            sub.access = dataclasses.replace(
+                sub.access, locked=event["locked"], slow_mode_seconds=event.get("slow_mode_seconds", 0)
             )
 
     async def room_activity(self, event: dict) -> None:
@@ -463,6 +478,19 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self.user_kicked({"room_id": event["room_id"], "reason": "You no longer have access to this room."})
 
     # --- Helpers ---------------------------------------------------------------
+
+    async def _limit(self, action: str, room_id: int) -> None:
+        wait = await throttle.retry_after(action=action, room_id=room_id, user_id=self.user.pk)
+        if wait is not None:
+            raise ClientError("rate_limited", "Too many requests; slow down.", retry_after=wait)
+
+    def _flooding(self) -> bool:
+        """True when this connection keeps going past its limits."""
+        now = time.monotonic()
+        self.refusals.append(now)
+        while self.refusals and self.refusals[0] < now - settings.WS_FLOOD_WINDOW:
+            self.refusals.popleft()
+        return len(self.refusals) >= settings.WS_FLOOD_REFUSALS
 
     async def _send_unread(self, room_id: int, slug: str) -> None:
         latest = self.latest_seen.get(room_id, 0)

@@ -42,9 +42,9 @@ def history(request: HttpRequest, slug: str) -> JsonResponse:
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
     """The user's notifications, newest first; viewing them marks them read."""
-    page = Paginator(
-        Notification.objects.filter(user=request.user).select_related("room", "from_user"), 50
-    ).get_page(request.GET.get("page"))
+    page = Paginator(Notification.objects.filter(user=request.user).select_related("room", "from_user"), 50).get_page(
+        request.GET.get("page")
+    )
     unread_ids = [n.pk for n in page if n.read_at is None]
     response = render(request, "messaging/notifications.html", {"page": page, "unread_ids": set(unread_ids)})
     Notification.objects.filter(pk__in=unread_ids).update(read_at=timezone.now())

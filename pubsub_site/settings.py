@@ -120,13 +120,10 @@ CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 # "core": channels_redis.core.RedisChannelLayer (a list per consumer, capacity and expiry);
 # "pubsub": channels_redis.pubsub.RedisPubSubChannelLayer (one PUBLISH per group send).
 CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "core")
-# redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis's
-# blocking receive (BZPOPMIN 5 s): an idle consumer would then die of a spurious
-# TimeoutError. The layer's connections get a longer timeout than the blocking read.
-_channel_hosts = [
-    {"address": url, "socket_timeout": 30, "socket_keepalive": True}
-    for url in env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
-]
+# redis is pinned below 8: redis-py 8 reads with a 5 s socket timeout by default,
+# the same as channels-redis's blocking receive (BZPOPMIN 5 s), and idle consumers
+# then die of spurious TimeoutErrors.
+_channel_hosts = env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
 if CHANNEL_LAYER_KIND == "core":
     CHANNEL_LAYERS = {
         "default": {
@@ -210,6 +207,18 @@ RATE_LIMITS = {
     "room_create": _rate("RATE_LIMIT_ROOM_CREATE", "10/hour"),  # room creation attempts per user
     "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
 }
+
+# WebSocket rate limits per user and room (messaging/throttle.py), in the room's
+# Redis, so they hold across web processes. "10/2second" is 5 a second on average
+# with bursts of 10.
+WS_RATE_LIMITS = {
+    "send": _rate("WS_RATE_LIMIT_SEND", "10/2second"),
+    "clap": _rate("WS_RATE_LIMIT_CLAP", "20/2second"),
+    "edit": _rate("WS_RATE_LIMIT_EDIT", "20/minute"),
+}
+# A connection refused this many times within WS_FLOOD_WINDOW seconds is closed (1008).
+WS_FLOOD_REFUSALS = env_int("WS_FLOOD_REFUSALS", 20)
+WS_FLOOD_WINDOW = 10
 
 # --- Internationalisation, static files -------------------------------------
 

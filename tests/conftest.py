@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from conftest import GENEROUS_WS_LIMITS
 from pubsub_site.cluster import Cluster
 
 
@@ -26,10 +27,11 @@ def cluster(transactional_db, request):
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "ROOM_REDIS_URLS": ",".join(settings.ROOM_REDIS_URLS),
-        "CHANNEL_REDIS_URLS": ",".join(h["address"] for h in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
+        "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
         "CHANNEL_LAYER": settings.CHANNEL_LAYER_KIND,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        **{f"WS_RATE_LIMIT_{action.upper()}": rate for action, rate in GENEROUS_WS_LIMITS.items()},
     }
     with Cluster(env=env) as running:
         yield running
