@@ -1,4 +1,5 @@
 from django.contrib.auth.decorators import login_required
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -8,6 +9,15 @@ from messaging import changes
 from messaging.models import Notification
 from messaging.selectors import HISTORY_MAX_LIMIT, clap_board, message_history, top_clapped_messages
 from rooms.selectors import room_get_for_reader
+
+
+class HtmlSafeJSONEncoder(DjangoJSONEncoder):
+    """JSON whose text holds no raw <, > or &, so user text is inert even if sniffed as HTML."""
+
+    _ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+    def encode(self, o) -> str:
+        return super().encode(o).translate(self._ESCAPES)
 
 
 def _seq_param(request: HttpRequest, name: str) -> int | None:
@@ -36,7 +46,9 @@ def history(request: HttpRequest, slug: str) -> JsonResponse:
             {"error": "bad_request", "detail": f"`limit` must be between 1 and {HISTORY_MAX_LIMIT}."}, status=400
         )
     page = message_history(room=room, before=before, after=after, limit=limit or 50)
-    return JsonResponse({"room": room.slug, "messages": page.messages, "has_more": page.has_more})
+    return JsonResponse(
+        {"room": room.slug, "messages": page.messages, "has_more": page.has_more}, encoder=HtmlSafeJSONEncoder
+    )
 
 
 @login_required

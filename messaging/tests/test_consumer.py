@@ -323,6 +323,7 @@ async def test_acknowledged_messages_are_in_history_before_the_job_runs(client, 
     await database_sync_to_async(client.force_login)(alice)
     response = await database_sync_to_async(client.get)(f"/rooms/{public_room.slug}/messages/?after=0")
     assert [m["body"] for m in response.json()["messages"]] == ["fresh <b>news</b>"]
+    assert b"<b>" not in response.content  # escaped as \u003c in the JSON text
     page = await database_sync_to_async(client.get)(public_room.get_absolute_url())
     html = page.content.decode()
     assert "fresh &lt;b&gt;news&lt;/b&gt;" in html
