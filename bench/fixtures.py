@@ -1,0 +1,151 @@
+"""The benchmark's own database and data: users, session cookies and rooms, made through the ORM.
+
+The benchmark never touches the developer's or the test suite's databases: it
+refuses any database whose name does not start with ``pubsub_bench``, and
+recreates that one at the start of every run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_PREFIX = "pubsub_bench"
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the benchmark's database, then migrate it (a few seconds)."""
+    import psycopg
+    from psycopg import sql
+
+    name = database_name(url)
+    if not name.startswith(DATABASE_PREFIX):
+        raise SystemExit(f"refusing to recreate database {name!r}: its name must start with {DATABASE_PREFIX!r}")
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "pubsub_site.settings"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+
+
+def setup_django(database_url: str, redis_url: str, channel_layer: str = "core") -> None:
+    """Point this process at the benchmark's stores, then set Django up."""
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "pubsub_site.settings",
+            "DJANGO_ENV": "development",
+            "DEBUG": "0",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "ROOM_REDIS_URLS": redis_url,
+            "CHANNEL_REDIS_URLS": redis_url,
+            "CHANNEL_LAYER": channel_layer,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    import django
+
+    django.setup()
+
+
+class Population:
+    """Users with live sessions, made in bulk (one password hash, no per-user hashing)."""
+
+    def __init__(self) -> None:
+        self.users: list = []
+        self.sessions: list[str] = []
+        self.prefix = f"bench-{secrets.token_hex(3)}-"
+
+    def grow(self, count: int) -> None:
+        from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+        from django.contrib.auth.hashers import make_password
+        from django.contrib.sessions.backends.db import SessionStore
+        from django.contrib.sessions.models import Session
+        from django.utils import timezone
+        from django.utils.crypto import get_random_string
+
+        user_model = get_user_model()
+        missing = count - len(self.users)
+        if missing <= 0:
+            return
+        unusable = make_password(None)
+        start = len(self.users)
+        made = user_model.objects.bulk_create(
+            [user_model(username=f"{self.prefix}{start + i}", password=unusable) for i in range(missing)],
+            batch_size=1000,
+        )
+        store = SessionStore()
+        expire = timezone.now() + timedelta(days=1)
+        rows, keys = [], []
+        for user in made:
+            key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
+            data = {
+                SESSION_KEY: str(user.pk),
+                BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                HASH_SESSION_KEY: user.get_session_auth_hash(),
+            }
+            rows.append(Session(session_key=key, session_data=store.encode(data), expire_date=expire))
+            keys.append(key)
+        Session.objects.bulk_create(rows, batch_size=1000)
+        self.users.extend(made)
+        self.sessions.extend(keys)
+
+
+_room_counter = 0
+
+
+def make_rooms(
+    population: Population, *, rooms: int, members: int, tag: str, users: int | None = None
+) -> list[tuple[str, list[str]]]:
+    """``rooms`` public rooms of ``members`` connections each, memberships made up front.
+
+    Each room has ``users`` distinct users (default: one per member); with fewer,
+    each user holds several connections (tabs) to the room. Returns (slug, [session
+    key of each member]) per room. Rooms take consecutive slices of the population,
+    wrapping round when it is smaller than rooms x users.
+    """
+    from rooms.models import Membership
+    from rooms.services import room_create
+
+    global _room_counter
+    users = min(users or members, members)
+    population.grow(users)
+    made = []
+    memberships = []
+    offset = 0
+    for _ in range(rooms):
+        _room_counter += 1
+        picks = [(offset + j) % len(population.users) for j in range(users)]
+        offset = (offset + users) % len(population.users)
+        creator = population.users[picks[0]]
+        room = room_create(creator=creator, name=f"bench {tag} {_room_counter}", visibility="public")
+        memberships.extend(Membership(room=room, user=population.users[i]) for i in picks[1:])
+        made.append((room.slug, [population.sessions[picks[j % users]] for j in range(members)]))
+    Membership.objects.bulk_create(memberships, batch_size=1000, ignore_conflicts=True)
+    return made
+
+
+def room_ids(slugs: list[str]) -> dict[str, int]:
+    from rooms.models import Room
+
+    return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "pk"))
+
+
+def close_old_rooms(slugs: list[str]) -> None:
+    """Delete a finished section's rooms so later connections do not follow their activity."""
+    from rooms.models import Room
+
+    Room.objects.filter(slug__in=slugs).delete()

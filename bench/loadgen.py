@@ -1,0 +1,317 @@
+"""The load generator: one client process (uvloop + picows) holding many WebSocket members.
+
+A *member* is one connection, signed in with its user's session cookie and
+subscribed to one room. The orchestrator (``bench.runner``) drives each client
+process over a pipe with a few commands:
+
+- ``connect``  open and subscribe a list of members, a bounded number at a time
+- ``run``      send ``rate`` messages a second for ``duration`` seconds (open loop:
+               the schedule does not wait for acks), then wait for the stream to drain
+- ``tally``    count what each member received against the rooms' acked ``seq`` ranges
+- ``rss`` / ``close``
+
+Every message body starts with the send time (``time.monotonic_ns()``, the same
+clock in every process of the machine), so a member computes the latency of each
+message it receives, whoever sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+import uuid
+from array import array
+from dataclasses import dataclass, field
+from itertools import cycle
+
+import orjson
+from picows import WSListener, WSMsgType, WSTransport, ws_connect
+
+BODY_PAD = "x" * 200
+
+
+@dataclass
+class StepState:
+    sent: int = 0
+    send_errors: int = 0
+    unacked: int = 0
+    # room -> list of acked seqs; and (room, seq, ack time) when asked to keep them
+    acked: dict[str, list[int]] = field(default_factory=dict)
+    ack_times: list[tuple[str, int, int]] = field(default_factory=list)
+    ack_latency_ns: array = field(default_factory=lambda: array("q"))
+    error_codes: dict[str, int] = field(default_factory=dict)
+    last_message_ns: int = 0
+
+
+class Member(WSListener):
+    """One connection subscribed to one room; records what it receives."""
+
+    def __init__(self, agent: Agent, room: str):
+        self.agent = agent
+        self.room = room
+        self.transport: WSTransport | None = None
+        self.subscribed: asyncio.Future | None = None
+        self.base_seq = 0  # the room's seq when the subscription stood
+        self.seqs = array("q")  # seqs received in this step, in arrival order
+        self.lat_ns = array("q")  # their latencies
+        self.top_seq = 0
+        self.closed = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        if self.subscribed is not None and not self.subscribed.done():
+            self.subscribed.set_exception(ConnectionError("disconnected before subscribed"))
+
+    def on_ws_frame(self, transport: WSTransport, frame) -> None:
+        if frame.msg_type is not WSMsgType.TEXT:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+            return
+        now = time.monotonic_ns()
+        data = orjson.loads(frame.get_payload_as_memoryview())
+        kind = data["type"]
+        if kind == "message":
+            body = data["body"]
+            seq = data["seq"]
+            self.seqs.append(seq)
+            if seq > self.top_seq:
+                self.top_seq = seq
+            self.lat_ns.append(now - int(body[: body.index(" ")]))
+            self.agent.step.last_message_ns = now
+        elif kind == "ack":
+            self.agent.on_ack(self.room, data, now)
+        elif kind == "subscribed":
+            self.base_seq = data["seq"]
+            if self.subscribed is not None and not self.subscribed.done():
+                self.subscribed.set_result(data)
+        elif kind == "error":
+            step = self.agent.step
+            step.error_codes[data.get("code", "?")] = step.error_codes.get(data.get("code", "?"), 0) + 1
+            ref = data.get("ref")
+            if ref is not None and self.agent.pending.pop(ref, None) is not None:
+                step.send_errors += 1
+            if self.subscribed is not None and not self.subscribed.done():
+                self.subscribed.set_exception(RuntimeError(f"subscribe refused: {data}"))
+
+    def send_json(self, frame: dict) -> None:
+        self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.members: list[Member] = []
+        self.step = StepState()
+        self.pending: dict[str, int] = {}  # client_id -> send time (ns)
+        self.keep_ack_times = False
+
+    def on_ack(self, room: str, data: dict, now: int) -> None:
+        sent_ns = self.pending.pop(data["client_id"], None)
+        if sent_ns is None:
+            return
+        step = self.step
+        seq = data["seq"]
+        step.acked.setdefault(room, []).append(seq)
+        step.ack_latency_ns.append(now - sent_ns)
+        if self.keep_ack_times:
+            step.ack_times.append((room, seq, now))
+
+    # --- commands ----------------------------------------------------------
+
+    async def connect(self, specs: list[dict], concurrency: int, timeout: float) -> dict:
+        """Open and subscribe every member of ``specs`` ({port, session, room})."""
+        started = time.monotonic()
+        semaphore = asyncio.Semaphore(concurrency)
+        failures: list[str] = []
+
+        async def one(spec: dict) -> None:
+            async with semaphore:
+                member = Member(self, spec["room"])
+                try:
+                    await ws_connect(
+                        lambda: member,
+                        f"ws://127.0.0.1:{spec['port']}/ws/",
+                        extra_headers={"Cookie": f"sessionid={spec['session']}"},
+                        websocket_handshake_timeout=timeout,
+                        read_buffer_init_size=4096,
+                        enable_auto_pong=True,
+                    )
+                    member.subscribed = asyncio.get_running_loop().create_future()
+                    member.send_json({"type": "subscribe", "room": spec["room"], "since": None})
+                    await asyncio.wait_for(member.subscribed, timeout)
+                    self.members.append(member)
+                except Exception as error:
+                    failures.append(f"{type(error).__name__}: {error}"[:200])
+                    if member.transport is not None:
+                        member.transport.disconnect()
+
+        await asyncio.gather(*(one(s) for s in specs))
+        return {
+            "connected": len(specs) - len(failures),
+            "failed": len(failures),
+            "failures": failures[:5],
+            "seconds": time.monotonic() - started,
+        }
+
+    async def run(
+        self,
+        *,
+        rate: float,
+        duration: float,
+        start_at: float,
+        senders: int | None,
+        drain_timeout: float,
+        keep_ack_times: bool = False,
+    ) -> dict:
+        """Send ``rate`` messages a second spread over the senders, then drain."""
+        self.step = step = StepState()
+        self.keep_ack_times = keep_ack_times
+        self.pending.clear()
+        for member in self.members:
+            member.seqs = array("q")
+            member.lat_ns = array("q")
+        live = [m for m in self.members if not m.closed]
+        chosen = live if senders is None else live[:senders]
+        total = int(rate * duration)
+        if chosen and total:
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+            await self._pump(cycle(chosen), total, rate)
+        # Drain: wait for the acks, and for members to catch up with the rooms' last seq.
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if self.pending:
+                continue
+            if self._caught_up() and time.monotonic_ns() - step.last_message_ns > 300_000_000:
+                break
+        step.unacked = len(self.pending)
+        return {
+            "sent": step.sent,
+            "send_errors": step.send_errors,
+            "unacked": step.unacked,
+            "acked": step.acked,
+            "error_codes": step.error_codes,
+            "ack_latency_ns": step.ack_latency_ns.tobytes(),
+            "ack_times": step.ack_times,
+            "send_seconds": duration,
+        }
+
+    async def _pump(self, senders, total: int, rate: float) -> None:
+        step = self.step
+        pending = self.pending
+        start = time.monotonic()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.monotonic() - start) * rate) + 1)
+            while sent < due:
+                member = next(senders)
+                client_id = str(uuid.uuid4())
+                now = time.monotonic_ns()
+                body = f"{now} {BODY_PAD}"
+                pending[client_id] = now
+                member.transport.send(
+                    WSMsgType.TEXT,
+                    orjson.dumps(
+                        {"type": "send", "room": member.room, "body": body, "client_id": client_id, "ref": client_id}
+                    ),
+                )
+                sent += 1
+            step.sent = sent
+            wait = start + sent / rate - time.monotonic()
+            await asyncio.sleep(wait if wait > 0 else 0)
+
+    def _caught_up(self) -> bool:
+        top: dict[str, int] = {room: max(seqs) for room, seqs in self.step.acked.items() if seqs}
+        for member in self.members:
+            want = top.get(member.room)
+            if want is not None and not member.closed and member.top_seq < want:
+                return False
+        return True
+
+    def tally(self, ranges: dict[str, tuple[int, int]]) -> dict:
+        """Per member: lost, duplicated and out-of-order against the room's acked range (lo, hi]."""
+        lost = duplicated = out_of_order = delivered = late_or_foreign = closed = 0
+        latencies = array("q")
+        for member in self.members:
+            if member.closed:
+                closed += 1
+            lo, hi = ranges.get(member.room, (0, 0))
+            previous = 0
+            seen: set[int] = set()
+            for seq, lat in zip(member.seqs, member.lat_ns, strict=True):
+                if not lo < seq <= hi:
+                    late_or_foreign += 1
+                    continue
+                if seq in seen:
+                    duplicated += 1
+                    continue
+                if seq < previous:
+                    out_of_order += 1
+                seen.add(seq)
+                previous = seq
+                delivered += 1
+                latencies.append(lat)
+            lost += (hi - lo) - len(seen)
+        return {
+            "delivered": delivered,
+            "lost": lost,
+            "duplicated": duplicated,
+            "out_of_order": out_of_order,
+            "outside_range": late_or_foreign,
+            "closed_members": closed,
+            "latency_ns": latencies.tobytes(),
+        }
+
+    async def close(self) -> None:
+        for member in self.members:
+            if member.transport is not None and not member.closed:
+                member.transport.send_close()
+                member.transport.disconnect()
+        self.members.clear()
+        await asyncio.sleep(0.1)
+
+
+async def serve(conn) -> None:
+    agent = Agent()
+    loop = asyncio.get_running_loop()
+    while True:
+        command, kwargs = await loop.run_in_executor(None, conn.recv)
+        try:
+            if command == "connect":
+                reply = await agent.connect(**kwargs)
+            elif command == "run":
+                reply = await agent.run(**kwargs)
+            elif command == "tally":
+                reply = agent.tally(**kwargs)
+            elif command == "close":
+                await agent.close()
+                reply = {"closed": True}
+            elif command == "exit":
+                await agent.close()
+                conn.send({"ok": True})
+                return
+            else:
+                reply = {"error": f"unknown command {command}"}
+        except Exception as error:
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        conn.send(reply)
+
+
+def raise_open_files_limit() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def client_main(conn) -> None:
+    """Entry point of a client process (multiprocessing, spawn)."""
+    import uvloop
+
+    raise_open_files_limit()
+    uvloop.run(serve(conn))

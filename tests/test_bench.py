@@ -1,0 +1,75 @@
+"""The benchmark runs end to end in a tiny configuration and counts every message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+pytestmark = pytest.mark.processes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_database_url() -> str:
+    """The server the tests use, with the benchmark's own throwaway database (never the tests' or the dev one)."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/pubsub_bench_test"
+
+
+def bench_redis_url() -> str:
+    """The tests' Redis server, database 12 (the tests use 9, the full benchmark 11)."""
+    return urlunsplit(urlsplit(settings.REDIS_URL)._replace(path="/12"))
+
+
+def test_it_measures_a_tiny_run_and_loses_nothing(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable, "-m", "bench", "--quick", "--configs", "daphne-core-1p",
+        "--only", "latency,fanout,persistence,memory", "--quiet-wait", "0",
+        "--out", str(out), "--no-docs",
+        "--database-url", bench_database_url(), "--redis-url", bench_redis_url(),
+    ]  # fmt: skip
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+
+    results = json.loads(out.read_text())
+    assert {"meta", "configs", "summary", "targets", "seconds"} <= results.keys()
+    assert {"machine", "command", "plan", "services"} <= results["meta"].keys()
+    config = results["configs"]["daphne-core-1p"]
+    assert {"latency", "fanout", "persistence", "memory"} <= config.keys()
+    failed = {
+        name: section["error"] for name, section in config.items() if isinstance(section, dict) and "error" in section
+    }
+    assert not failed, f"{failed}\n{finished.stdout[-4000:]}"
+
+    steps = config["latency"]["steps"] + config["fanout"]["steps"] + [config["persistence"]["delivery"]]
+    for step in steps:
+        shown = json.dumps({k: v for k, v in step.items() if not k.startswith("_")})
+        assert step["sent"] == step["acked"], shown
+        assert step["delivered"] == step["acked"] * step["members_per_room"], shown
+        assert (step["lost"], step["duplicated"], step["out_of_order"]) == (0, 0, 0), shown
+        assert step["p50_ms"] is not None and step["p50_ms"] <= step["p99_ms"] <= step["max_ms"], shown
+
+    assert config["persistence"]["not_persisted_within_30s"] == 0
+    assert config["persistence"]["lag_p99_ms"] is not None
+    assert config["memory"]["failed"] == 0
+    assert config["memory"]["kib_per_connection"] is not None
+
+    summary = results["summary"]["daphne-core-1p"]
+    assert {
+        "fixed",
+        "capacity_10x20",
+        "capacity_1x1000",
+        "kib_per_connection",
+        "persistence_lag_p99_ms",
+    } <= summary.keys()
+    assert (summary["lost"], summary["duplicated"], summary["out_of_order"]) == (0, 0, 0)
+    assert "daphne + core" in finished.stdout  # the table
