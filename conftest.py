@@ -21,6 +21,19 @@ def clean_redis():
     yield
 
 
+@pytest.fixture
+async def async_cleanup():
+    """Close what an async test opened on its loop and in the ORM's worker thread."""
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    from pubsub_site.redis_client import close_async_clients_for_running_loop
+
+    yield
+    await close_async_clients_for_running_loop()
+    await database_sync_to_async(connections.close_all)()
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is for production; tests create many users."""

@@ -56,17 +56,27 @@ def room_create(
     return room
 
 
-def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
-    """Join a public room (or return the existing membership)."""
+def _public_room_membership(*, room: Room, user: AbstractBaseUser, role: str, private_refusal: str) -> Membership:
+    """The user's membership, creating one with ``role`` in a public room."""
     membership = Membership.objects.filter(room=room, user=user).first()
     if membership is not None:
         if membership.banned:
             raise PermissionDenied("You are banned from this room.")
         return membership
     if not room.is_public:
-        raise PermissionDenied("This room is private: ask a moderator to invite you.")
-    membership, _ = Membership.objects.get_or_create(room=room, user=user)
+        raise PermissionDenied(private_refusal)
+    membership, _ = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
     return membership
+
+
+def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
+    """Join a public room (or return the existing membership)."""
+    return _public_room_membership(
+        room=room,
+        user=user,
+        role=Membership.Role.MEMBER,
+        private_refusal="This room is private: ask a moderator to invite you.",
+    )
 
 
 def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
@@ -152,15 +162,9 @@ def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAcce
 
 def room_watch(*, room: Room, user: AbstractBaseUser) -> Membership:
     """Join a public room as a spectator: read and clap, but not post."""
-    membership = Membership.objects.filter(room=room, user=user).first()
-    if membership is not None:
-        if membership.banned:
-            raise PermissionDenied("You are banned from this room.")
-        return membership
-    if not room.is_public:
-        raise PermissionDenied("Only public rooms can be watched.")
-    membership, _ = Membership.objects.get_or_create(room=room, user=user, defaults={"role": Membership.Role.SPECTATOR})
-    return membership
+    return _public_room_membership(
+        room=room, user=user, role=Membership.Role.SPECTATOR, private_refusal="Only public rooms can be watched."
+    )
 
 
 def room_participate(*, room: Room, user: AbstractBaseUser) -> Membership:

@@ -8,20 +8,11 @@ import uuid
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 
 from pubsub_site.asgi import application
+from tests import netclient
 
-
-@database_sync_to_async
-def session_key_for(user) -> str:
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return session.session_key
+session_key_for = database_sync_to_async(netclient.session_key_for)
 
 
 # Frames about who is around, skipped unless a test asks for them.
