@@ -12,7 +12,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "Python 3.11 is required (found $$($(PYTHON) --version))."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
@@ -49,5 +49,4 @@ cluster: venv
 
 ## The benchmark (not a test): starts the servers it measures, prints figures, writes docs/benchmarks.md.
 bench: venv
-	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench $(BENCH_ARGS)
