@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import presence, throttle
+from messaging import frames, presence, throttle
 from messaging.events import activity_group, room_group, user_group
+from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
 from messaging.selectors import changes_after, messages_between, room_counters
 from messaging.services import (
@@ -50,15 +50,6 @@ GAP_WAIT_SECONDS = 0.2
 # Events held for one room while a gap is open; past this the socket is closed
 # and the client resubscribes with `since`.
 PENDING_MAX = 2000
-MAX_INT = 2**53
-
-
-class ClientError(Exception):
-    def __init__(self, code: str, detail: str, **extra: object) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.extra = extra
 
 
 @dataclass
@@ -70,51 +61,6 @@ class Subscription:
     gap_task: asyncio.Task | None = None
     clap_revs: dict[int, int] = field(default_factory=dict)
     last_typing: float = 0.0
-
-
-def _required_str(frame: dict, key: str) -> str:
-    value = frame.get(key)
-    if not isinstance(value, str) or not value:
-        raise ClientError("bad_request", f"`{key}` must be a non-empty string.")
-    return value
-
-
-def _optional_int(frame: dict, key: str) -> int | None:
-    value = frame.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_INT:
-        raise ClientError("bad_request", f"`{key}` must be null or a non-negative integer.")
-    return value
-
-
-def _required_seq(frame: dict) -> int:
-    value = _optional_int(frame, "seq")
-    if value is None or value < 1:
-        raise ClientError("bad_request", "`seq` must be a positive integer.")
-    return value
-
-
-def _client_id(frame: dict) -> str:
-    raw = _required_str(frame, "client_id")
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ClientError("bad_request", "`client_id` must be a UUID.") from None
-
-
-def _body(frame: dict) -> str:
-    body = frame.get("body")
-    if not isinstance(body, str):
-        raise ClientError("bad_request", "`body` must be a string.")
-    body = body.strip()
-    if not body:
-        raise ClientError("bad_request", "The message is empty.")
-    if len(body) > settings.MESSAGE_MAX_LENGTH:
-        raise ClientError("too_large", f"A message has at most {settings.MESSAGE_MAX_LENGTH} characters.")
-    if "\x00" in body:
-        raise ClientError("bad_request", "The message contains a NUL character.")
-    return body
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):
@@ -201,7 +147,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self._send_error(ClientError("unavailable", "A backing service failed; retry."), ref)
 
     def _subscription(self, frame: dict) -> Subscription:
-        slug = _required_str(frame, "room")
+        slug = frames.required_str(frame, "room")
         sub = self.subscriptions.get(slug)
         if sub is None:
             raise ClientError("not_subscribed", "You are not subscribed to this room.")
@@ -215,9 +161,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "pong"}, ref)
 
     async def handle_subscribe(self, frame: dict, ref: object) -> None:
-        slug = _required_str(frame, "room")
-        since = _optional_int(frame, "since")
-        since_rev = _optional_int(frame, "rev")
+        slug = frames.required_str(frame, "room")
+        since = frames.optional_int(frame, "since")
+        since_rev = frames.optional_int(frame, "rev")
         try:
             access = await database_sync_to_async(room_access_for_subscriber)(slug=slug, user=self.user)
         except RoomNotFound:
@@ -279,9 +225,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "unsubscribed", "room": sub.access.slug}, ref)
 
     async def handle_send(self, frame: dict, ref: object) -> None:
-        _required_str(frame, "room")
-        body = _body(frame)
-        client_id = _client_id(frame)
+        frames.required_str(frame, "room")
+        body = frames.body(frame)
+        client_id = frames.client_id(frame)
         sub = self._subscription(frame)
         access = sub.access
         if not access.can_post:
@@ -313,7 +259,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
 
     async def handle_clap(self, frame: dict, ref: object) -> None:
-        seq = _required_seq(frame)
+        seq = frames.required_seq(frame)
         count = frame.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ClientError("bad_request", "`count` must be a positive integer.")
@@ -349,7 +295,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await typing_announce(room_id=sub.access.room_id, user_id=self.user.pk, username=self.user_json["username"])
 
     async def handle_read(self, frame: dict, ref: object) -> None:
-        seq = _required_seq(frame)
+        seq = frames.required_seq(frame)
         sub = self._subscription(frame)
         seq = min(seq, sub.last_seq)
         if seq <= self.read_markers.get(sub.access.room_id, 0):
@@ -358,8 +304,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await message_mark_read(room_id=sub.access.room_id, user_id=self.user.pk, seq=seq)
 
     async def handle_edit(self, frame: dict, ref: object) -> None:
-        seq = _required_seq(frame)
-        body = _body(frame)
+        seq = frames.required_seq(frame)
+        body = frames.body(frame)
         sub = self._subscription(frame)
         await self._limit("edit", sub.access.room_id)
         await message_edit(
@@ -367,7 +313,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         )
 
     async def handle_delete(self, frame: dict, ref: object) -> None:
-        seq = _required_seq(frame)
+        seq = frames.required_seq(frame)
         sub = self._subscription(frame)
         await self._limit("edit", sub.access.room_id)
         await message_delete(

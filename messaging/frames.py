@@ -1,0 +1,63 @@
+"""Reading client frames: each field checked, a clear `error` frame for anything wrong."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+
+# JSON numbers a client may send as seq, since or rev: below 2**53, exact in every client.
+MAX_INT = 2**53
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def required_str(frame: dict, key: str) -> str:
+    value = frame.get(key)
+    if not isinstance(value, str) or not value:
+        raise ClientError("bad_request", f"`{key}` must be a non-empty string.")
+    return value
+
+
+def optional_int(frame: dict, key: str) -> int | None:
+    value = frame.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_INT:
+        raise ClientError("bad_request", f"`{key}` must be null or a non-negative integer.")
+    return value
+
+
+def required_seq(frame: dict) -> int:
+    value = optional_int(frame, "seq")
+    if value is None or value < 1:
+        raise ClientError("bad_request", "`seq` must be a positive integer.")
+    return value
+
+
+def client_id(frame: dict) -> str:
+    raw = required_str(frame, "client_id")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ClientError("bad_request", "`client_id` must be a UUID.") from None
+
+
+def body(frame: dict) -> str:
+    text = frame.get("body")
+    if not isinstance(text, str):
+        raise ClientError("bad_request", "`body` must be a string.")
+    text = text.strip()
+    if not text:
+        raise ClientError("bad_request", "The message is empty.")
+    if len(text) > settings.MESSAGE_MAX_LENGTH:
+        raise ClientError("too_large", f"A message has at most {settings.MESSAGE_MAX_LENGTH} characters.")
+    if "\x00" in text:
+        raise ClientError("bad_request", "The message contains a NUL character.")
+    return text
