@@ -1,0 +1,743 @@
+"""What the fault and scale-out tests share: their own Redis servers, a TCP proxy to cut a
+link, clients that follow the wire contract through failures, a ledger of every send, and
+the final count against PostgreSQL.
+
+Every send is recorded per attempt as acked, refused (an `error` frame: nothing stored) or
+unknown (no answer: the socket died or the answer timed out). A retry reuses the
+``client_id``, so whatever the outcomes, a message is stored once or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import redis
+from django.conf import settings
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from conftest import GENEROUS_WS_LIMITS
+from pubsub_site.cluster import Cluster, free_port, wait_for_http
+from tests.conftest import database_url
+
+# --- Processes and servers ------------------------------------------------------------
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """The environment of the cluster fixture, for clusters a test builds itself."""
+    env = {
+        "DJANGO_ENV": "development",
+        "DEBUG": "0",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "ROOM_REDIS_URLS": ",".join(settings.ROOM_REDIS_URLS),
+        "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
+        "CHANNEL_LAYER": settings.CHANNEL_LAYER_KIND,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        **{f"WS_RATE_LIMIT_{action.upper()}": rate for action, rate in GENEROUS_WS_LIMITS.items()},
+    }
+    env.update(overrides)
+    return env
+
+
+def redis_env(url: str, **overrides: str) -> dict[str, str]:
+    """Everything Redis (rq queue, cache, rooms, channel layer) on one URL."""
+    return base_env(REDIS_URL=url, ROOM_REDIS_URLS=url, CHANNEL_REDIS_URLS=url, **overrides)
+
+
+def make_users(count: int, prefix: str = "user") -> list:
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    return [model.objects.create_user(f"{prefix}{i}", password="x-long-password") for i in range(count)]
+
+
+def start_webs(cluster: Cluster, count: int) -> list[int]:
+    """Start ``count`` web processes at once and wait for all of them."""
+    ports = [cluster.start_web(wait=False) for _ in range(count)]
+    for port in ports:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+    return ports
+
+
+def web_pid(cluster: Cluster, port: int) -> int:
+    return cluster.webs[port].pid
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def log_text(cluster: Cluster, prefix: str = "web") -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(cluster.log_dir.glob(f"{prefix}*.log")))
+
+
+def tracebacks(cluster: Cluster, prefix: str = "web") -> int:
+    return log_text(cluster, prefix).count("Traceback")
+
+
+class RedisServer:
+    """A redis-server of the test's own on 127.0.0.1, in a directory that outlives restarts."""
+
+    def __init__(self, *, appendonly: bool = True, appendfsync: str = "everysec", port: int | None = None):
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="pubsub-redis-"))
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=5)
+
+    def start(self) -> RedisServer:
+        command = [
+            "redis-server",
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
+            "--logfile", str(self.dir / "redis.log"),
+            "--maxclients", "20000",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.client().ping():
+                    # Loading the AOF answers LOADING; wait until it is done.
+                    self.client().dbsize()
+                    return self
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on {self.port} did not start: {self.log()[-2000:]}")
+            time.sleep(0.05)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+
+    def shutdown(self) -> None:
+        """SHUTDOWN: Redis writes and syncs the AOF, then exits."""
+        with contextlib.suppress(redis.ConnectionError):
+            self.client().shutdown()
+        assert self.process is not None
+        self.process.wait(timeout=30)
+
+    def restart(self, how: str) -> None:
+        {"shutdown": self.shutdown, "sigterm": lambda: self.kill(signal.SIGTERM), "sigkill": self.kill}[how]()
+        self.start()
+
+    def log(self) -> str:
+        path = self.dir / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``, in a thread of its own.
+
+    ``cut()`` closes the listening socket and resets every open connection: the link is
+    down and new connections are refused. ``restore()`` listens again on the same port.
+    """
+
+    def __init__(self, target: int, port: int | None = None):
+        self.target = target
+        self.port = port or free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.base_events.Server | None = None
+        self.transports: set[asyncio.BaseTransport] = set()
+        self.thread.start()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = {writer.transport, up_writer.transport}
+        self.transports |= pair
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self.transports -= pair
+
+    async def _listen(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True, backlog=512)
+
+    async def _cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for transport in list(self.transports):
+            transport.abort()
+        self.transports.clear()
+
+    def _run(self, coro) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def start(self) -> TcpProxy:
+        self._run(self._listen())
+        return self
+
+    restore = start
+
+    def cut(self) -> None:
+        self._run(self._cut())
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> TcpProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- The ledger of sends ------------------------------------------------------------------
+
+ACKED, REFUSED, UNKNOWN = "acked", "refused", "unknown"
+
+
+@dataclass
+class Send:
+    client_id: str
+    room: str
+    body: str
+    attempts: list[str] = field(default_factory=list)  # "acked", "refused:<code>", "unknown"
+    seq: int | None = None
+
+    @property
+    def final(self) -> str:
+        last = self.attempts[-1] if self.attempts else UNKNOWN
+        return last.split(":", 1)[0]
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.sends: dict[str, Send] = {}
+
+    def new(self, room: str, body: str) -> Send:
+        send = Send(client_id=str(uuid.uuid4()), room=room, body=body)
+        self.sends[send.client_id] = send
+        return send
+
+    def of(self, final: str) -> list[Send]:
+        return [s for s in self.sends.values() if s.final == final]
+
+    def attempt_counts(self) -> Counter:
+        return Counter(a for s in self.sends.values() for a in s.attempts)
+
+    def first_outcomes(self) -> Counter:
+        return Counter(s.attempts[0] for s in self.sends.values() if s.attempts)
+
+    def summary(self) -> str:
+        finals = Counter(s.final for s in self.sends.values())
+        attempts = self.attempt_counts()
+        return (
+            f"{len(self.sends)} messages: {finals[ACKED]} acked, {finals[REFUSED]} refused, "
+            f"{finals[UNKNOWN]} unknown in the end; attempts: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(attempts.items()))
+        )
+
+
+# --- A client that follows the contract through failures ------------------------------------
+
+
+class ChatClient:
+    """One tab: one socket at a time, any number of rooms, reconnecting to any live web
+    process and resubscribing with ``since`` = the last ``seq`` it saw."""
+
+    def __init__(
+        self,
+        name: str,
+        session_key: str,
+        ports: Callable[[], list[int]],
+        rooms: Iterable[str],
+        *,
+        first_port: int | None = None,
+        reply_timeout: float = 10.0,
+        reconnect_for: float = 90.0,
+    ):
+        self.name = name
+        self.session_key = session_key
+        self.ports = ports
+        self.rooms = list(rooms)
+        self.port = first_port
+        self.reply_timeout = reply_timeout
+        self.reconnect_for = reconnect_for
+        self.ws = None
+        self.last_seq: dict[str, int] = dict.fromkeys(self.rooms, 0)
+        self.received: dict[str, list[int]] = {room: [] for room in self.rooms}
+        self.client_ids: dict[str, list[str]] = {room: [] for room in self.rooms}
+        self.resyncing: set[str] = set()
+        self.waiters: dict[str, asyncio.Future] = {}
+        self.connected = asyncio.Event()
+        self.closing = False
+        self.reader: asyncio.Task | None = None
+        self.reconnects = 0
+        self.failed_handshakes = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.unrecovered = 0
+        self.http_recovered = 0
+        self.close_codes: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.ports_used: list[int] = []
+
+    # The connection -------------------------------------------------------------------
+
+    def _next_port(self) -> int:
+        live = sorted(self.ports())
+        if self.port in live and (not self.ports_used or len(live) == 1):
+            return self.port
+        # After a failure, another process: spread by name, move on with each attempt.
+        others = [p for p in live if p != self.port] or live
+        return others[(self.reconnects + self.failed_handshakes + sum(map(ord, self.name))) % len(others)]
+
+    async def _open(self) -> None:
+        port = self._next_port()
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/ws/",
+            additional_headers={"Cookie": f"sessionid={self.session_key}"},
+            origin="http://127.0.0.1",
+            open_timeout=15,
+            close_timeout=2,
+            max_size=2**22,
+            ping_interval=None,
+        )
+        self.ws, self.port = ws, port
+        self.ports_used.append(port)
+        for room in self.rooms:
+            self.resyncing.add(room)
+            await ws.send(json.dumps({"type": "subscribe", "room": room, "since": self.last_seq[room]}))
+
+    async def start(self) -> ChatClient:
+        await self._open()
+        self.reader = asyncio.create_task(self._read())
+        await self.wait_subscribed()
+        return self
+
+    async def wait_subscribed(self, timeout: float = 30) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    async def _reconnect(self) -> bool:
+        self.connected.clear()
+        deadline = time.monotonic() + self.reconnect_for
+        delay = 0.1
+        while not self.closing and time.monotonic() < deadline:
+            try:
+                await self._open()
+                self.reconnects += 1
+                return True
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):
+                self.failed_handshakes += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return False
+
+    async def _read(self) -> None:
+        while not self.closing:
+            try:
+                raw = await self.ws.recv()
+            except ConnectionClosed as closed:
+                self._fail_waiters()
+                if self.closing:
+                    return
+                self.close_codes[closed.rcvd.code if closed.rcvd else 1006] += 1
+                if not await self._reconnect():
+                    return
+                continue
+            self._on_frame(json.loads(raw))
+
+    def _fail_waiters(self) -> None:
+        for future in self.waiters.values():
+            if not future.done():
+                future.set_result(UNKNOWN)
+        self.waiters.clear()
+
+    def _on_frame(self, frame: dict) -> None:
+        kind = frame.get("type")
+        room = frame.get("room")
+        if kind == "message" and room in self.last_seq:
+            if room in self.resyncing:
+                return  # the old subscription's tail: the replay after `subscribed` covers it
+            seq = frame["seq"]
+            if seq <= self.last_seq[room]:
+                self.duplicates += 1
+                return
+            if seq > self.last_seq[room] + 1:
+                # The contract's gap rule: resubscribe with the last seq seen.
+                self.gaps += 1
+                self._resubscribe(room)
+                return
+            self.last_seq[room] = seq
+            self.received[room].append(seq)
+            self.client_ids[room].append(frame["client_id"])
+        elif kind == "subscribed" and room in self.last_seq:
+            self.resyncing.discard(room)
+            if not frame["recovered"]:
+                self.unrecovered += 1
+                asyncio.get_running_loop().create_task(self._recover_over_http(room, frame["seq"]))
+            if not self.resyncing:
+                self.connected.set()
+        elif kind == "ack":
+            self._settle(frame.get("ref"), f"{ACKED}:{frame['seq']}")
+        elif kind == "error":
+            self.errors[frame["code"]] += 1
+            self._settle(frame.get("ref"), f"{REFUSED}:{frame['code']}")
+
+    def _settle(self, ref: object, outcome: str) -> None:
+        future = self.waiters.pop(ref, None) if isinstance(ref, str) else None
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    def _resubscribe(self, room: str) -> None:
+        self.resyncing.add(room)
+        frame = {"type": "subscribe", "room": room, "since": self.last_seq[room]}
+        asyncio.get_running_loop().create_task(self._send_quietly(frame))
+
+    async def _send_quietly(self, frame: dict) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(json.dumps(frame))
+
+    async def _recover_over_http(self, room: str, upto: int) -> None:
+        """Too many missed for a replay: the contract says reload history over HTTP."""
+        self.resyncing.add(room)
+        while self.last_seq[room] < upto:
+            page = await asyncio.to_thread(self._history_after, room, self.last_seq[room])
+            if not page["messages"]:
+                break
+            for message in page["messages"]:
+                if message["seq"] == self.last_seq[room] + 1:
+                    self.last_seq[room] = message["seq"]
+                    self.received[room].append(message["seq"])
+                    self.client_ids[room].append(message["client_id"])
+            self.http_recovered += len(page["messages"])
+        self._resubscribe(room)
+
+    def _history_after(self, room: str, after: int) -> dict:
+        request = Request(
+            f"http://127.0.0.1:{self.port}/rooms/{room}/messages/?after={after}&limit=200",
+            headers={"Cookie": f"sessionid={self.session_key}"},
+        )
+        with urlopen(request, timeout=10) as response:  # noqa: S310 (our own 127.0.0.1)
+            return json.loads(response.read())
+
+    # Sending --------------------------------------------------------------------------
+
+    async def attempt(self, send: Send) -> str:
+        """One attempt at a send; records and returns its outcome."""
+        try:
+            await asyncio.wait_for(self.connected.wait(), self.reply_timeout)
+        except TimeoutError:
+            return "unsent"  # never left the client: not an attempt
+        future = asyncio.get_running_loop().create_future()
+        self.waiters[send.client_id] = future
+        frame = {"type": "send", "room": send.room, "body": send.body, "client_id": send.client_id}
+        try:
+            await self.ws.send(json.dumps({**frame, "ref": send.client_id}))
+        except ConnectionClosed:
+            self.waiters.pop(send.client_id, None)
+            return "unsent"
+        try:
+            outcome = await asyncio.wait_for(future, self.reply_timeout)
+        except TimeoutError:
+            self.waiters.pop(send.client_id, None)
+            outcome = UNKNOWN
+        if outcome.startswith(ACKED):
+            send.seq = int(outcome.split(":")[1])
+            outcome = ACKED
+        send.attempts.append(outcome)
+        return outcome
+
+    async def send_until_settled(
+        self,
+        send: Send,
+        *,
+        retry: Iterable[str] = ("refused:unavailable", UNKNOWN, "unsent"),
+        give_up_after: float = 60.0,
+    ) -> str:
+        """Send, and retry with the same ``client_id`` while the outcome is one of ``retry``."""
+        retry = set(retry)
+        deadline = time.monotonic() + give_up_after
+        delay = 0.1
+        while True:
+            outcome = await self.attempt(send)
+            if outcome not in retry or time.monotonic() > deadline:
+                return outcome
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+
+
+async def open_clients(
+    specs: list[tuple[str, str, int]], ports: Callable[[], list[int]], rooms: list[str], **options
+) -> list[ChatClient]:
+    """Open clients (name, session key, first port) concurrently, each subscribed to ``rooms``."""
+    clients = [ChatClient(name, key, ports, rooms, first_port=port, **options) for name, key, port in specs]
+    await asyncio.gather(*(c.start() for c in clients))
+    return clients
+
+
+async def talk(
+    clients: list[ChatClient],
+    ledger: Ledger,
+    rooms: list[str],
+    per_client: int,
+    *,
+    interval: float = 0.0,
+    retry: Iterable[str] = ("refused:unavailable", UNKNOWN, "unsent"),
+    give_up_after: float = 60.0,
+) -> None:
+    """Each client sends ``per_client`` messages, one at a time, over the rooms in turn."""
+
+    async def one(index: int, client: ChatClient) -> None:
+        for i in range(per_client):
+            room = rooms[(index + i) % len(rooms)]
+            send = ledger.new(room, f"{client.name} #{i}")
+            await client.send_until_settled(send, retry=retry, give_up_after=give_up_after)
+            if interval:
+                await asyncio.sleep(interval)
+
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
+
+
+async def blast(clients: list[ChatClient], ledger: Ledger, room: str, per_client: int, window: int = 50) -> None:
+    """Each client keeps up to ``window`` sends in flight: the fastest the real path goes."""
+
+    async def one(client: ChatClient) -> None:
+        gate = asyncio.Semaphore(window)
+
+        async def single(i: int) -> None:
+            async with gate:
+                await client.send_until_settled(ledger.new(room, f"{client.name} bulk {i}"))
+
+        await asyncio.gather(*(single(i) for i in range(per_client)))
+
+    await asyncio.gather(*(one(c) for c in clients))
+
+
+async def wait_for_delivery(clients: list[ChatClient], latest: dict[str, int], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(c.last_seq[r] >= latest[r] for c in clients for r in c.rooms if r in latest):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+# --- Counting ---------------------------------------------------------------------------
+
+
+def room_latest(room_id: int, url: str) -> int:
+    """The room's last seq according to its Redis."""
+    value = redis.Redis.from_url(url).get(f"pubsub:room:{{{room_id}}}:seq")
+    return int(value or 0)
+
+
+def pg_rows(room_ids: list[int]) -> list[tuple[int, int, str]]:
+    """(room_id, seq, client_id) of the rooms' rows, from a thread of its own."""
+    from django.db import connection
+
+    from messaging.models import Message
+
+    def read():
+        try:
+            rows = Message.objects.filter(room_id__in=room_ids).values_list("room_id", "seq", "client_id")
+            return [(r, s, str(c)) for r, s, c in rows.order_by("room_id", "seq")]
+        finally:
+            connection.close()
+
+    if _in_event_loop():
+        result: list = []
+        thread = threading.Thread(target=lambda: result.append(read()))
+        thread.start()
+        thread.join()
+        return result[0]
+    return read()
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def wait_for_rows(room_ids: list[int], expected: int, timeout: float = 60) -> list[tuple[int, int, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = pg_rows(room_ids)
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def pg_connection_count(dbname: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [dbname])
+        return cursor.fetchone()[0]
+
+
+@dataclass
+class Verdict:
+    """The final count: acked against rows against deliveries."""
+
+    acked: int
+    refused: int
+    unknown: int
+    unknown_stored: int
+    rows: int
+    received: dict[str, int]
+    problems: list[str]
+
+    def line(self) -> str:
+        per_client = sorted(set(self.received.values()))
+        shown = per_client if len(per_client) <= 4 else [per_client[0], "…", per_client[-1]]
+        return (
+            f"acked {self.acked}, refused {self.refused}, unknown {self.unknown} "
+            f"({self.unknown_stored} of them stored, {self.unknown - self.unknown_stored} not), "
+            f"rows in PostgreSQL {self.rows}, received per client {shown} over {len(self.received)} clients"
+        )
+
+
+def verify(
+    ledger: Ledger,
+    rows: list[tuple[int, int, str]],
+    clients: list[ChatClient],
+    room_ids: dict[str, int],
+) -> Verdict:
+    """Every acked message stored once with its seq, every unknown one at most once, every
+    refused one never; seq dense per room; every client received every row once, in order."""
+    problems: list[str] = []
+    by_cid = Counter(cid for _, _, cid in rows)
+    seq_of = {cid: (room_id, seq) for room_id, seq, cid in rows}
+    for cid, count in by_cid.items():
+        if count > 1:
+            problems.append(f"client_id {cid} stored {count} times")
+        if cid not in ledger.sends:
+            problems.append(f"row {seq_of[cid]} has a client_id nobody sent: {cid}")
+    unknown_stored = 0
+    for send in ledger.sends.values():
+        stored = by_cid.get(send.client_id, 0)
+        if send.final == ACKED:
+            if stored != 1:
+                problems.append(f"acked {send.client_id} (seq {send.seq}) stored {stored} times")
+            elif seq_of[send.client_id] != (room_ids[send.room], send.seq):
+                problems.append(f"acked {send.client_id} with seq {send.seq}, stored as {seq_of[send.client_id]}")
+        elif send.final == REFUSED and stored:
+            problems.append(f"refused {send.client_id} {send.attempts} was stored")
+        elif send.final == UNKNOWN:
+            unknown_stored += stored
+    per_room: dict[int, list[int]] = {}
+    for room_id, seq, _ in rows:
+        per_room.setdefault(room_id, []).append(seq)
+    for room_id, seqs in per_room.items():
+        if seqs != list(range(1, len(seqs) + 1)):
+            problems.append(f"room {room_id}: seqs are not 1..{len(seqs)}")
+    received = {}
+    for client in clients:
+        total = 0
+        for room in client.rooms:
+            expected = [cid for room_id, _, cid in rows if room_id == room_ids[room]]
+            got = client.client_ids[room]
+            total += len(got)
+            if got != expected:
+                missing = len(set(expected) - set(got))
+                problems.append(
+                    f"{client.name} in {room}: received {len(got)} (missing {missing}), PostgreSQL has {len(expected)}"
+                )
+        received[client.name] = total
+        if client.duplicates:
+            problems.append(f"{client.name} received {client.duplicates} duplicates")
+    finals = Counter(s.final for s in ledger.sends.values())
+    return Verdict(
+        acked=finals[ACKED],
+        refused=finals[REFUSED],
+        unknown=finals[UNKNOWN],
+        unknown_stored=unknown_stored,
+        rows=len(rows),
+        received=received,
+        problems=problems,
+    )
+
+
+def client_stats(clients: list[ChatClient]) -> str:
+    codes = sum((c.close_codes for c in clients), Counter())
+    errors = sum((c.errors for c in clients), Counter())
+    return (
+        f"reconnects {sum(c.reconnects for c in clients)}, failed handshakes "
+        f"{sum(c.failed_handshakes for c in clients)}, gaps seen {sum(c.gaps for c in clients)}, "
+        f"unrecovered subscribes {sum(c.unrecovered for c in clients)}, close codes {dict(codes)}, "
+        f"errors {dict(errors)}"
+    )
+
+
+def report(name: str, *lines: str) -> None:
+    print(f"\n[{name}]")
+    for line in lines:
+        print(f"  {line}")
+    with open(os.environ.get("FAULTS_REPORT", "/tmp/pubsub-faults-report.txt"), "a") as out:
+        out.write(f"[{name}]\n" + "".join(f"  {line}\n" for line in lines))
