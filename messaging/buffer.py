@@ -199,6 +199,14 @@ return 0
 """
 
 
+# The worker's sweep: claim the right to queue a job when rooms wait and none is scheduled.
+CLAIM_SWEEP_SCRIPT = """
+if redis.call('SCARD', KEYS[1]) == 0 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[1])) then return 1 end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class AppendResult:
     initialised: bool
@@ -354,6 +362,11 @@ def clear_dirty(*, room_id: int) -> bool:
             room_id,
         )
     )
+
+
+def claim_sweep(*, client) -> bool:
+    """True when the server has dirty rooms and no job scheduled; the caller then queues one."""
+    return bool(client.eval(CLAIM_SWEEP_SCRIPT, 2, DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS))
 
 
 def release_schedule(*, url: str) -> bool:

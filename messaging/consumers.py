@@ -21,10 +21,11 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from messaging import frames, presence, throttle
-from messaging.events import activity_group, room_group, user_group
+from messaging.events import activity_group, room_group, session_fingerprint, user_group
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
 from messaging.selectors import changes_after, messages_between, room_counters
@@ -52,6 +53,59 @@ GAP_WAIT_SECONDS = 0.2
 PENDING_MAX = 2000
 
 
+def daphne_protocol(send: object) -> object | None:
+    """The autobahn protocol behind a consumer's `send` under daphne; None elsewhere (another
+    server, a test communicator). Daphne's `send` is functools.partial(server.handle_reply,
+    protocol), which Channels' session middleware wraps, keeping it as `real_send`."""
+    while (inner := getattr(getattr(send, "__self__", None), "real_send", None)) is not None:
+        send = inner
+    protocol = next(iter(getattr(send, "args", ())), None)
+    return protocol if hasattr(protocol, "sendCloseFrame") else None
+
+
+class SendBacklog:
+    """What waits to be written to a client that does not read.
+
+    Daphne hands every frame to the socket's Twisted transport, whose buffer has no
+    limit. Registered as the transport's push producer, this is paused when that buffer
+    passes 64 KiB and resumed once it has drained; what is sent while paused is counted.
+    The producer it replaces (daphne's HTTP channel, which stops reading the socket
+    meanwhile) still hears every call.
+    """
+
+    def __init__(self, previous: object = None) -> None:
+        self.previous = previous
+        self.paused = False
+        self.queued = 0
+
+    @classmethod
+    def attach(cls, protocol: object) -> SendBacklog | None:
+        transport = getattr(protocol, "transport", None)
+        if transport is None or not hasattr(transport, "registerProducer"):
+            return None
+        backlog = cls(previous=getattr(transport, "producer", None))
+        if backlog.previous is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(backlog, True)
+        return backlog
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self.previous is not None:
+            self.previous.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.queued = 0
+        if self.previous is not None:
+            self.previous.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+        if self.previous is not None:
+            self.previous.stopProducing()
+
+
 @dataclass
 class Subscription:
     access: RoomAccess
@@ -64,6 +118,26 @@ class Subscription:
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):
+    heartbeat_task: asyncio.Task | None = None
+    ws_protocol: object | None = None
+    send_backlog: SendBacklog | None = None
+    cut_off = False
+    logged_out = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except RedisError as error:
+            # The channel layer (or another Redis call outside a frame's handling) failed:
+            # events for this socket may be lost, so close it; the client resubscribes
+            # with `since`. Before the handshake completed, this refuses it.
+            logger.warning("Redis failed under a WebSocket connection; closing it: %s", error)
+            with contextlib.suppress(Exception):
+                await self.close(code=1011)
+        finally:
+            if self.heartbeat_task is not None:
+                self.heartbeat_task.cancel()
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -71,6 +145,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             return
         self.user = user
         self.user_json = user_wire(user.pk, user.get_username())
+        self.session = session_fingerprint(getattr(self.scope.get("session"), "session_key", None))
         self.subscriptions: dict[str, Subscription] = {}
         self.slug_by_room_id: dict[int, str] = {}
         self.handlers: dict[str, Callable[[dict, object], Awaitable[None]]] = {
@@ -94,6 +169,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
+        self.ws_protocol = daphne_protocol(self.base_send)
+        self.send_backlog = SendBacklog.attach(self.ws_protocol)
+        self.groups_joined_at = time.monotonic()
         self.heartbeat_task = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code: int) -> None:
@@ -130,6 +208,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if not isinstance(frame_type, str):
             await self._send_error(ClientError("bad_request", "The frame has no `type`."), ref)
             return
+        if self.logged_out:
+            await self._send_error(ClientError("forbidden", "You have logged out; sign in again."), ref)
+            await self.close(code=1008)
+            return
         handler = self.handlers.get(frame_type)
         if handler is None:
             await self._send_error(ClientError("unknown_type", f"Unknown frame type {frame_type[:40]!r}."), ref)
@@ -142,8 +224,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 await self.close(code=1008)
         except ActionRefused as refused:
             await self._send_error(ClientError(refused.code, refused.detail), ref)
-        except RedisError:
-            logger.exception("Redis failed while handling %s", frame_type)
+        except (RedisError, DatabaseError) as error:
+            logger.warning("A backing service failed while handling %s: %r", frame_type, error)
             await self._send_error(ClientError("unavailable", "A backing service failed; retry."), ref)
 
     def _subscription(self, frame: dict) -> Subscription:
@@ -154,11 +236,17 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         return sub
 
     async def handle_ping(self, frame: dict, ref: object) -> None:
-        # Re-joining refreshes the layer's group expiry for long-lived sockets.
+        await self._rejoin_groups()
+        await self._send_frame({"type": "pong"}, ref)
+
+    async def _rejoin_groups(self) -> None:
+        """Re-joining refreshes the layer's group expiry for long-lived sockets."""
+        self.groups_joined_at = time.monotonic()
         await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        for room_id in self.activity_rooms:
+            await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         for sub in self.subscriptions.values():
             await self.channel_layer.group_add(room_group(sub.access.room_id), self.channel_name)
-        await self._send_frame({"type": "pong"}, ref)
 
     async def handle_subscribe(self, frame: dict, ref: object) -> None:
         slug = frames.required_str(frame, "room")
@@ -413,6 +501,19 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self._end_subscription(slug)
         await self.send(text_data=encode({"type": "kicked", "room": slug, "reason": event["reason"]}))
 
+    async def user_logged_out(self, event: dict) -> None:
+        """This socket's session logged out (in another tab): it hears nothing more, and its
+        next frame is refused and closes it."""
+        if event["session"] != self.session:
+            return
+        self.logged_out = True
+        for slug in list(self.subscriptions):
+            await self._end_subscription(slug)
+        for room_id in self.activity_rooms:
+            await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
+        self.activity_rooms = {}
+        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+
     async def user_membership(self, event: dict) -> None:
         """The user's rights in a room changed: read them again."""
         sub = self._sub_for(event)
@@ -448,6 +549,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
             try:
+                if time.monotonic() - self.groups_joined_at > settings.CHANNEL_GROUP_EXPIRY / 3:
+                    await self._rejoin_groups()  # a client that never pings keeps its groups
                 subs = list(self.subscriptions.values())
                 await presence.heartbeat(entries=[(s.access.room_id, s.presence_member) for s in subs])
                 for sub in subs:
@@ -507,6 +610,36 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await presence_broadcast(
                 room_id=sub.access.room_id, joins=[], leaves=[presence.user_from_member(sub.presence_member)]
             )
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Every frame to the client goes through here: one that does not read is cut off."""
+        if self.cut_off:
+            return
+        backlog = self.send_backlog
+        if backlog is not None and backlog.paused and not close:
+            backlog.queued += len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+            if backlog.queued > settings.WS_SEND_BACKLOG_MAX_BYTES:
+                self.cut_off = True
+                logger.warning("Closing a WebSocket whose client does not read: %d bytes wait", backlog.queued)
+                # The close frame waits behind the backlog too; when the client does not
+                # answer it within a second, autobahn aborts the TCP connection.
+                await self.close(code=1011)
+                return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # Autobahn (under daphne) refuses to send a close code other than 1000 or 3000-4999:
+        # it raises, and daphne answers the crash with 1011 and a traceback. The contract's
+        # 1008, 1009 and 1011 go out through its lower-level call, as daphne's own 1011 does.
+        protocol = self.ws_protocol
+        if (
+            code not in (None, 1000)
+            and not 3000 <= code <= 4999
+            and getattr(protocol, "state", None) == getattr(protocol, "STATE_OPEN", object())
+        ):
+            protocol.sendCloseFrame(code=code, isReply=False)
+            return
+        await super().close(code=code, reason=reason)
 
     async def _send_frame(self, frame: dict, ref: object) -> None:
         if ref is not None:

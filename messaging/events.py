@@ -6,11 +6,17 @@ commit, so no client hears of a change that was rolled back.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from rooms.models import Room
+
+logger = logging.getLogger(__name__)
 
 
 def user_group(user_id: int) -> str:
@@ -25,6 +31,11 @@ def room_group(room_id: int) -> str:
 def activity_group(room_id: int) -> str:
     """Every connection of the room's members: new-message activity, for unread counts."""
     return f"activity.{room_id}"
+
+
+def session_fingerprint(session_key: str | None) -> str:
+    """Names a session in events without putting its key in Redis."""
+    return hashlib.sha256((session_key or "").encode()).hexdigest()[:32]
 
 
 def send_to_group(group: str, event: dict) -> None:
@@ -58,3 +69,18 @@ def room_state_changed_on_commit(*, room: Room) -> None:
             "slow_mode_seconds": room.slow_mode_seconds,
         },
     )
+
+
+def session_logged_out(sender, request, user, **kwargs) -> None:
+    """Django's user_logged_out: the session's other sockets (other tabs) stop at once.
+
+    They are told through the user's group, with the session named by a fingerprint; a
+    consumer compares it with its own, so no query runs per message afterwards."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is None or not session_key:
+        return
+    try:
+        send_to_group(user_group(user.pk), {"type": "user.logged_out", "session": session_fingerprint(session_key)})
+    except RedisError:
+        # Logging out must work with Redis down; the sockets then close with the layer.
+        logger.warning("could not tell the sockets of user %s that the session logged out", user.pk)

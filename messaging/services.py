@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from messaging import buffer, changes
 from messaging.events import activity_group, room_group, user_group
@@ -142,7 +143,7 @@ async def message_send(
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
     The caller has checked the rights and validated ``body`` and ``client_id``.
-    Raises redis.RedisError when Redis fails; nothing is stored then.
+    Raises redis.RedisError when storing fails; nothing is stored then.
     """
     record = {
         "author": user_wire(author_id, author_username),
@@ -158,13 +159,23 @@ async def message_send(
     if not result.created:
         return SendResult(seq=result.seq, created=False)
 
+    # From here on the message is stored: a failure must not turn the ack into
+    # `unavailable` ("nothing was stored"). A lost broadcast is recovered by the
+    # subscribers' gap fill or resubscription; a job not queued, by the next send
+    # after SCHEDULED_TTL_MS or by the worker's periodic sweep.
     frame = encode(message_wire(orjson.loads(result.record), room=room_slug))
-    await get_channel_layer().group_send(
-        room_group(room_id), {"type": "room.message", "room_id": room_id, "seq": result.seq, "frame": frame}
-    )
+    try:
+        await get_channel_layer().group_send(
+            room_group(room_id), {"type": "room.message", "room_id": room_id, "seq": result.seq, "frame": frame}
+        )
+    except RedisError as error:
+        logger.warning("message %s/%s stored but not broadcast: %r", room_id, result.seq, error)
     _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
     if result.schedule_persist:
-        await _schedule_persist(room_id)
+        try:
+            await _schedule_persist(room_id)
+        except RedisError as error:
+            logger.warning("message %s/%s stored, its persistence job not queued: %r", room_id, result.seq, error)
     return SendResult(seq=result.seq, created=True)
 
 

@@ -114,9 +114,10 @@ ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
 # capacity: a consumer's inbox holds up to this many events before the layer drops
 #   new ones; 1,000 covers a burst of a busy room while bounding memory per socket.
 # expiry: an undelivered event older than this is useless (the gap fill recovers it).
-# group_expiry: a subscriber re-joins its groups on every ping (see consumers.py),
-#   so one day only ever expires sockets that are dead.
+# group_expiry: a connection re-joins its groups on every ping and, without pings, every
+#   third of this (see consumers.py), so one day only ever expires sockets that are dead.
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
+CHANNEL_GROUP_EXPIRY = env_int("CHANNEL_GROUP_EXPIRY", 86400)
 # "core": channels_redis.core.RedisChannelLayer (a list per consumer, capacity and expiry);
 # "pubsub": channels_redis.pubsub.RedisPubSubChannelLayer (one PUBLISH per group send).
 CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "core")
@@ -132,7 +133,7 @@ if CHANNEL_LAYER_KIND == "core":
                 "hosts": _channel_hosts,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": 10,
-                "group_expiry": 86400,
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
                 "prefix": "pubsub:layer:",
             },
         }
@@ -273,6 +274,12 @@ MESSAGE_DEDUP_TTL = env_int("MESSAGE_DEDUP_TTL", 7 * 24 * 3600)
 MESSAGE_BUFFER_KEEP = env_int("MESSAGE_BUFFER_KEEP", 1000)
 # Past this many missed messages, subscribe answers recovered: false.
 MESSAGE_REPLAY_LIMIT = 1000
+# Each worker queues a persistence job this often (seconds) when rooms wait and none is
+# scheduled: after a job failed (PostgreSQL down) or was lost (Redis restarted).
+PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)
+# A client that stops reading: once this much waits for it beyond its socket's own 64 KiB
+# buffer, its connection is closed (bytes; see messaging.consumers.SendBacklog).
+WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
 
 LOGGING = {
     "version": 1,

@@ -75,6 +75,16 @@ def start_webs(cluster: Cluster, count: int) -> list[int]:
     return ports
 
 
+def wait_for_workers(redis_url: str, count: int, timeout: float = 30) -> None:
+    """Wait until ``count`` rq workers have registered (a worker starts in a second or two)."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while client.scard("rq:workers") < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} workers did not register within {timeout} s")
+        time.sleep(0.05)
+
+
 def web_pid(cluster: Cluster, port: int) -> int:
     return cluster.webs[port].pid
 
