@@ -100,8 +100,17 @@ def log_text(cluster: Cluster, prefix: str = "web") -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(cluster.log_dir.glob(f"{prefix}*.log")))
 
 
-def tracebacks(cluster: Cluster, prefix: str = "web") -> int:
-    return log_text(cluster, prefix).count("Traceback")
+def tracebacks(cluster: Cluster, prefix: str = "web") -> str:
+    """How many tracebacks the processes logged, by the exception that ended each."""
+    lines = log_text(cluster, prefix).splitlines()
+    ends: Counter = Counter()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith((" ", "\t")) or not lines[j].strip()):
+                j += 1
+            ends[lines[j][:100] if j < len(lines) else "?"] += 1
+    return f"{sum(ends.values())}" + (f" {dict(ends)}" if ends else "")
 
 
 class RedisServer:
@@ -241,8 +250,14 @@ class TcpProxy:
     def cut(self) -> None:
         self._run(self._cut())
 
+    async def _shutdown(self) -> None:
+        await self._cut()  # the connections' tasks end on their own once their transports are gone
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+
     def close(self) -> None:
-        self.cut()
+        self._run(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
 
@@ -596,6 +611,14 @@ async def wait_for_delivery(clients: list[ChatClient], latest: dict[str, int], t
 
 
 # --- Counting ---------------------------------------------------------------------------
+
+
+def stored_anywhere(client_ids: list[str], room_id: int, url: str) -> list[str]:
+    """The client_ids the room's Redis (its dedupe keys) or PostgreSQL holds."""
+    client = redis.Redis.from_url(url)
+    in_redis = {c for c in client_ids if client.exists(f"pubsub:room:{{{room_id}}}:cid:{c}")}
+    in_pg = {cid for _, _, cid in pg_rows([room_id])}
+    return sorted(in_redis | (set(client_ids) & in_pg))
 
 
 def room_latest(room_id: int, url: str) -> int:

@@ -15,7 +15,6 @@ import asyncio
 import time
 
 import pytest
-import redis
 
 from rooms.services import room_create
 from tests.faults.kit import (
@@ -24,16 +23,17 @@ from tests.faults.kit import (
     client_stats,
     make_users,
     open_clients,
-    pg_rows,
     redis_env,
     report,
     room_latest,
     start_webs,
+    stored_anywhere,
     talk,
     tracebacks,
     verify,
     wait_for_delivery,
     wait_for_rows,
+    wait_for_workers,
 )
 from tests.netclient import session_key_for
 
@@ -41,14 +41,6 @@ pytestmark = pytest.mark.processes
 
 OUTAGE = 10.0
 DIRECT = "redis://127.0.0.1:6379/13"
-
-
-def stored_anywhere(client_ids: list[str], room_id: int) -> list[str]:
-    """client_ids the room's Redis or PostgreSQL holds."""
-    direct = redis.Redis.from_url(DIRECT)
-    in_redis = [c for c in client_ids if direct.exists(f"pubsub:room:{{{room_id}}}:cid:{c}")]
-    in_pg = {cid for _, _, cid in pg_rows([room_id])}
-    return sorted(set(in_redis) | (set(client_ids) & in_pg))
 
 
 def test_sends_answer_unavailable_while_the_rooms_redis_is_unreachable_and_nothing_is_half_stored(
@@ -59,6 +51,7 @@ def test_sends_answer_unavailable_while_the_rooms_redis_is_unreachable_and_nothi
     cluster = make_cluster(base_env(REDIS_URL=through, ROOM_REDIS_URLS=through, CHANNEL_REDIS_URLS=DIRECT))
     ports = start_webs(cluster, 2)
     cluster.start_worker()
+    wait_for_workers(DIRECT, 1)
     room = room_create(creator=alice, name="Cut rooms")
     users = make_users(6)
     specs = [(u.username, session_key_for(u), ports[i % 2]) for i, u in enumerate(users)]
@@ -75,7 +68,7 @@ def test_sends_answer_unavailable_while_the_rooms_redis_is_unreachable_and_nothi
             await talk(clients, during, [room.slug], 1, retry=())
             await asyncio.sleep(0.5)
         refused = [s.client_id for s in during.of("refused")]
-        half_stored = stored_anywhere(refused, room.pk)
+        half_stored = stored_anywhere(refused, room.pk, DIRECT)
         proxy.restore()
         # Back: every refused send is retried with its client_id.
         await asyncio.gather(
@@ -113,6 +106,7 @@ def test_one_redis_for_everything_unreachable_for_10_s_loses_and_doubles_nothing
     cluster = make_cluster(redis_env(f"redis://127.0.0.1:{proxy.port}/13"))
     ports = start_webs(cluster, 2)
     cluster.start_worker()
+    wait_for_workers(DIRECT, 1)
     room = room_create(creator=alice, name="Cut all")
     users = make_users(6)
     specs = [(u.username, session_key_for(u), ports[i % 2]) for i, u in enumerate(users)]

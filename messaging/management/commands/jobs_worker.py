@@ -5,6 +5,9 @@ the new worker persist them even when no one sends another message. While it run
 a thread repeats the sweep every PERSIST_SWEEP_SECONDS for servers with dirty rooms
 and no job scheduled: a job that failed (PostgreSQL down) or was lost (Redis
 restarted) is replaced even when no one sends.
+
+rq's worker quits when Redis vanishes while it runs a job (or cannot reach Redis at
+start); this command then starts it again, until a SIGTERM or SIGINT asks it to stop.
 """
 
 import logging
@@ -13,14 +16,18 @@ import time
 
 import redis
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django_rq.utils import reset_db_connections
+from django_rq.workers import get_worker
+from rq.logutils import setup_loghandlers
 
 from messaging import buffer
 from messaging.services import persist_enqueue
 from pubsub_site.redis_client import all_room_redis_urls
 
 logger = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS = 2
 
 
 def sweep(clients: list[redis.Redis]) -> None:
@@ -54,4 +61,16 @@ class Command(BaseCommand):
             except redis.RedisError as error:
                 logger.warning("could not queue the start-up sweep of room server %d: %r", server, error)
         threading.Thread(target=sweep_forever, args=(settings.PERSIST_SWEEP_SECONDS,), daemon=True).start()
-        call_command("rqworker", *queues)
+        setup_loghandlers("INFO")
+        while True:
+            worker = None
+            try:
+                worker = get_worker(*queues)
+                reset_db_connections()  # no connection crosses rq's fork
+                worker.work()
+            except redis.RedisError as error:
+                logger.warning("the worker lost Redis: %r", error)
+            if worker is not None and worker._shutdown_requested_date is not None:
+                return  # a warm shutdown (SIGTERM, SIGINT) asked for
+            logger.warning("starting the worker again in %d s", RESTART_DELAY_SECONDS)
+            time.sleep(RESTART_DELAY_SECONDS)
