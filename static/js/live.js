@@ -2,5 +2,7 @@
 (function () {
   "use strict";
   if (document.getElementById("room") || !document.body.dataset.user) return;
+  window.PubSub.renderTimes(document);
+  setInterval(() => window.PubSub.renderTimes(document), 30000);
   window.PubSub.connect({ onFrame: (frame) => window.PubSub.handleCommon(frame) });
 })();

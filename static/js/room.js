@@ -18,6 +18,7 @@
   const typingLine = document.getElementById("typing");
   const board = document.getElementById("clap-board");
   const reportDialog = document.getElementById("report-dialog");
+  const retryButton = document.getElementById("reconnect-now");
 
   const GROUP_WINDOW_MS = 5 * 60 * 1000;
   const TYPING_SEND_INTERVAL_MS = 2000;
@@ -32,6 +33,10 @@
   let readSent = 0;
   let reportSeq = null;
   let retryTimer = null;
+  let kicked = false;
+  // Subscribed on the current connection: until then new messages wait in `unacked`
+  // and go out after the ones before them, in the order they were written.
+  let ready = false;
   const unacked = new Map(); // client_id -> body
   const online = new Map(); // user id -> user
   const typers = new Map(); // user id -> {user, timer}
@@ -71,23 +76,7 @@
     }
   }
 
-  function formatTime(iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return iso;
-    const seconds = Math.round((Date.now() - date.getTime()) / 1000);
-    if (seconds < 45) return "just now";
-    if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-    if (seconds < 86400) return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
-  }
-
-  function renderTimes(scope) {
-    scope.querySelectorAll("time.message__time").forEach((el) => {
-      const iso = el.getAttribute("datetime");
-      el.textContent = formatTime(iso);
-      el.title = new Date(iso).toLocaleString();
-    });
-  }
+  const renderTimes = window.PubSub.renderTimes;
 
   function button(action, label) {
     const b = document.createElement("button");
@@ -105,6 +94,11 @@
     li.dataset.clientId = m.client_id;
     li.dataset.authorId = m.author.id;
     li.dataset.sentAt = m.sent_at;
+    if (m.seq) li.id = `seq-${m.seq}`;
+    const avatar = document.createElement("span");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    avatar.textContent = m.author.username.charAt(0).toUpperCase();
     const meta = document.createElement("div");
     meta.className = "message__meta";
     const author = document.createElement("span");
@@ -113,12 +107,15 @@
     const time = document.createElement("time");
     time.className = "message__time";
     time.setAttribute("datetime", m.sent_at);
+    meta.append(author, " ", time);
+    const content = document.createElement("div");
+    content.className = "message__content";
+    const body = document.createElement("div");
+    body.className = "message__body";
     const edited = document.createElement("span");
     edited.className = "message__edited";
     edited.textContent = "(edited)";
-    meta.append(author, " ", time, " ", edited);
-    const body = document.createElement("div");
-    body.className = "message__body";
+    content.append(body, " ", edited);
     const actions = document.createElement("div");
     actions.className = "message__actions";
     const clap = document.createElement("button");
@@ -136,14 +133,32 @@
     hidden.className = "visually-hidden";
     hidden.textContent = " claps";
     clap.append(icon, " ", total, hidden);
-    actions.append(clap);
-    if (m.author.id === me.id) actions.append(" ", button("edit", "Edit"), " ", button("delete", "Delete"));
-    else if (canModerate) actions.append(" ", button("delete", "Delete"));
-    if (m.author.id !== me.id) actions.append(" ", button("report", "Report"));
-    li.append(meta, body, actions);
+    const tools = document.createElement("span");
+    tools.className = "message__tools";
+    if (m.author.id === me.id) tools.append(button("edit", "Edit"), " ", button("delete", "Delete"));
+    else if (canModerate) tools.append(button("delete", "Delete"));
+    if (m.author.id !== me.id) tools.append(button("report", "Report"));
+    actions.append(clap, " ", tools);
+    li.append(avatar, meta, content, actions);
     applyState(li, m);
     renderTimes(li);
     return li;
+  }
+
+  // "@username" in a message, found as the server finds mentions (messaging/persistence.py).
+  const MENTION = /(^|[^\p{L}\p{N}\p{M}_@])@([\p{L}\p{N}\p{M}_.@+-]{1,150})/gu;
+
+  function mentionsMe(text) {
+    for (const match of text.matchAll(MENTION)) {
+      if (match[2].replace(/\.+$/, "").toLowerCase() === me.username.toLowerCase()) return true;
+    }
+    return false;
+  }
+
+  function markMention(li) {
+    const mine = Number(li.dataset.authorId) === me.id;
+    const deleted = li.classList.contains("message--deleted");
+    li.classList.toggle("message--mentions-me", !mine && !deleted && mentionsMe(li.querySelector(".message__body").textContent));
   }
 
   function applyState(li, m) {
@@ -151,6 +166,7 @@
     const body = li.querySelector(".message__body");
     if (m.deleted) body.textContent = "This message was deleted.";
     else if (m.body !== undefined) fillBody(body, m.body);
+    markMention(li);
     li.querySelector(".message__edited").hidden = !m.edited || !!m.deleted;
     li.querySelector(".message__actions").hidden = !!m.deleted;
     if (m.claps !== undefined) setClaps(li, m.claps);
@@ -158,6 +174,7 @@
 
   function setClaps(li, total, mine) {
     li.querySelector(".clap__total").textContent = String(total);
+    li.querySelector(".clap").dataset.total = total;
     if (mine !== undefined) {
       const clap = li.querySelector(".clap");
       clap.setAttribute("aria-pressed", mine > 0 ? "true" : "false");
@@ -213,25 +230,66 @@
     list.insertBefore(li, firstPending);
     regroup(li);
     regroup(li.nextElementSibling);
+    updateEmpty();
     trimOld();
+    stopTyping(m.author.id); // their message ends their typing
     if (stick) scrollToBottom();
+    else showNewBelow();
+    if (document.visibilityState !== "visible" && m.author.id !== me.id) countUnseen(1);
     markRead();
   }
+
+  // "No messages yet" while the room is empty.
+  function updateEmpty() {
+    const empty = document.getElementById("messages-empty");
+    if (empty) empty.hidden = !!list.querySelector("li.message");
+  }
+
+  // New messages below while the reader is scrolled up: a button to jump to them.
+  const newBelow = document.getElementById("new-below");
+  function showNewBelow() {
+    if (newBelow) newBelow.hidden = false;
+  }
+  if (newBelow) {
+    newBelow.addEventListener("click", () => {
+      scrollToBottom();
+      newBelow.hidden = true;
+      list.focus();
+    });
+  }
+
+  // Messages that arrived while the tab was hidden show in its title.
+  const baseTitle = document.title;
+  let unseen = 0;
+  function countUnseen(n) {
+    unseen = n ? unseen + n : 0;
+    document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") countUnseen(0);
+  });
 
   // --- Connection ----------------------------------------------------------------
 
   const socket = window.PubSub.connect({
-    onOpen: subscribe,
+    onOpen() {
+      ready = false;
+      subscribe();
+    },
     onFrame: handle,
     onState(state) {
+      if (state !== "connected") ready = false;
       if (!connection) return;
       connection.dataset.state = state;
       connection.textContent = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", offline: "offline" }[state];
+      if (retryButton) retryButton.hidden = state !== "offline";
     },
   });
   window.pubsubRoomSocket = socket;
+  if (retryButton) retryButton.addEventListener("click", () => socket.retryNow());
 
   function subscribe() {
+    if (kicked) return; // the subscription ended for good; a reload shows why
     socket.send({ type: "subscribe", room, since: lastSeq, rev: lastRev });
   }
 
@@ -247,6 +305,7 @@
     if (typeof frame.rev === "number" && (lastRev === null || frame.rev > lastRev)) lastRev = frame.rev;
     switch (frame.type) {
       case "subscribed":
+        ready = true;
         if (!frame.recovered) reloadLatest();
         resendUnacked();
         markRead();
@@ -302,8 +361,15 @@
         showTyping(frame.user);
         break;
       case "kicked":
-        showError(frame.reason || "You were removed from this room.");
+        kicked = true;
+        showError(frame.reason || "You were removed from this room.", { stay: true });
         if (composer) composer.hidden = true;
+        root.dataset.kicked = "true";
+        online.clear();
+        typers.forEach((entry) => clearTimeout(entry.timer));
+        typers.clear();
+        renderOnline();
+        renderTyping();
         break;
       case "error":
         handleError(frame);
@@ -331,12 +397,12 @@
     showError(text);
   }
 
-  function showError(text) {
-    if (!composerError) return;
+  function showError(text, { stay = false } = {}) {
+    if (!composerError || (kicked && !stay)) return;
     composerError.textContent = text;
     composerError.hidden = false;
     clearTimeout(showError.timer);
-    showError.timer = setTimeout(() => { composerError.hidden = true; }, 6000);
+    if (!stay) showError.timer = setTimeout(() => { composerError.hidden = true; }, 6000);
   }
 
   // --- Presence, typing, clap board ----------------------------------------
@@ -393,7 +459,7 @@
     if (!board) return;
     const body = board.tBodies[0];
     const empty = body.querySelector(".clap-board__empty");
-    if (empty) empty.remove();
+    if (empty && users.length) empty.remove();
     for (const u of users) {
       let row = body.querySelector(`tr[data-user-id="${Number(u.id)}"]`);
       if (!row) {
@@ -463,6 +529,7 @@
     });
     if (page.messages.length) lastSeq = Math.max(lastSeq, page.messages[page.messages.length - 1].seq);
     setHasMore(page.has_more);
+    updateEmpty();
     scrollToBottom();
   }
 
@@ -498,6 +565,7 @@
 
   list.addEventListener("scroll", () => {
     if (list.scrollTop < 40) loadOlder();
+    if (newBelow && nearBottom()) newBelow.hidden = true;
     markRead();
   });
 
@@ -549,12 +617,21 @@
     area.focus();
     const close = () => { form.remove(); body.hidden = false; };
     cancel.addEventListener("click", close);
-    form.addEventListener("keydown", (event) => { if (event.key === "Escape") close(); });
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        close();
+        li.querySelector("[data-action=edit]").focus();
+      } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault(); // as in the composer: Enter saves, Shift+Enter breaks the line
+        form.requestSubmit();
+      }
+    });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = area.value.trim();
-      if (text) socket.send({ type: "edit", room, seq, body: text });
+      if (text && text !== body.textContent) socket.send({ type: "edit", room, seq, body: text });
       close();
+      li.querySelector("[data-action=edit]").focus();
     });
   }
 
@@ -611,10 +688,13 @@
       li.classList.add("message--pending");
       delete li.dataset.seq;
       list.append(li);
+      regroup(li);
+      updateEmpty();
       scrollToBottom();
       unacked.set(clientId, body);
-      socket.send({ type: "send", room, body, client_id: clientId, ref: clientId });
+      if (ready) socket.send({ type: "send", room, body, client_id: clientId, ref: clientId });
       composerBody.value = "";
+      lastTypingSent = 0; // the message ended the typing: the next keystroke starts anew
     });
     composerBody.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -631,7 +711,7 @@
     });
   }
 
-  list.querySelectorAll("li.message").forEach(regroup);
+  list.querySelectorAll("li.message").forEach((li) => { regroup(li); markMention(li); });
   renderTimes(list);
   setInterval(() => renderTimes(list), 30000);
   scrollToBottom();

@@ -3,23 +3,30 @@
 (function () {
   "use strict";
 
+  // A connection that stays lost this long shows as "offline"; a quick reconnect only
+  // ever shows as "reconnecting".
+  const OFFLINE_AFTER_MS = 5000;
+
   function connect({ onOpen, onFrame, onState }) {
     let socket = null;
+    let state = null;
     let attempts = 0;
     let pingTimer = null;
     let offlineTimer = null;
+    let retryTimer = null;
     let closedByUs = false;
 
-    function setState(state) {
+    function setState(next) {
+      // Every failed attempt reports "reconnecting" again: keep the clock running.
+      if (next === "reconnecting" && (state === "reconnecting" || state === "offline")) return;
       clearTimeout(offlineTimer);
-      if (state === "reconnecting") {
-        // "offline" only when it lasts: a quick reconnect shows as reconnecting.
-        offlineTimer = setTimeout(() => onState && onState("offline"), 5000);
-      }
-      if (onState) onState(state);
+      if (next === "reconnecting") offlineTimer = setTimeout(() => setState("offline"), OFFLINE_AFTER_MS);
+      state = next;
+      if (onState) onState(next);
     }
 
     function open() {
+      clearTimeout(retryTimer);
       const scheme = location.protocol === "https:" ? "wss" : "ws";
       socket = new WebSocket(`${scheme}://${location.host}/ws/`);
       socket.addEventListener("open", () => {
@@ -43,10 +50,23 @@
         if (closedByUs) return;
         setState("reconnecting");
         attempts += 1;
+        // Exponential backoff with jitter, so a restarted server is not stormed.
         const ceiling = Math.min(30000, 500 * 2 ** Math.min(attempts, 6));
-        setTimeout(open, ceiling / 2 + Math.random() * (ceiling / 2));
+        retryTimer = setTimeout(open, ceiling / 2 + Math.random() * (ceiling / 2));
       });
     }
+
+    // Try at once rather than at the end of the backoff (the network is back, the
+    // tab is shown again, or the user asked).
+    function retryNow() {
+      if (closedByUs || !socket || socket.readyState !== WebSocket.CLOSED) return;
+      attempts = 0;
+      open();
+    }
+    window.addEventListener("online", retryNow);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") retryNow();
+    });
 
     function send(frame) {
       if (socket && socket.readyState === WebSocket.OPEN) {
@@ -60,6 +80,7 @@
     open();
     return {
       send,
+      retryNow,
       close() {
         closedByUs = true;
         if (socket) socket.close();
@@ -75,8 +96,8 @@
     document.querySelectorAll(`[data-unread-room="${CSS.escape(slug)}"], .sidebar__room[data-room="${CSS.escape(slug)}"] [data-unread]`).forEach((badge) => {
       badge.firstChild.textContent = String(count);
       badge.hidden = count <= 0;
-      const item = badge.closest(".sidebar__room");
-      if (item) item.classList.toggle("sidebar__room--unread", count > 0);
+      const item = badge.closest(".sidebar__room, .room-list__item");
+      if (item) item.classList.toggle(`${item.classList[0]}--unread`, count > 0);
     });
   }
 
@@ -110,6 +131,30 @@
     setTimeout(() => item.remove(), 6000);
   }
 
+  // Relative while recent, then the clock time, then the date; the exact time is in
+  // the title (shown on hover).
+  function formatTime(iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return iso;
+    const seconds = Math.round((Date.now() - date.getTime()) / 1000);
+    if (seconds < 45) return "just now";
+    if (seconds < 3600) return `${Math.max(1, Math.round(seconds / 60))} min ago`;
+    const clock = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (date.toDateString() === today.toDateString()) return clock;
+    if (date.toDateString() === yesterday.toDateString()) return `yesterday ${clock}`;
+    return date.toLocaleDateString([], { day: "numeric", month: "short", year: seconds > 180 * 86400 ? "numeric" : undefined }) + `, ${clock}`;
+  }
+
+  function renderTimes(scope) {
+    scope.querySelectorAll("time.message__time, time[data-relative]").forEach((el) => {
+      const iso = el.getAttribute("datetime");
+      el.textContent = formatTime(iso);
+      el.title = new Date(iso).toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
+    });
+  }
+
   // Frames every page understands: unread counts and notifications.
   function handleCommon(frame) {
     if (frame.type === "unread") {
@@ -124,5 +169,5 @@
     return false;
   }
 
-  window.PubSub = { connect, setUnread, handleCommon, toast };
+  window.PubSub = { connect, setUnread, handleCommon, toast, formatTime, renderTimes };
 })();

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from tests.browser.kit import DESKTOP, Site
+from tests.browser.kit import Site
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def browser(playwright: Playwright, browser_type_launch_args: dict) -> Iterator[
 
 @pytest.fixture(scope="package")
 def browser_context_args() -> dict:
-    return {"viewport": DESKTOP, "locale": "en-GB", "timezone_id": "UTC", "device_scale_factor": 1}
+    return {"locale": "en-GB", "timezone_id": "UTC", "device_scale_factor": 1}
 
 
 @pytest.fixture(scope="package")
@@ -88,10 +88,12 @@ def collected_static() -> None:
 
 
 @pytest.fixture
-def site(collected_static, cluster, new_context) -> Iterator[Site]:
+def site(collected_static, cluster, new_context, request) -> Iterator[Site]:
     """One web process and one worker; every page opened through it is watched for CSP
     violations and uncaught script errors, which fail the test."""
     running = Site(cluster=cluster, port=cluster.start_web(), new_context=new_context)
     cluster.start_worker()
     yield running
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        print("--- WebSocket traffic\n" + "\n".join(running.traffic[-300:]))
     assert not running.problems, "\n".join(running.problems)

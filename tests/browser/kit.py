@@ -63,6 +63,9 @@ class Site:
     port: int
     new_context: Callable[..., BrowserContext]
     problems: list[str] = field(default_factory=list)
+    # Every page's WebSocket traffic, printed when a test fails.
+    traffic: list[str] = field(default_factory=list)
+    traffic_labels: list[str] = field(default_factory=list)
 
     def url(self, port: int | None = None) -> str:
         return f"http://127.0.0.1:{port or self.port}"
@@ -74,12 +77,21 @@ class Site:
             if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
                 self.problems.append(f"{page.url}: {message.text}")
 
+        def on_websocket(ws) -> None:
+            label = f"tab {len(self.traffic_labels)}"
+            self.traffic_labels.append(label)
+            self.traffic.append(f"{label} opened {ws.url}")
+            ws.on("framesent", lambda payload: self.traffic.append(f"{label} > {payload}"))
+            ws.on("framereceived", lambda payload: self.traffic.append(f"{label} < {payload}"))
+            ws.on("close", lambda _: self.traffic.append(f"{label} closed"))
+
         page.on("console", on_console)
         page.on("pageerror", lambda error: self.problems.append(f"{page.url}: uncaught {error}"))
+        page.on("websocket", on_websocket)
         return page
 
     def anonymous(self, path: str | None = "/", **context_args) -> Page:
-        context = self.new_context(base_url=self.url(), **context_args)
+        context = self.new_context(base_url=self.url(), **{"viewport": DESKTOP, **context_args})
         page = self.watch(context.new_page())
         if path is not None:
             page.goto(path)
@@ -88,7 +100,7 @@ class Site:
     def page_for(self, user, path: str | None = "/", *, port: int | None = None, **context_args) -> Page:
         """A tab signed in as ``user`` through the session cookie (faster than the form)."""
         base = self.url(port)
-        context = self.new_context(base_url=base, **context_args)
+        context = self.new_context(base_url=base, **{"viewport": DESKTOP, **context_args})
         context.add_cookies([{"name": "sessionid", "value": session_key_for(user), "url": base}])
         page = self.watch(context.new_page())
         if path is not None:
@@ -189,6 +201,8 @@ TEXT_COLOURS_JS = """
       opacity *= Number(s.opacity);
       if (!bg && opaque(s.backgroundColor)) bg = s.backgroundColor;
     }
+    if (opacity < 0.05) continue; // shown on hover or focus only, and checked then
+    if (rect.width <= 1 && rect.height <= 1) continue; // visually hidden, for screen readers
     const text = Array.from(el.childNodes).filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
     out.push({
       what: `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}.${el.className}: ${text.slice(0, 30)}`,

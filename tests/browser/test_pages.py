@@ -1,0 +1,165 @@
+"""The pages themselves: no CSP violation and no inline script or style, readable
+contrast, keyboard-only use, a message list that is a log, a phone-sized layout, and the
+screenshots in docs/screenshots/."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from messaging.models import Notification
+from rooms.models import Membership, Room
+from rooms.services import room_create, room_join
+from tests.browser.kit import DESKTOP, PHONE, contrast, contrast_failures, send_over_websocket
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+from tests.browser.conftest import ROOT  # noqa: E402
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def test_the_contrast_function_agrees_with_wcag():
+    assert round(contrast("rgb(0, 0, 0)", "rgb(255, 255, 255)"), 1) == 21.0
+    assert round(contrast("rgb(118, 118, 118)", "rgb(255, 255, 255)"), 2) == 4.54
+    assert contrast("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)") == 1.0
+
+
+@pytest.fixture
+def conversation(site, alice, bob, make_user):
+    """A room that looks lived in: three people, a private room, claps, a link, a mention."""
+    carol = make_user("carol")
+    lobby = room_create(creator=alice, name="Lobby", topic="Say hello, ask anything")
+    for user in (bob, carol):
+        room_join(room=lobby, user=user)
+    design = room_create(creator=alice, name="Design", topic="Pixels and words", visibility=Room.Visibility.PRIVATE)
+    Membership.objects.create(room=design, user=bob)
+    room_create(creator=bob, name="Random", topic="Anything goes")
+    room_create(creator=carol, name="Release planning", topic="What ships on Friday")
+    send_over_websocket(site.port, bob, lobby.slug, ["Morning all! ☀️", "Did everyone see the new deploy docs?"])
+    send_over_websocket(
+        site.port,
+        alice,
+        lobby.slug,
+        ["Yes, they are at https://example.com/docs/deploy — thanks Bob 👏", "Shipping the chat UI today."],
+    )
+    send_over_websocket(site.port, carol, lobby.slug, ["@alice can you look at the phone layout?"])
+    send_over_websocket(site.port, bob, lobby.slug, ["Looks great on mine.\nTwo lines, even."])
+    send_over_websocket(site.port, bob, design.slug, ["New logo drafts are in."])
+    wait_until(lambda: Notification.objects.filter(user=alice).exists())
+    return {"lobby": lobby, "design": design, "carol": carol}
+
+
+def assert_page_is_clean(page: Page) -> None:
+    """No inline script or style attribute in the markup; readable colours."""
+    expect(page.locator("script:not([src])")).to_have_count(0)
+    expect(page.locator("[style]")).to_have_count(0)
+    failures = contrast_failures(page)
+    assert not failures, f"{page.url}:\n" + "\n".join(failures)
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled", caret="hide")
+
+
+def test_every_main_page_is_clean_and_gets_its_screenshots(site, alice, bob, conversation):
+    lobby, carol = conversation["lobby"], conversation["carol"]
+    pages = [
+        ("room-list", "/", None),
+        ("room", lobby.get_absolute_url(), "#connection[data-state=connected]"),
+        ("moderation", f"/rooms/{lobby.slug}/moderation/", None),
+        ("notifications", "/notifications/", None),
+        ("new-room", "/rooms/new/", None),
+        ("most-clapped", f"/rooms/{lobby.slug}/top/", None),
+    ]
+    for size_name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        bob_page = site.page_for(bob, lobby.get_absolute_url(), viewport=viewport)
+        expect(bob_page.locator("#connection")).to_have_text("connected")
+        alice_page = site.page_for(alice, None, viewport=viewport, has_touch=viewport is PHONE)
+        for name, path, ready in pages:
+            alice_page.goto(path)
+            if ready:
+                expect(alice_page.locator(ready)).to_be_visible()
+            if name == "room":
+                # Some life in the room: claps, someone typing, everyone online.
+                claps = alice_page.locator("li.message", has_text="Morning all").locator("button.clap")
+                if viewport is DESKTOP:
+                    for _ in range(3):
+                        claps.click()
+                expect(claps.locator(".clap__total")).to_have_text("3")
+                expect(alice_page.locator("#online li.online__user")).to_have_count(2)
+                bob_page.locator("#composer-body").press_sequentially("Typing", delay=10)
+                expect(alice_page.locator("#typing")).to_have_text("bob is typing…")
+                alice_page.locator("#composer-body").focus()
+            assert_page_is_clean(alice_page)
+            if name not in {"new-room", "most-clapped"}:
+                shoot(alice_page, f"{name}-{size_name}")
+        bob_page.locator("#composer-body").fill("")
+        newcomer = site.anonymous("/accounts/signup/", viewport=viewport)
+        assert_page_is_clean(newcomer)
+        shoot(newcomer, f"signup-{size_name}")
+        newcomer.goto("/accounts/login/")
+        assert_page_is_clean(newcomer)
+        # Nothing scrolls sideways on a phone.
+        for page in (alice_page, newcomer):
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.url
+    assert carol  # a third voice in the screenshots
+    assert not site.problems, site.problems
+
+
+def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
+    room_join(room=public_room, user=bob)
+    send_over_websocket(site.port, bob, public_room.slug, ["Tab to me and clap"])
+    page = site.page_for(alice, public_room.get_absolute_url())
+    expect(page.locator("#connection")).to_have_text("connected")
+
+    log = page.locator("#messages")
+    expect(log).to_have_attribute("role", "log")
+    expect(log).to_have_attribute("aria-label", f"Messages in {public_room.name}")
+    expect(page.locator("#composer-body")).to_have_accessible_name(f"Message {public_room.name}")
+
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+    seen = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate("document.activeElement.dataset.action || document.activeElement.id"))
+        if seen[-1] == "clap":
+            break
+    assert seen[-1] == "clap", seen
+    assert "messages" in seen  # the log itself takes focus, to scroll it with the keys
+    clap = page.locator("li.message button.clap")
+    expect(clap).to_be_focused()
+    assert clap.evaluate("el => getComputedStyle(el).outlineStyle") != "none"
+    expect(page.locator("li.message .message__tools")).to_have_css("opacity", "1")  # revealed by focus
+    page.keyboard.press("Enter")
+    page.keyboard.press("Space")
+    expect(clap.locator(".clap__total")).to_have_text("2")
+    page.keyboard.press("Tab")
+    expect(page.locator("li.message [data-action=delete]")).to_be_focused()  # alice moderates the room
+    page.keyboard.press("Tab")
+    expect(page.locator("li.message [data-action=report]")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#report-dialog")).to_be_visible()
+    expect(page.locator("#report-reason")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#report-dialog")).to_be_hidden()
+
+    page.locator("#composer-body").focus()
+    page.keyboard.type("Sent from the keyboard")
+    page.keyboard.press("Enter")
+    expect(page.locator("li.message:not(.message--pending)", has_text="Sent from the keyboard")).to_be_visible()
+    # The author's own tools: Edit opens an editor, Escape closes it.
+    mine = page.locator("li.message", has_text="Sent from the keyboard")
+    mine.get_by_role("button", name="Edit").focus()
+    page.keyboard.press("Enter")
+    editor = mine.get_by_label("Edit message")
+    expect(editor).to_be_focused()
+    page.keyboard.press("End")
+    page.keyboard.type(", edited")
+    page.keyboard.press("Enter")
+    expect(mine.locator(".message__body")).to_have_text("Sent from the keyboard, edited")
+    expect(mine.locator(".message__edited")).to_be_visible()

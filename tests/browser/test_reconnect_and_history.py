@@ -1,0 +1,101 @@
+"""The page heals itself: a web process dies and comes back on the same port, and the
+pages reconnect and show every message once; scrolling up reads older history."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from playwright.sync_api import expect
+
+from rooms.services import room_join
+from tests.browser.kit import message_bodies, send_over_websocket
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+
+@pytest.fixture
+def lobby(public_room, bob):
+    room_join(room=public_room, user=bob)
+    return public_room
+
+
+def say(page, text: str) -> None:
+    page.locator("#composer-body").fill(text)
+    page.locator("#composer-body").press("Enter")
+
+
+def expect_each_once(page, bodies: list[str]) -> None:
+    expect(page.locator("#messages li.message:not(.message--pending)")).to_have_count(len(bodies), timeout=20000)
+    counts = Counter(message_bodies(page))
+    assert all(counts[body] == 1 for body in bodies), counts
+    assert message_bodies(page) == bodies  # and in seq order, the same for everyone
+
+
+def test_both_pages_reconnect_after_their_web_process_restarts_and_miss_nothing(site, alice, bob, lobby):
+    first = site.port
+    second = site.cluster.start_web()
+    alice_page = site.page_for(alice, lobby.get_absolute_url(), port=first)
+    bob_page = site.page_for(bob, lobby.get_absolute_url(), port=second)
+    for page in (alice_page, bob_page):
+        expect(page.locator("#connection")).to_have_text("connected")
+    say(alice_page, "before the crash")
+    expect(bob_page.locator("#messages li.message")).to_have_count(1)
+    expect(alice_page.locator("#messages li.message:not(.message--pending)")).to_have_count(1)
+
+    # Alice's process dies. Her page says so (reconnecting at once, offline once it
+    # lasts) and keeps what she writes meanwhile pending; bob talks on.
+    site.cluster.kill_web(first)
+    connection = alice_page.locator("#connection")
+    expect(connection).to_have_text("reconnecting…")
+    expect(connection).to_have_attribute("data-state", "reconnecting")
+    say(bob_page, "bob while alice is away 1")
+    say(bob_page, "bob while alice is away 2")
+    say(alice_page, "alice while offline")
+    expect(alice_page.locator("li.message--pending")).to_have_count(1)
+    send_over_websocket(second, bob, lobby.slug, ["bob from another client"])
+    expect(connection).to_have_text("offline", timeout=10000)
+
+    site.cluster.start_web(first)
+    expect(connection).to_have_text("connected", timeout=20000)
+    expected = [
+        "before the crash",
+        "bob while alice is away 1",
+        "bob while alice is away 2",
+        "bob from another client",
+        "alice while offline",
+    ]
+    expect_each_once(alice_page, expected)
+    expect_each_once(bob_page, expected)
+
+    # Now bob's process: the same, the other way round.
+    site.cluster.kill_web(second)
+    expect(bob_page.locator("#connection")).to_have_text("reconnecting…")
+    say(alice_page, "alice while bob is away")
+    send_over_websocket(first, alice, lobby.slug, ["alice from another client"])
+    say(bob_page, "bob while offline")
+    site.cluster.start_web(second)
+    expect(bob_page.locator("#connection")).to_have_text("connected", timeout=20000)
+    expected += ["alice while bob is away", "alice from another client", "bob while offline"]
+    expect_each_once(bob_page, expected)
+    expect_each_once(alice_page, expected)
+
+
+def test_scrolling_up_loads_older_history(site, alice, lobby):
+    bodies = [f"message number {n}" for n in range(1, 121)]
+    send_over_websocket(site.port, alice, lobby.slug, bodies)
+    page = site.page_for(alice, lobby.get_absolute_url())
+    messages = page.locator("#messages li.message")
+    expect(messages).to_have_count(50)  # the latest page, rendered by the server
+    assert message_bodies(page)[-1] == "message number 120"
+    expect(page.locator("#messages")).to_have_js_property("scrollTop", page.locator("#messages").evaluate(
+        "el => el.scrollHeight - el.clientHeight"
+    ))
+
+    for count in (100, 120):
+        page.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
+        expect(messages).to_have_count(count)
+    assert message_bodies(page) == bodies
+    expect(page.locator("#load-older")).to_have_count(0)  # the beginning of the room
+    # Where the reader was stays in view: loading older messages does not jump.
+    assert page.locator("#messages").evaluate("el => el.scrollTop") > 0
