@@ -34,9 +34,8 @@ FULL_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("daphne", "core"), ["latency", "fanout", "persistence", "profile", "memory"]),
     (ServerConfig("daphne", "pubsub"), ["latency"]),
     (ServerConfig("uvicorn", "core"), ["latency"]),
-    (ServerConfig("uvicorn", "pubsub"), ["latency", "fanout", "memory@1000"]),
+    (ServerConfig("uvicorn", "pubsub"), ["latency", "memory@1000"]),
     (ServerConfig("daphne", "core", webs=2), ["latency"]),
-    (ServerConfig("uvicorn", "pubsub", webs=2), ["latency"]),
     (ServerConfig("daphne", "core", variant="fastdispatch"), ["latency"]),
     (ServerConfig("uvicorn", "pubsub", variant="fastdispatch"), ["latency", "fanout", "persistence", "profile"]),
 ]
@@ -63,12 +62,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-connections", type=int, default=None, help="idle connections (default 5000)")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="seconds to wait for other work on the machine to calm down before each section "
-                        "(default 60; 3 quick)")  # fmt: skip
-    parser.add_argument("--profile-rate", type=int, default=None, help="delivered/s while profiling (default 2000)")
+                        "(default 20; 3 quick)")  # fmt: skip
+    parser.add_argument("--profile-rate", type=int, default=None, help="delivered/s while profiling (default 1000)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"), help="the JSON file")
     parser.add_argument("--docs", default=None, help="write the Markdown report here (default: docs/benchmarks.md "
                         "for a full run, nothing with --quick or --only)")  # fmt: skip
     parser.add_argument("--no-docs", action="store_true", help="write no Markdown report")
+    parser.add_argument("--render", metavar="JSON", default=None,
+                        help="run nothing: rewrite docs/benchmarks.md and the plot from a run's JSON")  # fmt: skip
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     return parser.parse_args(argv)
@@ -124,8 +125,22 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
+def write_docs(results: dict, docs: str) -> None:
+    plot = Path(docs).parent / "benchmarks" / "latency.png"
+    report.plot_latency(results, plot)
+    Path(docs).write_text(report.markdown(results, plot_path=plot, docs_path=Path(docs)))
+    print(f"Markdown: {docs}, plot: {plot}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        results["summary"] = report.summarise(results)
+        results["targets"] = report.targets(results)
+        print(report.text_table(results))
+        write_docs(results, args.docs or str(ROOT / "docs" / "benchmarks.md"))
+        return 0
     plan = make_plan(args)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     started = time.time()
@@ -140,8 +155,5 @@ def main(argv: list[str] | None = None) -> int:
     if docs is None and not (args.quick or args.only or args.configs):
         docs = str(ROOT / "docs" / "benchmarks.md")
     if docs and not args.no_docs:
-        plot = Path(docs).parent / "benchmarks" / "latency.png"
-        report.plot_latency(results, plot)
-        Path(docs).write_text(report.markdown(results, plot_path=plot, docs_path=Path(docs)))
-        print(f"Markdown: {docs}, plot: {plot}")
+        write_docs(results, docs)
     return 0

@@ -145,7 +145,10 @@ def room_ids(slugs: list[str]) -> dict[str, int]:
 
 
 def close_old_rooms(slugs: list[str]) -> None:
-    """Delete a finished section's rooms so later connections do not follow their activity."""
-    from rooms.models import Room
+    """Take a finished section's members out of its rooms, so later connections do not follow them.
 
-    Room.objects.filter(slug__in=slugs).delete()
+    The rooms and their messages stay: the worker may still be writing rows for them.
+    """
+    from rooms.models import Membership
+
+    Membership.objects.filter(room__slug__in=slugs).delete()

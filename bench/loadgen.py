@@ -43,6 +43,7 @@ class StepState:
     ack_latency_ns: array = field(default_factory=lambda: array("q"))
     error_codes: dict[str, int] = field(default_factory=dict)
     last_message_ns: int = 0
+    last_ack_ns: int = 0
 
 
 class Member(WSListener):
@@ -118,22 +119,31 @@ class Agent:
         seq = data["seq"]
         step.acked.setdefault(room, []).append(seq)
         step.ack_latency_ns.append(now - sent_ns)
+        step.last_ack_ns = now
         if self.keep_ack_times:
             step.ack_times.append((room, seq, now))
 
     # --- commands ----------------------------------------------------------
 
-    async def connect(self, specs: list[dict], concurrency: int, timeout: float) -> dict:
-        """Open and subscribe every member of ``specs`` ({port, session, room})."""
+    async def connect(self, specs: list[dict], concurrency: int, timeout: float, budget: float | None = None) -> dict:
+        """Open and subscribe every member of ``specs`` ({port, session, room}).
+
+        With ``budget`` (seconds), members not started by then are skipped.
+        """
         started = time.monotonic()
         semaphore = asyncio.Semaphore(concurrency)
         failures: list[str] = []
+        skipped = 0
 
         async def one(spec: dict) -> None:
+            nonlocal skipped
             async with semaphore:
+                if budget is not None and time.monotonic() - started > budget:
+                    skipped += 1
+                    return
                 member = Member(self, spec["room"])
                 try:
-                    await ws_connect(
+                    transport, _ = await ws_connect(
                         lambda: member,
                         f"ws://127.0.0.1:{spec['port']}/ws/",
                         extra_headers={"Cookie": f"sessionid={spec['session']}"},
@@ -141,6 +151,7 @@ class Agent:
                         read_buffer_init_size=4096,
                         enable_auto_pong=True,
                     )
+                    member.transport = transport  # on_ws_connected may not have run yet
                     member.subscribed = asyncio.get_running_loop().create_future()
                     member.send_json({"type": "subscribe", "room": spec["room"], "since": None})
                     await asyncio.wait_for(member.subscribed, timeout)
@@ -152,8 +163,9 @@ class Agent:
 
         await asyncio.gather(*(one(s) for s in specs))
         return {
-            "connected": len(specs) - len(failures),
+            "connected": len(specs) - len(failures) - skipped,
             "failed": len(failures),
+            "skipped": skipped,
             "failures": failures[:5],
             "seconds": time.monotonic() - started,
         }
@@ -182,12 +194,19 @@ class Agent:
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))
             await self._pump(cycle(chosen), total, rate)
         # Drain: wait for the acks, and for members to catch up with the rooms' last seq.
-        deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline:
+        # A backlog is waited for while it still moves (something arrived within
+        # ``drain_timeout``), up to three times that in all; what has not come by
+        # then counts as lost.
+        sent_at = time.monotonic()
+        step.last_message_ns = max(step.last_message_ns, time.monotonic_ns())
+        while time.monotonic() - sent_at < 3 * drain_timeout:
             await asyncio.sleep(0.05)
+            quiet_ns = time.monotonic_ns() - max(step.last_message_ns, step.last_ack_ns)
+            if quiet_ns > drain_timeout * 1e9:
+                break
             if self.pending:
                 continue
-            if self._caught_up() and time.monotonic_ns() - step.last_message_ns > 300_000_000:
+            if self._caught_up() and quiet_ns > 300_000_000:
                 break
         step.unacked = len(self.pending)
         return {

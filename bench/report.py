@@ -130,7 +130,7 @@ def summarise(results: dict) -> dict:
                 str(rate): (
                     {k: by_rate[rate].get(k) for k in ("p50_ms", "p99_ms", "max_ms", "pass", "delivered_per_s")}
                     if rate in by_rate and "skipped" not in by_rate[rate]
-                    else None
+                    else ({"skipped": by_rate[rate]["skipped"]} if rate in by_rate else None)
                 )
                 for rate in results["meta"]["plan"]["fixed_rates"]
             }
@@ -172,7 +172,7 @@ def targets(results: dict) -> dict:
             checks["capacity_10x20"] = row["capacity_10x20"] >= 30000
         five = (row.get("fixed") or {}).get("5000")
         if five is not None:
-            checks["latency_5k"] = five["p50_ms"] is not None and five["p50_ms"] < 5 and five["p99_ms"] < 25
+            checks["latency_5k"] = five.get("p50_ms") is not None and five["p50_ms"] < 5 and five["p99_ms"] < 25
         if "kib_per_connection" in row:
             checks["memory"] = row["kib_per_connection"] < 40
         if "persistence_lag_p99_ms" in row:
@@ -206,11 +206,12 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         cells = [row["label"]]
         for rate in rates:
             fixed = (row.get("fixed") or {}).get(str(rate))
-            cells.append(
-                "-"
-                if not fixed
-                else f"{_ms(fixed['p50_ms'])} / {_ms(fixed['p99_ms'])}" + ("" if fixed["pass"] else " ✗")
-            )
+            if not fixed:
+                cells.append("-")
+            elif "skipped" in fixed:
+                cells.append("saturated")
+            else:
+                cells.append(f"{_ms(fixed['p50_ms'])} / {_ms(fixed['p99_ms'])}" + ("" if fixed["pass"] else " ✗"))
         cells.append(_rate(row, "capacity_10x20"))
         cells.append(_rate(row, "capacity_1x1000"))
         cells.append("-" if "kib_per_connection" not in row else f"{row['kib_per_connection']:.1f}")
@@ -226,7 +227,8 @@ def text_table(results: dict) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.append("✗: p99 ≥ 100 ms or something lost at that rate; '+': the ladder's top rate passed (a floor)")
+    lines.append("✗: p99 ≥ 100 ms or something lost at that rate; saturated: not run, a lower rate already had")
+    lines.append("p99 > 2 s; '+': the ladder's top rate passed (a floor); <first: the ladder's first rate failed")
     lines.append("lost/dup/ooo: summed over every step, failing ones included")
     return "\n".join(lines)
 
@@ -281,18 +283,23 @@ def plot_latency(results: dict, path: Path) -> None:
 # --- Markdown ----------------------------------------------------------------------------
 
 
+def _cores(step: dict) -> str:
+    c = step.get("cores_used") or {}
+    return f"{c.get('web', 0):.2f} / {c.get('worker', 0):.2f} / {c.get('rest', 0):.2f}" if c else ""
+
+
 def _steps_table(section: dict) -> str:
     header = ["target delivered/s", "sends/s", "delivered/s", "p50 ms", "p99 ms", "max ms", "ack p99 ms",
-              "lost", "dup", "ooo", "errors", "result"]  # fmt: skip
+              "lost", "dup", "ooo", "errors", "cores: web / worker / others", "result"]  # fmt: skip
     rows = []
     for s in section.get("steps", []):
         if "skipped" in s:
-            rows.append([f"{s['target_delivered_per_s']:,}"] + [""] * 10 + [s["skipped"]])
+            rows.append([f"{s['target_delivered_per_s']:,}"] + [""] * 11 + [s["skipped"]])
             continue
         rows.append([
             f"{s['target_delivered_per_s']:,}", f"{s['sends_per_s']:g}", f"{s['delivered_per_s']:,}",
             _ms(s["p50_ms"]), _ms(s["p99_ms"]), _ms(s["max_ms"]), _ms(s["ack_p99_ms"]),
-            s["lost"], s["duplicated"], s["out_of_order"], s["send_errors"] + s["unacked"],
+            s["lost"], s["duplicated"], s["out_of_order"], s["send_errors"] + s["unacked"], _cores(s),
             "pass" if s["pass"] else f"fail: {s['why_not']}",
         ])  # fmt: skip
     return markdown_table(header, rows)
@@ -316,6 +323,21 @@ def _profile_md(profile: dict) -> str:
         ),
     ]
     return "\n".join(parts) + "\n"
+
+
+ANALYSIS_START = "<!-- analysis: written by hand, kept by the next run -->"
+ANALYSIS_END = "<!-- /analysis -->"
+
+
+def kept_analysis(docs_path: Path) -> str:
+    """The hand-written part of an earlier report, which a new run carries over."""
+    if not docs_path.exists():
+        return ""
+    text = docs_path.read_text()
+    start, end = text.find(ANALYSIS_START), text.find(ANALYSIS_END)
+    if start < 0 or end < start:
+        return ""
+    return text[start : end + len(ANALYSIS_END)]
 
 
 def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
@@ -342,8 +364,10 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
         " (`python manage.py jobs_worker`, persistence on) beside the web process(es); `DEBUG=0`, `LOG_LEVEL=WARNING`",
         f"- web commands: daphne = the Procfile's `web`; uvicorn = `{plan['web_commands']['uvicorn']}`",
         f"- load: {plan['client_processes']} client process(es), uvloop + picows, open loop (sends on a fixed"
-        f" schedule, not waiting for acks); {plan['duration_s']:g} s of sending per step, then up to"
-        f" {plan['drain_timeout_s']:g} s to drain; every member is a distinct signed-in user with a session cookie",
+        f" schedule, not waiting for acks); {plan['duration_s']:g} s of sending per step, then a drain that waits"
+        f" while messages still arrive (it gives up after {plan['drain_timeout_s']:g} s with nothing arriving, or"
+        f" {3 * plan['drain_timeout_s']:g} s in all): what has not arrived by then counts as lost; every member"
+        " is a signed-in user's connection with its session cookie",
         "",
         "## Headline",
         "",
@@ -364,6 +388,9 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
         missed = [results["summary"][k]["label"] for k, c in results["targets"].items() if c.get(name) is False]
         target_rows.append([text, ", ".join(met) or "none", ", ".join(missed) or "-"])
     out += [markdown_table(["target", "met by", "missed by"], target_rows), ""]
+    analysis = kept_analysis(docs_path)
+    if analysis:
+        out += [analysis, ""]
     out += ["## Detail", ""]
     for config in results["configs"].values():
         out += [f"### {config['label']}", "", f"web: `{config['web_command']}`, `CHANNEL_LAYER={config['layer']}`", ""]
@@ -397,11 +424,12 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
         memory = config.get("memory")
         if memory and "kib_per_connection" in memory:
             out += [
-                f"**Memory**: {memory['connections']:,} idle subscribed connections ({memory['failed']} failed,"
-                f" opened in {memory['connect_seconds']} s, {memory['connections_per_s']}/s) took the fresh web"
-                f" process from {memory['rss_before_kib'] / 1024:.1f} MiB to {memory['rss_after_kib'] / 1024:.1f} MiB"
-                f" RSS (after {memory['warmup_connections']} warm-up connections):"
-                f" **{memory['kib_per_connection']:.1f} KiB per connection**.",
+                f"**Memory**: {memory['connections']:,} idle subscribed connections of {memory.get('asked', '?'):,}"
+                f" asked ({memory['failed']} failed, {memory.get('skipped_after_budget', 0):,} not opened within the"
+                f" time budget; opened in {memory['connect_seconds']} s, {memory['connections_per_s']}/s) took the"
+                f" fresh web process from {memory['rss_before_kib'] / 1024:.1f} MiB to"
+                f" {memory['rss_after_kib'] / 1024:.1f} MiB RSS (after {memory['warmup_connections']}"
+                f" warm-up connections): **{memory['kib_per_connection']:.1f} KiB per connection**.",
                 "",
             ]
         profile = config.get("profile")
