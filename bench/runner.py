@@ -393,6 +393,8 @@ class Shape:
             "unacked": sum(r["unacked"] for r in runs),
             "error_codes": dict(errors),
             "closed_members": sum(t["closed_members"] for t in tallies),
+            "outside_range": sum(t["outside_range"] for t in tallies),
+            "ranges": ranges,
             "cores_used": meter.cores,
             **percentiles_ms(latency),
             **{f"ack_{k}": v for k, v in percentiles_ms(ack_latency).items()},
