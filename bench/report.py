@@ -363,6 +363,10 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
         f"- database `{plan['database']}` (recreated, migrated), Redis `{plan['redis']}` (flushed); one rq worker"
         " (`python manage.py jobs_worker`, persistence on) beside the web process(es); `DEBUG=0`, `LOG_LEVEL=WARNING`",
         f"- web commands: daphne = the Procfile's `web`; uvicorn = `{plan['web_commands']['uvicorn']}`",
+        f"- servers run with `WS_RATE_LIMIT_SEND={runner.BENCH_SEND_LIMIT}`: the per-user send limit still runs on"
+        " every send but cannot refuse the benchmark's members, who each send faster than a person; the code"
+        " measured is the working tree at the time of the run (the commit above plus whatever was not yet"
+        " committed)",
         f"- load: {plan['client_processes']} client process(es), uvloop + picows, open loop (sends on a fixed"
         f" schedule, not waiting for acks); {plan['duration_s']:g} s of sending per step, then a drain that waits"
         f" while messages still arrive (it gives up after {plan['drain_timeout_s']:g} s with nothing arriving, or"
