@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 from tests.browser.kit import Site
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Patient assertions: the suite shares the machine with real servers, and CI with more.
+expect.set_options(timeout=10_000)
 ROOT = Path(__file__).resolve().parents[2]
 
 

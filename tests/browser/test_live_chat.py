@@ -3,6 +3,8 @@ then sent, claps, who is online, who is typing, and what a message body may cont
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -43,6 +45,10 @@ def test_two_people_chat_live_both_ways(site, alice, bob, lobby):
     for page in (alice_page, bob_page):
         expect(page.locator("#messages li.message:not(.message--pending)")).to_have_count(3)
         assert message_bodies(page) == expected
+    # Relative time, the exact one on hover.
+    time = message(bob_page, "Hello Bob!").locator(".message__time")
+    expect(time).to_have_text("just now")
+    expect(time).to_have_attribute("title", re.compile(r"\d{4} at \d\d:\d\d:\d\d"))
     # Grouped by author: alice's second message starts a group of its own after bob's.
     assert alice_page.locator("li.message--continued").count() == 0
     expect(message(alice_page, "Hello Bob!").locator(".message__author")).to_have_text("alice")

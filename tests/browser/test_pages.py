@@ -26,6 +26,20 @@ def test_the_contrast_function_agrees_with_wcag():
     assert contrast("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)") == 1.0
 
 
+def test_a_csp_violation_would_be_caught(site, alice):
+    """The watch every page is under works: an inline script is refused, and reported."""
+    page = site.page_for(alice, "/")
+    page.evaluate("""() => {
+        const script = document.createElement("script");
+        script.textContent = "document.body.dataset.injected = 'yes'";
+        document.body.append(script);
+    }""")
+    expect(page.locator("body")).not_to_have_attribute("data-injected", "yes")
+    page.wait_for_timeout(200)
+    assert any("Content Security Policy" in problem for problem in site.problems), site.problems
+    site.problems.clear()
+
+
 @pytest.fixture
 def conversation(site, alice, bob, make_user):
     """A room that looks lived in: three people, a private room, claps, a link, a mention."""
@@ -115,6 +129,7 @@ def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
     send_over_websocket(site.port, bob, public_room.slug, ["Tab to me and clap"])
     page = site.page_for(alice, public_room.get_absolute_url())
     expect(page.locator("#connection")).to_have_text("connected")
+    expect(page.locator("li.message")).to_have_count(1)
 
     log = page.locator("#messages")
     expect(log).to_have_attribute("role", "log")
@@ -129,7 +144,7 @@ def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
         seen.append(page.evaluate("document.activeElement.dataset.action || document.activeElement.id"))
         if seen[-1] == "clap":
             break
-    assert seen[-1] == "clap", seen
+    assert seen[-1] == "clap", " ".join(seen)
     assert "messages" in seen  # the log itself takes focus, to scroll it with the keys
     clap = page.locator("li.message button.clap")
     expect(clap).to_be_focused()
