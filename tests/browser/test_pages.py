@@ -79,7 +79,8 @@ def shoot(page: Page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{name}.png", animations="disabled", caret="hide")
 
 
-def test_every_main_page_is_clean_and_gets_its_screenshots(site, alice, bob, conversation):
+def test_every_main_page_is_clean_and_gets_its_screenshots(django_db_reset_sequences, site, alice, bob, conversation):
+    # (Sequences reset: the same ids every run, so the same avatar colours in the screenshots.)
     lobby, carol = conversation["lobby"], conversation["carol"]
     pages = [
         ("room-list", "/", None),
