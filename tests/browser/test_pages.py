@@ -109,6 +109,7 @@ def test_every_main_page_is_clean_and_gets_its_screenshots(django_db_reset_seque
                 bob_page.locator("#composer-body").press_sequentially("Typing", delay=10)
                 expect(alice_page.locator("#typing")).to_have_text("bob is typing…")
                 alice_page.locator("#composer-body").focus()
+                expect(alice_page.locator(".sidebar__room--current [data-unread]")).to_be_hidden()  # read
             assert_page_is_clean(alice_page)
             if name not in {"new-room", "most-clapped"}:
                 shoot(alice_page, f"{name}-{size_name}")
