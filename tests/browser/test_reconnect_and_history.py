@@ -81,7 +81,7 @@ def test_both_pages_reconnect_after_their_web_process_restarts_and_miss_nothing(
     expect_each_once(alice_page, expected)
 
 
-def test_scrolling_up_loads_older_history(site, alice, lobby):
+def test_scrolling_up_loads_older_history(site, alice, bob, lobby):
     bodies = [f"message number {n}" for n in range(1, 121)]
     send_over_websocket(site.port, alice, lobby.slug, bodies)
     page = site.page_for(alice, lobby.get_absolute_url())
@@ -99,3 +99,14 @@ def test_scrolling_up_loads_older_history(site, alice, lobby):
     expect(page.locator("#load-older")).to_have_count(0)  # the beginning of the room
     # Where the reader was stays in view: loading older messages does not jump.
     assert page.locator("#messages").evaluate("el => el.scrollTop") > 0
+
+    # A new message while the reader is up there: no jump, a button to go down to it.
+    send_over_websocket(site.port, bob, lobby.slug, ["something new"])
+    expect(messages).to_have_count(121)
+    jump = page.get_by_role("button", name="New messages below")
+    expect(jump).to_be_visible()
+    assert page.locator("#messages").evaluate("el => el.scrollTop") < 1000
+    jump.click()
+    expect(jump).to_be_hidden()
+    expect(page.locator("#messages")).to_be_focused()
+    assert page.locator("#messages").evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight") < 5
