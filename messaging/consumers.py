@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -137,6 +138,23 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         finally:
             if self.heartbeat_task is not None:
                 self.heartbeat_task.cancel()
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels' dispatch first runs close_old_connections in the process's one sync thread:
+        # a thread hop for every event of every socket, which the database calls of the
+        # handshakes then queue behind (a reconnect storm stalled on it). Every database
+        # call here goes through database_sync_to_async, which closes old connections itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict) -> None:
+        try:
+            await super().websocket_connect(message)
+        finally:
+            # Accepted or refused: let the next handshake in (pubsub_site.asgi.HandshakeLimit).
+            self.scope.get("handshake_done", lambda: None)()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -613,7 +631,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         """Every frame to the client goes through here: one that does not read is cut off."""
-        if self.cut_off:
+        protocol = self.ws_protocol
+        if self.cut_off or (protocol is not None and protocol.state != protocol.STATE_OPEN):
+            # Closing: autobahn would raise. The client resubscribes with `since` when it is back.
             return
         backlog = self.send_backlog
         if backlog is not None and backlog.paused and not close:

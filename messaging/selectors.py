@@ -61,7 +61,13 @@ def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict,
         return []
     buffered = buffer.records_between(room_id=room_id, after=after, upto=upto)
     first_buffered = buffered[0]["seq"] if buffered else upto + 1
-    older = _pg_messages(room_id, seq__gt=after, seq__lt=first_buffered, seq__lte=upto)
+    # The buffer usually holds the whole range: then PostgreSQL is not asked (a reconnect
+    # storm resubscribes with `since` by the thousand, and gaps are filled during an outage).
+    older = (
+        _pg_messages(room_id, seq__gt=after, seq__lt=first_buffered, seq__lte=upto)
+        if first_buffered > after + 1
+        else []
+    )
     return _with_current_state(room_id, [*older, *((record, None) for record in buffered)])
 
 

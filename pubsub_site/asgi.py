@@ -29,11 +29,50 @@ class BrowserOriginValidator(OriginValidator):
         return self.validate_origin(parsed_origin)
 
 
+class HandshakeLimit:
+    """At most `limit` WebSocket handshakes in progress in this process; past it, refuse at
+    once (403), before any database work.
+
+    In a reconnect storm every handshake costs a few queries; queued behind each other
+    they pass daphne's 5 s handshake timeout, daphne drops them after the work is done,
+    the clients retry, and nobody gets in. Refused early, a client backs off (with jitter)
+    and comes back while the admitted ones finish in time. The consumer calls
+    scope["handshake_done"] once it has accepted or refused.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+        self.in_progress = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket" or self.limit <= 0:
+            return await self.app(scope, receive, send)
+        if self.in_progress >= self.limit:
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close"})
+            return None
+        self.in_progress += 1
+        released = False
+
+        def handshake_done() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_progress -= 1
+
+        try:
+            return await self.app(dict(scope, handshake_done=handshake_done), receive, send)
+        finally:
+            handshake_done()
+
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": BrowserOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
+        "websocket": HandshakeLimit(
+            BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS),
+            settings.WS_HANDSHAKE_LIMIT,
         ),
     }
 )

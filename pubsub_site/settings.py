@@ -280,6 +280,9 @@ PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)
 # A client that stops reading: once this much waits for it beyond its socket's own 64 KiB
 # buffer, its connection is closed (bytes; see messaging.consumers.SendBacklog).
 WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
+# WebSocket handshakes in progress per web process; more are refused at once, and the
+# clients retry with backoff (see pubsub_site.asgi.HandshakeLimit). 0: no limit.
+WS_HANDSHAKE_LIMIT = env_int("WS_HANDSHAKE_LIMIT", 10)
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import tempfile
@@ -332,6 +333,7 @@ class ChatClient:
         first_port: int | None = None,
         reply_timeout: float = 10.0,
         reconnect_for: float = 90.0,
+        backoff: tuple[float, float] = (0.1, 2.0),
     ):
         self.name = name
         self.session_key = session_key
@@ -340,6 +342,7 @@ class ChatClient:
         self.port = first_port
         self.reply_timeout = reply_timeout
         self.reconnect_for = reconnect_for
+        self.backoff = backoff
         self.ws = None
         self.last_seq: dict[str, int] = dict.fromkeys(self.rooms, 0)
         self.received: dict[str, list[int]] = {room: [] for room in self.rooms}
@@ -387,7 +390,15 @@ class ChatClient:
             await ws.send(json.dumps({"type": "subscribe", "room": room, "since": self.last_seq[room]}))
 
     async def start(self) -> ChatClient:
-        await self._open()
+        """Connect (retrying as a browser does: a handshake may be refused or time out in a
+        crowd) and subscribe."""
+        try:
+            await self._open()
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):
+            self.failed_handshakes += 1
+            if not await self._reconnect():
+                raise
+            self.reconnects -= 1  # a first connection, not a reconnection
         self.reader = asyncio.create_task(self._read())
         await self.wait_subscribed()
         return self
@@ -398,7 +409,7 @@ class ChatClient:
     async def _reconnect(self) -> bool:
         self.connected.clear()
         deadline = time.monotonic() + self.reconnect_for
-        delay = 0.1
+        delay, ceiling = self.backoff
         while not self.closing and time.monotonic() < deadline:
             try:
                 await self._open()
@@ -406,8 +417,8 @@ class ChatClient:
                 return True
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):
                 self.failed_handshakes += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter, as the browser client
+                delay = min(delay * 2, ceiling)
         return False
 
     async def _read(self) -> None:
