@@ -652,11 +652,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         # it raises, and daphne answers the crash with 1011 and a traceback. The contract's
         # 1008, 1009 and 1011 go out through its lower-level call, as daphne's own 1011 does.
         protocol = self.ws_protocol
-        if (
-            code not in (None, 1000)
-            and not 3000 <= code <= 4999
-            and getattr(protocol, "state", None) == getattr(protocol, "STATE_OPEN", object())
-        ):
+        if protocol is not None and protocol.state != protocol.STATE_OPEN:
+            return  # closing or closed already
+        if protocol is not None and code not in (None, 1000) and not 3000 <= code <= 4999:
             protocol.sendCloseFrame(code=code, isReply=False)
             return
         await super().close(code=code, reason=reason)
