@@ -1,6 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSocket through Channels."""
 
+import asyncio
 import os
+import weakref
 
 from django.core.asgi import get_asgi_application
 
@@ -12,7 +14,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from messaging.consumers import daphne_protocol  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
+
+TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: the server is overloaded
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -30,36 +35,49 @@ class BrowserOriginValidator(OriginValidator):
 
 
 class HandshakeLimit:
-    """At most `limit` WebSocket handshakes in progress in this process; past it, refuse at
-    once (403), before any database work.
+    """At most `limit` WebSocket handshakes at work at once in this process; the others
+    wait their turn, for up to `wait` seconds, before any database work.
 
-    In a reconnect storm every handshake costs a few queries; queued behind each other
-    they pass daphne's 5 s handshake timeout, daphne drops them after the work is done,
-    the clients retry, and nobody gets in. Refused early, a client backs off (with jitter)
-    and comes back while the admitted ones finish in time. The consumer calls
-    scope["handshake_done"] once it has accepted or refused.
+    In a reconnect storm every handshake costs a few queries; all at once they pass
+    daphne's 5 s handshake timeout, daphne drops them after the work is done, the clients
+    retry, and nobody gets in. Taken a few at a time they finish in time. A handshake
+    that waited `wait` seconds in vain is accepted and closed at once with 1013 (Try
+    Again Later): the client reconnects after its backoff, as after any close. (Not
+    403: the contract keeps that for "not signed in" and "foreign origin", which a
+    client must not retry.) The consumer calls scope["handshake_done"] once it has
+    accepted or refused.
     """
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, wait: float):
         self.app = app
         self.limit = limit
-        self.in_progress = 0
+        self.wait = wait
+        self.slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket" or self.limit <= 0:
             return await self.app(scope, receive, send)
-        if self.in_progress >= self.limit:
+        slots = self.slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.limit))
+        try:
+            await asyncio.wait_for(slots.acquire(), self.wait)
+        except TimeoutError:
             await receive()  # websocket.connect
-            await send({"type": "websocket.close"})
+            await send({"type": "websocket.accept"})
+            protocol = daphne_protocol(send)
+            if protocol is not None:  # autobahn's sendClose allows only 1000 and 3000-4999
+                protocol.sendCloseFrame(code=TRY_AGAIN_LATER, isReply=False)
+            else:
+                await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
             return None
-        self.in_progress += 1
         released = False
 
         def handshake_done() -> None:
             nonlocal released
             if not released:
                 released = True
-                self.in_progress -= 1
+                slots.release()
 
         try:
             return await self.app(dict(scope, handshake_done=handshake_done), receive, send)
@@ -73,6 +91,7 @@ application = ProtocolTypeRouter(
         "websocket": HandshakeLimit(
             BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS),
             settings.WS_HANDSHAKE_LIMIT,
+            settings.WS_HANDSHAKE_WAIT,
         ),
     }
 )

@@ -11,6 +11,7 @@ class directly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -56,6 +57,30 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name (field 2) may hold spaces; the parent pid follows its ")".
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def signal_tree(process: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the process and every process it started: rq's work horse puts
+    itself in a process group of its own, so a group signal would miss it. A container
+    stop or a machine failure takes the horse with the worker; so does this."""
+    for pid in [*descendants(process.pid), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 @dataclass
 class Cluster:
     env: dict[str, str] = field(default_factory=dict)
@@ -76,7 +101,11 @@ class Cluster:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
         expanded = os.path.expandvars(command) if "PORT" not in extra else command.replace("$PORT", extra["PORT"])
         return subprocess.Popen(
-            shlex.split(expanded), cwd=ROOT, env=self._environment(**extra), stdout=log, stderr=subprocess.STDOUT
+            shlex.split(expanded),
+            cwd=ROOT,
+            env=self._environment(**extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def start_web(self, port: int | None = None, *, wait: bool = True) -> int:
@@ -94,11 +123,12 @@ class Cluster:
 
     def kill_web(self, port: int, sig: int = signal.SIGKILL) -> None:
         process = self.webs.pop(port)
-        process.send_signal(sig)
+        signal_tree(process, sig)
         process.wait(timeout=30)
 
     def kill_worker(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-        process.send_signal(sig)
+        """Signal the worker and its work horse (rq forks one per job)."""
+        signal_tree(process, sig)
         process.wait(timeout=30)
         self.workers.remove(process)
 
@@ -114,7 +144,7 @@ class Cluster:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                signal_tree(process, signal.SIGKILL)
                 process.wait()
         self.webs.clear()
         self.workers.clear()

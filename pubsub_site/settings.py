@@ -15,7 +15,7 @@ import dj_database_url
 import limits
 from django.core.exceptions import ImproperlyConfigured
 
-from pubsub_site.env import env_bool, env_int, env_list, env_str
+from pubsub_site.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -280,9 +280,12 @@ PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)
 # A client that stops reading: once this much waits for it beyond its socket's own 64 KiB
 # buffer, its connection is closed (bytes; see messaging.consumers.SendBacklog).
 WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
-# WebSocket handshakes in progress per web process; more are refused at once, and the
-# clients retry with backoff (see pubsub_site.asgi.HandshakeLimit). 0: no limit.
+# WebSocket handshakes at work at once per web process; more wait their turn for up to
+# WS_HANDSHAKE_WAIT seconds (well inside daphne's 5 s handshake timeout), then are closed
+# with 1013 and the clients retry with backoff (see pubsub_site.asgi.HandshakeLimit).
+# 0: no limit.
 WS_HANDSHAKE_LIMIT = env_int("WS_HANDSHAKE_LIMIT", 10)
+WS_HANDSHAKE_WAIT = env_float("WS_HANDSHAKE_WAIT", 2.0)
 
 LOGGING = {
     "version": 1,

@@ -3,9 +3,11 @@ builds itself, all stopped at the end (and the processes' logs printed when it f
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
-from pubsub_site.cluster import Cluster
+from pubsub_site.cluster import Cluster, signal_tree
 from tests.faults.kit import RedisServer, TcpProxy
 
 
@@ -21,6 +23,10 @@ def make_cluster(transactional_db, request):
     yield make
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     for cluster in clusters:
+        # The test is over: no need for a graceful stop (daphne takes seconds to drain).
+        for process in [*cluster.webs.values(), *cluster.workers]:
+            if process.poll() is None:
+                signal_tree(process, signal.SIGKILL)
         cluster.stop()
         if failed:
             print(cluster.logs())

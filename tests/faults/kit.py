@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
 import redis
@@ -59,6 +60,21 @@ def base_env(**overrides: str) -> dict[str, str]:
 def redis_env(url: str, **overrides: str) -> dict[str, str]:
     """Everything Redis (rq queue, cache, rooms, channel layer) on one URL."""
     return base_env(REDIS_URL=url, ROOM_REDIS_URLS=url, CHANNEL_REDIS_URLS=url, **overrides)
+
+
+def suite_redis_url() -> str:
+    """The suite's Redis database (``REDIS_URL``): what the tests' clusters use unless told otherwise."""
+    return settings.REDIS_URL
+
+
+def suite_redis_port() -> int:
+    return urlsplit(suite_redis_url()).port or 6379
+
+
+def through_proxy(proxy_port: int) -> str:
+    """The suite's Redis database, reached through a proxy listening on ``proxy_port``."""
+    parts = urlsplit(suite_redis_url())
+    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{proxy_port}"))
 
 
 def make_users(count: int, prefix: str = "user") -> list:

@@ -27,7 +27,10 @@ from tests.faults.kit import (
     report,
     room_latest,
     start_webs,
+    suite_redis_port,
+    suite_redis_url,
     talk,
+    through_proxy,
     tracebacks,
     verify,
     wait_for_delivery,
@@ -38,7 +41,7 @@ from tests.netclient import session_key_for
 
 pytestmark = pytest.mark.processes
 
-DIRECT = "redis://127.0.0.1:6379/13"
+DIRECT = suite_redis_url()
 GROUP_EXPIRY = 3
 
 
@@ -79,8 +82,8 @@ def test_an_idle_subscriber_past_the_group_expiry_still_receives_messages(make_c
 def test_a_consumer_whose_layer_connection_drops_closes_its_socket_and_nothing_is_missed(
     make_cluster, make_proxy, alice
 ):
-    proxy = make_proxy(6379)
-    cluster = make_cluster(base_env(CHANNEL_REDIS_URLS=f"redis://127.0.0.1:{proxy.port}/13"))
+    proxy = make_proxy(suite_redis_port())
+    cluster = make_cluster(base_env(CHANNEL_REDIS_URLS=through_proxy(proxy.port)))
     ports = start_webs(cluster, 2)
     cluster.start_worker()
     wait_for_workers(DIRECT, 1)

@@ -28,7 +28,10 @@ from tests.faults.kit import (
     room_latest,
     start_webs,
     stored_anywhere,
+    suite_redis_port,
+    suite_redis_url,
     talk,
+    through_proxy,
     tracebacks,
     verify,
     wait_for_delivery,
@@ -40,14 +43,14 @@ from tests.netclient import session_key_for
 pytestmark = pytest.mark.processes
 
 OUTAGE = 10.0
-DIRECT = "redis://127.0.0.1:6379/13"
+DIRECT = suite_redis_url()
 
 
 def test_sends_answer_unavailable_while_the_rooms_redis_is_unreachable_and_nothing_is_half_stored(
     make_cluster, make_proxy, alice
 ):
-    proxy = make_proxy(6379)
-    through = f"redis://127.0.0.1:{proxy.port}/13"
+    proxy = make_proxy(suite_redis_port())
+    through = through_proxy(proxy.port)
     cluster = make_cluster(base_env(REDIS_URL=through, ROOM_REDIS_URLS=through, CHANNEL_REDIS_URLS=DIRECT))
     ports = start_webs(cluster, 2)
     cluster.start_worker()
@@ -102,8 +105,8 @@ def test_sends_answer_unavailable_while_the_rooms_redis_is_unreachable_and_nothi
 
 
 def test_one_redis_for_everything_unreachable_for_10_s_loses_and_doubles_nothing(make_cluster, make_proxy, alice):
-    proxy = make_proxy(6379)
-    cluster = make_cluster(redis_env(f"redis://127.0.0.1:{proxy.port}/13"))
+    proxy = make_proxy(suite_redis_port())
+    cluster = make_cluster(redis_env(through_proxy(proxy.port)))
     ports = start_webs(cluster, 2)
     cluster.start_worker()
     wait_for_workers(DIRECT, 1)

@@ -43,9 +43,9 @@ def test_a_web_process_killed_under_load_loses_no_acked_message(make_cluster, al
         clients = await open_clients(specs, lambda: cluster.ports, slugs)
         traffic = asyncio.create_task(
             # No retry of an unanswered send: it stays "unknown" in the count.
-            talk(clients, ledger, slugs, 40, interval=0.01, retry=("refused:unavailable", "unsent"))
+            talk(clients, ledger, slugs, 30, interval=0.01, retry=("refused:unavailable", "unsent"))
         )
-        while len(ledger.of("acked")) < 150:
+        while len(ledger.of("acked")) < 120:
             await asyncio.sleep(0.01)
         await asyncio.to_thread(cluster.kill_web, doomed)
         acked_at_kill = len(ledger.of("acked"))
