@@ -8,7 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pubsub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run demo test lint cluster bench venv clean
+.PHONY: run demo test chaos lint cluster bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ test: venv
 	$(VENV)/bin/ruff check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## The fault suite (tests/faults and the scale-out tests) alone: prints the table of acked,
+## stored, delivered, lost and duplicated per fault and writes it into docs/reliability.md.
+chaos: venv
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		CHAOS_REPORT=docs/reliability.md $(VENV)/bin/pytest tests/faults tests/test_scaleout.py $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 
+from django.db import close_old_connections
+
 from messaging.persistence import messages_persist_server
 
 logger = logging.getLogger(__name__)
 
 
 def persist_messages(server: int = 0) -> int:
-    written = messages_persist_server(server=server)
+    # The worker runs jobs in its own process, one after another (SimpleWorker): like a
+    # request, a job starts and ends by dropping a connection that is broken or too old
+    # (PostgreSQL restarted in between, CONN_MAX_AGE).
+    close_old_connections()
+    try:
+        written = messages_persist_server(server=server)
+    finally:
+        close_old_connections()
     logger.info("persisted %d messages from room server %d", written, server)
     return written

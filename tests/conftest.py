@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -37,6 +39,22 @@ def cluster(transactional_db, request):
         yield running
         if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
             print(running.logs())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault tests' table (tests.faults.kit.chaos_row), and with CHAOS_REPORT set (what
+    `make chaos` does), the same table written into that file."""
+    from tests.faults.kit import CHAOS_ROWS, chaos_table, write_reliability_table
+
+    if not CHAOS_ROWS:
+        return
+    terminalreporter.section("faults: acked, stored in PostgreSQL, delivered to clients, lost, duplicated")
+    terminalreporter.write_line(chaos_table(CHAOS_ROWS))
+    if target := os.environ.get("CHAOS_REPORT"):
+        stats = terminalreporter.stats
+        failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+        write_reliability_table(Path(target), CHAOS_ROWS, passed=len(stats.get("passed", [])), failed=failed)
+        terminalreporter.write_line(f"table written to {target}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

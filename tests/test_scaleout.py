@@ -20,6 +20,7 @@ from tests.faults.kit import (
     Ledger,
     base_env,
     client_stats,
+    longest_outage,
     make_users,
     open_clients,
     pg_rows,
@@ -27,6 +28,7 @@ from tests.faults.kit import (
     report,
     room_latest,
     start_webs,
+    verdict_row,
     verify,
     wait_for_delivery,
     wait_for_rows,
@@ -80,6 +82,7 @@ def test_three_web_processes_two_workers_and_a_killed_web_process_lose_nothing(m
         client_stats(clients),
         f"clients of the killed process moved to: {moved}; all delivered {elapsed:.1f} s after the kill",
     )
+    verdict_row("make cluster (3 web, 2 workers), a web process SIGKILLed", verdict, longest_outage(clients))
     assert delivered and not verdict.problems, verdict.problems
     assert verdict.acked == len(ledger.sends) == 9 * 6
     assert all(len(ports_used) == 2 and ports_used[1] != doomed for _, ports_used in moved)
@@ -135,6 +138,7 @@ def test_every_acked_message_reaches_postgresql_across_a_redis_restart_with_aof(
         client_stats(clients),
         f"the same worker, thawed, had every row {caught_up:.1f} s after the last send",
     )
+    verdict_row(f"Redis restarted ({restart}) from its AOF, worker frozen", verdict, caught_up)
     assert rows_before == 0
     assert delivered and not verdict.problems, verdict.problems
     assert verdict.acked == len(ledger.sends)
@@ -208,6 +212,7 @@ def test_rooms_spread_over_two_redis_servers_and_the_channel_layer_over_both(mak
         f"channel-layer groups per server {layer_groups}",
         f"latest seq per room {latest}",
     )
+    verdict_row("rooms and channel layer over two Redis servers", verdict)
     assert delivered and not verdict.problems, verdict.problems
     assert not misplaced, misplaced
     assert found[0] and found[1] and rate_limit_keys

@@ -377,6 +377,9 @@ class ChatClient:
         self.close_codes: Counter = Counter()
         self.errors: Counter = Counter()
         self.ports_used: list[int] = []
+        # The longest time this client was without a live subscription after losing one.
+        self.down_since: float | None = None
+        self.longest_outage = 0.0
 
     # The connection -------------------------------------------------------------------
 
@@ -445,6 +448,7 @@ class ChatClient:
                 self._fail_waiters()
                 if self.closing:
                     return
+                self.down_since = time.monotonic()
                 self.close_codes[closed.rcvd.code if closed.rcvd else 1006] += 1
                 if not await self._reconnect():
                     return
@@ -482,6 +486,9 @@ class ChatClient:
                 asyncio.get_running_loop().create_task(self._recover_over_http(room, frame["seq"]))
             if not self.resyncing:
                 self.connected.set()
+                if self.down_since is not None:
+                    self.longest_outage = max(self.longest_outage, time.monotonic() - self.down_since)
+                    self.down_since = None
         elif kind == "ack":
             self._settle(frame.get("ref"), f"{ACKED}:{frame['seq']}")
         elif kind == "error":
@@ -712,6 +719,8 @@ class Verdict:
     rows: int
     received: dict[str, int]
     problems: list[str]
+    lost: int = 0
+    duplicated: int = 0
 
     def line(self) -> str:
         per_client = sorted(set(self.received.values()))
@@ -732,11 +741,14 @@ def verify(
     """Every acked message stored once with its seq, every unknown one at most once, every
     refused one never; seq dense per room; every client received every row once, in order."""
     problems: list[str] = []
+    lost: set[str] = set()
+    duplicated = 0
     by_cid = Counter(cid for _, _, cid in rows)
     seq_of = {cid: (room_id, seq) for room_id, seq, cid in rows}
     for cid, count in by_cid.items():
         if count > 1:
             problems.append(f"client_id {cid} stored {count} times")
+            duplicated += count - 1
         if cid not in ledger.sends:
             problems.append(f"row {seq_of[cid]} has a client_id nobody sent: {cid}")
     unknown_stored = 0
@@ -745,6 +757,8 @@ def verify(
         if send.final == ACKED:
             if stored != 1:
                 problems.append(f"acked {send.client_id} (seq {send.seq}) stored {stored} times")
+                if not stored:
+                    lost.add(send.client_id)
             elif seq_of[send.client_id] != (room_ids[send.room], send.seq):
                 problems.append(f"acked {send.client_id} with seq {send.seq}, stored as {seq_of[send.client_id]}")
         elif send.final == REFUSED and stored:
@@ -765,6 +779,7 @@ def verify(
             got = client.client_ids[room]
             total += len(got)
             if got != expected:
+                lost |= set(expected) - set(got)
                 missing = len(set(expected) - set(got))
                 problems.append(
                     f"{client.name} in {room}: received {len(got)} (missing {missing}), PostgreSQL has {len(expected)}"
@@ -772,6 +787,7 @@ def verify(
         received[client.name] = total
         if client.duplicates:
             problems.append(f"{client.name} received {client.duplicates} duplicates")
+            duplicated += client.duplicates
     finals = Counter(s.final for s in ledger.sends.values())
     return Verdict(
         acked=finals[ACKED],
@@ -781,6 +797,8 @@ def verify(
         rows=len(rows),
         received=received,
         problems=problems,
+        lost=len(lost),
+        duplicated=duplicated,
     )
 
 
@@ -793,6 +811,97 @@ def client_stats(clients: list[ChatClient]) -> str:
         f"unrecovered subscribes {sum(c.unrecovered for c in clients)}, close codes {dict(codes)}, "
         f"errors {dict(errors)}"
     )
+
+
+# --- The chaos table ----------------------------------------------------------------------
+
+CHAOS_ROWS: list[dict] = []
+
+
+def chaos_row(
+    fault: str,
+    *,
+    acked: int,
+    stored: int | None,
+    delivered: int | None,
+    lost: int,
+    duplicated: int,
+    recovery: float | None = None,
+) -> None:
+    """One row of the table `make chaos` prints (tests/conftest.py prints it at the end).
+
+    ``delivered`` counts copies received by the test's clients; ``lost`` counts acked
+    messages missing from PostgreSQL or from a client that should have had them;
+    ``recovery`` is the seconds from the repair (or the fault) to everything delivered
+    and stored, where the test measures it. None: the test does not count that column."""
+    CHAOS_ROWS.append(
+        {
+            "fault": fault,
+            "acked": acked,
+            "stored": stored,
+            "delivered": delivered,
+            "lost": lost,
+            "duplicated": duplicated,
+            "recovery": recovery,
+        }
+    )
+
+
+def longest_outage(clients: list[ChatClient]) -> float | None:
+    """Seconds from a client losing its socket to its resubscription, at worst; None when
+    no client lost one."""
+    outages = [c.longest_outage for c in clients if c.longest_outage]
+    return max(outages) if outages else None
+
+
+def verdict_row(fault: str, verdict: Verdict, recovery: float | None = None) -> None:
+    chaos_row(
+        fault,
+        acked=verdict.acked,
+        stored=verdict.rows,
+        delivered=sum(verdict.received.values()) if verdict.received else None,
+        lost=verdict.lost,
+        duplicated=verdict.duplicated,
+        recovery=recovery,
+    )
+
+
+def chaos_table(rows: list[dict]) -> str:
+    """The rows as a Markdown table."""
+
+    def cell(value) -> str:
+        if value is None:
+            return "—"
+        return f"{value:.1f} s" if isinstance(value, float) else str(value)
+
+    columns = ["fault", "acked", "stored", "delivered", "lost", "duplicated", "recovery"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+TABLE_START = "<!-- chaos table: written by make chaos -->"
+TABLE_END = "<!-- end of chaos table -->"
+
+
+def write_reliability_table(path: Path, rows: list[dict], *, passed: int, failed: int) -> None:
+    """Put the table between the markers in ``path`` (docs/reliability.md), with when and
+    on what it was run."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=False).stdout
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    block = (
+        f"{TABLE_START}\n"
+        f"Run {stamp} on commit {commit or 'unknown'}{' plus uncommitted changes' if dirty.strip() else ''}, "
+        f"{os.cpu_count()} cores: {passed} tests passed, {failed} failed.\n\n"
+        f"{chaos_table(rows)}\n{TABLE_END}"
+    )
+    text = path.read_text() if path.exists() else f"{TABLE_START}\n{TABLE_END}\n"
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    path.write_text(head + block + tail)
 
 
 def report(name: str, *lines: str) -> None:

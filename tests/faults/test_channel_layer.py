@@ -22,6 +22,7 @@ from tests.faults.kit import (
     base_env,
     client_stats,
     log_text,
+    longest_outage,
     make_users,
     open_clients,
     report,
@@ -32,6 +33,7 @@ from tests.faults.kit import (
     talk,
     through_proxy,
     tracebacks,
+    verdict_row,
     verify,
     wait_for_delivery,
     wait_for_rows,
@@ -74,6 +76,7 @@ def test_an_idle_subscriber_past_the_group_expiry_still_receives_messages(make_c
         verdict.line(),
         client_stats([idle, talker]),
     )
+    verdict_row("a subscriber idle past the group expiry", verdict)
     assert delivered and not verdict.problems, verdict.problems
     assert idle.reconnects == idle.gaps == 0  # received live, not by a resync
     assert len(ages) == 2 and max(ages) < GROUP_EXPIRY
@@ -119,6 +122,7 @@ def test_a_consumer_whose_layer_connection_drops_closes_its_socket_and_nothing_i
         f"sends stored while the broadcast failed (acked): {log_text(cluster).count('stored but not broadcast')}; "
         f"tracebacks in the web logs: {tracebacks(cluster)}",
     )
+    verdict_row("the channel layer's Redis link cut for 3 s", verdict, longest_outage(clients))
     assert delivered and not verdict.problems, verdict.problems
     assert verdict.acked == len(ledger.sends)
     assert all(c.reconnects for c in clients)  # every socket was closed, none left deaf

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from rooms.services import room_create
-from tests.faults.kit import ChatClient, Ledger, base_env, report, start_webs, tracebacks, wait_for_rows
+from tests.faults.kit import ChatClient, Ledger, base_env, chaos_row, report, start_webs, tracebacks, wait_for_rows
 from tests.netclient import session_key_for
 
 pytestmark = pytest.mark.processes
@@ -152,6 +152,15 @@ def test_hostile_frames_get_errors_or_a_clean_close_and_break_nothing(make_clust
         f"web log tracebacks: {traces}",
         f"bystander: {sent.summary()}; received {len(bystander.client.received[room.slug])}, "
         f"reconnects {bystander.client.reconnects}; rows in PostgreSQL {len(rows)}",
+    )
+    seen_by_bystander = bystander.client.received[room.slug]
+    chaos_row(
+        "hostile frames (hypothesis), a bystander sending",
+        acked=len(sent.of("acked")),
+        stored=len(rows),
+        delivered=len(seen_by_bystander),
+        lost=len({seq for _, seq, _ in rows} - set(seen_by_bystander)) + len(sent.of("acked")) - len(rows),
+        duplicated=len(seen_by_bystander) - len(set(seen_by_bystander)),
     )
     assert traces == "0"
     assert len(sent.of("acked")) == len(sent.sends) == len(rows) > 0

@@ -23,6 +23,7 @@ from tests.faults.kit import (
     ChatClient,
     Ledger,
     base_env,
+    chaos_row,
     pg_rows,
     report,
     start_webs,
@@ -92,6 +93,15 @@ def test_the_next_send_after_a_logout_in_another_tab_is_refused(make_cluster, al
         f"tab 2 received {len(tab_2.received[room.slug])} messages (the one before the logout), bob "
         f"{len(watcher.received[room.slug])}; rows in PostgreSQL {len(rows)}: the refused send is "
         f"{'stored' if after.client_id in stored else 'not stored'}; tracebacks: {tracebacks(cluster)}",
+    )
+    acked_ids = {s.client_id for s in ledger.of("acked")}
+    chaos_row(
+        "logged out in another tab",
+        acked=len(acked_ids),
+        stored=len(rows),
+        delivered=len(watcher.received[room.slug]),
+        lost=len(acked_ids - stored),
+        duplicated=len(rows) - len(stored),
     )
     assert status == "200 /accounts/login/"
     assert refused == "refused:forbidden"

@@ -27,10 +27,12 @@ from tests.faults.kit import (
     ChatClient,
     Ledger,
     base_env,
+    chaos_row,
     make_users,
     report,
     start_webs,
     tracebacks,
+    wait_for_rows,
 )
 from tests.netclient import session_key_for
 
@@ -139,6 +141,17 @@ def test_500_sockets_hold_postgresql_connections_within_one_per_process(make_clu
         f"at most {under_http} during 100 history requests {HTTP_CONCURRENCY} at a time (one per request in "
         f"flight); {after} {back_after:.1f} s after the sockets closed",
         f"{ledger.summary()}; history pages returned {sum(pages)} messages; tracebacks: {tracebacks(cluster)}",
+    )
+    rows = wait_for_rows([r.pk for r in rooms], len(ledger.of("acked")))
+    stored = {cid for _, _, cid in rows}
+    acked_ids = {s.client_id for s in ledger.of("acked")}
+    chaos_row(
+        f"{SOCKETS} open sockets (PostgreSQL connections bounded)",
+        acked=len(acked_ids),
+        stored=len(rows),
+        delivered=None,
+        lost=len(acked_ids - stored),
+        duplicated=len(rows) - len(stored),
     )
     assert len(ledger.of("acked")) == 100
     assert max(while_opening, sockets_under_traffic) <= bound

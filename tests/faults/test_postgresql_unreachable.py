@@ -27,6 +27,7 @@ from tests.faults.kit import (
     start_webs,
     talk,
     tracebacks,
+    verdict_row,
     verify,
     wait_for_delivery,
     wait_for_rows,
@@ -100,6 +101,7 @@ def test_sending_and_delivery_go_on_while_postgresql_is_unreachable_and_persiste
         client_stats(clients),
         f"tracebacks in the web logs: {tracebacks(cluster)}",
     )
+    verdict_row("PostgreSQL unreachable for 10 s", verdict, caught_up)
     assert all(s.attempts == ["acked"] for s in during), ledger.summary()
     assert delivered_during
     assert {(s, tuple(b["failed"])) for s, b in probes} == {(503, ("postgresql",))}

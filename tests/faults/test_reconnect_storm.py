@@ -18,6 +18,7 @@ from tests.faults.kit import (
     ChatClient,
     Ledger,
     base_env,
+    chaos_row,
     make_users,
     report,
     room_latest,
@@ -112,6 +113,15 @@ def test_2000_clients_reconnecting_at_once_all_get_in_and_miss_nothing(make_clus
         f"{ledger.summary()}; rows in PostgreSQL {len(rows)}; clients missing a message: {len(missing)}; "
         f"each got seq {SEEN + 1}..{max(latest.values())} of its room",
         f"tracebacks in the web logs: {tracebacks(cluster)}",
+    )
+    chaos_row(
+        f"{CLIENTS} clients reconnecting at once",
+        acked=verdict.acked,
+        stored=verdict.rows,
+        delivered=sum(len(c.received[c.rooms[0]]) for c in clients),
+        lost=verdict.lost + len(missing),
+        duplicated=verdict.duplicated + sum(c.duplicates for c in clients),
+        recovery=max(joined_at),
     )
     assert all(alive) and delivered and not missing
     assert not sum(c.duplicates for c in clients)

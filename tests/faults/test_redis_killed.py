@@ -17,6 +17,7 @@ from tests.faults.kit import (
     Ledger,
     blast,
     client_stats,
+    longest_outage,
     make_users,
     open_clients,
     redis_env,
@@ -24,6 +25,7 @@ from tests.faults.kit import (
     room_latest,
     start_webs,
     talk,
+    verdict_row,
     verify,
     wait_for_delivery,
     wait_for_rows,
@@ -68,6 +70,7 @@ def test_redis_killed_and_restarted_from_its_aof_keeps_every_acked_message(make_
         verdict.line(),
         client_stats(clients),
     )
+    verdict_row("Redis SIGKILLed, restarted from its AOF (everysec)", verdict, longest_outage(clients))
     assert delivered and not verdict.problems, verdict.problems
     assert verdict.acked == len(ledger.sends)  # every send was retried until acked
     assert cluster.workers[0].poll() is None

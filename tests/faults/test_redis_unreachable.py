@@ -21,6 +21,7 @@ from tests.faults.kit import (
     Ledger,
     base_env,
     client_stats,
+    longest_outage,
     make_users,
     open_clients,
     redis_env,
@@ -33,6 +34,7 @@ from tests.faults.kit import (
     talk,
     through_proxy,
     tracebacks,
+    verdict_row,
     verify,
     wait_for_delivery,
     wait_for_rows,
@@ -98,6 +100,7 @@ def test_sends_answer_unavailable_while_the_rooms_redis_is_unreachable_and_nothi
         client_stats(clients),
         f"tracebacks in the web logs: {tracebacks(cluster)}",
     )
+    verdict_row("the rooms' Redis unreachable for 10 s", verdict, longest_outage(clients))
     assert set(first) == {"refused:unavailable"}, first
     assert not half_stored
     assert delivered and not verdict.problems, verdict.problems
@@ -141,5 +144,6 @@ def test_one_redis_for_everything_unreachable_for_10_s_loses_and_doubles_nothing
         client_stats(clients),
         f"tracebacks in the web logs: {tracebacks(cluster)}",
     )
+    verdict_row("one Redis for everything unreachable for 10 s", verdict, longest_outage(clients))
     assert delivered and not verdict.problems, verdict.problems
     assert verdict.acked == len(ledger.sends)

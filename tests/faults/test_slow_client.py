@@ -27,6 +27,7 @@ from rooms.services import room_create
 from tests.faults.kit import (
     Ledger,
     base_env,
+    chaos_row,
     log_text,
     make_users,
     open_clients,
@@ -170,6 +171,14 @@ def test_clients_that_stop_reading_are_cut_off_and_the_others_do_not_notice(make
         f"fast clients' latency: p50 {p(baseline, 50):.0f} ms, p95 {p(baseline, 95):.0f} ms before; "
         f"p50 {p(during, 50):.0f} ms, p95 {p(during, 95):.0f} ms with the non-readers; received {received}",
         f"{ledger.summary()}; web log: {cut_offs} cut-offs logged",
+    )
+    chaos_row(
+        f"{SLOW_CLIENTS} clients that stop reading",
+        acked=len(ledger.of("acked")),
+        stored=None,
+        delivered=sum(received),
+        lost=sum(max(0, MESSAGES // 4 + MESSAGES - n) for n in received),
+        duplicated=sum(max(0, n - (MESSAGES // 4 + MESSAGES)) for n in received),
     )
     assert cut_offs == closed_by_server == SLOW_CLIENTS
     assert all(n < MESSAGES for n, _ in drained)

@@ -13,12 +13,14 @@ from tests.faults.kit import (
     Ledger,
     base_env,
     client_stats,
+    longest_outage,
     make_users,
     open_clients,
     report,
     room_latest,
     start_webs,
     talk,
+    verdict_row,
     verify,
     wait_for_delivery,
     wait_for_rows,
@@ -65,5 +67,6 @@ def test_a_web_process_killed_under_load_loses_no_acked_message(make_cluster, al
         verdict.line(),
         client_stats(clients),
     )
+    verdict_row("a web process SIGKILLed under load (3 web)", verdict, longest_outage(clients))
     assert delivered and not verdict.problems, verdict.problems
     assert sum(c.reconnects for c in clients) >= 4  # the killed process's clients moved

@@ -20,7 +20,7 @@ from messaging.services import message_send
 from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms.services import room_create
 from tests.conftest import database_url
-from tests.faults.kit import ACKED, Ledger, base_env, pg_rows, report, verify, wait_for_rows
+from tests.faults.kit import ACKED, Ledger, base_env, pg_rows, report, verdict_row, verify, wait_for_rows
 
 pytestmark = pytest.mark.processes
 
@@ -101,6 +101,7 @@ def test_a_worker_killed_mid_batch_twice_in_a_row_loses_nothing(make_cluster, al
     cluster.start_worker()
     rows = wait_for_rows([room.pk], TOTAL)
     verdict = verify(ledger, rows, [], {room.slug: room.pk})
+    caught_up = time.monotonic() - started
     report(
         "worker SIGKILLed mid-batch, twice in a row",
         f"{TOTAL} messages acked with no worker running ({TOTAL / elapsed:.0f}/s)",
@@ -109,6 +110,7 @@ def test_a_worker_killed_mid_batch_twice_in_a_row_loses_nothing(make_cluster, al
         f"{len(rows)} rows {time.monotonic() - started:.1f} s after it started",
         verdict.line(),
     )
+    verdict_row("the worker SIGKILLed mid-batch, twice in a row", verdict, caught_up)
     # Each kill cut a batch in the middle: none of it was committed, and the next worker wrote it.
     assert 1_000 <= first < second == rows_after_kills < TOTAL
     assert not verdict.problems, verdict.problems

@@ -40,8 +40,8 @@ def sweep(clients: list[redis.Redis]) -> None:
 
 
 def sweep_forever(interval: float) -> None:
-    # Clients of this thread's own: rq forks a work horse per job, and the horse must not
-    # inherit a pool another thread was using.
+    # Clients of this thread's own: with a forking worker class (RQ_WORKER_CLASS), a work
+    # horse must not inherit a pool another thread was using.
     clients = [redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2) for url in all_room_redis_urls()]
     while True:
         time.sleep(interval)
@@ -66,7 +66,7 @@ class Command(BaseCommand):
             worker = None
             try:
                 worker = get_worker(*queues)
-                reset_db_connections()  # no connection crosses rq's fork
+                reset_db_connections()  # no connection crosses a fork, if the worker class forks
                 worker.work()
             except redis.RedisError as error:
                 logger.warning("the worker lost Redis: %r", error)
