@@ -436,6 +436,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         slug = self.slug_by_room_id.get(event["room_id"])
         return self.subscriptions.get(slug) if slug else None
 
+    async def layer_reconnected(self, event: dict) -> None:
+        """The pub/sub layer lost its connection to Redis for a while (messaging.layers):
+        events may have been missed. Close; the client resubscribes with `since`."""
+        await self.close(code=1011)
+
     async def room_message(self, event: dict) -> None:
         sub = self._sub_for(event)
         if sub is None:

@@ -111,16 +111,22 @@ ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
 
 # The channel layer may drop what it cannot deliver: the per-room buffer in
 # Redis is the source of truth, and consumers fill any gap in `seq` from it.
-# capacity: a consumer's inbox holds up to this many events before the layer drops
-#   new ones; 1,000 covers a burst of a busy room while bounding memory per socket.
-# expiry: an undelivered event older than this is useless (the gap fill recovers it).
-# group_expiry: a connection re-joins its groups on every ping and, without pings, every
-#   third of this (see consumers.py), so one day only ever expires sockets that are dead.
+# CHANNEL_LAYER chooses it:
+# "pubsub" (the default): messaging.layers.ResyncingPubSubChannelLayer, channels-redis's
+#   pub/sub layer (one PUBLISH per group send, fan-out inside the process: 2,000 delivered
+#   messages a second against 500 for "core" in docs/benchmarks.md), which tells the
+#   consumers to resync when its connection to Redis came back. It has no capacity or
+#   expiry: a web process that cannot keep up is disconnected by Redis (its pubsub output
+#   buffer limit), and then every socket of that process resyncs.
+# "core": channels_redis.core.RedisChannelLayer (a list per consumer), with
+#   capacity: a consumer's inbox holds up to this many events before the layer drops
+#     new ones; 1,000 covers a burst of a busy room while bounding memory per socket.
+#   expiry: an undelivered event older than this is useless (the gap fill recovers it).
+#   group_expiry: a connection re-joins its groups on every ping and, without pings, every
+#     third of this (see consumers.py), so one day only ever expires sockets that are dead.
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
 CHANNEL_GROUP_EXPIRY = env_int("CHANNEL_GROUP_EXPIRY", 86400)
-# "core": channels_redis.core.RedisChannelLayer (a list per consumer, capacity and expiry);
-# "pubsub": channels_redis.pubsub.RedisPubSubChannelLayer (one PUBLISH per group send).
-CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "core")
+CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "pubsub")
 # redis is pinned below 8: redis-py 8 reads with a 5 s socket timeout by default,
 # the same as channels-redis's blocking receive (BZPOPMIN 5 s), and idle consumers
 # then die of spurious TimeoutErrors.
@@ -141,7 +147,7 @@ if CHANNEL_LAYER_KIND == "core":
 elif CHANNEL_LAYER_KIND == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "messaging.layers.ResyncingPubSubChannelLayer",
             "CONFIG": {"hosts": _channel_hosts, "prefix": "pubsub:layer:"},
         }
     }

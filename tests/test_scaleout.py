@@ -185,7 +185,12 @@ def test_rooms_spread_over_two_redis_servers_and_the_channel_layer_over_both(mak
         latest = {r.slug: room_latest(r.pk, urls[r.pk % 2]) for r in rooms}
         delivered = await wait_for_delivery(clients, latest)
         # The groups (rooms, users, activity) while everyone is still subscribed.
-        layer_groups = [len(list(s.client().scan_iter(match="pubsub:layer:*group*", count=1000))) for s in servers]
+        # Core layer: a sorted set per group; pub/sub layer: a subscribed channel per group.
+        layer_groups = [
+            len(list(s.client().scan_iter(match="pubsub:layer:*group*", count=1000)))
+            + len(s.client().pubsub_channels("pubsub:layer:*group*"))
+            for s in servers
+        ]
         for client in clients:
             await client.close()
         return clients, delivered, latest, layer_groups
