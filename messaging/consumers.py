@@ -54,6 +54,17 @@ GAP_WAIT_SECONDS = 0.2
 PENDING_MAX = 2000
 
 
+def send_close_below_autobahn(protocol: object | None, code: int | None) -> bool:
+    """Autobahn (under daphne) refuses to send a close code other than 1000 or 3000-4999:
+    it raises, and daphne answers the crash with 1011 and a traceback. The contract's
+    1008, 1009, 1011 and 1013 go out through its lower-level call, as daphne's own 1011
+    does. False when there is no daphne protocol or the code is one autobahn allows."""
+    if protocol is None or code in (None, 1000) or 3000 <= code <= 4999:
+        return False
+    protocol.sendCloseFrame(code=code, isReply=False)
+    return True
+
+
 def daphne_protocol(send: object) -> object | None:
     """The autobahn protocol behind a consumer's `send` under daphne; None elsewhere (another
     server, a test communicator). Daphne's `send` is functools.partial(server.handle_reply,
@@ -653,16 +664,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
-        # Autobahn (under daphne) refuses to send a close code other than 1000 or 3000-4999:
-        # it raises, and daphne answers the crash with 1011 and a traceback. The contract's
-        # 1008, 1009 and 1011 go out through its lower-level call, as daphne's own 1011 does.
         protocol = self.ws_protocol
         if protocol is not None and protocol.state != protocol.STATE_OPEN:
             return  # closing or closed already
-        if protocol is not None and code not in (None, 1000) and not 3000 <= code <= 4999:
-            protocol.sendCloseFrame(code=code, isReply=False)
-            return
-        await super().close(code=code, reason=reason)
+        if not send_close_below_autobahn(protocol, code):
+            await super().close(code=code, reason=reason)
 
     async def _send_frame(self, frame: dict, ref: object) -> None:
         if ref is not None:

@@ -45,11 +45,11 @@ class _Shard(RedisSingleShardConnection):
     def reconnected(self) -> None:
         layer = self.channel_layer  # the per-loop layer that owns this shard
         notice = layer.channel_layer.serialize(RECONNECTED)
-        channels = list(layer.channels.items())
+        queues = list(layer.channels.values())
         logger.warning(
-            "The channel layer's connection to %s came back; telling %d consumers to resync", self.host, len(channels)
+            "The channel layer's connection to %s came back; telling %d consumers to resync", self.host, len(queues)
         )
-        for _, queue in channels:
+        for queue in queues:
             queue.put_nowait(notice)
 
 

@@ -14,7 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from messaging.consumers import daphne_protocol  # noqa: E402
+from messaging.consumers import daphne_protocol, send_close_below_autobahn  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
 
 TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: the server is overloaded
@@ -59,16 +59,16 @@ class HandshakeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket" or self.limit <= 0:
             return await self.app(scope, receive, send)
-        slots = self.slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.limit))
+        loop = asyncio.get_running_loop()
+        slots = self.slots.get(loop)
+        if slots is None:
+            slots = self.slots[loop] = asyncio.Semaphore(self.limit)
         try:
             await asyncio.wait_for(slots.acquire(), self.wait)
         except TimeoutError:
             await receive()  # websocket.connect
             await send({"type": "websocket.accept"})
-            protocol = daphne_protocol(send)
-            if protocol is not None:  # autobahn's sendClose allows only 1000 and 3000-4999
-                protocol.sendCloseFrame(code=TRY_AGAIN_LATER, isReply=False)
-            else:
+            if not send_close_below_autobahn(daphne_protocol(send), TRY_AGAIN_LATER):
                 await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
             return None
         released = False

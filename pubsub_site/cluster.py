@@ -127,7 +127,7 @@ class Cluster:
         process.wait(timeout=30)
 
     def kill_worker(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-        """Signal the worker and its work horse (rq forks one per job)."""
+        """Signal the worker and its children (a work horse, when the worker class forks)."""
         signal_tree(process, sig)
         process.wait(timeout=30)
         self.workers.remove(process)
@@ -136,10 +136,15 @@ class Cluster:
     def ports(self) -> list[int]:
         return sorted(self.webs)
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """SIGTERM everything and wait (10 s at most each), or with ``graceful=False``
+        SIGKILL everything at once (a test that is over needs no drain)."""
         for process in [*self.webs.values(), *self.workers]:
             if process.poll() is None:
-                process.terminate()
+                if graceful:
+                    process.terminate()
+                else:
+                    signal_tree(process, signal.SIGKILL)
         for process in [*self.webs.values(), *self.workers]:
             try:
                 process.wait(timeout=10)

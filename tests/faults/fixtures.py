@@ -3,11 +3,9 @@ builds itself, all stopped at the end (and the processes' logs printed when it f
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
-from pubsub_site.cluster import Cluster, signal_tree
+from pubsub_site.cluster import Cluster
 from tests.faults.kit import RedisServer, TcpProxy
 
 
@@ -23,11 +21,7 @@ def make_cluster(transactional_db, request):
     yield make
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     for cluster in clusters:
-        # The test is over: no need for a graceful stop (daphne takes seconds to drain).
-        for process in [*cluster.webs.values(), *cluster.workers]:
-            if process.poll() is None:
-                signal_tree(process, signal.SIGKILL)
-        cluster.stop()
+        cluster.stop(graceful=False)  # the test is over: daphne would take seconds to drain
         if failed:
             print(cluster.logs())
 
