@@ -1,5 +1,5 @@
 # The production image. One image runs every process of the site:
-#   web     daphne, HTTP and WebSocket (the default command)
+#   web     uvicorn, HTTP and WebSocket (the default command)
 #   worker  python manage.py jobs_worker
 #   migrate python manage.py migrate --noinput
 # docker-compose.yml wires them together; docs/deploy.md tells how to run it.
@@ -54,6 +54,11 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "deploy/healthcheck.py", "web"]
 
-# nginx is the only client and overwrites X-Forwarded-For and X-Forwarded-Proto,
-# so daphne may trust them (--proxy-headers) for the client's address and scheme.
-CMD ["daphne", "--proxy-headers", "-b", "0.0.0.0", "-p", "8000", "pubsub_site.asgi:application"]
+# uvicorn with websockets-sansio on uvloop: the fastest server in `make bench` that passes
+# the fault suite (docs/benchmarks.md). Per-message deflate is off: compressing every copy
+# of a room's message costs more CPU than the fan-out itself. nginx is the only client and
+# overwrites X-Forwarded-For and X-Forwarded-Proto, so uvicorn may trust them
+# (--proxy-headers, from any address on the compose network) for the client's address and scheme.
+CMD ["uvicorn", "pubsub_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
+     "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--loop", "uvloop", "--http", "httptools", \
+     "--lifespan", "off", "--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "*"]

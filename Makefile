@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-## Bring the site up: web (daphne) and worker (django-rq), SQLite and a local Redis by default.
+## Bring the site up: web (uvicorn) and worker (django-rq), SQLite and a local Redis by default.
 run: venv
 	@scripts/run.sh
 

@@ -1,6 +1,6 @@
 """Container health checks, run by Docker inside the web and worker containers.
 
-    python deploy/healthcheck.py web      # GET /healthz on this container's daphne
+    python deploy/healthcheck.py web      # GET /healthz on this container's web server
     python deploy/healthcheck.py worker   # this container's rq worker is registered in Redis
 
 Exit status 0 means healthy. The web check sends a Host header taken from

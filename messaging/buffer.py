@@ -10,6 +10,8 @@ Keys of one room share the hash tag ``{<room_id>}`` and live on the room's serve
                    ``MESSAGE_BUFFER_KEEP`` persisted ones for fast replay
 - ``…:persisted``  every message with ``seq`` up to this is in PostgreSQL
 - ``…:cid:<uuid>`` the ``seq`` a ``client_id`` got, for retries (expires)
+- ``…:ratelimit:send:<user>`` the times of the user's last messages, for the send limit (expires)
+- ``…:slow:<user>`` exists while the user must wait in slow mode (expires)
 
 and per server ``pubsub:dirty`` (rooms with messages to persist) and
 ``pubsub:persist:scheduled`` (a persistence job is queued or running).
@@ -20,10 +22,14 @@ A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
+import redis
+import redis.asyncio as aioredis
 from django.conf import settings
+from redis.commands.core import AsyncScript, Script
 
 from pubsub_site.redis_client import get_async_redis, get_redis
 
@@ -59,6 +65,12 @@ class RoomKeys:
 
     def client_id(self, client_id: str) -> str:
         return f"{self.prefix}:cid:{client_id}"
+
+    def send_limit_of(self, user_id: int) -> str:
+        return f"{self.prefix}:ratelimit:send:{user_id}"  # times of the user's last messages, newest first
+
+    def slow_mode_of(self, user_id: int) -> str:
+        return f"{self.prefix}:slow:{user_id}"  # exists while the user must wait (slow mode)
 
     # State that changes after a message is sent (see messaging.changes).
     @property
@@ -113,15 +125,39 @@ class RoomKeys:
         return f"{self.prefix}:presence"  # sorted set: "user_id|channel" scored by expiry time
 
 
-# Dedupe by client_id, take the next seq and rev, store the record, move the
-# author's read marker to it, mark the room dirty and claim the right to schedule
-# a persistence job: one atomic step.
+# Dedupe by client_id; refuse a new message past its author's send limit or slow mode;
+# otherwise take the next seq and rev, store the record, move the author's read marker
+# to it, mark the room dirty, claim the right to schedule a persistence job, and count
+# the message against the limits: one atomic step.
+# KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode]
+# ARGV: record dedup_ttl room_id schedule_ttl_ms author_id [limit window_ms slow_ms]
+# The bracketed ones are optional: without them (or with 0) nothing limits the send.
+# The send limit is a moving window like the `limits` library's: a list holds
+# the times of the author's last `limit` messages, newest first; a message is refused
+# while the oldest of them is younger than the window, until it leaves it. Times are
+# the Redis server's clock (milliseconds): one clock for every web process.
 # Returns {-1} when the room's counters are missing (a fresh or wiped Redis),
-# {0, seq} for a retry of a stored message, {1, seq, rev, record, schedule} otherwise.
+# {0, seq} for a retry of a stored message (never refused, never counted),
+# {1, seq, rev, record, schedule} for a stored one, and for a refused one (nothing
+# stored, nothing counted) {2, wait_ms} past the send limit, {3, wait_ms} in slow mode.
 APPEND_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local existing = redis.call('GET', KEYS[4])
 if existing then return {0, tonumber(existing)} end
+local limit = tonumber(ARGV[6] or '0')
+local window = tonumber(ARGV[7] or '0')
+local slow = tonumber(ARGV[8] or '0')
+local now = 0
+if limit > 0 then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local oldest = redis.call('LINDEX', KEYS[9], limit - 1)
+  if oldest and tonumber(oldest) + window > now then return {2, tonumber(oldest) + window - now} end
+end
+if slow > 0 then
+  local wait = redis.call('PTTL', KEYS[10])
+  if wait > 0 then return {3, wait} end
+end
 local seq = redis.call('INCR', KEYS[1])
 local rev = redis.call('INCR', KEYS[2])
 local record = cjson.decode(ARGV[1])
@@ -135,6 +171,12 @@ redis.call('HSET', KEYS[7], ARGV[5], seq)
 redis.call('SADD', KEYS[8], ARGV[5])
 local schedule = 0
 if redis.call('SET', KEYS[6], '1', 'NX', 'PX', tonumber(ARGV[4])) then schedule = 1 end
+if limit > 0 then
+  redis.call('LPUSH', KEYS[9], now)
+  redis.call('LTRIM', KEYS[9], 0, limit - 1)
+  redis.call('PEXPIRE', KEYS[9], window)
+end
+if slow > 0 then redis.call('SET', KEYS[10], '1', 'PX', slow) end
 return {1, seq, rev, encoded, schedule}
 """
 
@@ -207,6 +249,57 @@ return 0
 """
 
 
+class LuaScript:
+    """A Lua script called by its SHA (EVALSHA) through redis-py's script objects, which
+    load it (SCRIPT LOAD) when a server answers NOSCRIPT: a new, restarted or flushed one.
+
+    The script objects are made once, by the first client, and are always called with
+    the client at hand: the SHA does not depend on the client, and asyncio clients
+    belong to one event loop."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._sync: Script | None = None
+        self._async: AsyncScript | None = None
+
+    def run(self, client: redis.Redis, keys: Sequence, args: Sequence = ()):
+        if self._sync is None:
+            self._sync = client.register_script(self.text)
+        return self._sync(keys=keys, args=args, client=client)
+
+    async def arun(self, client: aioredis.Redis, keys: Sequence, args: Sequence = ()):
+        if self._async is None:
+            self._async = client.register_script(self.text)
+        return await self._async(keys=keys, args=args, client=client)
+
+
+_append = LuaScript(APPEND_SCRIPT)
+_init = LuaScript(INIT_SCRIPT)
+_mark_persisted = LuaScript(MARK_PERSISTED_SCRIPT)
+_clear_dirty = LuaScript(CLEAR_DIRTY_SCRIPT)
+_raise = LuaScript(RAISE_SCRIPT)
+_reads_persisted = LuaScript(READS_PERSISTED_SCRIPT)
+_release_schedule = LuaScript(RELEASE_SCHEDULE_SCRIPT)
+_claim_sweep = LuaScript(CLAIM_SWEEP_SCRIPT)
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """What may refuse a new message: at most ``per_window`` of the author's messages
+    within ``window_ms``, and (slow mode) one every ``slow_mode_ms``. 0 turns one off."""
+
+    per_window: int = 0
+    window_ms: int = 0
+    slow_mode_ms: int = 0
+
+
+NO_LIMITS = SendLimits()
+
+# Why append refused a message.
+PAST_SEND_LIMIT = "send_limit"
+SLOW_MODE = "slow_mode"
+
+
 @dataclass(frozen=True)
 class AppendResult:
     initialised: bool
@@ -215,33 +308,49 @@ class AppendResult:
     rev: int = 0
     record: bytes = b""
     schedule_persist: bool = False
+    refused_by: str | None = None  # PAST_SEND_LIMIT or SLOW_MODE: nothing was stored
+    wait_ms: int = 0  # when refused: how long until the author may send
 
 
-async def append(*, room_id: int, record: dict) -> AppendResult:
+async def append(*, room_id: int, record: dict, limits: SendLimits = NO_LIMITS) -> AppendResult:
+    """Store ``record`` unless its ``client_id`` was stored (a retry) or ``limits`` refuse it.
+
+    One Redis call (EVALSHA): the limits are checked and counted in the same script."""
     keys = RoomKeys(room_id)
-    client = get_async_redis(room_id)
-    reply = await client.eval(
-        APPEND_SCRIPT,
-        8,
-        keys.seq,
-        keys.rev,
-        keys.buf,
-        keys.client_id(record["client_id"]),
-        DIRTY_KEY,
-        SCHEDULED_KEY,
-        keys.reads,
-        keys.reads_dirty,
-        orjson.dumps(record),
-        settings.MESSAGE_DEDUP_TTL,
-        room_id,
-        SCHEDULED_TTL_MS,
-        record["author"]["id"],
+    author_id = record["author"]["id"]
+    reply = await _append.arun(
+        get_async_redis(room_id),
+        keys=(
+            keys.seq,
+            keys.rev,
+            keys.buf,
+            keys.client_id(record["client_id"]),
+            DIRTY_KEY,
+            SCHEDULED_KEY,
+            keys.reads,
+            keys.reads_dirty,
+            keys.send_limit_of(author_id),
+            keys.slow_mode_of(author_id),
+        ),
+        args=(
+            orjson.dumps(record),
+            settings.MESSAGE_DEDUP_TTL,
+            room_id,
+            SCHEDULED_TTL_MS,
+            author_id,
+            limits.per_window,
+            limits.window_ms,
+            limits.slow_mode_ms,
+        ),
     )
     status = int(reply[0])
     if status == -1:
         return AppendResult(initialised=False)
     if status == 0:
         return AppendResult(initialised=True, created=False, seq=int(reply[1]))
+    if status in (2, 3):
+        refused_by = PAST_SEND_LIMIT if status == 2 else SLOW_MODE
+        return AppendResult(initialised=True, refused_by=refused_by, wait_ms=int(reply[1]))
     return AppendResult(
         initialised=True,
         created=True,
@@ -254,7 +363,7 @@ async def append(*, room_id: int, record: dict) -> AppendResult:
 
 def init_counters(*, room_id: int, seq: int, rev: int) -> None:
     keys = RoomKeys(room_id)
-    get_redis(room_id).eval(INIT_SCRIPT, 4, keys.seq, keys.rev, keys.persisted, keys.changes_persisted, seq, rev)
+    _init.run(get_redis(room_id), keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted), args=(seq, rev))
 
 
 def _parse_counters(values: list) -> tuple[int, int] | None:
@@ -309,7 +418,9 @@ def mark_persisted(*, room_id: int, upto: int) -> int:
     """Record that PostgreSQL has every message up to ``upto``; returns how many are still waiting."""
     keys = RoomKeys(room_id)
     return int(
-        get_redis(room_id).eval(MARK_PERSISTED_SCRIPT, 2, keys.persisted, keys.buf, upto, settings.MESSAGE_BUFFER_KEEP)
+        _mark_persisted.run(
+            get_redis(room_id), keys=(keys.persisted, keys.buf), args=(upto, settings.MESSAGE_BUFFER_KEEP)
+        )
     )
 
 
@@ -326,7 +437,7 @@ def unpersisted_changes(*, room_id: int, after_rev: int, limit: int) -> list[tup
 
 
 def mark_changes_persisted(*, room_id: int, upto_rev: int) -> None:
-    get_redis(room_id).eval(RAISE_SCRIPT, 1, RoomKeys(room_id).changes_persisted, upto_rev)
+    _raise.run(get_redis(room_id), keys=(RoomKeys(room_id).changes_persisted,), args=(upto_rev,))
 
 
 def unpersisted_reads(*, room_id: int) -> dict[int, int]:
@@ -344,33 +455,27 @@ def mark_reads_persisted(*, room_id: int, reads: dict[int, int]) -> None:
         return
     keys = RoomKeys(room_id)
     args = [x for user, seq in reads.items() for x in (user, seq)]
-    get_redis(room_id).eval(READS_PERSISTED_SCRIPT, 2, keys.reads, keys.reads_dirty, *args)
+    _reads_persisted.run(get_redis(room_id), keys=(keys.reads, keys.reads_dirty), args=args)
 
 
 def clear_dirty(*, room_id: int) -> bool:
     keys = RoomKeys(room_id)
     return bool(
-        get_redis(room_id).eval(
-            CLEAR_DIRTY_SCRIPT,
-            6,
-            keys.persisted,
-            keys.buf,
-            keys.changes_persisted,
-            keys.changes,
-            keys.reads_dirty,
-            DIRTY_KEY,
-            room_id,
+        _clear_dirty.run(
+            get_redis(room_id),
+            keys=(keys.persisted, keys.buf, keys.changes_persisted, keys.changes, keys.reads_dirty, DIRTY_KEY),
+            args=(room_id,),
         )
     )
 
 
 def claim_sweep(*, client) -> bool:
     """True when the server has dirty rooms and no job scheduled; the caller then queues one."""
-    return bool(client.eval(CLAIM_SWEEP_SCRIPT, 2, DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS))
+    return bool(_claim_sweep.run(client, keys=(DIRTY_KEY, SCHEDULED_KEY), args=(SCHEDULED_TTL_MS,)))
 
 
 def release_schedule(*, url: str) -> bool:
-    return bool(get_redis(url=url).eval(RELEASE_SCHEDULE_SCRIPT, 2, DIRTY_KEY, SCHEDULED_KEY))
+    return bool(_release_schedule.run(get_redis(url=url), keys=(DIRTY_KEY, SCHEDULED_KEY)))
 
 
 def forget_room(*, room_id: int) -> None:

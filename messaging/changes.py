@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from messaging.buffer import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
+from messaging.buffer import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, LuaScript, RoomKeys
 from messaging.models import CLAP_CAP
 from messaging.wire import MessageState
 from pubsub_site.redis_client import get_async_redis, get_redis
@@ -118,6 +118,11 @@ return {1, tonumber(ARGV[2]), schedule}
 """
 )
 
+_clap = LuaScript(CLAP_SCRIPT)
+_edit = LuaScript(EDIT_SCRIPT)
+_delete = LuaScript(DELETE_SCRIPT)
+_read = LuaScript(READ_SCRIPT)
+
 
 @dataclass(frozen=True)
 class ChangeResult:
@@ -138,29 +143,24 @@ class ClapResult:
 
 async def clap(*, room_id: int, seq: int, user_id: int, count: int, author_hint: int | None = None) -> ClapResult:
     keys = RoomKeys(room_id)
-    reply = await get_async_redis(room_id).eval(
-        CLAP_SCRIPT,
-        13,
-        keys.seq,
-        keys.rev,
-        keys.buf,
-        keys.deletions,
-        keys.claps_of(seq),
-        keys.clap_totals,
-        keys.clap_revs,
-        keys.claps_given,
-        keys.claps_received,
-        keys.top,
-        keys.changes,
-        DIRTY_KEY,
-        SCHEDULED_KEY,
-        seq,
-        user_id,
-        count,
-        CLAP_CAP,
-        "" if author_hint is None else author_hint,
-        room_id,
-        SCHEDULED_TTL_MS,
+    reply = await _clap.arun(
+        get_async_redis(room_id),
+        keys=(
+            keys.seq,
+            keys.rev,
+            keys.buf,
+            keys.deletions,
+            keys.claps_of(seq),
+            keys.clap_totals,
+            keys.clap_revs,
+            keys.claps_given,
+            keys.claps_received,
+            keys.top,
+            keys.changes,
+            DIRTY_KEY,
+            SCHEDULED_KEY,
+        ),
+        args=(seq, user_id, count, CLAP_CAP, "" if author_hint is None else author_hint, room_id, SCHEDULED_TTL_MS),
     )
     status = int(reply[0])
     if status < 0:
@@ -177,49 +177,29 @@ async def clap(*, room_id: int, seq: int, user_id: int, count: int, author_hint:
 
 async def edit(*, room_id: int, seq: int, body: str, at: str) -> ChangeResult:
     keys = RoomKeys(room_id)
-    reply = await get_async_redis(room_id).eval(
-        EDIT_SCRIPT,
-        7,
-        keys.seq,
-        keys.rev,
-        keys.deletions,
-        keys.edits,
-        keys.changes,
-        DIRTY_KEY,
-        SCHEDULED_KEY,
-        seq,
-        orjson.dumps({"body": body, "at": at}),
-        room_id,
-        SCHEDULED_TTL_MS,
+    reply = await _edit.arun(
+        get_async_redis(room_id),
+        keys=(keys.seq, keys.rev, keys.deletions, keys.edits, keys.changes, DIRTY_KEY, SCHEDULED_KEY),
+        args=(seq, orjson.dumps({"body": body, "at": at}), room_id, SCHEDULED_TTL_MS),
     )
     return _change_result(reply)
 
 
-def _delete_args(room_id: int, seq: int, at: str, by: int, hidden: bool) -> tuple:
+def _delete_keys_and_args(room_id: int, seq: int, at: str, by: int, hidden: bool) -> tuple[tuple, tuple]:
     keys = RoomKeys(room_id)
     return (
-        DELETE_SCRIPT,
-        7,
-        keys.seq,
-        keys.rev,
-        keys.deletions,
-        keys.changes,
-        keys.top,
-        DIRTY_KEY,
-        SCHEDULED_KEY,
-        seq,
-        orjson.dumps({"at": at, "by": by, "hidden": hidden}),
-        room_id,
-        SCHEDULED_TTL_MS,
+        (keys.seq, keys.rev, keys.deletions, keys.changes, keys.top, DIRTY_KEY, SCHEDULED_KEY),
+        (seq, orjson.dumps({"at": at, "by": by, "hidden": hidden}), room_id, SCHEDULED_TTL_MS),
     )
 
 
 async def adelete(*, room_id: int, seq: int, at: str, by: int, hidden: bool) -> ChangeResult:
-    return _change_result(await get_async_redis(room_id).eval(*_delete_args(room_id, seq, at, by, hidden)))
+    reply = await _delete.arun(get_async_redis(room_id), *_delete_keys_and_args(room_id, seq, at, by, hidden))
+    return _change_result(reply)
 
 
 def delete(*, room_id: int, seq: int, at: str, by: int, hidden: bool) -> ChangeResult:
-    return _change_result(get_redis(room_id).eval(*_delete_args(room_id, seq, at, by, hidden)))
+    return _change_result(_delete.run(get_redis(room_id), *_delete_keys_and_args(room_id, seq, at, by, hidden)))
 
 
 def _change_result(reply: list) -> ChangeResult:
@@ -232,17 +212,10 @@ def _change_result(reply: list) -> ChangeResult:
 async def mark_read(*, room_id: int, user_id: int, seq: int) -> tuple[bool, int, bool]:
     """Raise the user's read marker; returns (raised, marker, schedule_persist)."""
     keys = RoomKeys(room_id)
-    reply = await get_async_redis(room_id).eval(
-        READ_SCRIPT,
-        4,
-        keys.reads,
-        keys.reads_dirty,
-        DIRTY_KEY,
-        SCHEDULED_KEY,
-        user_id,
-        seq,
-        room_id,
-        SCHEDULED_TTL_MS,
+    reply = await _read.arun(
+        get_async_redis(room_id),
+        keys=(keys.reads, keys.reads_dirty, DIRTY_KEY, SCHEDULED_KEY),
+        args=(user_id, seq, room_id, SCHEDULED_TTL_MS),
     )
     return bool(int(reply[0])), int(reply[1]), bool(int(reply[2]))
 

@@ -2,8 +2,10 @@
 
 The consumer authenticates, parses, dispatches to a service and sends; rights are
 checked once at subscribe and cached for the subscription (changes arrive on the
-user's own group). Delivery is in `seq` order per room: an event that arrives
-ahead of a missing one waits briefly, then the gap is filled from the buffer.
+user's own group). A room's messages do not pass through the consumer: the process's
+fan-out for the room (messaging.fanout) orders them once and writes them to every
+subscribed socket's outbox (messaging.sockets), which every other frame of the
+consumer goes through too, in order, bounded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from redis.exceptions import RedisError
 
 from messaging import frames, presence, throttle
 from messaging.events import activity_group, room_group, session_fingerprint, user_group
+from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
 from messaging.selectors import changes_after, messages_between, room_counters
@@ -40,99 +43,37 @@ from messaging.services import (
     presence_broadcast,
     typing_announce,
 )
+from messaging.sockets import Outbox, ServerSocket, daphne_protocol, send_close_below_autobahn, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
 from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber, room_ids_for_user
 
 logger = logging.getLogger(__name__)
 
 FRAME_MAX_BYTES = 64 * 1024
-# How long an event that arrived ahead of a missing one waits for it before the
-# gap is read from the buffer.
-GAP_WAIT_SECONDS = 0.2
-# Events held for one room while a gap is open; past this the socket is closed
-# and the client resubscribes with `since`.
-PENDING_MAX = 2000
-
-
-def send_close_below_autobahn(protocol: object | None, code: int | None) -> bool:
-    """Autobahn (under daphne) refuses to send a close code other than 1000 or 3000-4999:
-    it raises, and daphne answers the crash with 1011 and a traceback. The contract's
-    1008, 1009, 1011 and 1013 go out through its lower-level call, as daphne's own 1011
-    does. False when there is no daphne protocol or the code is one autobahn allows."""
-    if protocol is None or code in (None, 1000) or 3000 <= code <= 4999:
-        return False
-    protocol.sendCloseFrame(code=code, isReply=False)
-    return True
-
-
-def daphne_protocol(send: object) -> object | None:
-    """The autobahn protocol behind a consumer's `send` under daphne; None elsewhere (another
-    server, a test communicator). Daphne's `send` is functools.partial(server.handle_reply,
-    protocol), which Channels' session middleware wraps, keeping it as `real_send`."""
-    while (inner := getattr(getattr(send, "__self__", None), "real_send", None)) is not None:
-        send = inner
-    protocol = next(iter(getattr(send, "args", ())), None)
-    return protocol if hasattr(protocol, "sendCloseFrame") else None
-
-
-class SendBacklog:
-    """What waits to be written to a client that does not read.
-
-    Daphne hands every frame to the socket's Twisted transport, whose buffer has no
-    limit. Registered as the transport's push producer, this is paused when that buffer
-    passes 64 KiB and resumed once it has drained; what is sent while paused is counted.
-    The producer it replaces (daphne's HTTP channel, which stops reading the socket
-    meanwhile) still hears every call.
-    """
-
-    def __init__(self, previous: object = None) -> None:
-        self.previous = previous
-        self.paused = False
-        self.queued = 0
-
-    @classmethod
-    def attach(cls, protocol: object) -> SendBacklog | None:
-        transport = getattr(protocol, "transport", None)
-        if transport is None or not hasattr(transport, "registerProducer"):
-            return None
-        backlog = cls(previous=getattr(transport, "producer", None))
-        if backlog.previous is not None:
-            transport.unregisterProducer()
-        transport.registerProducer(backlog, True)
-        return backlog
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-        if self.previous is not None:
-            self.previous.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.queued = 0
-        if self.previous is not None:
-            self.previous.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.paused = False
-        if self.previous is not None:
-            self.previous.stopProducing()
+# How long a cut-off socket's close frame may wait behind what its client does not read.
+CLOSE_WAIT_SECONDS = 1.0
 
 
 @dataclass
 class Subscription:
     access: RoomAccess
-    last_seq: int
+    fanout: RoomFanout
+    feed: Feed
+    last_seq: int = 0  # the room's latest seq when the subscription started
     presence_member: str = ""
-    pending: dict[int, str] = field(default_factory=dict)
-    gap_task: asyncio.Task | None = None
     clap_revs: dict[int, int] = field(default_factory=dict)
     last_typing: float = 0.0
+
+    @property
+    def seen_seq(self) -> int:
+        """The highest seq this socket may have been sent."""
+        return max(self.last_seq, self.fanout.last_seq or 0)
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):
     heartbeat_task: asyncio.Task | None = None
-    ws_protocol: object | None = None
-    send_backlog: SendBacklog | None = None
+    server_socket: ServerSocket | None = None
+    outbox: Outbox | None = None
     cut_off = False
     logged_out = False
 
@@ -149,6 +90,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         finally:
             if self.heartbeat_task is not None:
                 self.heartbeat_task.cancel()
+            if self.outbox is not None:
+                self.outbox.close()
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch first runs close_old_connections in the process's one sync thread:
@@ -198,9 +141,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
-        self.ws_protocol = daphne_protocol(self.base_send)
-        self.send_backlog = SendBacklog.attach(self.ws_protocol)
-        self.groups_joined_at = time.monotonic()
+        self.server_socket = server_socket(self.base_send)
+        self.outbox = Outbox(
+            self.base_send, self.server_socket, limit=settings.WS_SEND_BACKLOG_MAX_BYTES, on_overflow=self._overflowed
+        )
         self.heartbeat_task = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code: int) -> None:
@@ -265,17 +209,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         return sub
 
     async def handle_ping(self, frame: dict, ref: object) -> None:
-        await self._rejoin_groups()
         await self._send_frame({"type": "pong"}, ref)
-
-    async def _rejoin_groups(self) -> None:
-        """Re-joining refreshes the layer's group expiry for long-lived sockets."""
-        self.groups_joined_at = time.monotonic()
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-        for room_id in self.activity_rooms:
-            await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
-        for sub in self.subscriptions.values():
-            await self.channel_layer.group_add(room_group(sub.access.room_id), self.channel_name)
 
     async def handle_subscribe(self, frame: dict, ref: object) -> None:
         slug = frames.required_str(frame, "room")
@@ -289,13 +223,38 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             raise ClientError("banned", "You are banned from this room.") from None
         if slug in self.subscriptions:
             await self._end_subscription(slug)
-        # Join the group before reading the counters: an event for a later seq
-        # waits in the inbox and nothing falls between the replay and the stream.
+        # Attach to the room's fan-out and join its group before reading the counters: a
+        # message with a later seq waits in the feed, and nothing falls between the replay
+        # and the stream.
+        fanout = self.channel_layer.room_fanout(room_group(access.room_id), room_id=access.room_id, slug=slug)
+        member = presence.member_key(
+            user_id=self.user.pk,
+            username=self.user_json["username"],
+            spectator=not access.can_post,
+            channel=self.channel_name,
+        )
+        sub = Subscription(
+            access=access, fanout=fanout, feed=fanout.attach(self.outbox, self._order_lost), presence_member=member
+        )
+        self.subscriptions[slug] = sub
+        self.slug_by_room_id[access.room_id] = slug
+        try:
+            await self._start_subscription(sub, since=since, since_rev=since_rev, ref=ref)
+        except BaseException:
+            # Half a subscription is none: leave the fan-out and the group (the client may retry).
+            if self.subscriptions.get(slug) is sub:
+                with contextlib.suppress(RedisError):
+                    await self._end_subscription(slug)
+            raise
+
+    async def _start_subscription(self, sub: Subscription, *, since: int | None, since_rev: int | None, ref) -> None:
+        access, slug = sub.access, sub.access.slug
         await self.channel_layer.group_add(room_group(access.room_id), self.channel_name)
         if access.room_id not in self.activity_rooms:
             self.activity_rooms[access.room_id] = slug
             await self.channel_layer.group_add(activity_group(access.room_id), self.channel_name)
         latest, rev = await database_sync_to_async(room_counters)(room_id=access.room_id)
+        sub.last_seq = latest
         replay: list = []
         change_frames: list[dict] = []
         recovered = True
@@ -310,15 +269,6 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                     change_frames = await database_sync_to_async(changes_after)(
                         room_id=access.room_id, room_slug=slug, rev=since_rev, upto_seq=since
                     )
-        member = presence.member_key(
-            user_id=self.user.pk,
-            username=self.user_json["username"],
-            spectator=not access.can_post,
-            channel=self.channel_name,
-        )
-        sub = Subscription(access=access, last_seq=latest, presence_member=member)
-        self.subscriptions[slug] = sub
-        self.slug_by_room_id[access.room_id] = slug
         await self._send_frame(
             {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}, ref
         )
@@ -330,11 +280,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             if change["type"] == "claps":
                 sub.clap_revs[change["seq"]] = change["rev"]
             await self.send(text_data=encode(change))
-        came_online = await presence.join(room_id=access.room_id, member=member)
+        await sub.fanout.start(sub.feed, after=latest)
+        came_online = await presence.join(room_id=access.room_id, member=sub.presence_member)
         online = await presence.online(room_id=access.room_id)
         await self.send(text_data=encode({"type": "presence", "room": slug, "online": online}))
         if came_online:
-            await presence_broadcast(room_id=access.room_id, joins=[presence.user_from_member(member)], leaves=[])
+            user = presence.user_from_member(sub.presence_member)
+            await presence_broadcast(room_id=access.room_id, joins=[user], leaves=[])
 
     async def handle_unsubscribe(self, frame: dict, ref: object) -> None:
         sub = self._subscription(frame)
@@ -353,25 +305,20 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             raise ClientError("room_locked", "The room is locked.")
         if access.is_muted():
             raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
-        await self._limit("send", access.room_id)
-        if access.slow_mode_seconds and not access.can_moderate:
-            wait = await throttle.slow_mode_wait(
-                room_id=access.room_id, user_id=self.user.pk, interval=access.slow_mode_seconds
+        slow_mode_seconds = 0 if access.can_moderate else access.slow_mode_seconds
+        try:
+            result = await message_send(
+                room_id=access.room_id,
+                room_slug=access.slug,
+                author_id=self.user.pk,
+                author_username=self.user_json["username"],
+                body=body,
+                client_id=client_id,
+                limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
             )
-            if wait is not None:
-                raise ClientError(
-                    "rate_limited",
-                    f"Slow mode: one message every {access.slow_mode_seconds} s.",
-                    retry_after=wait,
-                )
-        result = await message_send(
-            room_id=access.room_id,
-            room_slug=access.slug,
-            author_id=self.user.pk,
-            author_username=self.user_json["username"],
-            body=body,
-            client_id=client_id,
-        )
+        except ActionRefused as refused:
+            # A ClientError, so that refusals count towards closing a flooding socket.
+            raise ClientError(refused.code, refused.detail, **refused.extra) from None
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
 
@@ -414,7 +361,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def handle_read(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)
         sub = self._subscription(frame)
-        seq = min(seq, sub.last_seq)
+        seq = min(seq, sub.seen_seq)
         if seq <= self.read_markers.get(sub.access.room_id, 0):
             return
         self.read_markers[sub.access.room_id] = seq
@@ -453,23 +400,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self.close(code=1011)
 
     async def room_message(self, event: dict) -> None:
-        sub = self._sub_for(event)
-        if sub is None:
-            return
-        seq = event["seq"]
-        if seq <= sub.last_seq:
-            return
-        if seq == sub.last_seq + 1 and not sub.pending:
-            sub.last_seq = seq
-            await self.send(text_data=event["frame"])
-            return
-        sub.pending[seq] = event["frame"]
-        if len(sub.pending) > PENDING_MAX:
-            await self.close(code=1011)
-            return
-        await self._flush_pending(sub)
-        if sub.pending and sub.gap_task is None:
-            sub.gap_task = asyncio.create_task(self._fill_gap(sub.access.slug, sub))
+        """Never here: the layer hands a room's messages to its fan-out (messaging.layers)."""
 
     async def room_change(self, event: dict) -> None:
         if self._sub_for(event) is not None:
@@ -583,8 +514,6 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
             try:
-                if time.monotonic() - self.groups_joined_at > settings.CHANNEL_GROUP_EXPIRY / 3:
-                    await self._rejoin_groups()  # a client that never pings keeps its groups
                 subs = list(self.subscriptions.values())
                 await presence.heartbeat(entries=[(s.access.room_id, s.presence_member) for s in subs])
                 for sub in subs:
@@ -594,51 +523,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             except RedisError:
                 logger.warning("presence heartbeat failed", exc_info=True)
 
-    async def _flush_pending(self, sub: Subscription) -> None:
-        frames = []
-        while sub.last_seq + 1 in sub.pending:
-            sub.last_seq += 1
-            frames.append(sub.pending.pop(sub.last_seq))
-        for stale in [s for s in sub.pending if s <= sub.last_seq]:
-            del sub.pending[stale]
-        for text in frames:
-            await self.send(text_data=text)
-
-    async def _fill_gap(self, slug: str, sub: Subscription) -> None:
-        try:
-            await asyncio.sleep(GAP_WAIT_SECONDS)
-            while sub.pending and self.subscriptions.get(slug) is sub:
-                first_waiting = min(sub.pending)
-                if first_waiting == sub.last_seq + 1:
-                    await self._flush_pending(sub)
-                    continue
-                missing = await database_sync_to_async(messages_between)(
-                    room_id=sub.access.room_id, after=sub.last_seq, upto=first_waiting - 1
-                )
-                frames = []
-                for record, state in missing:
-                    if record["seq"] > sub.last_seq:
-                        sub.last_seq = record["seq"]
-                        frames.append(encode(message_wire(record, room=slug, state=state)))
-                # Whatever is neither in the buffer nor in PostgreSQL is gone for good:
-                # skip it rather than stall the room.
-                sub.last_seq = max(sub.last_seq, first_waiting - 1)
-                for text in frames:
-                    await self.send(text_data=text)
-                await self._flush_pending(sub)
-        except RedisError:
-            logger.exception("Could not fill a gap in room %s; closing so the client resyncs", slug)
-            await self.close(code=1011)
-        finally:
-            sub.gap_task = None
-
     async def _end_subscription(self, slug: str) -> None:
         sub = self.subscriptions.pop(slug, None)
         if sub is None:
             return
         self.slug_by_room_id.pop(sub.access.room_id, None)
-        if sub.gap_task is not None:
-            sub.gap_task.cancel()
+        sub.fanout.detach(sub.feed)
         await self.channel_layer.group_discard(room_group(sub.access.room_id), self.channel_name)
         if await presence.leave(room_id=sub.access.room_id, member=sub.presence_member):
             await presence_broadcast(
@@ -646,29 +536,41 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             )
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        """Every frame to the client goes through here: one that does not read is cut off."""
-        protocol = self.ws_protocol
-        if self.cut_off or (protocol is not None and protocol.state != protocol.STATE_OPEN):
-            # Closing: autobahn would raise. The client resubscribes with `since` when it is back.
-            return
-        backlog = self.send_backlog
-        if backlog is not None and backlog.paused and not close:
-            backlog.queued += len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
-            if backlog.queued > settings.WS_SEND_BACKLOG_MAX_BYTES:
-                self.cut_off = True
-                logger.warning("Closing a WebSocket whose client does not read: %d bytes wait", backlog.queued)
-                # The close frame waits behind the backlog too; when the client does not
-                # answer it within a second, autobahn aborts the TCP connection.
-                await self.close(code=1011)
-                return
-        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        """Every frame to the client goes through its outbox, after the room messages
+        the fan-out wrote there: one order, one bound."""
+        if self.outbox is not None and text_data is not None and not close:
+            await self.outbox.write(text_data)
+        else:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    def _overflowed(self, waiting: int) -> None:
+        """The client does not read: cut it off (it resubscribes with `since` when it is back)."""
+        self.cut_off = True
+        logger.warning("Closing a WebSocket whose client does not read: %d bytes wait", waiting)
+        for sub in self.subscriptions.values():
+            sub.fanout.detach(sub.feed)
+        asyncio.get_running_loop().create_task(self.close(code=1011))
+
+    def _order_lost(self) -> None:
+        """The room's fan-out could not keep its order for this socket: resync the client."""
+        asyncio.get_running_loop().create_task(self.close(code=1011))
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
-        protocol = self.ws_protocol
-        if protocol is not None and protocol.state != protocol.STATE_OPEN:
-            return  # closing or closed already
-        if not send_close_below_autobahn(protocol, code):
-            await super().close(code=code, reason=reason)
+        if self.outbox is not None:
+            self.outbox.close()
+        protocol = daphne_protocol(self.base_send)
+        if protocol is not None:
+            if protocol.state != protocol.STATE_OPEN:
+                return  # closing or closed already
+            if send_close_below_autobahn(protocol, code):
+                return
+        try:
+            # The close frame waits behind whatever the client has not read: when it cannot
+            # be written in time, the TCP connection is dropped.
+            await asyncio.wait_for(super().close(code=code, reason=reason), CLOSE_WAIT_SECONDS)
+        except TimeoutError:
+            if self.server_socket is not None:
+                self.server_socket.abort()
 
     async def _send_frame(self, frame: dict, ref: object) -> None:
         if ref is not None:

@@ -1,16 +1,19 @@
-"""The pub/sub channel layer of channels-redis, made to say when it may have missed events.
+"""The channel layer: channels-redis's pub/sub layer, with a room's fan-out done once per process.
 
-channels-redis's ``RedisPubSubChannelLayer`` does one PUBLISH per group send and fans out
-inside the process: four times the delivered rate of the core layer in the benchmark
-(docs/benchmarks.md). But when its subscriber connection to Redis drops, redis-py
-reconnects and subscribes again without telling anyone, and whatever was published in
-between is gone: a consumer would sit on a live socket with a hole in its rooms.
+channels-redis's ``RedisPubSubChannelLayer`` keeps one Redis subscription per group per
+process and does one PUBLISH per group send. As shipped it then puts a copy of every
+event into the queue of every consumer in the group, and each consumer decodes it, wakes
+up, orders it and writes it: the work of a message is done once per socket. Here a
+room's messages (``room.message`` events on a ``room.<id>`` group) go instead, decoded
+once, to the room's ``messaging.fanout.RoomFanout``, which orders them once and writes the
+same text to every socket of the process. The process's fan-out is its one member of the
+group, as far as Redis is concerned. Every other event goes to the consumers as before.
 
-Here the subscriber connection's reconnect (redis-py calls ``PubSub.on_connect`` on
-every connection after the first) puts a ``layer.reconnected`` event into every channel
-of this process's layer. The consumer answers it as it answers a failed layer call under
-the core layer: it closes the socket with 1011, and the client resubscribes with
-``since`` and gets what it missed from the room's buffer.
+Its second change: when the subscriber connection to Redis drops, redis-py reconnects and
+subscribes again without telling anyone, and whatever was published in between is gone.
+Here the reconnect (redis-py calls ``PubSub.on_connect`` on every connection after the
+first) puts a ``layer.reconnected`` event into every channel of this process; the consumer
+closes its socket with 1011 and the client resubscribes with ``since``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.utils import _wrap_close
 from redis.asyncio.client import PubSub
+
+from messaging.fanout import RoomFanout
 
 logger = logging.getLogger(__name__)
 
 RECONNECTED = {"type": "layer.reconnected"}
+ROOM_MESSAGE = "room.message"
 
 
 class _ReconnectAwarePubSub(PubSub):
@@ -37,6 +44,8 @@ class _ReconnectAwarePubSub(PubSub):
 
 
 class _Shard(RedisSingleShardConnection):
+    channel_layer: FanoutLoopLayer
+
     def _ensure_redis(self) -> None:
         if self._redis is None:
             super()._ensure_redis()
@@ -52,15 +61,62 @@ class _Shard(RedisSingleShardConnection):
         for queue in queues:
             queue.put_nowait(notice)
 
+    def _receive_message(self, message) -> None:
+        if message is not None:
+            name = message["channel"]
+            fanout = self.channel_layer.fanouts.get(name.decode() if isinstance(name, bytes) else name)
+            if fanout is not None:
+                event = self.channel_layer.channel_layer.deserialize(message["data"])
+                if event.get("type") == ROOM_MESSAGE:
+                    fanout.offer(event)
+                    return
+        super()._receive_message(message)
 
-class ResyncingPubSubChannelLayer(RedisPubSubChannelLayer):
-    """``RedisPubSubChannelLayer`` whose consumers hear ``layer.reconnected`` after its
-    subscriber connection to a Redis server was lost and made again."""
 
-    def _get_layer(self):
+class FanoutLoopLayer(RedisPubSubLoopLayer):
+    """The layer of one event loop: its consumers' channels and groups, and its rooms' fan-outs."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [_Shard(shard.host, self) for shard in self._shards]
+        self.fanouts: dict[str, RoomFanout] = {}  # group channel name -> the room's fan-out
+
+    def room_fanout(self, group: str, *, room_id: int, slug: str) -> RoomFanout:
+        """The room's fan-out in this process, made on first use. A socket attaches to it
+        before its consumer joins the group, so no event of the group slips past it."""
+        name = self._get_group_channel_name(group)
+        fanout = self.fanouts.get(name)
+        if fanout is None:
+            fanout = self.fanouts[name] = RoomFanout(room_id, slug)
+        return fanout
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        name = self._get_group_channel_name(group)
+        if name not in self.groups:
+            self.drop_fanout(name)
+
+    def drop_fanout(self, name: str) -> None:
+        fanout = self.fanouts.get(name)
+        if fanout is not None and not fanout.feeds:
+            del self.fanouts[name]
+            fanout.close()
+
+    async def flush(self) -> None:
+        for fanout in self.fanouts.values():
+            fanout.close()
+        self.fanouts = {}
+        await super().flush()
+
+
+class FanoutChannelLayer(RedisPubSubChannelLayer):
+    """``RedisPubSubChannelLayer`` with one fan-out per room and process, whose consumers
+    hear ``layer.reconnected`` after its subscriber connection to a Redis server came back."""
+
+    def _get_layer(self) -> FanoutLoopLayer:
         loop = asyncio.get_running_loop()
-        fresh = loop not in self._layers
-        layer = super()._get_layer()
-        if fresh:  # no connection is made before the first subscribe or publish
-            layer._shards = [_Shard(shard.host, layer) for shard in layer._shards]
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = self._layers[loop] = FanoutLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            _wrap_close(self, loop)
         return layer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from channels.db import database_sync_to_async
 from django.db.models import Sum
 
 from messaging import buffer, changes
@@ -25,6 +26,15 @@ def room_counters(*, room_id: int) -> tuple[int, int]:
     found = buffer.counters(room_id=room_id)
     assert found is not None
     return found
+
+
+async def aroom_counters(*, room_id: int) -> tuple[int, int]:
+    """room_counters for async code: Redis through the event loop's client, and a thread hop
+    to PostgreSQL only when Redis holds nothing for the room (then room_counters fills it)."""
+    found = await buffer.acounters(room_id=room_id)
+    if found is not None:
+        return found
+    return await database_sync_to_async(room_counters)(room_id=room_id)
 
 
 def _state_of_row(message: Message) -> MessageState:

@@ -38,12 +38,14 @@ logger = logging.getLogger(__name__)
 
 
 class ActionRefused(Exception):
-    """The action is not allowed or not possible; ``code`` is a wire-contract error code."""
+    """The action is not allowed or not possible; ``code`` is a wire-contract error code,
+    ``extra`` the error frame's other fields (``retry_after`` for ``rate_limited``)."""
 
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, **extra: object):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,23 @@ def persist_enqueue(*, server: int) -> None:
 
 
 async def message_send(
-    *, room_id: int, room_slug: str, author_id: int, author_username: str, body: str, client_id: str
+    *,
+    room_id: int,
+    room_slug: str,
+    author_id: int,
+    author_username: str,
+    body: str,
+    client_id: str,
+    limits: buffer.SendLimits = buffer.NO_LIMITS,
 ) -> SendResult:
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
-    The caller has checked the rights and validated ``body`` and ``client_id``.
-    Raises redis.RedisError when storing fails; nothing is stored then.
+    The caller has checked the rights and validated ``body`` and ``client_id``, and says
+    which ``limits`` apply (``messaging.throttle.send_limits``): they are checked and
+    counted in the Redis call that stores the message. A retry of a stored ``client_id``
+    is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
+    with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
+    nothing is stored either way.
     """
     record = {
         "author": user_wire(author_id, author_username),
@@ -151,11 +164,18 @@ async def message_send(
         "client_id": client_id,
         "sent_at": now_iso(),
     }
-    result = await buffer.append(room_id=room_id, record=record)
+    result = await buffer.append(room_id=room_id, record=record, limits=limits)
     if not result.initialised:
         # A fresh (or wiped) Redis: take the counters from PostgreSQL once.
         await database_sync_to_async(room_counters)(room_id=room_id)
-        result = await buffer.append(room_id=room_id, record=record)
+        result = await buffer.append(room_id=room_id, record=record, limits=limits)
+    if result.refused_by is not None:
+        detail = (
+            f"Slow mode: one message every {limits.slow_mode_ms // 1000} s."
+            if result.refused_by == buffer.SLOW_MODE
+            else "Too many requests; slow down."
+        )
+        raise ActionRefused("rate_limited", detail, retry_after=max(0.1, round(result.wait_ms / 1000, 2)))
     if not result.created:
         return SendResult(seq=result.seq, created=False)
 

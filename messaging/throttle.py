@@ -1,8 +1,12 @@
 """Per-user limits on the WebSocket, counted in Redis so they hold across web processes.
 
-The counters use the `limits` library's async API (moving window) on the room's
+Sending a message: the limit (``WS_RATE_LIMITS["send"]``, a moving window) and slow mode
+(a minimum interval between one member's messages) are checked and counted by the
+append script itself (``messaging.buffer.APPEND_SCRIPT``), so a send is one Redis call;
+``send_limits`` says what that script enforces.
+
+The other actions: the `limits` library's async API (moving window) on the room's
 Redis server, through the process's own asyncio pool for the running loop.
-Slow mode, a minimum interval between one member's messages, is a key that expires.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from limits import parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from messaging.buffer import RoomKeys
+from messaging.buffer import SendLimits
 from pubsub_site.redis_client import get_async_redis, room_redis_url
 
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MovingWindowRateLimiter]] = (
@@ -50,11 +54,8 @@ async def retry_after(*, action: str, room_id: int, user_id: int) -> float | Non
     return max(0.1, round(stats.reset_time - time.time(), 2))
 
 
-async def slow_mode_wait(*, room_id: int, user_id: int, interval: int) -> float | None:
-    """Claim the user's next message slot in a room in slow mode; None when it is free."""
-    client = get_async_redis(room_id)
-    key = f"{RoomKeys(room_id).prefix}:slow:{user_id}"
-    if await client.set(key, 1, nx=True, ex=interval):
-        return None
-    remaining_ms = await client.pttl(key)
-    return max(0.1, round(remaining_ms / 1000, 2)) if remaining_ms > 0 else 0.1
+def send_limits(*, slow_mode_seconds: int) -> SendLimits:
+    """The limits on a user's new messages from the WebSocket, for ``message_send``
+    (``slow_mode_seconds`` 0: the room is not in slow mode, or the user moderates it)."""
+    item = parse(settings.WS_RATE_LIMITS["send"])
+    return SendLimits(per_window=item.amount, window_ms=item.get_expiry() * 1000, slow_mode_ms=slow_mode_seconds * 1000)

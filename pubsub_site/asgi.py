@@ -9,13 +9,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pubsub_site.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from messaging.consumers import daphne_protocol, send_close_below_autobahn  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
+from messaging.sockets import daphne_protocol, send_close_below_autobahn  # noqa: E402
+from pubsub_site.wsauth import WebSocketAuthMiddleware  # noqa: E402
 
 TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: the server is overloaded
 
@@ -89,7 +89,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": HandshakeLimit(
-            BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS),
+            BrowserOriginValidator(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS),
             settings.WS_HANDSHAKE_LIMIT,
             settings.WS_HANDSHAKE_WAIT,
         ),

@@ -97,62 +97,57 @@ if PRODUCTION:
 else:
     _database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+DB_POOL = env_bool("DB_POOL", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Under ASGI each request runs in a thread of its own: persistent connections
-    # would leak one per thread, so connections are closed after each request
-    # (CONN_MAX_AGE=0) and psycopg's pool is not used.
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+    if DB_POOL:
+        # Under ASGI each HTTP request runs in a thread of its own (and the WebSockets'
+        # database calls in one more), so persistent connections (CONN_MAX_AGE > 0) would
+        # stay open, one per thread that ever ran. Without them, every database_sync_to_async
+        # hop and every request opened a new PostgreSQL connection: a handshake paid a few
+        # of them, and a reconnect storm queued behind the connects. psycopg's pool, shared
+        # by the process's threads, fixes both: closing a connection (at the end of each hop
+        # and request) returns it to the pool, which keeps DB_POOL_MIN_SIZE open and opens
+        # up to DB_POOL_MAX_SIZE; a thread that finds none free waits DB_POOL_TIMEOUT
+        # seconds, then fails. Django requires CONN_MAX_AGE=0 with a pool. The health check
+        # on every checkout (one empty round trip) drops a connection that died while idle
+        # (PostgreSQL restarted) instead of failing the request that drew it.
+        if DATABASES["default"]["CONN_MAX_AGE"] != 0:
+            raise ImproperlyConfigured("DB_CONN_MAX_AGE must be 0 with the connection pool (or set DB_POOL=0).")
+        _pool_min, _pool_max = env_int("DB_POOL_MIN_SIZE", 2), env_int("DB_POOL_MAX_SIZE", 10)
+        if not 0 <= _pool_min <= _pool_max or _pool_max < 1:
+            raise ImproperlyConfigured(
+                f"DB_POOL_MIN_SIZE={_pool_min} and DB_POOL_MAX_SIZE={_pool_max}: need 0 <= min <= max, max >= 1."
+            )
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": _pool_min,
+            "max_size": _pool_max,
+            "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
+        }
 
 REDIS_URL = env_str("REDIS_URL") if PRODUCTION else env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Room state (sequence numbers, message buffers, rate limits) is spread over these
 # servers by room id; one room always lives on one server.
 ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
 
-# The channel layer may drop what it cannot deliver: the per-room buffer in
-# Redis is the source of truth, and consumers fill any gap in `seq` from it.
-# CHANNEL_LAYER chooses it:
-# "pubsub" (the default): messaging.layers.ResyncingPubSubChannelLayer, channels-redis's
-#   pub/sub layer (one PUBLISH per group send, fan-out inside the process: 2,000 delivered
-#   messages a second against 500 for "core" in docs/benchmarks.md), which tells the
-#   consumers to resync when its connection to Redis came back. It has no capacity or
-#   expiry: a web process that cannot keep up is disconnected by Redis (its pubsub output
-#   buffer limit), and then every socket of that process resyncs.
-# "core": channels_redis.core.RedisChannelLayer (a list per consumer), with
-#   capacity: a consumer's inbox holds up to this many events before the layer drops
-#     new ones; 1,000 covers a burst of a busy room while bounding memory per socket.
-#   expiry: an undelivered event older than this is useless (the gap fill recovers it).
-#   group_expiry: a connection re-joins its groups on every ping and, without pings, every
-#     third of this (see consumers.py), so one day only ever expires sockets that are dead.
-CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
-CHANNEL_GROUP_EXPIRY = env_int("CHANNEL_GROUP_EXPIRY", 86400)
-CHANNEL_LAYER_KIND = env_str("CHANNEL_LAYER", "pubsub")
-# redis is pinned below 8: redis-py 8 reads with a 5 s socket timeout by default,
-# the same as channels-redis's blocking receive (BZPOPMIN 5 s), and idle consumers
-# then die of spurious TimeoutErrors.
-_channel_hosts = env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
-if CHANNEL_LAYER_KIND == "core":
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": _channel_hosts,
-                "capacity": CHANNEL_LAYER_CAPACITY,
-                "expiry": 10,
-                "group_expiry": CHANNEL_GROUP_EXPIRY,
-                "prefix": "pubsub:layer:",
-            },
-        }
+# The channel layer: messaging.layers.FanoutChannelLayer, channels-redis's pub/sub layer
+# (one Redis subscription per group and process, one PUBLISH per group send) with each
+# room's messages ordered once per process and written to every subscribed socket
+# (messaging.fanout), and a resync of every consumer of the process when its connection to
+# Redis came back. It may drop what it cannot deliver: the per-room buffer in Redis is the
+# source of truth, and the fan-out fills any gap in `seq` from it. A web process that
+# cannot keep up is disconnected by Redis (its pubsub output buffer limit), and then every
+# socket of that process resyncs.
+# redis is pinned below 8: redis-py 8 reads with a 5 s socket timeout by default, and idle
+# layer connections then died of spurious TimeoutErrors.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "messaging.layers.FanoutChannelLayer",
+        "CONFIG": {"hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]), "prefix": "pubsub:layer:"},
     }
-elif CHANNEL_LAYER_KIND == "pubsub":
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "messaging.layers.ResyncingPubSubChannelLayer",
-            "CONFIG": {"hosts": _channel_hosts, "prefix": "pubsub:layer:"},
-        }
-    }
-else:
-    raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER_KIND!r}: use 'core' or 'pubsub'.")
+}
 
 CACHES = {
     "default": {

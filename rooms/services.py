@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -138,25 +139,38 @@ class RoomAccess:
         return self.role in {Membership.Role.OWNER, Membership.Role.MODERATOR}
 
 
+_ROOM_FIELDS = ("pk", "slug", "visibility", "locked", "slow_mode_seconds")
+
+
 def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAccess:
-    """Check the user may read the room, joining it when it is public."""
-    room = Room.objects.filter(slug=slug).first()
-    if room is None:
+    """Check the user may read the room, joining it when it is public.
+
+    Every subscribe runs this (a reconnect storm, thousands at once): one query reads the
+    room joined with the user's membership; the join of a public room adds the others."""
+    row = (
+        Room.objects.filter(slug=slug)
+        .annotate(mine=FilteredRelation("memberships", condition=Q(memberships__user=user)))
+        .values(*_ROOM_FIELDS, "mine__id", "mine__role", "mine__banned", "mine__muted_until")
+        .first()
+    )
+    if row is None:
         raise RoomNotFound
-    membership = Membership.objects.filter(room=room, user=user).first()
-    if membership is not None and membership.banned:
-        raise RoomBanned
-    if membership is None:
-        if not room.is_public:
+    if row["mine__id"] is None:
+        if row["visibility"] != Room.Visibility.PUBLIC:
             raise RoomNotFound
-        membership, _ = Membership.objects.get_or_create(room=room, user=user)
+        membership, _ = Membership.objects.get_or_create(room_id=row["pk"], user=user)
+        role, muted_until = membership.role, membership.muted_until
+    elif row["mine__banned"]:
+        raise RoomBanned
+    else:
+        role, muted_until = row["mine__role"], row["mine__muted_until"]
     return RoomAccess(
-        room_id=room.pk,
-        slug=room.slug,
-        role=membership.role,
-        locked=room.locked,
-        muted_until=membership.muted_until,
-        slow_mode_seconds=room.slow_mode_seconds,
+        room_id=row["pk"],
+        slug=row["slug"],
+        role=role,
+        locked=row["locked"],
+        muted_until=muted_until,
+        slow_mode_seconds=row["slow_mode_seconds"],
     )
 
 

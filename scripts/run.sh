@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the site for development: migrate, then daphne and a django-rq worker under
+# Start the site for development: migrate, then uvicorn and a django-rq worker under
 # honcho (Ctrl-C stops both). Redis: $REDIS_URL, else the one on 127.0.0.1:6379,
 # else a redis-server started here under var/.
 set -euo pipefail

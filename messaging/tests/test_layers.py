@@ -7,7 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from messaging.layers import RECONNECTED, ResyncingPubSubChannelLayer
+from messaging.layers import RECONNECTED, FanoutChannelLayer
 
 
 async def pubsub_client_ids(client) -> set[int]:
@@ -15,7 +15,7 @@ async def pubsub_client_ids(client) -> set[int]:
 
 
 async def test_a_consumer_hears_layer_reconnected_after_the_subscriber_connection_dropped():
-    layer = ResyncingPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers:")
+    layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers:")
     admin = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
         before = await pubsub_client_ids(admin)
@@ -40,7 +40,7 @@ async def test_a_consumer_hears_layer_reconnected_after_the_subscriber_connectio
 
 
 async def test_nothing_is_said_while_the_connection_holds():
-    layer = ResyncingPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers:")
+    layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers:")
     try:
         channel = await layer.new_channel()
         await layer.group_add("room.2", channel)

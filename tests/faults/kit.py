@@ -48,7 +48,6 @@ def base_env(**overrides: str) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "ROOM_REDIS_URLS": ",".join(settings.ROOM_REDIS_URLS),
         "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
-        "CHANNEL_LAYER": settings.CHANNEL_LAYER_KIND,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         **{f"WS_RATE_LIMIT_{action.upper()}": rate for action, rate in GENEROUS_WS_LIMITS.items()},

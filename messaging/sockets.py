@@ -1,0 +1,233 @@
+"""Writing to one WebSocket: what the ASGI server lets us know of it, and its bounded outbox.
+
+Guarantee: frames reach the server's ``send`` in the order they were written, and a
+client that does not read never makes a writer wait. While the server can take a frame
+at once it goes straight through (no task, no copy); otherwise it waits in the socket's
+``Outbox``, and once more than ``WS_SEND_BACKLOG_MAX_BYTES`` wait the socket is cut off:
+the outbox drops them and its owner closes the connection (1011; the client resubscribes
+with ``since``), aborting it when the close itself cannot be written.
+
+Known servers: uvicorn (websockets-sansio), daphne (Twisted) and Channels' test
+communicator. Under another server every frame goes through the outbox's writer task:
+slower, never blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class ServerSocket:
+    """The ASGI server's side of one WebSocket, as far as writing to it goes.
+
+    ``writable()`` is true when the server's ``send`` returns without waiting (its write
+    buffer for the socket has room); ``wait_writable()`` waits until it does; ``abort()``
+    drops the TCP connection of a client that does not even read a close frame. This base
+    knows nothing of the server: never writable at once, so the outbox's task writes.
+    """
+
+    def writable(self) -> bool:
+        return False
+
+    async def wait_writable(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+
+class UnblockingSocket(ServerSocket):
+    """A ``send`` that never waits: Channels' test communicator (an unbounded queue)."""
+
+    def writable(self) -> bool:
+        return True
+
+
+class UvicornSocket(ServerSocket):
+    """uvicorn's websockets-sansio protocol: its ``send`` waits on ``writable``, an event the
+    transport clears past its high-water mark and sets again once drained."""
+
+    def __init__(self, protocol: object) -> None:
+        self.protocol = protocol
+
+    def writable(self) -> bool:
+        return self.protocol.writable.is_set()
+
+    async def wait_writable(self) -> None:
+        await self.protocol.writable.wait()
+
+    def abort(self) -> None:
+        self.protocol.transport.abort()
+
+
+class DaphneSocket(ServerSocket):
+    """daphne hands every frame to the socket's Twisted transport, whose buffer has no limit
+    and whose ``send`` never waits. Registered as the transport's push producer, this is
+    paused when that buffer passes 64 KiB and resumed once it has drained. The producer it
+    replaces (daphne's HTTP channel, which stops reading the socket meanwhile) still hears
+    every call."""
+
+    def __init__(self, protocol: object) -> None:
+        self.protocol = protocol
+        transport = protocol.transport
+        self.previous = getattr(transport, "producer", None)
+        if self.previous is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(self, True)
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+
+    def writable(self) -> bool:
+        return self.resumed.is_set() and self.protocol.state == self.protocol.STATE_OPEN
+
+    async def wait_writable(self) -> None:
+        await self.resumed.wait()
+
+    def abort(self) -> None:
+        self.protocol.dropConnection(abort=True)
+
+    # Twisted's IPushProducer
+    def pauseProducing(self) -> None:
+        self.resumed.clear()
+        if self.previous is not None:
+            self.previous.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.resumed.set()
+        if self.previous is not None:
+            self.previous.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.resumed.set()
+        if self.previous is not None:
+            self.previous.stopProducing()
+
+
+def unwrap_send(send: Callable) -> Callable:
+    """The server's own ``send`` under Channels' session middleware, whose wrapper only
+    passes ``websocket.*`` events up (it saves sessions on HTTP responses)."""
+    while (inner := getattr(getattr(send, "__self__", None), "real_send", None)) is not None:
+        send = inner
+    return send
+
+
+def daphne_protocol(send: Callable) -> object | None:
+    """The autobahn protocol behind ``send`` under daphne; None elsewhere. Daphne's ``send``
+    is functools.partial(server.handle_reply, protocol)."""
+    protocol = next(iter(getattr(unwrap_send(send), "args", ())), None)
+    return protocol if hasattr(protocol, "sendCloseFrame") else None
+
+
+def server_socket(send: Callable) -> ServerSocket:
+    """What the server behind ``send`` (an ASGI send, after the handshake) tells of its socket."""
+    send = unwrap_send(send)
+    owner = getattr(send, "__self__", None)
+    if isinstance(owner, asyncio.Queue):
+        return UnblockingSocket()
+    if type(owner).__module__ == "uvicorn.protocols.websockets.websockets_sansio_impl":
+        return UvicornSocket(owner)
+    protocol = daphne_protocol(send)
+    if protocol is not None and getattr(protocol, "transport", None) is not None:
+        return DaphneSocket(protocol)
+    return ServerSocket()
+
+
+def send_close_below_autobahn(protocol: object | None, code: int | None) -> bool:
+    """Autobahn (under daphne) refuses to send a close code other than 1000 or 3000-4999:
+    it raises, and daphne answers the crash with 1011 and a traceback. The contract's
+    1008, 1009, 1011 and 1013 go out through its lower-level call, as daphne's own 1011
+    does. False when there is no daphne protocol or the code is one autobahn allows."""
+    if protocol is None or code in (None, 1000) or 3000 <= code <= 4999:
+        return False
+    protocol.sendCloseFrame(code=code, isReply=False)
+    return True
+
+
+class Outbox:
+    """Frames on their way to one client: in the order written, bounded.
+
+    A frame goes straight to the server's ``send`` while the socket takes it and nothing
+    waits before it; otherwise it waits here for a writer task that sends as the socket
+    drains. When more than ``limit`` characters wait, the outbox closes, drops them and
+    calls ``on_overflow(waiting)`` (its owner cuts the socket off).
+    """
+
+    __slots__ = ("closed", "frames", "limit", "on_overflow", "send", "sending", "size", "socket", "writer")
+
+    def __init__(
+        self, send: Callable, socket: ServerSocket, *, limit: int, on_overflow: Callable[[int], None]
+    ) -> None:
+        self.send = unwrap_send(send)
+        self.socket = socket
+        self.limit = limit
+        self.on_overflow = on_overflow
+        self.frames: deque[str] = deque()
+        self.size = 0
+        self.sending = False
+        self.writer: asyncio.Task | None = None
+        self.closed = False
+
+    async def write(self, text: str) -> None:
+        if self.closed:
+            return
+        if self.sending or self.writer is not None or not self.socket.writable():
+            self._queue(text)
+            return
+        self.sending = True
+        try:
+            await self.send({"type": "websocket.send", "text": text})
+        except Exception as error:  # the client is gone; its consumer hears the disconnect
+            self._lost(error)
+        finally:
+            self.sending = False
+        if self.frames and self.writer is None:
+            self._start_writer()
+
+    def _queue(self, text: str) -> None:
+        self.frames.append(text)
+        self.size += len(text)
+        if self.size > self.limit:
+            waiting = self.size
+            self.close()
+            self.on_overflow(waiting)
+        elif self.writer is None and not self.sending:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        self.writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.frames and not self.closed:
+                await self.socket.wait_writable()
+                if self.closed or not self.frames:
+                    break
+                text = self.frames.popleft()
+                self.size -= len(text)
+                self.sending = True
+                try:
+                    await self.send({"type": "websocket.send", "text": text})
+                finally:
+                    self.sending = False
+        except Exception as error:
+            self._lost(error)
+        finally:
+            self.writer = None
+
+    def _lost(self, error: Exception) -> None:
+        logger.debug("a WebSocket write failed: %r", error)
+        self.close()
+
+    def close(self) -> None:
+        """Write nothing more; drop what waits."""
+        self.closed = True
+        self.frames.clear()
+        self.size = 0
+        writer = self.writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()

@@ -1,0 +1,49 @@
+"""aroom_counters: a room's (seq, rev) from the event loop, Redis first, PostgreSQL when Redis lost them."""
+
+import pytest
+from channels.db import database_sync_to_async
+
+from messaging import buffer, selectors
+from messaging.persistence import messages_persist_server
+from messaging.selectors import aroom_counters, room_counters
+from pubsub_site.redis_client import get_redis
+from rooms.tests.conftest import post_message
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
+
+
+@pytest.fixture
+def room_with_three_messages(alice, public_room):
+    """Three messages in the room, written to PostgreSQL as the job does."""
+    for body in ("one", "two", "three"):
+        post_message(public_room, alice, body)
+    messages_persist_server(server=0)
+    return public_room
+
+
+async def test_it_matches_room_counters_when_redis_holds_them_without_a_database_hop(
+    room_with_three_messages, monkeypatch
+):
+    public_room = room_with_three_messages
+    expected = await database_sync_to_async(room_counters)(room_id=public_room.pk)
+    assert expected[0] == 3
+
+    def no_hop(func):
+        raise AssertionError(f"database hop for {func.__name__}")
+
+    monkeypatch.setattr(selectors, "database_sync_to_async", no_hop)
+    assert await aroom_counters(room_id=public_room.pk) == expected
+
+
+async def test_it_matches_room_counters_after_redis_was_flushed_and_fills_redis_again(room_with_three_messages):
+    public_room = room_with_three_messages
+    before = await database_sync_to_async(room_counters)(room_id=public_room.pk)
+    await database_sync_to_async(get_redis(public_room.pk).flushdb)()
+    assert await buffer.acounters(room_id=public_room.pk) is None
+    assert await aroom_counters(room_id=public_room.pk) == before
+    assert await buffer.acounters(room_id=public_room.pk) == before
+    assert await database_sync_to_async(room_counters)(room_id=public_room.pk) == before
+
+
+async def test_a_room_without_messages_counts_zero(public_room):
+    assert await aroom_counters(room_id=public_room.pk) == (0, 0)

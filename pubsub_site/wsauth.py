@@ -1,0 +1,104 @@
+"""Who opens a WebSocket: session, user and memberships, read in one database hop.
+
+Channels' AuthMiddlewareStack resolved the user in a hop to the process's one database
+thread, and the consumer read the memberships in another; every socket's hops queue in
+that one thread, so in a reconnect storm each hop added the wait for all the others.
+Here one hop does it all (three queries; none without a session cookie).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
+from django.http.cookie import parse_cookie
+from django.utils.crypto import constant_time_compare
+
+from rooms.services import room_ids_for_user
+
+
+@dataclass(frozen=True)
+class HandshakeIdentity:
+    session: SessionBase
+    user: AbstractBaseUser | AnonymousUser
+    # What rooms.services.room_ids_for_user returns: room id -> (slug, last read seq).
+    memberships: dict[int, tuple[str, int]]
+
+
+def _session_store(session_key: str | None) -> SessionBase:
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+
+def _session_user(session: SessionBase) -> AbstractBaseUser | None:
+    """The session's user, as django.contrib.auth.get_user finds it: the backend named in the
+    session loads it (an inactive user is none), and the session's auth hash must match the
+    user's, so a password change ends every session but the one that made it; a session
+    that fails is flushed.
+
+    One difference: a hash made with a key in SECRET_KEY_FALLBACKS is accepted as it is.
+    get_user would cycle the session key, and a handshake cannot hand the browser the new
+    cookie: its session would be gone. The next page load cycles it."""
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except KeyError:
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not hasattr(user, "get_session_auth_hash"):
+        return user
+    session_hash = session.get(HASH_SESSION_KEY)
+    if session_hash and (
+        constant_time_compare(session_hash, user.get_session_auth_hash())
+        or any(constant_time_compare(session_hash, old) for old in user.get_session_auth_fallback_hash())
+    ):
+        return user
+    session.flush()
+    return None
+
+
+def handshake_identity(*, session_key: str | None) -> HandshakeIdentity:
+    """The session the cookie names, its user, and the user's memberships (what the
+    middleware runs in its one hop)."""
+    session = _session_store(session_key)
+    user = _session_user(session)
+    if user is None:
+        return HandshakeIdentity(session=session, user=AnonymousUser(), memberships={})
+    return HandshakeIdentity(session=session, user=user, memberships=room_ids_for_user(user_id=user.pk))
+
+
+def session_cookie(scope: dict) -> str | None:
+    """The session key from the handshake's Cookie header, as Channels' CookieMiddleware reads it."""
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1")).get(settings.SESSION_COOKIE_NAME) or None
+    return None
+
+
+class WebSocketAuthMiddleware:
+    """Puts scope["session"], scope["user"] and scope["memberships"] on a connection's scope
+    (instead of Channels' AuthMiddlewareStack, which read the first two in a hop of their own).
+
+    Nothing saves the session on a WebSocket (one that fails verification is flushed, as
+    Django does). A handshake without a session cookie costs no hop: its user is anonymous,
+    and the consumer refuses it (403).
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        session_key = session_cookie(scope)
+        if session_key is None:
+            identity = HandshakeIdentity(session=_session_store(None), user=AnonymousUser(), memberships={})
+        else:
+            identity = await database_sync_to_async(handshake_identity)(session_key=session_key)
+        scope = dict(scope, session=identity.session, user=identity.user, memberships=identity.memberships)
+        return await self.inner(scope, receive, send)

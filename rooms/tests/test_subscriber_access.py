@@ -1,0 +1,67 @@
+"""room_access_for_subscriber, which every subscribe runs: one query, the same answers.
+
+alice owns the rooms, bob is a member of the private one, charlie is an outsider."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from rooms.models import Membership
+from rooms.services import RoomBanned, RoomNotFound, room_access_for_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_reads_a_members_rights_in_one_query(private_room, bob, django_assert_num_queries):
+    until = timezone.now() + timedelta(hours=1)
+    Membership.objects.filter(room=private_room, user=bob).update(role=Membership.Role.SPECTATOR, muted_until=until)
+    private_room.locked, private_room.slow_mode_seconds = True, 30
+    private_room.save()
+    with django_assert_num_queries(1):
+        access = room_access_for_subscriber(slug=private_room.slug, user=bob)
+    assert (access.room_id, access.slug, access.role, access.muted_until) == (
+        private_room.pk,
+        private_room.slug,
+        Membership.Role.SPECTATOR,
+        until,
+    )
+    assert (access.locked, access.slow_mode_seconds, access.can_post, access.is_muted()) == (True, 30, False, True)
+
+
+def test_each_user_gets_their_own_membership_not_anothers(private_room, alice, bob):
+    assert room_access_for_subscriber(slug=private_room.slug, user=alice).role == Membership.Role.OWNER
+    assert room_access_for_subscriber(slug=private_room.slug, user=bob).role == Membership.Role.MEMBER
+
+
+def test_an_outsider_of_a_private_room_is_told_it_does_not_exist_and_joins_nothing(
+    private_room, charlie, django_assert_num_queries
+):
+    with django_assert_num_queries(1), pytest.raises(RoomNotFound):
+        room_access_for_subscriber(slug=private_room.slug, user=charlie)
+    assert not Membership.objects.filter(room=private_room, user=charlie).exists()
+
+
+def test_an_unknown_room_is_not_found(bob, django_assert_num_queries):
+    with django_assert_num_queries(1), pytest.raises(RoomNotFound):
+        room_access_for_subscriber(slug="nowhere", user=bob)
+
+
+def test_a_banned_member_is_refused_in_one_query(public_room, bob, django_assert_num_queries):
+    Membership.objects.create(room=public_room, user=bob, banned=True)
+    with django_assert_num_queries(1), pytest.raises(RoomBanned):
+        room_access_for_subscriber(slug=public_room.slug, user=bob)
+
+
+def test_subscribing_to_a_public_room_joins_it_once_then_reads_in_one_query(
+    public_room, bob, django_assert_num_queries
+):
+    # The read, then get_or_create's SELECT and INSERT (inside a savepoint here, as the test runs in a transaction).
+    with django_assert_num_queries(5):
+        first = room_access_for_subscriber(slug=public_room.slug, user=bob)
+    membership = Membership.objects.get(room=public_room, user=bob)
+    assert (first.role, membership.role) == (Membership.Role.MEMBER, Membership.Role.MEMBER)
+    with django_assert_num_queries(1):
+        again = room_access_for_subscriber(slug=public_room.slug, user=bob)
+    assert again == first
+    assert Membership.objects.filter(room=public_room, user=bob).count() == 1
