@@ -5,6 +5,11 @@ processes and one rq worker) against its own PostgreSQL database (recreated) and
 Redis database (flushed), drives them with uvloop + picows client processes
 speaking the wire contract as signed-in users, and prints the figures. Writes
 them as JSON (--out) and, for a full run, as docs/benchmarks.md with a plot.
+
+Configurations (--configs; "-2p": two web processes): uvicorn-1p (the site on uvicorn,
+websockets-sansio), daphne-1p, uvicorn-websockets-1p, granian-1p, bare-1p (bench/bare.py:
+the bare-ASGI reference on the same uvicorn, the ceiling of the server). Sections (--only):
+latency, fanout, spectators, handshake, storm, persistence, memory, profile (bench/runner.py).
 """
 
 from __future__ import annotations
@@ -18,37 +23,44 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.runner import SECTIONS, Plan, ServerConfig
+from bench.runner import SECTIONS, SERVERS, Plan, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pubsub_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 
-ALL = ["latency", "fanout", "persistence", "memory", "profile"]
-# The full run (about 15 minutes on 2 cores): the production shape (daphne + core, what the
-# Procfile runs) gets every section; the other server x channel layer pairs the two load
-# ladders; then two web processes, and "what-if" variants of the consumer (bench/whatif.py).
-# Opening connections is slow (~15-20 a second per web process), so 5,000 idle connections
-# are measured once, and the comparison of servers' memory uses 1,000.
+ALL = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile"]
+SITE_SECTIONS = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile"]
+# The full run (about 40 minutes on 2 cores, more while opening connections is slow):
+# the site on the server it ships with (uvicorn, websockets-sansio) gets every section;
+# the bare reference app on the same server the scenarios that measure the server (its
+# ceiling); the site on daphne, on uvicorn's websockets implementation and on granian the
+# two load ladders (and the handshakes, and memory for daphne). Sections run one after
+# the other, each on freshly started servers.
 FULL_MATRIX: list[tuple[ServerConfig, list[str]]] = [
-    (ServerConfig("daphne", "core"), ["latency", "fanout", "persistence", "profile", "memory"]),
-    (ServerConfig("daphne", "pubsub"), ["latency"]),
-    (ServerConfig("uvicorn", "core"), ["latency"]),
-    (ServerConfig("uvicorn", "pubsub"), ["latency", "memory@1000"]),
-    (ServerConfig("daphne", "core", webs=2), ["latency"]),
-    (ServerConfig("daphne", "core", variant="fastdispatch"), ["latency"]),
-    (ServerConfig("uvicorn", "pubsub", variant="fastdispatch"), ["latency", "fanout", "persistence", "profile"]),
+    (ServerConfig("uvicorn"), SITE_SECTIONS),
+    (ServerConfig("bare"), ["latency", "fanout", "spectators", "handshake", "storm", "memory"]),
+    (ServerConfig("daphne"), ["latency", "fanout", "handshake", "memory@1000"]),
+    (ServerConfig("uvicorn-websockets"), ["latency", "fanout"]),
+    (ServerConfig("granian"), ["latency", "fanout", "handshake"]),
 ]
 QUICK_MATRIX: list[tuple[ServerConfig, list[str]]] = [
-    (ServerConfig("daphne", "core"), ["latency", "fanout", "persistence", "memory"]),
+    (ServerConfig("uvicorn"), ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory"]),
+    (ServerConfig("bare"), ["latency", "fanout", "handshake"]),
 ]
-KNOWN = {c.key: c for c, _ in FULL_MATRIX} | {
-    ServerConfig(s, layer, webs, variant).key: ServerConfig(s, layer, webs, variant)
-    for s in ("daphne", "uvicorn")
-    for layer in ("core", "pubsub")
-    for webs in (1, 2)
-    for variant in ("", "fastdispatch")
-}
+KNOWN = {ServerConfig(server, webs).key: ServerConfig(server, webs) for server in SERVERS for webs in (1, 2)}
+
+
+def config_for(key: str) -> ServerConfig:
+    """A --configs key; the keys of earlier runs (``uvicorn-pubsub-1p``) name the same configuration."""
+    if key in KNOWN:
+        return KNOWN[key]
+    server, _, rest = key.rpartition("-")
+    if server.endswith("-pubsub") and f"{server.removesuffix('-pubsub')}-{rest}" in KNOWN:
+        return KNOWN[f"{server.removesuffix('-pubsub')}-{rest}"]
+    if server.endswith("-core"):
+        raise SystemExit(f"--configs {key}: CHANNEL_LAYER=core is gone; the configurations differ by server now")
+    raise SystemExit(f"--configs: unknown {key!r} (known: {', '.join(KNOWN)})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,14 +68,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a tiny configuration: seconds per step, few clients")
     parser.add_argument("--only", default="", help=f"comma-separated sections to run: {', '.join(ALL)}")
-    parser.add_argument("--configs", default="", help=f"comma-separated configurations: {', '.join(sorted(KNOWN))}")
+    parser.add_argument("--configs", default="", help=f"comma-separated configurations: {', '.join(KNOWN)}")
     parser.add_argument("--duration", type=float, default=None, help="seconds of sending per step (default 5; 2 quick)")
-    parser.add_argument("--clients", type=int, default=1, help="load-generator processes (default 1)")
+    parser.add_argument("--clients", type=int, default=None,
+                        help="load-generator processes (default 2: one cannot take 30,000+ receipts a second"
+                        " beside the server on 2 cores; 1 with --quick)")  # fmt: skip
     parser.add_argument("--memory-connections", type=int, default=None, help="idle connections (default 5000)")
+    parser.add_argument("--spectators", type=int, default=None, help="spectators in the fan-out room (default 5000)")
+    parser.add_argument("--handshake-clients", type=int, default=None, help="clients of `handshake` (default 1000)")
+    parser.add_argument("--storm-clients", type=int, default=None, help="clients of `storm` (default 2000)")
+    parser.add_argument("--connect-budget", type=float, default=None,
+                        help="seconds to open a section's connections; the rest are skipped (default 300)")  # fmt: skip
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="seconds to wait for other work on the machine to calm down before each section "
                         "(default 20; 3 quick)")  # fmt: skip
-    parser.add_argument("--profile-rate", type=int, default=None, help="delivered/s while profiling (default 1000)")
+    parser.add_argument("--profile-rate", type=int, default=None, help="delivered/s while profiling (default 10000)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"), help="the JSON file")
     parser.add_argument("--docs", default=None, help="write the Markdown report here (default: docs/benchmarks.md "
                         "for a full run, nothing with --quick or --only)")  # fmt: skip
@@ -83,40 +102,46 @@ def make_plan(args: argparse.Namespace) -> Plan:
     matrix = QUICK_MATRIX if args.quick else FULL_MATRIX
     if args.configs:
         keys = [k.strip() for k in args.configs.split(",") if k.strip()]
-        unknown = [k for k in keys if k not in KNOWN]
-        if unknown:
-            raise SystemExit(f"--configs: unknown {unknown} (known: {', '.join(sorted(KNOWN))})")
+        chosen = [config_for(k) for k in keys]
         default_sections = QUICK_MATRIX[0][1] if args.quick else ALL
-        matrix = [(KNOWN[k], dict((c.key, s) for c, s in matrix).get(k, default_sections)) for k in keys]
+        matrix = [(c, dict((m.key, s) for m, s in matrix).get(c.key, default_sections)) for c in chosen]
     if only:
         matrix = [(config, [s for s in sections if s.partition("@")[0] in only]) for config, sections in matrix]
         if args.configs:  # sections a config does not run by default, but were asked for
-            matrix = [(c, s or [x for x in ALL if x in only]) for c, s in matrix]
+            matrix = [(c, s + [x for x in ALL if x in only and x not in {y.partition("@")[0] for y in s}])
+                      for c, s in matrix]  # fmt: skip
     matrix = [(c, s) for c, s in matrix if s]
-    plan = Plan(database_url=args.database_url, redis_url=args.redis_url, configs=matrix, clients=args.clients)
+    plan = Plan(database_url=args.database_url, redis_url=args.redis_url, configs=matrix)
     if args.quick:
+        plan.clients = 1
         plan.duration = 2.0
         plan.drain_timeout = 10.0
         plan.latency_shape = (2, 5)
         plan.latency_ladder = plan.fixed_rates = [200, 500]
         plan.fanout_shape = (1, 20)
+        plan.fanout_users = 5
         plan.fanout_ladder = [200, 400]
+        plan.spectators = 40
+        plan.spectator_users = 5
+        plan.spectators_ladder = [600]
+        plan.handshake_clients = 60
+        plan.handshake_room_size = 10
+        plan.storm_clients = 60
+        plan.storm_room_size = 10
+        plan.storm_check_rate = 300
         plan.persistence_rate = 100
         plan.persistence_shape = (2, 2)
         plan.memory_connections = 60
         plan.memory_room_size = 10
         plan.memory_warmup = 20
+        plan.connect_budget = 60
         plan.profile_rate = 500
         plan.profile_seconds = 3
         plan.quiet_wait = 3
-    if args.duration is not None:
-        plan.duration = args.duration
-    if args.profile_rate is not None:
-        plan.profile_rate = args.profile_rate
-    if args.quiet_wait is not None:
-        plan.quiet_wait = args.quiet_wait
-    if args.memory_connections is not None:
-        plan.memory_connections = args.memory_connections
+    for name in ("clients", "duration", "profile_rate", "quiet_wait", "memory_connections", "spectators",
+                 "handshake_clients", "storm_clients", "connect_budget"):  # fmt: skip
+        if getattr(args, name) is not None:
+            setattr(plan, name, getattr(args, name))
 
     def log(line: str) -> None:
         print(line, flush=True)

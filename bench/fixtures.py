@@ -15,8 +15,16 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+
+from bench.bare import ROOMS_KEY, SESSIONS_KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_PREFIX = "pubsub_bench"
+
+
+def room_id_start() -> int:
+    return secrets.randbelow(1_000_000_000) + 1_000_000
 
 
 def database_name(url: str) -> str:
@@ -39,9 +47,15 @@ def recreate_database(url: str) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120
     )
+    # Room ids from a random point: the site's channel layer names its PUBLISH channels
+    # after room ids, and PUBLISH channels are not per Redis database, so another run on
+    # the same Redis server (the test suite, another benchmark) would otherwise reach
+    # this run's rooms with its messages.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT setval(pg_get_serial_sequence('rooms_room', 'id'), %s)", (room_id_start(),))
 
 
-def setup_django(database_url: str, redis_url: str, channel_layer: str = "core") -> None:
+def setup_django(database_url: str, redis_url: str, channel_layer: str = "pubsub") -> None:
     """Point this process at the benchmark's stores, then set Django up."""
     os.environ.update(
         {
@@ -102,6 +116,9 @@ class Population:
         Session.objects.bulk_create(rows, batch_size=1000)
         self.users.extend(made)
         self.sessions.extend(keys)
+        # For the bare reference app (bench.bare), which reads no database: who each session is.
+        authors = {key: orjson.dumps({"id": u.pk, "username": u.username}) for key, u in zip(keys, made, strict=True)}
+        publish_for_bare(SESSIONS_KEY, authors)
 
 
 _room_counter = 0
@@ -135,7 +152,18 @@ def make_rooms(
         memberships.extend(Membership(room=room, user=population.users[i]) for i in picks[1:])
         made.append((room.slug, [population.sessions[picks[j % users]] for j in range(members)]))
     Membership.objects.bulk_create(memberships, batch_size=1000, ignore_conflicts=True)
+    publish_for_bare(ROOMS_KEY, room_ids([slug for slug, _ in made]))
     return made
+
+
+def publish_for_bare(key: str, mapping: dict) -> None:
+    """Put what the bare reference app needs (it reads no database) into the benchmark's Redis."""
+    from pubsub_site.redis_client import get_redis
+
+    client = get_redis()
+    items = list(mapping.items())
+    for start in range(0, len(items), 1000):
+        client.hset(key, mapping=dict(items[start : start + 1000]))
 
 
 def room_ids(slugs: list[str]) -> dict[str, int]:

@@ -32,7 +32,7 @@ from messaging.events import activity_group, room_group, session_fingerprint, us
 from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
-from messaging.selectors import changes_after, messages_between, room_counters
+from messaging.selectors import aroom_counters, changes_after, messages_between
 from messaging.services import (
     ActionRefused,
     message_clap,
@@ -45,7 +45,7 @@ from messaging.services import (
 )
 from messaging.sockets import Outbox, ServerSocket, daphne_protocol, send_close_below_autobahn, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
-from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber, room_ids_for_user
+from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             "ping": self.handle_ping,
         }
         # Rooms whose activity (unread counts) this connection follows: id -> slug.
-        memberships = await database_sync_to_async(room_ids_for_user)(user_id=user.pk)
+        memberships = self.scope["memberships"]  # read with the user (pubsub_site.wsauth)
         self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
         self.latest_seen: dict[int, int] = {}
@@ -253,7 +253,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if access.room_id not in self.activity_rooms:
             self.activity_rooms[access.room_id] = slug
             await self.channel_layer.group_add(activity_group(access.room_id), self.channel_name)
-        latest, rev = await database_sync_to_async(room_counters)(room_id=access.room_id)
+        latest, rev = await aroom_counters(room_id=access.room_id)
         sub.last_seq = latest
         replay: list = []
         change_frames: list[dict] = []

@@ -55,53 +55,84 @@ def test_it_measures_a_tiny_run_and_loses_nothing(tmp_path):
         run_tiny_benchmark(tmp_path, db)
 
 
+SITE = "uvicorn-1p"
+BARE = "bare-1p"
+SITE_SECTIONS = ("latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory")
+
+
 def run_tiny_benchmark(tmp_path, db: int) -> None:
     out = tmp_path / "bench.json"
+    # --quick runs the site on uvicorn through every section but the profile, and the bare
+    # reference app through the load ladders and the handshakes.
     command = [
-        sys.executable, "-m", "bench", "--quick", "--configs", "daphne-core-1p",
-        "--only", "latency,fanout,persistence,memory", "--quiet-wait", "0",
+        sys.executable, "-m", "bench", "--quick", "--quiet-wait", "0",
         "--out", str(out), "--no-docs",
         "--database-url", bench_database_url(str(db)), "--redis-url", redis_url(db),
     ]  # fmt: skip
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
 
     results = json.loads(out.read_text())
     assert {"meta", "configs", "summary", "targets", "seconds"} <= results.keys()
     assert {"machine", "command", "plan", "services"} <= results["meta"].keys()
-    config = results["configs"]["daphne-core-1p"]
-    assert {"latency", "fanout", "persistence", "memory"} <= config.keys()
-    failed = {
-        name: section["error"] for name, section in config.items() if isinstance(section, dict) and "error" in section
-    }
-    assert not failed, f"{failed}\n{finished.stdout[-4000:]}"
+    assert {SITE, BARE} <= results["configs"].keys()
+    site, bare = results["configs"][SITE], results["configs"][BARE]
+    assert set(SITE_SECTIONS) <= site.keys()
+    assert {"latency", "fanout", "handshake"} <= bare.keys()
+    assert bare["reference"] and not site["reference"]
+    for config in (site, bare):
+        failed = {
+            name: section["error"]
+            for name, section in config.items()
+            if isinstance(section, dict) and "error" in section
+        }
+        assert not failed, f"{failed}\n{finished.stdout[-4000:]}"
 
-    for name in ("latency", "fanout"):
-        connect = config[name]["connect"]
-        assert connect["failed"] == 0, connect
-    steps = config["latency"]["steps"] + config["fanout"]["steps"] + [config["persistence"]["delivery"]]
-    # A step after one with p99 > 2 s is skipped as saturated (a busy machine); the first of each shape runs.
-    assert "skipped" not in config["latency"]["steps"][0] and "skipped" not in config["fanout"]["steps"][0]
+    steps = []
+    for config in (site, bare):
+        for name in ("latency", "fanout"):
+            assert config[name]["connect"]["failed"] == 0, config[name]["connect"]
+            # A step after one with p99 > 2 s is skipped as saturated (a busy machine); the first of each runs.
+            assert "skipped" not in config[name]["steps"][0]
+            steps += config[name]["steps"]
+    steps += site["spectators"]["steps"] + [site["persistence"]["delivery"], site["storm"]["check"]]
     steps = [step for step in steps if "skipped" not in step]
     for step in steps:
         shown = json.dumps({k: v for k, v in step.items() if not k.startswith("_")}) + finished.stdout[-2500:]
         assert step["sent"] == step["acked"], shown
         assert step["delivered"] == step["acked"] * step["members_per_room"], shown
-        assert (step["lost"], step["duplicated"], step["out_of_order"]) == (0, 0, 0), shown
+        assert (step["lost"], step["duplicated"], step["out_of_order"], step["closed_members"]) == (0, 0, 0, 0), shown
         assert step["p50_ms"] is not None and step["p50_ms"] <= step["p99_ms"] <= step["max_ms"], shown
+        assert step["web_us_per_copy"] is not None and step["web_us_per_copy"] > 0, shown
 
-    assert config["persistence"]["not_persisted_within_30s"] == 0
-    assert config["persistence"]["lag_p99_ms"] is not None
-    assert config["memory"]["failed"] == 0
-    assert config["memory"]["kib_per_connection"] is not None
+    spectators = site["spectators"]
+    assert spectators["connect"]["connections"] == spectators["connect"]["asked"] > spectators["members"]
+    assert spectators["cut_off"] == 0
+    for config in (site, bare):
+        handshake = config["handshake"]
+        assert handshake["connections"] == handshake["asked"] == results["meta"]["plan"]["handshake_clients"]
+        assert handshake["per_s_per_web_process"] > 0
+    storm = site["storm"]
+    assert storm["connections"] == storm["asked"] == storm["before"]["connections"], storm
+    assert storm["failed"] == 0 and storm["seconds"] > 0
+    assert site["persistence"]["not_persisted_within_30s"] == 0
+    assert site["persistence"]["lag_p99_ms"] is not None
+    assert site["memory"]["failed"] == 0
+    assert site["memory"]["kib_per_connection"] is not None
 
-    summary = results["summary"]["daphne-core-1p"]
+    summary = results["summary"][SITE]
     assert {
         "fixed",
         "capacity_10x20",
+        "us_per_copy_10x20",
         "capacity_1x1000",
+        "capacity_spectators",
+        "handshake",
+        "storm",
         "kib_per_connection",
         "persistence_lag_p99_ms",
+        "vs_reference",
     } <= summary.keys()
     assert (summary["lost"], summary["duplicated"], summary["out_of_order"]) == (0, 0, 0)
-    assert "daphne + core" in finished.stdout  # the table
+    assert {"cpu_per_copy", "handshake", "storm", "spectators"} <= results["targets"][SITE].keys()
+    assert "site on uvicorn" in finished.stdout and "bare ASGI reference" in finished.stdout  # the table
