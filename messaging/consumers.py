@@ -283,7 +283,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await sub.fanout.start(sub.feed, after=latest)
         came_online = await presence.join(room_id=access.room_id, member=sub.presence_member)
         online = await presence.online(room_id=access.room_id)
-        await self.send(text_data=encode({"type": "presence", "room": slug, "online": online}))
+        frame = {"type": "presence", "room": slug, "online": online.users, "count": online.count}
+        await self.send(text_data=encode(frame))
         if came_online:
             user = presence.user_from_member(sub.presence_member)
             await presence_broadcast(room_id=access.room_id, joins=[user], leaves=[])
@@ -428,7 +429,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         joins = [u for u in event["joins"] if u["id"] != self.user.pk]
         leaves = [u for u in event["leaves"] if u["id"] != self.user.pk]
         if joins or leaves:
-            frame = {"type": "presence_diff", "room": sub.access.slug, "joins": joins, "leaves": leaves}
+            frame = {
+                "type": "presence_diff",
+                "room": sub.access.slug,
+                "joins": joins,
+                "leaves": leaves,
+                "count": event["count"],
+            }
             await self.send(text_data=encode(frame))
 
     async def room_state(self, event: dict) -> None:

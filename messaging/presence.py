@@ -6,11 +6,17 @@ refresh their entries every ``PRESENCE_HEARTBEAT`` seconds; entries of a process
 that died without saying goodbye expire after ``PRESENCE_TTL`` and the next sweep
 (any live connection's heartbeat) announces those users' leave. A user is online
 while any of their entries is; two tabs are one person.
+
+A big room (an audience of thousands) is told how many people are online and the names of
+at most PRESENCE_LIST_MAX of them; who came and went is announced at most once a
+PRESENCE_COALESCE_SECONDS per room and web process (messaging.services.presence_broadcast),
+so filling a room costs O(N) presence frames, not O(N²).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -110,7 +116,16 @@ async def sweep(*, room_id: int) -> list[dict]:
     return [user_from_member(m) for m in gone]
 
 
-async def online(*, room_id: int) -> list[dict]:
+@dataclass(frozen=True)
+class Online:
+    """Who is online in a room: ``users`` (at most PRESENCE_LIST_MAX people, participants
+    first, each group by name) out of ``count`` people."""
+
+    users: list[dict]
+    count: int
+
+
+async def _live_users(room_id: int) -> dict[int, dict]:
     members = await get_async_redis(room_id).zrangebyscore(RoomKeys(room_id).presence, f"({_now()}", "+inf")
     users: dict[int, dict] = {}
     for member in members:
@@ -118,4 +133,23 @@ async def online(*, room_id: int) -> list[dict]:
         # A participant's tab wins over a spectator's for the same user.
         if user["id"] not in users or not user["spectator"]:
             users[user["id"]] = user
-    return sorted(users.values(), key=lambda u: u["username"].lower())
+    return users
+
+
+def _capped(users: list[dict]) -> list[dict]:
+    ordered = sorted(users, key=lambda u: (u["spectator"], u["username"].lower()))
+    return ordered[: settings.PRESENCE_LIST_MAX]
+
+
+async def online(*, room_id: int) -> Online:
+    users = await _live_users(room_id)
+    return Online(users=_capped(list(users.values())), count=len(users))
+
+
+async def changes(*, room_id: int, users: dict[int, dict]) -> tuple[list[dict], list[dict], int]:
+    """Of ``users`` (id -> user) who came or went lately: those online now (joins), those
+    not (leaves), each list capped, and how many people are online."""
+    live = await _live_users(room_id)
+    joins = [live[user_id] for user_id in users if user_id in live]
+    leaves = [user for user_id, user in users.items() if user_id not in live]
+    return _capped(joins), _capped(leaves), len(live)

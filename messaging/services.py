@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import buffer, changes
+from messaging import buffer, changes, presence
 from messaging.events import activity_group, room_group, user_group
 from messaging.selectors import message_get, room_counters
 from messaging.wire import (
@@ -335,6 +335,18 @@ async def typing_announce(*, room_id: int, user_id: int, username: str) -> bool:
 
 
 async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[dict]) -> None:
+    """Tell the room who came and went: at most one event per PRESENCE_COALESCE_SECONDS,
+    room and process, with each user's state when it goes out (a join then a leave within
+    the interval is announced as a leave)."""
+    coalescer = _coalescer("presence", settings.PRESENCE_COALESCE_SECONDS, _flush_presence)
+    users = coalescer.pending.get(room_id) or {}
+    users.update({user["id"]: user for user in [*joins, *leaves]})
+    coalescer.add(room_id, users)
+
+
+async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
+    joins, leaves, count = await presence.changes(room_id=room_id, users=users)
     await get_channel_layer().group_send(
-        room_group(room_id), {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves}
+        room_group(room_id),
+        {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves, "count": count},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import limits
@@ -142,10 +143,15 @@ ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
 # socket of that process resyncs.
 # redis is pinned below 8: redis-py 8 reads with a 5 s socket timeout by default, and idle
 # layer connections then died of spurious TimeoutErrors.
+# Pub/sub channels belong to the whole Redis server, not to a database number: the layer's
+# channel names carry the database of CHANNEL_REDIS_URLS, so two sites (or a test run and
+# a benchmark) on one server with different databases never hear each other's rooms.
+_channel_hosts = env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
+_channel_db = (urlsplit(_channel_hosts[0]).path.strip("/") or "0") if _channel_hosts else "0"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "messaging.layers.FanoutChannelLayer",
-        "CONFIG": {"hosts": env_list("CHANNEL_REDIS_URLS", [REDIS_URL]), "prefix": "pubsub:layer:"},
+        "CONFIG": {"hosts": _channel_hosts, "prefix": env_str("CHANNEL_LAYER_PREFIX", f"pubsub:layer:{_channel_db}:")},
     }
 }
 
@@ -311,6 +317,10 @@ LOGGING = {
 # PRESENCE_TTL + PRESENCE_HEARTBEAT seconds (45 + 15 = 60).
 PRESENCE_TTL = env_int("PRESENCE_TTL", 45)
 PRESENCE_HEARTBEAT = env_int("PRESENCE_HEARTBEAT", 15)
+# Who came and went is broadcast at most this often per room and web process (seconds),
+# and a presence frame names at most PRESENCE_LIST_MAX people (with the count of all).
+PRESENCE_COALESCE_SECONDS = env_float("PRESENCE_COALESCE_SECONDS", 1.0)
+PRESENCE_LIST_MAX = env_int("PRESENCE_LIST_MAX", 100)
 # One `typing` event per user and room at most this often (seconds).
 TYPING_INTERVAL = 2.0
 # Claps on one message are broadcast at most this often per web process (seconds).

@@ -38,7 +38,8 @@
   // and go out after the ones before them, in the order they were written.
   let ready = false;
   const unacked = new Map(); // client_id -> body
-  const online = new Map(); // user id -> user
+  const online = new Map(); // user id -> user (the server names at most PRESENCE_LIST_MAX)
+  let onlineCount = 0; // how many people are online, named or not
   const typers = new Map(); // user id -> {user, timer}
 
   // --- Rendering: the same markup as templates/messaging/_message.html -------
@@ -350,11 +351,13 @@
       case "presence":
         online.clear();
         frame.online.forEach((u) => online.set(u.id, u));
+        onlineCount = frame.count ?? frame.online.length;
         renderOnline();
         break;
       case "presence_diff":
         frame.joins.forEach((u) => online.set(u.id, u));
         frame.leaves.forEach((u) => { online.delete(u.id); stopTyping(u.id); });
+        onlineCount = frame.count ?? online.size;
         renderOnline();
         break;
       case "typing":
@@ -366,6 +369,7 @@
         if (composer) composer.hidden = true;
         root.dataset.kicked = "true";
         online.clear();
+        onlineCount = 0;
         typers.forEach((entry) => clearTimeout(entry.timer));
         typers.clear();
         renderOnline();
@@ -428,6 +432,14 @@
       empty.className = "empty";
       empty.textContent = "Nobody else right now.";
       items.push(empty);
+    }
+    // A big room names some of the people online (the server caps the list) and counts all.
+    const others = onlineCount - users.length;
+    if (others > 0) {
+      const more = document.createElement("li");
+      more.className = "online__more";
+      more.textContent = `and ${others.toLocaleString()} more`;
+      items.push(more);
     }
     onlineList.replaceChildren(...items);
   }
