@@ -8,6 +8,8 @@ room's messages (``room.message`` events on a ``room.<id>`` group) go instead, d
 once, to the room's ``messaging.fanout.RoomFanout``, which orders them once and writes the
 same text to every socket of the process. The process's fan-out is its one member of the
 group, as far as Redis is concerned. Every other event goes to the consumers as before.
+A consumer's own channel lives in its process only (nothing here sends to a channel by
+name), so opening a socket subscribes to nothing in Redis but its groups.
 
 Its second change: when the subscriber connection to Redis drops, redis-py reconnects and
 subscribes again without telling anyone, and whatever was published in between is gone.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
@@ -61,6 +64,13 @@ class _Shard(RedisSingleShardConnection):
         for queue in queues:
             queue.put_nowait(notice)
 
+    async def publish(self, channel: str, message: bytes) -> None:
+        # Without the shard's lock, which channels-redis holds here too: the pool gives each
+        # PUBLISH a connection of its own, and under the lock every send of the process
+        # waited for the round trips of the others and for the handshakes' SUBSCRIBEs.
+        self._ensure_redis()
+        await self._redis.publish(channel, message)
+
     def _receive_message(self, message) -> None:
         if message is not None:
             name = message["channel"]
@@ -80,6 +90,21 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         self._shards = [_Shard(shard.host, self) for shard in self._shards]
         self.fanouts: dict[str, RoomFanout] = {}  # group channel name -> the room's fan-out
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A consumer's own channel, known to this process only. The site reaches consumers
+        through groups, never by channel name, so the channel is not subscribed to in Redis:
+        a SUBSCRIBE and an UNSUBSCRIBE per socket saved, each a round trip under the shard's
+        lock that every handshake of the process queued behind."""
+        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        self.channels[channel] = asyncio.Queue()
+        return channel
+
+    async def send(self, channel: str, message: dict) -> None:
+        """Only to a channel of this process (see ``new_channel``)."""
+        queue = self.channels.get(channel)
+        if queue is not None:
+            queue.put_nowait(self.channel_layer.serialize(message))
 
     def room_fanout(self, group: str, *, room_id: int, slug: str) -> RoomFanout:
         """The room's fan-out in this process, made on first use. A socket attaches to it

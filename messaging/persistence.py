@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from messaging import buffer, changes
@@ -31,7 +33,11 @@ MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
 
 
 def messages_persist_server(*, server: int) -> int:
-    """Persist every dirty room on one Redis server until none is left; returns the records processed."""
+    """Persist every dirty room on one Redis server until none is left; returns the records processed.
+
+    While sends keep coming, each round waits PERSIST_LINGER_SECONDS before the next, so that
+    a round carries a batch rather than the one or two messages of the last milliseconds
+    (at 1,000 sends a second the worker spent 0.4 of a core on rounds that small)."""
     url = all_room_redis_urls()[server]
     processed = 0
     while True:
@@ -39,6 +45,7 @@ def messages_persist_server(*, server: int) -> int:
             processed += room_persist(room_id=room_id)
         if buffer.release_schedule(url=url):
             return processed
+        time.sleep(settings.PERSIST_LINGER_SECONDS)
 
 
 def room_persist(*, room_id: int) -> int:
@@ -128,9 +135,21 @@ def changes_persist_room(*, room_id: int) -> None:
 
 
 def reads_persist_room(*, room_id: int) -> None:
+    """Raise the read markers of the room's members in one statement (every sender's moves)."""
     reads = buffer.unpersisted_reads(room_id=room_id)
-    for user_id, seq in reads.items():
-        Membership.objects.filter(room_id=room_id, user_id=user_id, last_read_seq__lt=seq).update(last_read_seq=seq)
+    if not reads:
+        return
+    membership = Membership._meta
+    fields = {f.attname: f.column for f in membership.concrete_fields}
+    rows = ", ".join(["(%s, %s)"] * len(reads))
+    sql = (
+        f'UPDATE "{membership.db_table}" AS m SET "{fields["last_read_seq"]}" = v.seq '  # noqa: S608 (names from the model)
+        f"FROM (VALUES {rows}) AS v(user_id, seq) "
+        f'WHERE m."{fields["room_id"]}" = %s AND m."{fields["user_id"]}" = v.user_id '
+        f'AND m."{fields["last_read_seq"]}" < v.seq'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(value for pair in reads.items() for value in pair), room_id])
     buffer.mark_reads_persisted(room_id=room_id, reads=reads)
 
 

@@ -153,7 +153,7 @@ class Outbox:
 
     A frame goes straight to the server's ``send`` while the socket takes it and nothing
     waits before it; otherwise it waits here for a writer task that sends as the socket
-    drains. When more than ``limit`` characters wait, the outbox closes, drops them and
+    drains. When more than ``limit`` bytes (UTF-8) wait, the outbox closes, drops them and
     calls ``on_overflow(waiting)`` (its owner cuts the socket off).
     """
 
@@ -166,7 +166,7 @@ class Outbox:
         self.socket = socket
         self.limit = limit
         self.on_overflow = on_overflow
-        self.frames: deque[str] = deque()
+        self.frames: deque[tuple[str, int]] = deque()  # (text, its size in bytes)
         self.size = 0
         self.sending = False
         self.writer: asyncio.Task | None = None
@@ -189,8 +189,9 @@ class Outbox:
             self._start_writer()
 
     def _queue(self, text: str) -> None:
-        self.frames.append(text)
-        self.size += len(text)
+        size = len(text) if text.isascii() else len(text.encode())
+        self.frames.append((text, size))
+        self.size += size
         if self.size > self.limit:
             waiting = self.size
             self.close()
@@ -207,8 +208,8 @@ class Outbox:
                 await self.socket.wait_writable()
                 if self.closed or not self.frames:
                     break
-                text = self.frames.popleft()
-                self.size -= len(text)
+                text, size = self.frames.popleft()
+                self.size -= size
                 self.sending = True
                 try:
                     await self.send({"type": "websocket.send", "text": text})

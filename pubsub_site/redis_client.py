@@ -20,6 +20,8 @@ import weakref
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.driver_info import DriverInfo
+from redis.utils import get_lib_version
 
 _lock = threading.Lock()
 _sync_clients: dict[str, redis.Redis] = {}
@@ -32,6 +34,10 @@ _POOL_OPTIONS = {
     "socket_timeout": 5,
     "health_check_interval": 30,
     "max_connections": 200,
+    # Said once (CLIENT SETINFO) on every new connection: made here once, since redis-py
+    # otherwise reads its version from the package metadata for each connection it opens
+    # (a millisecond apiece, dozens of them when a reconnect storm widens the pool).
+    "driver_info": DriverInfo(name="redis-py", lib_version=get_lib_version()),
 }
 
 
@@ -58,6 +64,19 @@ def get_redis(room_id: int | None = None, *, url: str | None = None) -> redis.Re
                 client = redis.Redis(connection_pool=pool)
                 _sync_clients[url] = client
     return client
+
+
+class SharedConnectionPool:
+    """Django's RedisCache (CACHES ``OPTIONS["pool_class"]``) on the process-wide pool of its URL.
+
+    Django makes a cache backend, and with it a pool, per thread and per asyncio context:
+    every WebSocket handshake (its session is read from the cache) opened a connection to
+    Redis, and redis-py reads its own version from the package metadata for each one. This
+    hands Django the pool ``get_redis`` keeps for the URL instead."""
+
+    @classmethod
+    def from_url(cls, url: str, **options) -> redis.ConnectionPool:
+        return get_redis(url=url).connection_pool
 
 
 def get_async_redis(room_id: int | None = None, *, url: str | None = None) -> aioredis.Redis:

@@ -111,9 +111,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # by the process's threads, fixes both: closing a connection (at the end of each hop
         # and request) returns it to the pool, which keeps DB_POOL_MIN_SIZE open and opens
         # up to DB_POOL_MAX_SIZE; a thread that finds none free waits DB_POOL_TIMEOUT
-        # seconds, then fails. Django requires CONN_MAX_AGE=0 with a pool. The health check
-        # on every checkout (one empty round trip) drops a connection that died while idle
-        # (PostgreSQL restarted) instead of failing the request that drew it.
+        # seconds, then fails. Django requires CONN_MAX_AGE=0 with a pool. No health check on
+        # checkout: it is a round trip per database hop (7% of a handshake's CPU in the
+        # benchmark's profile); a connection that died while idle (PostgreSQL restarted) fails
+        # the one call that drew it (the WebSocket answers `unavailable`, the client retries),
+        # and psycopg's pool drops it when it comes back broken.
         if DATABASES["default"]["CONN_MAX_AGE"] != 0:
             raise ImproperlyConfigured("DB_CONN_MAX_AGE must be 0 with the connection pool (or set DB_POOL=0).")
         _pool_min, _pool_max = env_int("DB_POOL_MIN_SIZE", 2), env_int("DB_POOL_MAX_SIZE", 10)
@@ -121,7 +123,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             raise ImproperlyConfigured(
                 f"DB_POOL_MIN_SIZE={_pool_min} and DB_POOL_MAX_SIZE={_pool_max}: need 0 <= min <= max, max >= 1."
             )
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": _pool_min,
             "max_size": _pool_max,
@@ -160,8 +161,13 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "pubsub:cache",
+        "OPTIONS": {"pool_class": "pubsub_site.redis_client.SharedConnectionPool"},
     }
 }
+# Sessions are written to PostgreSQL and the cache, and read from the cache (Redis): a
+# WebSocket handshake, a thousand of them in a reconnect storm, reads its session without a
+# database query; after a cache flush a session is read from PostgreSQL again.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
@@ -289,8 +295,11 @@ MESSAGE_REPLAY_LIMIT = 1000
 # Each worker queues a persistence job this often (seconds) when rooms wait and none is
 # scheduled: after a job failed (PostgreSQL down) or was lost (Redis restarted).
 PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)
-# A client that stops reading: once this much waits for it beyond its socket's own 64 KiB
-# buffer, its connection is closed (bytes; see messaging.consumers.SendBacklog).
+# While sends keep coming, the persistence job waits this long between rounds, so a round
+# carries a batch (the ack-to-row lag grows by as much; its target is p99 < 1 s).
+PERSIST_LINGER_SECONDS = env_float("PERSIST_LINGER_SECONDS", 0.1)
+# A client that stops reading: once this much waits for it beyond what the server and the
+# kernel buffer for its socket, its connection is closed (bytes; see messaging.sockets.Outbox).
 WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
 # WebSocket handshakes at work at once per web process; more wait their turn for up to
 # WS_HANDSHAKE_WAIT seconds (well inside daphne's 5 s handshake timeout), then are closed
