@@ -153,7 +153,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.heartbeat_task.cancel()
         for slug in list(self.subscriptions):
             with contextlib.suppress(RedisError):
-                await self._end_subscription(slug)
+                await self._end_subscription(slug, follow_activity=False)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         for room_id in self.activity_rooms:
             await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
@@ -250,9 +250,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def _start_subscription(self, sub: Subscription, *, since: int | None, since_rev: int | None, ref) -> None:
         access, slug = sub.access, sub.access.slug
         await self.channel_layer.group_add(room_group(access.room_id), self.channel_name)
-        if access.room_id not in self.activity_rooms:
-            self.activity_rooms[access.room_id] = slug
-            await self.channel_layer.group_add(activity_group(access.room_id), self.channel_name)
+        # A socket that follows the room's messages needs no news of its activity (unread
+        # counts; its page counts what it has not seen): in a room of a thousand, that was a
+        # frame a second to every socket, more work than the messages. It follows the room's
+        # activity again once the subscription ends.
+        self.activity_rooms[access.room_id] = slug
+        await self.channel_layer.group_discard(activity_group(access.room_id), self.channel_name)
         latest, rev = await aroom_counters(room_id=access.room_id)
         sub.last_seq = latest
         replay: list = []
@@ -480,7 +483,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             return
         self.logged_out = True
         for slug in list(self.subscriptions):
-            await self._end_subscription(slug)
+            await self._end_subscription(slug, follow_activity=False)
         for room_id in self.activity_rooms:
             await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
         self.activity_rooms = {}
@@ -530,13 +533,15 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             except RedisError:
                 logger.warning("presence heartbeat failed", exc_info=True)
 
-    async def _end_subscription(self, slug: str) -> None:
+    async def _end_subscription(self, slug: str, *, follow_activity: bool = True) -> None:
         sub = self.subscriptions.pop(slug, None)
         if sub is None:
             return
         self.slug_by_room_id.pop(sub.access.room_id, None)
         sub.fanout.detach(sub.feed)
         await self.channel_layer.group_discard(room_group(sub.access.room_id), self.channel_name)
+        if follow_activity and sub.access.room_id in self.activity_rooms:
+            await self.channel_layer.group_add(activity_group(sub.access.room_id), self.channel_name)
         if await presence.leave(room_id=sub.access.room_id, member=sub.presence_member):
             await presence_broadcast(
                 room_id=sub.access.room_id, joins=[], leaves=[presence.user_from_member(sub.presence_member)]

@@ -263,3 +263,19 @@ async def test_spectators_show_apart_in_presence(alice, bob, public_room):
     assert {u["username"]: u["spectator"] for u in online} == {"alice": False, "bob": True}
     await alice_ws.close()
     await bob_ws.close()
+
+
+async def test_a_socket_following_a_room_gets_no_unread_counts_for_it_until_it_unsubscribes(alice, bob, private_room):
+    bob_ws = await connected(bob, ignore=frozenset({"presence", "presence_diff"}))
+    await bob_ws.subscribe(private_room.slug)
+    (alice_ws,) = await room_with(private_room, alice)
+    await alice_ws.post(private_room.slug, "seen live")
+    assert (await bob_ws.recv_type("message"))["body"] == "seen live"
+    assert await bob_ws.nothing_more(1.5)  # no `unread`: bob's page counts what it has not seen
+    await bob_ws.send({"type": "unsubscribe", "room": private_room.slug})
+    await bob_ws.recv_type("unsubscribed")
+    await alice_ws.post(private_room.slug, "while away")
+    unread = await bob_ws.recv_type("unread", timeout=5)
+    assert (unread["room"], unread["seq"]) == (private_room.slug, 2)
+    await alice_ws.close()
+    await bob_ws.close()

@@ -265,6 +265,8 @@
   function countUnseen(n) {
     unseen = n ? unseen + n : 0;
     document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
+    // The server sends no unread counts for the room a socket follows: its badge is ours.
+    if (n) window.PubSub.setUnread(room, unseen);
   }
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") countUnseen(0);
