@@ -63,15 +63,18 @@ async def handshake(cookie: str | None) -> dict:
     return keeper.scope
 
 
-def test_it_reads_session_user_and_memberships_in_three_queries(
+def test_it_reads_the_user_and_memberships_in_one_query_and_the_session_from_the_cache(
     bob, public_room, private_room, django_assert_num_queries
 ):
-    key = netclient.session_key_for(bob)
-    with django_assert_num_queries(3):
+    key = netclient.session_key_for(bob)  # written to PostgreSQL only
+    with django_assert_num_queries(2):  # the session (then cached), the user with the memberships
         identity = handshake_identity(session_key=key)
     assert identity.user == bob
     assert identity.session.session_key == key
     assert identity.memberships == {private_room.pk: (private_room.slug, 0)}
+    with django_assert_num_queries(1):  # the session from the cache, as after a log-in
+        again = handshake_identity(session_key=key)
+    assert (again.user, again.memberships) == (bob, identity.memberships)
 
 
 def test_it_makes_no_query_without_a_session(django_assert_num_queries):
