@@ -75,6 +75,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     server_socket: ServerSocket | None = None
     outbox: Outbox | None = None
     cut_off = False
+    closing = False
     logged_out = False
 
     async def __call__(self, scope, receive, send) -> None:
@@ -568,7 +569,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         asyncio.get_running_loop().create_task(self.close(code=1011))
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.closing:
+            return  # a second close (a frame over 64 KiB after another): the server would raise
+        self.closing = True
         if self.outbox is not None:
+            if not self.cut_off:  # what was written before the close goes out before it
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.outbox.flush(), CLOSE_WAIT_SECONDS)
             self.outbox.close()
         protocol = daphne_protocol(self.base_send)
         if protocol is not None:

@@ -220,6 +220,12 @@ class Outbox:
         finally:
             self.writer = None
 
+    async def flush(self) -> None:
+        """Wait until nothing waits here (the caller bounds the wait)."""
+        writer = self.writer
+        if writer is not None:
+            await asyncio.wait({writer})
+
     def _lost(self, error: Exception) -> None:
         logger.debug("a WebSocket write failed: %r", error)
         self.close()

@@ -240,3 +240,16 @@ async def test_the_layer_hands_a_room_message_to_the_fan_out_once_for_the_proces
         await layer.group_discard(group, channel)
     assert layer.fanouts == {}
     await layer.flush()
+
+
+async def test_flush_waits_for_what_waits_in_the_outbox():
+    socket = Blocked()
+    recorder = Recorder()
+    outbox = outbox_for(recorder, socket)
+    await outbox.write(orjson.dumps({"type": "message", "seq": 1}).decode())
+    flushing = asyncio.ensure_future(outbox.flush())
+    await settle()
+    assert not flushing.done()
+    socket.drained.set()
+    await asyncio.wait_for(flushing, 1)
+    assert recorder.seqs == [1]
