@@ -41,6 +41,7 @@ from messaging.services import (
     message_mark_read,
     message_send,
     presence_broadcast,
+    presence_left,
     typing_announce,
 )
 from messaging.sockets import Outbox, ServerSocket, daphne_protocol, send_close_below_autobahn, server_socket
@@ -71,7 +72,6 @@ class Subscription:
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):
-    heartbeat_task: asyncio.Task | None = None
     server_socket: ServerSocket | None = None
     outbox: Outbox | None = None
     cut_off = False
@@ -89,8 +89,6 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await self.close(code=1011)
         finally:
-            if self.heartbeat_task is not None:
-                self.heartbeat_task.cancel()
             if self.outbox is not None:
                 self.outbox.close()
 
@@ -146,12 +144,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox(
             self.base_send, self.server_socket, limit=settings.WS_SEND_BACKLOG_MAX_BYTES, on_overflow=self._overflowed
         )
-        self.heartbeat_task = asyncio.create_task(self._heartbeat())
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "subscriptions"):
             return
-        self.heartbeat_task.cancel()
         for slug in list(self.subscriptions):
             with contextlib.suppress(RedisError):
                 await self._end_subscription(slug, follow_activity=False)
@@ -286,6 +282,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=encode(change))
         await sub.fanout.start(sub.feed, after=latest)
         came_online = await presence.join(room_id=access.room_id, member=sub.presence_member)
+        presence.keeper(on_gone=presence_left).add(access.room_id, sub.presence_member)
         online = await presence.online(room_id=access.room_id)
         frame = {"type": "presence", "room": slug, "online": online.users, "count": online.count}
         await self.send(text_data=encode(frame))
@@ -520,20 +517,6 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         count = max(0, latest - self.read_markers.get(room_id, 0))
         await self.send(text_data=encode({"type": "unread", "room": slug, "count": count, "seq": latest}))
 
-    async def _heartbeat(self) -> None:
-        """Keep this connection's presence alive, and sweep entries of dead processes."""
-        while True:
-            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
-            try:
-                subs = list(self.subscriptions.values())
-                await presence.heartbeat(entries=[(s.access.room_id, s.presence_member) for s in subs])
-                for sub in subs:
-                    gone = await presence.sweep(room_id=sub.access.room_id)
-                    if gone:
-                        await presence_broadcast(room_id=sub.access.room_id, joins=[], leaves=gone)
-            except RedisError:
-                logger.warning("presence heartbeat failed", exc_info=True)
-
     async def _end_subscription(self, slug: str, *, follow_activity: bool = True) -> None:
         sub = self.subscriptions.pop(slug, None)
         if sub is None:
@@ -543,6 +526,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(room_group(sub.access.room_id), self.channel_name)
         if follow_activity and sub.access.room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(sub.access.room_id), self.channel_name)
+        presence.keeper(on_gone=presence_left).discard(sub.access.room_id, sub.presence_member)
         if await presence.leave(room_id=sub.access.room_id, member=sub.presence_member):
             await presence_broadcast(
                 room_id=sub.access.room_id, joins=[], leaves=[presence.user_from_member(sub.presence_member)]

@@ -1,11 +1,11 @@
 """Who is online in a room, across web processes and tabs, in Redis.
 
 Each connection subscribed to a room holds one entry ``user_id|username|kind|channel``
-in the room's ``presence`` sorted set, scored by when it expires. Connections
-refresh their entries every ``PRESENCE_HEARTBEAT`` seconds; entries of a process
-that died without saying goodbye expire after ``PRESENCE_TTL`` and the next sweep
-(any live connection's heartbeat) announces those users' leave. A user is online
-while any of their entries is; two tabs are one person.
+in the room's ``presence`` sorted set, scored by when it expires. Each web process
+refreshes its connections' entries every ``PRESENCE_HEARTBEAT`` seconds (``PresenceKeeper``);
+entries of a process that died without saying goodbye expire after ``PRESENCE_TTL`` and
+the next sweep (by any live process with a subscriber in the room) announces those users'
+leave. A user is online while any of their entries is; two tabs are one person.
 
 A big room (an audience of thousands) is told how many people are online and the names of
 at most PRESENCE_LIST_MAX of them; who came and went is announced at most once a
@@ -15,13 +15,20 @@ so filling a room costs O(N) presence frames, not O(N²).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from messaging.buffer import RoomKeys
 from pubsub_site.redis_client import get_async_redis
+
+logger = logging.getLogger(__name__)
 
 # Does the user (ARGV[1] .. '|') still have a live entry (score > ARGV[2])?
 _HAS_LIVE = """
@@ -104,10 +111,68 @@ async def leave(*, room_id: int, member: str) -> bool:
     return bool(int(reply))
 
 
-async def heartbeat(*, entries: list[tuple[int, str]]) -> None:
+async def heartbeat(*, entries: dict[int, set[str]]) -> None:
+    """Push back the expiry of live entries (room id -> members): one command per room."""
     expiry = _now() + settings.PRESENCE_TTL
-    for room_id, member in entries:
-        await get_async_redis(room_id).zadd(RoomKeys(room_id).presence, {member: expiry}, xx=True)
+    for room_id, members in entries.items():
+        if members:
+            await get_async_redis(room_id).zadd(RoomKeys(room_id).presence, dict.fromkeys(members, expiry), xx=True)
+
+
+class PresenceKeeper:
+    """This process's presence entries, one per subscribed socket, kept alive together.
+
+    Every PRESENCE_HEARTBEAT seconds one task refreshes them all (one ZADD per room) and
+    sweeps each room once for entries that expired (a process that died), calling
+    ``on_gone(room_id, users)`` for the users who left that way. One task and one sweep
+    per room and process, where each socket used to have a task of its own and sweep
+    every room it was in.
+    """
+
+    def __init__(self, on_gone: Callable[[int, list[dict]], Awaitable[None]]) -> None:
+        self.on_gone = on_gone
+        self.entries: dict[int, set[str]] = {}
+        self.task: asyncio.Task | None = None
+
+    def add(self, room_id: int, member: str) -> None:
+        self.entries.setdefault(room_id, set()).add(member)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="presence keeper")
+
+    def discard(self, room_id: int, member: str) -> None:
+        members = self.entries.get(room_id)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self.entries[room_id]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+            try:
+                await self.beat()
+            except RedisError:
+                logger.warning("presence heartbeat failed", exc_info=True)
+
+    async def beat(self) -> None:
+        entries = {room_id: set(members) for room_id, members in self.entries.items()}
+        await heartbeat(entries=entries)
+        for room_id in entries:
+            gone = await sweep(room_id=room_id)
+            if gone:
+                await self.on_gone(room_id, gone)
+
+
+_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceKeeper] = weakref.WeakKeyDictionary()
+
+
+def keeper(*, on_gone: Callable[[int, list[dict]], Awaitable[None]]) -> PresenceKeeper:
+    """The running loop's keeper (made with ``on_gone`` the first time)."""
+    loop = asyncio.get_running_loop()
+    found = _keepers.get(loop)
+    if found is None:
+        found = _keepers[loop] = PresenceKeeper(on_gone)
+    return found
 
 
 async def sweep(*, room_id: int) -> list[dict]:

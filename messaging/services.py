@@ -344,6 +344,11 @@ async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[di
     coalescer.add(room_id, users)
 
 
+async def presence_left(room_id: int, users: list[dict]) -> None:
+    """Users whose every presence entry expired (their web process died) have left."""
+    await presence_broadcast(room_id=room_id, joins=[], leaves=users)
+
+
 async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
     joins, leaves, count = await presence.changes(room_id=room_id, users=users)
     await get_channel_layer().group_send(

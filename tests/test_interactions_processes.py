@@ -69,7 +69,7 @@ def test_twenty_clients_on_two_processes_clap_one_message_to_exact_capped_totals
 
 
 def test_presence_survives_tabs_and_a_killed_process_makes_its_users_leave(cluster, alice, bob, public_room):
-    cluster.env.update({"PRESENCE_TTL": "3", "PRESENCE_HEARTBEAT": "1"})
+    cluster.env.update({"PRESENCE_TTL": "3", "PRESENCE_HEARTBEAT": "1", "PRESENCE_COALESCE_SECONDS": "0.2"})
     stable, doomed = cluster.start_web(), cluster.start_web()
     alice_key, bob_key = session_key_for(alice), session_key_for(bob)
 
@@ -91,6 +91,7 @@ def test_presence_survives_tabs_and_a_killed_process_makes_its_users_leave(clust
         return elapsed
 
     elapsed = asyncio.run(scenario())
-    # The bound is PRESENCE_TTL + PRESENCE_HEARTBEAT (3 + 1 here; 45 + 15 = 60 s in production).
-    assert elapsed <= 3 + 1 + 1
-    print(f"bob left {elapsed:.1f} s after his web process was killed (bound: 4 s with TTL 3 s, heartbeat 1 s)")
+    # The bound is PRESENCE_TTL + PRESENCE_HEARTBEAT + PRESENCE_COALESCE_SECONDS (3 + 1 + 0.2 here;
+    # 45 + 15 + 1 = 61 s in production), and a second for a busy machine.
+    assert elapsed <= 3 + 1 + 0.2 + 1
+    print(f"bob left {elapsed:.1f} s after his web process was killed (bound: 4.2 s with TTL 3 s, heartbeat 1 s)")
