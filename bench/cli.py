@@ -35,12 +35,14 @@ SITE_SECTIONS = ["latency", "fanout", "spectators", "handshake", "storm", "persi
 # the site on the server it ships with (uvicorn, websockets-sansio) gets every section;
 # the bare reference app on the same server the scenarios that measure the server (its
 # ceiling); the site on daphne, on uvicorn's websockets implementation and on granian the
-# two load ladders (and the handshakes, and memory for daphne). Sections run one after
+# two load ladders (and the handshakes, and memory for daphne); two uvicorn processes the
+# ladders. Sections run one after
 # the other, each on freshly started servers.
 FULL_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("uvicorn"), SITE_SECTIONS),
     (ServerConfig("bare"), ["latency", "fanout", "spectators", "handshake", "storm", "memory"]),
     (ServerConfig("daphne"), ["latency", "fanout", "handshake", "memory@1000"]),
+    (ServerConfig("uvicorn", webs=2), ["latency", "fanout"]),
     (ServerConfig("uvicorn-websockets"), ["latency", "fanout"]),
     (ServerConfig("granian"), ["latency", "fanout", "handshake"]),
 ]
