@@ -39,9 +39,10 @@ class HandshakeLimit:
     """At most `limit` WebSocket handshakes at work at once in this process; the others
     wait their turn, for up to `wait` seconds, before any database work.
 
-    In a reconnect storm every handshake costs a few queries; all at once they pass
-    daphne's 5 s handshake timeout, daphne drops them after the work is done, the clients
-    retry, and nobody gets in. Taken a few at a time they finish in time. A handshake
+    In a reconnect storm every handshake costs a database hop and a few Redis calls; all at
+    once they share the process's one core and every one of them takes the time of all
+    (under daphne they passed its 5 s handshake timeout and nobody got in). Taken a few at
+    a time each finishes in milliseconds and the queue drains in order. A handshake
     that waited `wait` seconds in vain is accepted and closed at once with 1013 (Try
     Again Later): the client reconnects after its backoff, as after any close. (Not
     403: the contract keeps that for "not signed in" and "foreign origin", which a

@@ -1,4 +1,4 @@
-"""Fixtures for tests that run real processes (daphne, rq workers) on 127.0.0.1."""
+"""Fixtures for tests that run real processes (uvicorn, rq workers) on 127.0.0.1."""
 
 from __future__ import annotations
 

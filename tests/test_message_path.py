@@ -1,4 +1,4 @@
-"""The message path on real processes: two daphne web servers, rq workers, Redis, PostgreSQL."""
+"""The message path on real processes: two web servers (uvicorn), rq workers, Redis, PostgreSQL."""
 
 from __future__ import annotations
 

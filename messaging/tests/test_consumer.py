@@ -17,8 +17,8 @@ from rooms.models import Membership, Room
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
 
-# Closing before accepting is what daphne answers with HTTP 403; the test with a
-# real daphne (test_processes.py) checks the status code on the wire.
+# Closing before accepting is what the server answers with HTTP 403; the test with a
+# real server (tests/test_message_path.py) checks the status code on the wire.
 async def test_an_anonymous_handshake_is_refused():
     ok, _, _ = await connect(None)
     assert not ok

@@ -48,6 +48,17 @@ async def test_the_limit_is_per_user_and_room(settings, alice, bob, public_room)
     await bob_ws.close()
 
 
+async def refusals_until_closed_with_1008(ws) -> int:
+    """How many `rate_limited` errors came before the server closed the socket with 1008."""
+    refused = 0
+    while True:
+        output = await ws.ws.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            assert output["code"] == 1008
+            return refused
+        refused += '"rate_limited"' in output.get("text", "")
+
+
 async def test_a_connection_that_keeps_flooding_is_closed_with_1008(settings, bob, public_room):
     settings.WS_RATE_LIMITS = {**settings.WS_RATE_LIMITS, "clap": "1/minute"}
     settings.WS_FLOOD_REFUSALS = 5
@@ -56,14 +67,7 @@ async def test_a_connection_that_keeps_flooding_is_closed_with_1008(settings, bo
     await ws.post(public_room.slug, "clap me")
     for _ in range(6):
         await ws.send({"type": "clap", "room": public_room.slug, "seq": 1})
-    refused = 0
-    while True:
-        output = await ws.ws.receive_output(timeout=3)
-        if output["type"] == "websocket.close":
-            assert output["code"] == 1008
-            break
-        refused += '"rate_limited"' in output.get("text", "")
-    assert refused == 5
+    assert await refusals_until_closed_with_1008(ws) == 5
 
 
 async def test_a_connection_that_keeps_sending_past_the_limit_is_closed_with_1008(settings, bob, public_room):
@@ -74,14 +78,7 @@ async def test_a_connection_that_keeps_sending_past_the_limit_is_closed_with_100
     await ws.post(public_room.slug, "the one allowed")
     for i in range(6):
         await ws.send(send_frame(public_room.slug, f"flood {i}"))
-    refused = 0
-    while True:
-        output = await ws.ws.receive_output(timeout=3)
-        if output["type"] == "websocket.close":
-            assert output["code"] == 1008
-            break
-        refused += '"rate_limited"' in output.get("text", "")
-    assert refused == 5
+    assert await refusals_until_closed_with_1008(ws) == 5
 
 
 async def test_slow_mode_spaces_one_members_messages_and_spares_moderators(alice, bob, public_room):

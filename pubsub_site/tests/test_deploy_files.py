@@ -543,7 +543,7 @@ def run_healthcheck(kind: str, **env: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def fake_web():
-    """An HTTP server standing in for daphne: records each request, answers with `status`."""
+    """An HTTP server standing in for the web server: records each request, answers with `status`."""
     seen: list[tuple[str, str]] = []
     state = {"status": 200}
 

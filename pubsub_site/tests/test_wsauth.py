@@ -127,7 +127,7 @@ async def test_a_missing_or_unknown_session_is_refused_with_403(cookie):
     headers = [(b"origin", b"http://localhost")] + ([(b"cookie", cookie.encode())] if cookie is not None else [])
     communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
     connected, _ = await communicator.connect(timeout=5)
-    assert not connected  # closed before accept: daphne answers 403
+    assert not connected  # closed before accept: the server answers 403
 
 
 @closes_async_clients

@@ -1,5 +1,5 @@
 """Browser tests: Debian's Chromium, driven by Playwright's sync API (pytest-playwright's
-`new_context` and `page` fixtures), against real daphne and rq worker processes (the
+`new_context` and `page` fixtures), against real web (uvicorn) and rq worker processes (the
 `cluster` fixture) sharing the test database.
 
 Playwright's sync API runs its event loop in the main thread and leaves it marked as

@@ -21,7 +21,7 @@ def make_cluster(transactional_db, request):
     yield make
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     for cluster in clusters:
-        cluster.stop(graceful=False)  # the test is over: daphne would take seconds to drain
+        cluster.stop(graceful=False)  # the test is over: no need to drain
         if failed:
             print(cluster.logs())
 

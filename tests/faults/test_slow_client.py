@@ -3,12 +3,12 @@ of them is disconnected once what waits for it passes a bound, and the other cli
 latency is unaffected.
 
 What holds the frames of a client that does not read: first the kernel's socket send
-buffer (up to net.ipv4.tcp_wmem's maximum, 4 MiB here), then the Twisted transport of
-daphne, which has no limit. The channel layer's capacity does not help (the consumer keeps
-draining its inbox into that buffer); only daphne's ping timeout (20 s + 30 s) ends such a
-connection, with everything sent meanwhile held in memory. The consumer now registers as
-the transport's producer and closes a connection once more than WS_SEND_BACKLOG_MAX_BYTES
-wait in it. The messages here are 16 KB, so the non-readers fall 6 MiB behind in seconds.
+buffer (up to net.ipv4.tcp_wmem's maximum, 4 MiB here), then the server's write buffer
+(uvicorn's transport stops taking frames past its high-water mark), then the socket's
+outbox (messaging.sockets.Outbox), which closes the connection once more than
+WS_SEND_BACKLOG_MAX_BYTES wait in it. The room's fan-out never waits for such a socket: it
+writes only to sockets the server takes a frame from at once, and queues for the others.
+The messages here are 16 KB, so the non-readers fall 6 MiB behind in seconds.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def test_clients_that_stop_reading_are_cut_off_and_the_others_do_not_notice(make
 
     baseline, during, rss_before, rss_after, drained, received, ledger = asyncio.run(scenario())
     sent_bytes = MESSAGES * (len(BODY.encode()) + 200)
-    unbounded = SLOW_CLIENTS * (sent_bytes - KERNEL_SEND_BUFFER) / 2**20  # what daphne alone would hold
+    unbounded = SLOW_CLIENTS * (sent_bytes - KERNEL_SEND_BUFFER) / 2**20  # what an unbounded server would hold
     closed_by_server = sum(code != -1 for _, code in drained)
     cut_offs = log_text(cluster).count("does not read")
 
@@ -168,8 +168,8 @@ def test_clients_that_stop_reading_are_cut_off_and_the_others_do_not_notice(make
         f"(without a bound it would hold ~{unbounded:.0f} MiB for them beyond the kernel's buffers)",
         f"non-readers: {closed_by_server} of {SLOW_CLIENTS} closed by the server, close codes "
         f"{sorted({c for _, c in drained}, key=str)}, messages they got before the cut {sorted(n for n, _ in drained)}",
-        f"fast clients' latency: p50 {p(baseline, 50):.0f} ms, p95 {p(baseline, 95):.0f} ms before; "
-        f"p50 {p(during, 50):.0f} ms, p95 {p(during, 95):.0f} ms with the non-readers; received {received}",
+        f"fast clients' latency: p50 {p(baseline, 50):.0f} ms, p99 {p(baseline, 99):.0f} ms before; "
+        f"p50 {p(during, 50):.0f} ms, p99 {p(during, 99):.0f} ms with the non-readers; received {received}",
         f"{ledger.summary()}; web log: {cut_offs} cut-offs logged",
     )
     chaos_row(
@@ -184,5 +184,7 @@ def test_clients_that_stop_reading_are_cut_off_and_the_others_do_not_notice(make
     assert all(n < MESSAGES for n, _ in drained)
     assert rss_after - rss_before < unbounded
     assert received == [MESSAGES // 4 + MESSAGES] * 3
-    # A loose bound: the machine is shared, and the non-readers cost only their copies.
+    # Loose bounds: the machine is shared, and the non-readers cost only their copies. A
+    # room held up by them would add seconds (the frames are 16 KB, the bound 256 KiB).
     assert p(during, 50) < 3 * p(baseline, 50) + 100
+    assert p(during, 99) < 3 * p(baseline, 99) + 100
