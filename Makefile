@@ -27,8 +27,10 @@ run: venv
 demo: venv
 	@DEMO=1 scripts/run.sh
 
-## The whole suite against real PostgreSQL and Redis, after ruff.
+## The whole suite against real PostgreSQL and Redis, after ruff; installs the system
+## packages it needs first (scripts/test-deps.sh: Chromium, docker-compose, an emoji font).
 test: venv
+	scripts/test-deps.sh
 	$(VENV)/bin/ruff check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
