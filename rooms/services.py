@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -168,6 +168,9 @@ def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAcce
     if row is None:
         raise RoomNotFound
     room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until = row
+    if muted_until is not None and timezone.is_naive(muted_until):
+        # SQLite (development) hands a raw query naive UTC datetimes; the ORM would make them aware.
+        muted_until = timezone.make_aware(muted_until, UTC)
     if membership_id is None:
         if visibility != Room.Visibility.PUBLIC:
             raise RoomNotFound
