@@ -188,12 +188,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             return
         try:
             await handler(frame, ref)
-        except ClientError as error:
+        except (ClientError, ActionRefused) as error:  # the frame's fault, or a service's refusal
             await self._send_error(error, ref)
             if error.code == "rate_limited" and self._flooding():
                 await self.close(code=1008)
-        except ActionRefused as refused:
-            await self._send_error(ClientError(refused.code, refused.detail), ref)
         except (RedisError, DatabaseError) as error:
             logger.warning("A backing service failed while handling %s: %r", frame_type, error)
             await self._send_error(ClientError("unavailable", "A backing service failed; retry."), ref)
@@ -308,19 +306,15 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if access.is_muted():
             raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
         slow_mode_seconds = 0 if access.can_moderate else access.slow_mode_seconds
-        try:
-            result = await message_send(
-                room_id=access.room_id,
-                room_slug=access.slug,
-                author_id=self.user.pk,
-                author_username=self.user_json["username"],
-                body=body,
-                client_id=client_id,
-                limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
-            )
-        except ActionRefused as refused:
-            # A ClientError, so that refusals count towards closing a flooding socket.
-            raise ClientError(refused.code, refused.detail, **refused.extra) from None
+        result = await message_send(
+            room_id=access.room_id,
+            room_slug=access.slug,
+            author_id=self.user.pk,
+            author_username=self.user_json["username"],
+            body=body,
+            client_id=client_id,
+            limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
+        )
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
 
@@ -580,6 +574,6 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             frame["ref"] = ref
         await self.send(text_data=encode(frame))
 
-    async def _send_error(self, error: ClientError, ref: object) -> None:
+    async def _send_error(self, error: ClientError | ActionRefused, ref: object) -> None:
         frame = {"type": "error", "code": error.code, "detail": error.detail, **error.extra}
         await self._send_frame(frame, ref)
