@@ -59,25 +59,23 @@ async def refusals_until_closed_with_1008(ws) -> int:
         refused += '"rate_limited"' in output.get("text", "")
 
 
-async def test_a_connection_that_keeps_flooding_is_closed_with_1008(settings, bob, public_room):
-    settings.WS_RATE_LIMITS = {**settings.WS_RATE_LIMITS, "clap": "1/minute"}
+@pytest.mark.parametrize(
+    ("action", "flood"),
+    [
+        ("clap", lambda room, i: {"type": "clap", "room": room, "seq": 1}),
+        ("send", lambda room, i: send_frame(room, f"flood {i}")),
+    ],
+)
+async def test_a_connection_that_keeps_going_past_a_limit_is_closed_with_1008(
+    settings, bob, public_room, action, flood
+):
+    settings.WS_RATE_LIMITS = {**settings.WS_RATE_LIMITS, action: "1/minute"}
     settings.WS_FLOOD_REFUSALS = 5
     ws = await connected(bob)
     await ws.subscribe(public_room.slug)
-    await ws.post(public_room.slug, "clap me")
-    for _ in range(6):
-        await ws.send({"type": "clap", "room": public_room.slug, "seq": 1})
-    assert await refusals_until_closed_with_1008(ws) == 5
-
-
-async def test_a_connection_that_keeps_sending_past_the_limit_is_closed_with_1008(settings, bob, public_room):
-    settings.WS_RATE_LIMITS = {**settings.WS_RATE_LIMITS, "send": "1/minute"}
-    settings.WS_FLOOD_REFUSALS = 5
-    ws = await connected(bob)
-    await ws.subscribe(public_room.slug)
-    await ws.post(public_room.slug, "the one allowed")
+    await ws.post(public_room.slug, "the one allowed")  # with "clap" limited, the one to clap
     for i in range(6):
-        await ws.send(send_frame(public_room.slug, f"flood {i}"))
+        await ws.send(flood(public_room.slug, i))
     assert await refusals_until_closed_with_1008(ws) == 5
 
 
