@@ -44,7 +44,7 @@ from messaging.services import (
     presence_left,
     typing_announce,
 )
-from messaging.sockets import Outbox, ServerSocket, daphne_protocol, send_close_below_autobahn, server_socket
+from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
 from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber
 
@@ -72,7 +72,6 @@ class Subscription:
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):
-    server_socket: ServerSocket | None = None
     outbox: Outbox | None = None
     cut_off = False
     closing = False
@@ -140,9 +139,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
-        self.server_socket = server_socket(self.base_send)
         self.outbox = Outbox(
-            self.base_send, self.server_socket, limit=settings.WS_SEND_BACKLOG_MAX_BYTES, on_overflow=self._overflowed
+            self.base_send,
+            server_socket(self.base_send),
+            limit=settings.WS_SEND_BACKLOG_MAX_BYTES,
+            on_overflow=self._overflowed,
         )
 
     async def disconnect(self, code: int) -> None:
@@ -566,8 +567,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             # be written in time, the TCP connection is dropped.
             await asyncio.wait_for(super().close(code=code, reason=reason), CLOSE_WAIT_SECONDS)
         except TimeoutError:
-            if self.server_socket is not None:
-                self.server_socket.abort()
+            if self.outbox is not None:
+                self.outbox.socket.abort()
 
     async def _send_frame(self, frame: dict, ref: object) -> None:
         if ref is not None:

@@ -119,9 +119,9 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         await super().group_discard(group, channel)
         name = self._get_group_channel_name(group)
         if name not in self.groups:
-            self.drop_fanout(name)
+            self._drop_fanout(name)
 
-    def drop_fanout(self, name: str) -> None:
+    def _drop_fanout(self, name: str) -> None:
         fanout = self.fanouts.get(name)
         if fanout is not None and not fanout.feeds:
             del self.fanouts[name]
