@@ -812,13 +812,20 @@ def section_memory(plan, config, cluster, pool, population, connections: int | N
     port = cluster.ports[0]
     pid = cluster.webs[port].pid
     room_size = plan.memory_room_size
+    # One user per connection, each a member of the one room it is in (users of its own, not
+    # the earlier sections'): the figure does not depend on what ran before. What a further
+    # membership adds is in docs/benchmarks.md.
+    count = plan.memory_connections if connections is None else connections
+    population = fixtures.Population()
+    population.grow(plan.memory_warmup + count)
     warm = Shape(plan, pool, population, [port], max(1, plan.memory_warmup // room_size), room_size, f"mw {config.key}")
     warm_connect = warm.connect()
     pids = web_pids(cluster)
     wait_idle(pids, timeout=30)
     time.sleep(1)
     before = rss_kib(pid)
-    count = plan.memory_connections if connections is None else connections
+    population.users = population.users[plan.memory_warmup :]
+    population.sessions = population.sessions[plan.memory_warmup :]
     idle = Shape(plan, pool, population, [port], max(1, count // room_size), room_size, f"mem {config.key}")
     connect = idle.connect(concurrency=50, budget=plan.connect_budget)
     wait_idle(pids, timeout=60)

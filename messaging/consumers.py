@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import deque
@@ -22,12 +23,15 @@ from dataclasses import dataclass, field
 import orjson
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, presence, throttle
+from messaging import frames, metrics, presence, throttle
 from messaging.events import activity_group, room_group, session_fingerprint, user_group
 from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
@@ -44,8 +48,9 @@ from messaging.services import (
     presence_left,
     typing_announce,
 )
-from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_socket
+from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_inbox, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
+from pubsub_site.handshakes import handshake_done
 from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber
 
 logger = logging.getLogger(__name__)
@@ -73,13 +78,36 @@ class Subscription:
 
 class RoomsConsumer(AsyncWebsocketConsumer):
     outbox: Outbox | None = None
+    refusals: deque[float] | None = None  # when frames were refused lately (made at the first)
     cut_off = False
     closing = False
     logged_out = False
 
     async def __call__(self, scope, receive, send) -> None:
+        """Channels' ``AsyncConsumer.__call__``, reading one inbox where the server has one.
+
+        Channels waits on two tasks per socket (the server's ``receive`` and the channel
+        layer's queue for the consumer's channel) and makes a new task and an
+        ``asyncio.wait`` per event. Here the layer puts the consumer's events into the
+        server's own queue of the socket's frames (messaging.sockets.server_inbox), and one
+        loop reads both in the order they came: no task, queue or copy of an event per
+        socket. Under a server we do not know, Channels' way."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        inbox = server_inbox(receive)
         try:
-            await super().__call__(scope, receive, send)
+            if inbox is not None:
+                self.channel_layer.deliver_to(self.channel_name, inbox)
+                dispatch = self.dispatch
+                while True:
+                    await dispatch(await receive())
+            else:
+                self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+                await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
         except RedisError as error:
             # The channel layer (or another Redis call outside a frame's handling) failed:
             # events for this socket may be lost, so close it; the client resubscribes
@@ -88,8 +116,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await self.close(code=1011)
         finally:
+            self.channel_layer.drop_channel(self.channel_name)
             if self.outbox is not None:
                 self.outbox.close()
+            metrics.connection_closed(self)
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch first runs close_old_connections in the process's one sync thread:
@@ -106,36 +136,29 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await super().websocket_connect(message)
         finally:
             # Accepted or refused: let the next handshake in (pubsub_site.asgi.HandshakeLimit).
-            self.scope.get("handshake_done", lambda: None)()
+            handshake_done()
+            metrics.handshake_finished(self)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close()  # before accept: the handshake is refused with 403
             return
-        self.user = user
+        self.user_id = user.pk
         self.user_json = user_wire(user.pk, user.get_username())
         self.session = session_fingerprint(getattr(self.scope.get("session"), "session_key", None))
         self.subscriptions: dict[str, Subscription] = {}
         self.slug_by_room_id: dict[int, str] = {}
-        self.handlers: dict[str, Callable[[dict, object], Awaitable[None]]] = {
-            "subscribe": self.handle_subscribe,
-            "unsubscribe": self.handle_unsubscribe,
-            "send": self.handle_send,
-            "clap": self.handle_clap,
-            "typing": self.handle_typing,
-            "read": self.handle_read,
-            "edit": self.handle_edit,
-            "delete": self.handle_delete,
-            "ping": self.handle_ping,
-        }
         # Rooms whose activity (unread counts) this connection follows: id -> slug.
         memberships = self.scope["memberships"]  # read with the user (pubsub_site.wsauth)
+        # What the socket needs of them is read: the session, the user and the memberships
+        # are not kept for the connection's life (this scope is the consumer's own copy).
+        for key in ("session", "user", "memberships"):
+            self.scope.pop(key, None)
         self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
         self.latest_seen: dict[int, int] = {}
-        self.refusals: deque[float] = deque()
-        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
@@ -152,7 +175,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for slug in list(self.subscriptions):
             with contextlib.suppress(RedisError):
                 await self._end_subscription(slug, follow_activity=False)
-        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
         for room_id in self.activity_rooms:
             await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
 
@@ -183,12 +206,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self._send_error(ClientError("forbidden", "You have logged out; sign in again."), ref)
             await self.close(code=1008)
             return
-        handler = self.handlers.get(frame_type)
+        metrics.frame_received(frame_type)
+        handler = FRAME_HANDLERS.get(frame_type)
         if handler is None:
             await self._send_error(ClientError("unknown_type", f"Unknown frame type {frame_type[:40]!r}."), ref)
             return
         try:
-            await handler(frame, ref)
+            await handler(self, frame, ref)
         except (ClientError, ActionRefused) as error:  # the frame's fault, or a service's refusal
             await self._send_error(error, ref)
             if error.code == "rate_limited" and self._flooding():
@@ -212,7 +236,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         since = frames.optional_int(frame, "since")
         since_rev = frames.optional_int(frame, "rev")
         try:
-            access = await database_sync_to_async(room_access_for_subscriber)(slug=slug, user=self.user)
+            access = await database_sync_to_async(room_access_for_subscriber)(slug=slug, user_id=self.user_id)
         except RoomNotFound:
             raise ClientError("not_found", "No such room.") from None
         except RoomBanned:
@@ -224,7 +248,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         # and the stream.
         fanout = self.channel_layer.room_fanout(room_group(access.room_id), room_id=access.room_id, slug=slug)
         member = presence.member_key(
-            user_id=self.user.pk,
+            user_id=self.user_id,
             username=self.user_json["username"],
             spectator=not access.can_post,
             channel=self.channel_name,
@@ -233,6 +257,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             access=access, fanout=fanout, feed=fanout.attach(self.outbox, self._order_lost), presence_member=member
         )
         self.subscriptions[slug] = sub
+        metrics.SUBSCRIPTIONS.inc()
         self.slug_by_room_id[access.room_id] = slug
         try:
             await self._start_subscription(sub, since=since, since_rev=since_rev, ref=ref)
@@ -280,9 +305,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 sub.clap_revs[change["seq"]] = change["rev"]
             await self.send(text_data=encode(change))
         await sub.fanout.start(sub.feed, after=latest)
-        came_online = await presence.join(room_id=access.room_id, member=sub.presence_member)
+        came_online, online = await presence.join(room_id=access.room_id, member=sub.presence_member)
         presence.keeper(on_gone=presence_left).add(access.room_id, sub.presence_member)
-        online = await presence.online(room_id=access.room_id)
         frame = {"type": "presence", "room": slug, "online": online.users, "count": online.count}
         await self.send(text_data=encode(frame))
         if came_online:
@@ -310,7 +334,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         result = await message_send(
             room_id=access.room_id,
             room_slug=access.slug,
-            author_id=self.user.pk,
+            author_id=self.user_id,
             author_username=self.user_json["username"],
             body=body,
             client_id=client_id,
@@ -330,7 +354,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             room_id=sub.access.room_id,
             room_slug=sub.access.slug,
             seq=seq,
-            user_id=self.user.pk,
+            user_id=self.user_id,
             username=self.user_json["username"],
             count=min(count, CLAP_CAP),
         )
@@ -353,7 +377,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if now - sub.last_typing < settings.TYPING_INTERVAL:
             return  # extra typing frames are dropped
         sub.last_typing = now
-        await typing_announce(room_id=sub.access.room_id, user_id=self.user.pk, username=self.user_json["username"])
+        await typing_announce(room_id=sub.access.room_id, user_id=self.user_id, username=self.user_json["username"])
 
     async def handle_read(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)
@@ -362,7 +386,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if seq <= self.read_markers.get(sub.access.room_id, 0):
             return
         self.read_markers[sub.access.room_id] = seq
-        await message_mark_read(room_id=sub.access.room_id, user_id=self.user.pk, seq=seq)
+        await message_mark_read(room_id=sub.access.room_id, user_id=self.user_id, seq=seq)
 
     async def handle_edit(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)
@@ -370,7 +394,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         sub = self._subscription(frame)
         await self._limit("edit", sub.access.room_id)
         await message_edit(
-            room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user.pk, body=body
+            room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user_id, body=body
         )
 
     async def handle_delete(self, frame: dict, ref: object) -> None:
@@ -381,7 +405,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             room_id=sub.access.room_id,
             room_slug=sub.access.slug,
             seq=seq,
-            user_id=self.user.pk,
+            user_id=self.user_id,
             can_moderate=sub.access.can_moderate,
         )
 
@@ -414,7 +438,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def room_typing(self, event: dict) -> None:
         sub = self._sub_for(event)
-        if sub is not None and event["user"]["id"] != self.user.pk:
+        if sub is not None and event["user"]["id"] != self.user_id:
             await self.send(text_data=encode({"type": "typing", "room": sub.access.slug, "user": event["user"]}))
 
     async def room_presence(self, event: dict) -> None:
@@ -422,8 +446,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if sub is None:
             return
         # A user's own tabs know they are here.
-        joins = [u for u in event["joins"] if u["id"] != self.user.pk]
-        leaves = [u for u in event["leaves"] if u["id"] != self.user.pk]
+        joins = [u for u in event["joins"] if u["id"] != self.user_id]
+        leaves = [u for u in event["leaves"] if u["id"] != self.user_id]
         if joins or leaves:
             frame = {
                 "type": "presence_diff",
@@ -480,7 +504,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for room_id in self.activity_rooms:
             await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
         self.activity_rooms = {}
-        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
 
     async def user_membership(self, event: dict) -> None:
         """The user's rights in a room changed: read them again."""
@@ -488,20 +512,24 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if sub is None:
             return
         try:
-            sub.access = await database_sync_to_async(room_access_for_subscriber)(slug=sub.access.slug, user=self.user)
+            sub.access = await database_sync_to_async(room_access_for_subscriber)(
+                slug=sub.access.slug, user_id=self.user_id
+            )
         except (RoomNotFound, RoomBanned):
             await self.user_kicked({"room_id": event["room_id"], "reason": "You no longer have access to this room."})
 
     # --- Helpers ---------------------------------------------------------------
 
     async def _limit(self, action: str, room_id: int) -> None:
-        wait = await throttle.retry_after(action=action, room_id=room_id, user_id=self.user.pk)
+        wait = await throttle.retry_after(action=action, room_id=room_id, user_id=self.user_id)
         if wait is not None:
             raise ClientError("rate_limited", "Too many requests; slow down.", retry_after=wait)
 
     def _flooding(self) -> bool:
         """True when this connection keeps going past its limits."""
         now = time.monotonic()
+        if self.refusals is None:
+            self.refusals = deque()
         self.refusals.append(now)
         while self.refusals and self.refusals[0] < now - settings.WS_FLOOD_WINDOW:
             self.refusals.popleft()
@@ -516,6 +544,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         sub = self.subscriptions.pop(slug, None)
         if sub is None:
             return
+        metrics.SUBSCRIPTIONS.dec()
         self.slug_by_room_id.pop(sub.access.room_id, None)
         sub.fanout.detach(sub.feed)
         await self.channel_layer.group_discard(room_group(sub.access.room_id), self.channel_name)
@@ -551,6 +580,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return  # a second close (a frame over 64 KiB after another): the server would raise
         self.closing = True
+        metrics.server_closed(self, code)
         if self.outbox is not None:
             if not self.cut_off:  # what was written before the close goes out before it
                 with contextlib.suppress(TimeoutError):
@@ -576,5 +606,20 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=encode(frame))
 
     async def _send_error(self, error: ClientError | ActionRefused, ref: object) -> None:
+        metrics.error_sent(error.code)
         frame = {"type": "error", "code": error.code, "detail": error.detail, **error.extra}
         await self._send_frame(frame, ref)
+
+
+# Frame type -> the consumer's method that handles it (the contract's client frames).
+FRAME_HANDLERS: dict[str, Callable[[RoomsConsumer, dict, object], Awaitable[None]]] = {
+    "subscribe": RoomsConsumer.handle_subscribe,
+    "unsubscribe": RoomsConsumer.handle_unsubscribe,
+    "send": RoomsConsumer.handle_send,
+    "clap": RoomsConsumer.handle_clap,
+    "typing": RoomsConsumer.handle_typing,
+    "read": RoomsConsumer.handle_read,
+    "edit": RoomsConsumer.handle_edit,
+    "delete": RoomsConsumer.handle_delete,
+    "ping": RoomsConsumer.handle_ping,
+}

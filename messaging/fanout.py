@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 from redis.exceptions import RedisError
 
+from messaging import metrics
 from messaging.selectors import messages_between
 from messaging.wire import encode, message_wire
 
@@ -125,11 +126,13 @@ class RoomFanout:
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
+            sent_at = metrics.batch_sent_at(self.inbox)
             while self.inbox:
                 event = self.inbox.popleft()
                 self.pending[event["seq"]] = event["frame"]
             if self.last_seq is not None:
                 await self._take_pending()
+                metrics.batch_written(sent_at)
 
     async def _take_pending(self) -> None:
         while self.last_seq + 1 in self.pending:
@@ -143,6 +146,7 @@ class RoomFanout:
             self.gap_task = asyncio.get_running_loop().create_task(self._fill_gap())
 
     async def _deliver(self, seq: int, text: str) -> None:
+        metrics.MESSAGES_DELIVERED.inc(len(self.feeds))
         for feed in self.feeds:
             if feed.after is None:
                 feed.held.append((seq, text))

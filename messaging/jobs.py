@@ -6,6 +6,7 @@ import logging
 
 from django.db import close_old_connections
 
+from messaging import metrics
 from messaging.persistence import messages_persist_server
 
 logger = logging.getLogger(__name__)
@@ -18,7 +19,11 @@ def persist_messages(server: int = 0) -> int:
     close_old_connections()
     try:
         written = messages_persist_server(server=server)
+    except Exception:
+        metrics.JOBS.labels("persist_messages", "failed").inc()
+        raise
     finally:
         close_old_connections()
+    metrics.JOBS.labels("persist_messages", "ok").inc()
     logger.info("persisted %d messages from room server %d", written, server)
     return written

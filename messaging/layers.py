@@ -9,7 +9,11 @@ once, to the room's ``messaging.fanout.RoomFanout``, which orders them once and 
 same text to every socket of the process. The process's fan-out is its one member of the
 group, as far as Redis is concerned. Every other event goes to the consumers as before.
 A consumer's own channel lives in its process only (nothing here sends to a channel by
-name), so opening a socket subscribes to nothing in Redis but its groups.
+name), so opening a socket subscribes to nothing in Redis but its groups. An event for a
+group is decoded once for all the process's consumers in it, which share it (read-only),
+and goes into each consumer's inbox: by default a queue that ``receive`` reads; a consumer
+may give the layer its own (``deliver_to``), the ASGI server's queue of the socket's
+frames, so that one loop reads both and a socket keeps no queue or task of its own.
 
 Its second change: when the subscriber connection to Redis drops, redis-py reconnects and
 subscribes again without telling anyone, and whatever was published in between is gone.
@@ -23,16 +27,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Protocol
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
 from redis.asyncio.client import PubSub
 
+from messaging import metrics
 from messaging.fanout import RoomFanout
 
 logger = logging.getLogger(__name__)
 
 RECONNECTED = {"type": "layer.reconnected"}
+# How long the process stays subscribed to a group after its last local member left.
+UNSUBSCRIBE_AFTER_SECONDS = 10.0
+
+
+class Inbox(Protocol):
+    def put_nowait(self, event: dict) -> None: ...
+
+
 ROOM_MESSAGE = "room.message"
 
 
@@ -55,14 +69,14 @@ class _Shard(RedisSingleShardConnection):
             self._pubsub = _ReconnectAwarePubSub(self._redis.connection_pool, shard=self)
 
     def reconnected(self) -> None:
+        metrics.LAYER_RECONNECTS.inc()
         layer = self.channel_layer  # the per-loop layer that owns this shard
-        notice = layer.channel_layer.serialize(RECONNECTED)
-        queues = list(layer.channels.values())
+        inboxes = list(layer.channels.values())
         logger.warning(
-            "The channel layer's connection to %s came back; telling %d consumers to resync", self.host, len(queues)
+            "The channel layer's connection to %s came back; telling %d consumers to resync", self.host, len(inboxes)
         )
-        for queue in queues:
-            queue.put_nowait(notice)
+        for inbox in inboxes:
+            inbox.put_nowait(RECONNECTED)
 
     async def publish(self, channel: str, message: bytes) -> None:
         # Without the shard's lock, which channels-redis holds here too: the pool gives each
@@ -72,15 +86,24 @@ class _Shard(RedisSingleShardConnection):
         await self._redis.publish(channel, message)
 
     def _receive_message(self, message) -> None:
-        if message is not None:
-            name = message["channel"]
-            fanout = self.channel_layer.fanouts.get(name.decode() if isinstance(name, bytes) else name)
-            if fanout is not None:
-                event = self.channel_layer.channel_layer.deserialize(message["data"])
-                if event.get("type") == ROOM_MESSAGE:
-                    fanout.offer(event)
-                    return
-        super()._receive_message(message)
+        if message is None:
+            return
+        layer = self.channel_layer
+        name = message["channel"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        members = layer.groups.get(name)
+        fanout = layer.fanouts.get(name)
+        if not members and fanout is None:
+            return  # a group this process has just left
+        event = layer.channel_layer.deserialize(message["data"])  # once, whoever hears it
+        if fanout is not None and event.get("type") == ROOM_MESSAGE:
+            fanout.offer(event)
+            return
+        for channel in members or ():
+            inbox = layer.channels.get(channel)
+            if inbox is not None:
+                inbox.put_nowait(event)
 
 
 class FanoutLoopLayer(RedisPubSubLoopLayer):
@@ -90,6 +113,8 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         self._shards = [_Shard(shard.host, self) for shard in self._shards]
         self.fanouts: dict[str, RoomFanout] = {}  # group channel name -> the room's fan-out
+        self.idle_groups: dict[str, float] = {}  # group channel name -> when its last member left
+        self.unsubscriber: asyncio.Task | None = None
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """A consumer's own channel, known to this process only. The site reaches consumers
@@ -100,11 +125,34 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         self.channels[channel] = asyncio.Queue()
         return channel
 
+    def deliver_to(self, channel: str, inbox: Inbox) -> None:
+        """From now on the channel's events go into ``inbox`` (anything with ``put_nowait``),
+        after whatever its queue held; ``receive`` no longer serves the channel. The owner
+        calls ``drop_channel`` when it is done."""
+        queue = self.channels.get(channel)
+        self.channels[channel] = inbox
+        while queue is not None and not queue.empty():
+            inbox.put_nowait(queue.get_nowait())
+
+    def drop_channel(self, channel: str) -> None:
+        self.channels.pop(channel, None)
+
+    async def receive(self, channel: str) -> dict:
+        """The next event of a channel of this process (decoded already, shared: read-only)."""
+        queue = self.channels.get(channel)
+        if not isinstance(queue, asyncio.Queue):
+            raise RuntimeError(f"{channel!r} is not a channel of this process that receive() serves")
+        try:
+            return await queue.get()
+        except (asyncio.CancelledError, GeneratorExit):
+            self.drop_channel(channel)  # its consumer is gone: Channels cancels the receive
+            raise
+
     async def send(self, channel: str, message: dict) -> None:
         """Only to a channel of this process (see ``new_channel``)."""
-        queue = self.channels.get(channel)
-        if queue is not None:
-            queue.put_nowait(self.channel_layer.serialize(message))
+        inbox = self.channels.get(channel)
+        if inbox is not None:
+            inbox.put_nowait(message)
 
     def room_fanout(self, group: str, *, room_id: int, slug: str) -> RoomFanout:
         """The room's fan-out in this process, made on first use. A socket attaches to it
@@ -116,10 +164,43 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         return fanout
 
     async def group_discard(self, group: str, channel: str) -> None:
-        await super().group_discard(group, channel)
+        """channels-redis unsubscribes from a group the moment its last local member leaves.
+        Here the subscription stays ``UNSUBSCRIBE_AFTER_SECONDS`` longer, in case a member
+        comes back: a socket follows its rooms' activity until it subscribes to one of them
+        (leave, then join again when it unsubscribes), and a tab reloaded leaves and joins
+        its groups within a second. Events for a group nobody here is in are dropped."""
         name = self._get_group_channel_name(group)
-        if name not in self.groups:
-            self._drop_fanout(name)
+        members = self.groups.get(name)
+        if members is None or channel not in members:
+            return
+        members.discard(channel)
+        if members:
+            return
+        del self.groups[name]
+        self._drop_fanout(name)
+        self.idle_groups[name] = asyncio.get_running_loop().time()
+        if self.unsubscriber is None:
+            self.unsubscriber = asyncio.get_running_loop().create_task(
+                self._unsubscribe_idle(), name="layer unsubscriber"
+            )
+
+    async def _unsubscribe_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.idle_groups:
+                await asyncio.sleep(UNSUBSCRIBE_AFTER_SECONDS / 2)
+                due = loop.time() - UNSUBSCRIBE_AFTER_SECONDS
+                for name, since in list(self.idle_groups.items()):
+                    if since > due:
+                        continue
+                    del self.idle_groups[name]
+                    if name not in self.groups:  # nobody came back
+                        try:
+                            await self._get_shard(name).unsubscribe(name)
+                        except Exception:  # the connection is down: its reconnect re-subscribes it
+                            logger.warning("Could not unsubscribe from %s", name, exc_info=True)
+        finally:
+            self.unsubscriber = None
 
     def _drop_fanout(self, name: str) -> None:
         fanout = self.fanouts.get(name)
@@ -131,6 +212,9 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         for fanout in self.fanouts.values():
             fanout.close()
         self.fanouts = {}
+        self.idle_groups = {}
+        if self.unsubscriber is not None:
+            self.unsubscriber.cancel()
         await super().flush()
 
 

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from messaging import buffer, changes
+from messaging import buffer, changes, metrics
 from messaging.events import user_group
 from messaging.models import Clap, Message, Notification
 from messaging.wire import encode, user_wire
@@ -83,6 +83,7 @@ def messages_persist_room(*, room_id: int) -> int:
         with transaction.atomic():
             Message.objects.bulk_create(rows, ignore_conflicts=True)
         processed += len(rows)
+        metrics.PERSISTED_MESSAGES.inc(len(rows))
         buffer.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
         notify_mentions(room_id=room_id, records=[r for r in records if "@" in r["body"]])
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging.buffer import RoomKeys
+from messaging import metrics
+from messaging.buffer import LuaScript, RoomKeys
 from pubsub_site.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,17 @@ local function has_live(key, prefix, now)
 end
 """
 
-# KEYS: presence; ARGV: member, expiry, now, user prefix. Returns 1 when the user came online.
+# KEYS: presence; ARGV: member, expiry, now, user prefix. Returns {1 when the user came
+# online else 0, the live members...}: the joiner's presence frame needs them next.
 JOIN_SCRIPT = (
     _HAS_LIVE
     + """
-local before = has_live(KEYS[1], ARGV[4], ARGV[3])
+local came = 1
+if has_live(KEYS[1], ARGV[4], ARGV[3]) then came = 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-if before then return 0 end
-return 1
+local reply = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf')
+table.insert(reply, 1, came)
+return reply
 """
 )
 
@@ -96,18 +100,29 @@ def _now() -> float:
     return time.time()
 
 
-async def join(*, room_id: int, member: str) -> bool:
+_join = LuaScript(JOIN_SCRIPT)
+_leave = LuaScript(LEAVE_SCRIPT)
+_sweep = LuaScript(SWEEP_SCRIPT)
+
+
+async def join(*, room_id: int, member: str) -> tuple[bool, Online]:
+    """Add the entry; whether its user came online with it, and who is online now (with it)."""
     now = _now()
     prefix = member.split("|", 1)[0] + "|"
-    reply = await get_async_redis(room_id).eval(
-        JOIN_SCRIPT, 1, RoomKeys(room_id).presence, member, now + settings.PRESENCE_TTL, now, prefix
+    reply = await _join.arun(
+        get_async_redis(room_id),
+        keys=(RoomKeys(room_id).presence,),
+        args=(member, now + settings.PRESENCE_TTL, now, prefix),
     )
-    return bool(int(reply))
+    users = _users_of(reply[1:])
+    return bool(int(reply[0])), Online(users=_capped(list(users.values())), count=len(users))
 
 
 async def leave(*, room_id: int, member: str) -> bool:
     prefix = member.split("|", 1)[0] + "|"
-    reply = await get_async_redis(room_id).eval(LEAVE_SCRIPT, 1, RoomKeys(room_id).presence, member, _now(), prefix)
+    reply = await _leave.arun(
+        get_async_redis(room_id), keys=(RoomKeys(room_id).presence,), args=(member, _now(), prefix)
+    )
     return bool(int(reply))
 
 
@@ -152,6 +167,7 @@ class PresenceKeeper:
             try:
                 await self.beat()
             except RedisError:
+                metrics.PRESENCE_FAILURES.inc()
                 logger.warning("presence heartbeat failed", exc_info=True)
 
     async def beat(self) -> None:
@@ -159,7 +175,9 @@ class PresenceKeeper:
         await heartbeat(entries=entries)
         for room_id in entries:
             gone = await sweep(room_id=room_id)
+            metrics.PRESENCE_SWEEPS.inc()
             if gone:
+                metrics.PRESENCE_EXPIRED.inc(len(gone))
                 await self.on_gone(room_id, gone)
 
 
@@ -177,7 +195,7 @@ def keeper(*, on_gone: Callable[[int, list[dict]], Awaitable[None]]) -> Presence
 
 async def sweep(*, room_id: int) -> list[dict]:
     """Users whose every entry expired: they left without saying goodbye."""
-    gone = await get_async_redis(room_id).eval(SWEEP_SCRIPT, 1, RoomKeys(room_id).presence, _now())
+    gone = await _sweep.arun(get_async_redis(room_id), keys=(RoomKeys(room_id).presence,), args=(_now(),))
     return [user_from_member(m) for m in gone]
 
 
@@ -191,7 +209,10 @@ class Online:
 
 
 async def _live_users(room_id: int) -> dict[int, dict]:
-    members = await get_async_redis(room_id).zrangebyscore(RoomKeys(room_id).presence, f"({_now()}", "+inf")
+    return _users_of(await get_async_redis(room_id).zrangebyscore(RoomKeys(room_id).presence, f"({_now()}", "+inf"))
+
+
+def _users_of(members: list) -> dict[int, dict]:
     users: dict[int, dict] = {}
     for member in members:
         user = user_from_member(member)
@@ -204,11 +225,6 @@ async def _live_users(room_id: int) -> dict[int, dict]:
 def _capped(users: list[dict]) -> list[dict]:
     ordered = sorted(users, key=lambda u: (u["spectator"], u["username"].lower()))
     return ordered[: settings.PRESENCE_LIST_MAX]
-
-
-async def online(*, room_id: int) -> Online:
-    users = await _live_users(room_id)
-    return Online(users=_capped(list(users.values())), count=len(users))
 
 
 async def changes(*, room_id: int, users: dict[int, dict]) -> tuple[list[dict], list[dict], int]:

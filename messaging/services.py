@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import buffer, changes, presence
+from messaging import buffer, changes, metrics, presence
 from messaging.events import activity_group, room_group, user_group
 from messaging.selectors import message_get, room_counters
 from messaging.wire import (
@@ -183,11 +184,12 @@ async def message_send(
     # `unavailable` ("nothing was stored"). A lost broadcast is recovered by the
     # subscribers' gap fill or resubscription; a job not queued, by the next send
     # after SCHEDULED_TTL_MS or by the worker's periodic sweep.
+    metrics.MESSAGES_SENT.inc()
     frame = encode(message_wire(orjson.loads(result.record), room=room_slug))
+    # `ts`: when it was stored, for the fan-outs' delivery latency (messaging.metrics).
+    event = {"type": "room.message", "room_id": room_id, "seq": result.seq, "frame": frame, "ts": time.time()}
     try:
-        await get_channel_layer().group_send(
-            room_group(room_id), {"type": "room.message", "room_id": room_id, "seq": result.seq, "frame": frame}
-        )
+        await get_channel_layer().group_send(room_group(room_id), event)
     except RedisError as error:
         logger.warning("message %s/%s stored but not broadcast: %r", room_id, result.seq, error)
     _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)

@@ -137,6 +137,20 @@ def server_socket(send: Callable) -> ServerSocket:
     return ServerSocket()
 
 
+def server_inbox(receive: Callable) -> asyncio.Queue | None:
+    """The queue the server's ``receive`` reads the socket's frames from, when it has one we
+    know of: uvicorn's websockets-sansio protocol, daphne and Channels' test communicator
+    (both hand the application ``queue.get``). Anything put there is what ``receive``
+    returns next, after the frames already in it."""
+    owner = getattr(receive, "__self__", None)
+    if isinstance(owner, asyncio.Queue) and receive.__name__ == "get":
+        return owner
+    if type(owner).__module__ == "uvicorn.protocols.websockets.websockets_sansio_impl":
+        queue = getattr(owner, "queue", None)
+        return queue if isinstance(queue, asyncio.Queue) else None
+    return None
+
+
 def send_close_below_autobahn(protocol: object | None, code: int | None) -> bool:
     """Autobahn (under daphne) refuses to send a close code other than 1000 or 3000-4999:
     it raises, and daphne answers the crash with 1011 and a traceback. The contract's
@@ -159,14 +173,12 @@ class Outbox:
 
     __slots__ = ("closed", "frames", "limit", "on_overflow", "send", "sending", "size", "socket", "writer")
 
-    def __init__(
-        self, send: Callable, socket: ServerSocket, *, limit: int, on_overflow: Callable[[int], None]
-    ) -> None:
+    def __init__(self, send: Callable, socket: ServerSocket, *, limit: int, on_overflow: Callable[[int], None]) -> None:
         self.send = unwrap_send(send)
         self.socket = socket
         self.limit = limit
         self.on_overflow = on_overflow
-        self.frames: deque[tuple[str, int]] = deque()  # (text, its size in bytes)
+        self.frames: deque[tuple[str, int]] | None = None  # (text, its size in bytes); made when needed
         self.size = 0
         self.sending = False
         self.writer: asyncio.Task | None = None
@@ -190,6 +202,8 @@ class Outbox:
 
     def _queue(self, text: str) -> None:
         size = len(text) if text.isascii() else len(text.encode())
+        if self.frames is None:
+            self.frames = deque()
         self.frames.append((text, size))
         self.size += size
         if self.size > self.limit:
@@ -233,7 +247,7 @@ class Outbox:
     def close(self) -> None:
         """Write nothing more; drop what waits."""
         self.closed = True
-        self.frames.clear()
+        self.frames = None
         self.size = 0
         writer = self.writer
         if writer is not None and writer is not asyncio.current_task():

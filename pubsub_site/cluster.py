@@ -6,6 +6,10 @@ M workers, from the Procfile's commands, against the configured PostgreSQL and R
 Unlike honcho, a process that dies is left dead and the others go on: the fault
 tests kill processes on purpose and start new ones. Tests drive the ``Cluster``
 class directly.
+
+Metrics: the processes share PROMETHEUS_MULTIPROC_DIR (``var/cluster/prometheus``, emptied
+at start, unless the variable is set), so a scrape of any web port counts them all; a
+process this runner stops or kills has its live gauges removed (``mark_process_dead``).
 """
 
 from __future__ import annotations
@@ -121,15 +125,28 @@ class Cluster:
         self.workers.append(process)
         return process
 
+    def metrics_dir(self) -> str | None:
+        return self.env.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+    def _gone(self, process: subprocess.Popen) -> None:
+        """A process is dead: its open connections and the like no longer count (its counters do)."""
+        path = self.metrics_dir()
+        if path is not None and Path(path).is_dir():
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(process.pid, path)
+
     def kill_web(self, port: int, sig: int = signal.SIGKILL) -> None:
         process = self.webs.pop(port)
         signal_tree(process, sig)
         process.wait(timeout=30)
+        self._gone(process)
 
     def kill_worker(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         """Signal the worker and its children (a work horse, when the worker class forks)."""
         signal_tree(process, sig)
         process.wait(timeout=30)
+        self._gone(process)
         self.workers.remove(process)
 
     @property
@@ -151,6 +168,7 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 signal_tree(process, signal.SIGKILL)
                 process.wait()
+            self._gone(process)
         self.webs.clear()
         self.workers.clear()
 
@@ -172,7 +190,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--port", type=int, default=8000, help="first web port (default 8000)")
     args = parser.parse_args()
-    cluster = Cluster(log_dir=ROOT / "var" / "cluster")
+    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ROOT / "var" / "cluster" / "prometheus")
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # emptied before the processes start, as prometheus_client asks
+        stale.unlink()
+    cluster = Cluster(env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, log_dir=ROOT / "var" / "cluster")
     cluster.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         for i in range(args.web):
@@ -181,6 +203,7 @@ def main() -> None:
             cluster.start_worker()
         print(f"{args.web} web processes: " + ", ".join(f"http://127.0.0.1:{p}/" for p in cluster.ports))
         print(f"{args.workers} workers; logs in {cluster.log_dir}. Ctrl-C stops them all.")
+        print(f"Metrics of them all: http://127.0.0.1:{cluster.ports[0]}/metrics (any one port; not each)")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:

@@ -8,6 +8,7 @@ DJANGO_ENV chooses the profile:
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -59,6 +60,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /metrics is answered before the Host check and the HTTPS redirect (Prometheus
+    # asks each replica by its address); every other request passes through untouched.
+    "pubsub_site.metrics_http.MetricsEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "pubsub_site.middleware.ContentSecurityPolicyMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
@@ -309,6 +313,27 @@ WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024
 # daphne, keep this under 5). 0: no limit.
 WS_HANDSHAKE_LIMIT = env_int("WS_HANDSHAKE_LIMIT", 10)
 WS_HANDSHAKE_WAIT = env_float("WS_HANDSHAKE_WAIT", 10.0)
+
+# --- Metrics (Prometheus, /metrics; docs/deploy.md "Metrics") -----------------
+
+# /metrics answers clients in these networks (CIDR, comma-separated; the address uvicorn
+# gives, which behind nginx is the real client's) or presenting `Authorization: Bearer
+# METRICS_TOKEN`; anyone else gets a 404.
+METRICS_ALLOWED_NETS = env_list("METRICS_ALLOWED_NETS", ["127.0.0.1/32", "::1/128"])
+for _net in METRICS_ALLOWED_NETS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETS: {_net!r} is not a network; write e.g. 10.0.0.0/8.") from None
+# Empty: no token is accepted. A token is a password: at least 16 characters.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (or empty: no token).")
+# The worker serves its own /metrics on this port when no PROMETHEUS_MULTIPROC_DIR is
+# shared with the web processes (Docker); 0: it does not (jobs_worker --metrics-port).
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
+# How often each web process samples its sockets' outbox backlog and its event loop's lag.
+METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
 
 LOGGING = {
     "version": 1,

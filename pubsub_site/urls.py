@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from pubsub_site import views
+from pubsub_site import live_status, views
 
 admin.site.site_header = "pubsub moderation"
 admin.site.site_title = "pubsub moderation"
@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("admin/rq/", include("django_rq.urls")),
+    path("admin/live-status/", admin.site.admin_view(live_status.live_status), name="admin-live-status"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("messaging.urls")),

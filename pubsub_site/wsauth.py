@@ -91,7 +91,11 @@ def _user_with_memberships_sql() -> tuple[str, list[str]]:
     written out once from the models' names: through the ORM, the user and the memberships
     were two queries costing 1.2 ms of CPU a handshake, ten times PostgreSQL's own work."""
     user_model = get_user_model()
-    user_fields = user_model._meta.concrete_fields
+    # What a handshake uses of the user: the key, the username, the password's hash (the
+    # session's auth hash is made from it) and is_active; the rest stays deferred (their
+    # timestamps alone cost a tenth of a handshake's CPU to parse).
+    wanted = {user_model._meta.pk.name, user_model.USERNAME_FIELD, "password", "is_active"}
+    user_fields = [f for f in user_model._meta.concrete_fields if f.name in wanted]
     m = {f.name: f.column for f in Membership._meta.concrete_fields}
     r = {f.name: f.column for f in Room._meta.concrete_fields}
     pk = user_model._meta.pk.column
@@ -147,5 +151,8 @@ class WebSocketAuthMiddleware:
             identity = HandshakeIdentity(session=_session_store(None), user=AnonymousUser(), memberships={})
         else:
             identity = await database_sync_to_async(handshake_identity)(session_key=session_key)
-        scope = dict(scope, session=identity.session, user=identity.user, memberships=identity.memberships)
-        return await self.inner(scope, receive, send)
+        inner = self.inner(
+            dict(scope, session=identity.session, user=identity.user, memberships=identity.memberships), receive, send
+        )
+        del identity  # the inner application's scope holds them, for as long as it wants them
+        return await inner

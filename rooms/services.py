@@ -157,13 +157,13 @@ def _room_access_sql() -> str:
     )
 
 
-def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAccess:
+def room_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
     """Check the user may read the room, joining it when it is public.
 
     Every subscribe runs this (a reconnect storm, thousands at once): one query reads the
     room joined with the user's membership; the join of a public room adds the others."""
     with connection.cursor() as cursor:
-        cursor.execute(_room_access_sql(), [user.pk, slug])
+        cursor.execute(_room_access_sql(), [user_id, slug])
         row = cursor.fetchone()
     if row is None:
         raise RoomNotFound
@@ -174,7 +174,7 @@ def room_access_for_subscriber(*, slug: str, user: AbstractBaseUser) -> RoomAcce
     if membership_id is None:
         if visibility != Room.Visibility.PUBLIC:
             raise RoomNotFound
-        membership, _ = Membership.objects.get_or_create(room_id=room_id, user=user)
+        membership, _ = Membership.objects.get_or_create(room_id=room_id, user_id=user_id)
         role, muted_until = membership.role, membership.muted_until
     elif banned:
         raise RoomBanned

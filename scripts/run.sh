@@ -44,8 +44,15 @@ if [ -n "${DEMO:-}" ]; then
   "$PY" manage.py load_demo
 fi
 
+# Prometheus: the web process and the worker keep their metrics in files of this directory,
+# which /metrics adds up; emptied before they start, as prometheus_client asks.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+
 echo
 echo "  pubsub is running at http://127.0.0.1:$PORT/   (Redis: $REDIS_URL)"
+echo "  Metrics: http://127.0.0.1:$PORT/metrics (from this machine); staff: /admin/live-status/"
 echo "  Press Ctrl-C to stop the web server and the worker."
 echo
 exec "$VENV/bin/honcho" -f Procfile start -p "$PORT"

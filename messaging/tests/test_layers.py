@@ -55,3 +55,41 @@ async def test_nothing_is_said_while_the_connection_holds():
         assert extra is None
     finally:
         await layer.flush()
+
+
+async def subscribers(client, name: str) -> int:
+    return dict(await client.pubsub_numsub(name)).get(name.encode(), 0)
+
+
+async def test_a_group_left_by_its_last_member_stays_subscribed_a_while_then_is_dropped(monkeypatch):
+    monkeypatch.setattr("messaging.layers.UNSUBSCRIBE_AFTER_SECONDS", 0.4)
+    layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-linger:")
+    admin = aioredis.Redis.from_url(settings.REDIS_URL)
+    name = "test-layers-linger:__group__activity.3"
+    try:
+        first, second = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add("activity.3", first)
+        assert await subscribers(admin, name) == 1
+        await layer.group_discard("activity.3", first)
+        # Nobody here is in the group: its events are dropped, the subscription stays.
+        await layer.group_send("activity.3", {"type": "room.activity", "n": 1})
+        await asyncio.sleep(0.2)  # heard and dropped by the layer's reader
+        assert await subscribers(admin, name) == 1
+        # A member back within the linger needs no SUBSCRIBE and hears the group again.
+        await layer.group_add("activity.3", second)
+        await layer.group_send("activity.3", {"type": "room.activity", "n": 2})
+        assert await asyncio.wait_for(layer.receive(second), 2) == {"type": "room.activity", "n": 2}
+        assert layer.channels[first].empty()
+        await asyncio.sleep(0.6)
+        assert await subscribers(admin, name) == 1  # it has a member: still subscribed
+        # Left for good: unsubscribed once the linger is over.
+        await layer.group_discard("activity.3", second)
+        for _ in range(40):
+            if await subscribers(admin, name) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await subscribers(admin, name) == 0
+        assert not layer.idle_groups
+    finally:
+        await layer.flush()
+        await admin.aclose()

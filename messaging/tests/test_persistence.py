@@ -12,9 +12,7 @@ from rooms.models import Membership
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_read_markers_of_every_member_are_raised_in_one_statement_and_never_lowered(
-    alice, bob, charlie, public_room
-):
+def test_read_markers_of_every_member_are_raised_in_one_statement_and_never_lowered(alice, bob, charlie, public_room):
     for user in (bob, charlie):
         Membership.objects.create(room=public_room, user=user)
     Membership.objects.filter(room=public_room, user=charlie).update(last_read_seq=9)  # read further elsewhere

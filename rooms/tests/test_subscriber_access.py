@@ -19,7 +19,7 @@ def test_it_reads_a_members_rights_in_one_query(private_room, bob, django_assert
     private_room.locked, private_room.slow_mode_seconds = True, 30
     private_room.save()
     with django_assert_num_queries(1):
-        access = room_access_for_subscriber(slug=private_room.slug, user=bob)
+        access = room_access_for_subscriber(slug=private_room.slug, user_id=bob.pk)
     assert (access.room_id, access.slug, access.role, access.muted_until) == (
         private_room.pk,
         private_room.slug,
@@ -30,27 +30,27 @@ def test_it_reads_a_members_rights_in_one_query(private_room, bob, django_assert
 
 
 def test_each_user_gets_their_own_membership_not_anothers(private_room, alice, bob):
-    assert room_access_for_subscriber(slug=private_room.slug, user=alice).role == Membership.Role.OWNER
-    assert room_access_for_subscriber(slug=private_room.slug, user=bob).role == Membership.Role.MEMBER
+    assert room_access_for_subscriber(slug=private_room.slug, user_id=alice.pk).role == Membership.Role.OWNER
+    assert room_access_for_subscriber(slug=private_room.slug, user_id=bob.pk).role == Membership.Role.MEMBER
 
 
 def test_an_outsider_of_a_private_room_is_told_it_does_not_exist_and_joins_nothing(
     private_room, charlie, django_assert_num_queries
 ):
     with django_assert_num_queries(1), pytest.raises(RoomNotFound):
-        room_access_for_subscriber(slug=private_room.slug, user=charlie)
+        room_access_for_subscriber(slug=private_room.slug, user_id=charlie.pk)
     assert not Membership.objects.filter(room=private_room, user=charlie).exists()
 
 
 def test_an_unknown_room_is_not_found(bob, django_assert_num_queries):
     with django_assert_num_queries(1), pytest.raises(RoomNotFound):
-        room_access_for_subscriber(slug="nowhere", user=bob)
+        room_access_for_subscriber(slug="nowhere", user_id=bob.pk)
 
 
 def test_a_banned_member_is_refused_in_one_query(public_room, bob, django_assert_num_queries):
     Membership.objects.create(room=public_room, user=bob, banned=True)
     with django_assert_num_queries(1), pytest.raises(RoomBanned):
-        room_access_for_subscriber(slug=public_room.slug, user=bob)
+        room_access_for_subscriber(slug=public_room.slug, user_id=bob.pk)
 
 
 def test_subscribing_to_a_public_room_joins_it_once_then_reads_in_one_query(
@@ -58,10 +58,10 @@ def test_subscribing_to_a_public_room_joins_it_once_then_reads_in_one_query(
 ):
     # The read, then get_or_create's SELECT and INSERT (inside a savepoint here, as the test runs in a transaction).
     with django_assert_num_queries(5):
-        first = room_access_for_subscriber(slug=public_room.slug, user=bob)
+        first = room_access_for_subscriber(slug=public_room.slug, user_id=bob.pk)
     membership = Membership.objects.get(room=public_room, user=bob)
     assert (first.role, membership.role) == (Membership.Role.MEMBER, Membership.Role.MEMBER)
     with django_assert_num_queries(1):
-        again = room_access_for_subscriber(slug=public_room.slug, user=bob)
+        again = room_access_for_subscriber(slug=public_room.slug, user_id=bob.pk)
     assert again == first
     assert Membership.objects.filter(room=public_room, user=bob).count() == 1

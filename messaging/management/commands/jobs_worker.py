@@ -8,6 +8,10 @@ restarted) is replaced even when no one sends.
 
 rq's worker quits when Redis vanishes while it runs a job (or cannot reach Redis at
 start); this command then starts it again, until a SIGTERM or SIGINT asks it to stop.
+
+With ``--metrics-port`` (or METRICS_WORKER_PORT) the worker serves its own ``/metrics`` on
+that port, under the web endpoint's rules: for a container of its own (Docker), where no
+PROMETHEUS_MULTIPROC_DIR is shared with the web processes that would serve its values.
 """
 
 import logging
@@ -23,6 +27,7 @@ from rq.logutils import setup_loghandlers
 
 from messaging import buffer
 from messaging.services import persist_enqueue
+from pubsub_site.metrics_http import start_worker_listener
 from pubsub_site.redis_client import all_room_redis_urls
 
 logger = logging.getLogger(__name__)
@@ -53,8 +58,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("queues", nargs="*", default=["default"])
+        parser.add_argument(
+            "--metrics-port", type=int, default=None, help="serve this process's /metrics on this port (0: do not)"
+        )
 
-    def handle(self, *args, queues, **options):
+    def handle(self, *args, queues, metrics_port=None, **options):
+        port = settings.METRICS_WORKER_PORT if metrics_port is None else metrics_port
+        if port:
+            try:
+                start_worker_listener(port)
+            except OSError as error:  # the port is taken (two workers on one host): work without it
+                logger.warning("not serving /metrics on port %d: %r", port, error)
         for server in range(len(all_room_redis_urls())):
             try:
                 persist_enqueue(server=server)
