@@ -22,6 +22,7 @@ A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -130,15 +131,18 @@ class RoomKeys:
 # to it, mark the room dirty, claim the right to schedule a persistence job, and count
 # the message against the limits: one atomic step.
 # KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode]
-# ARGV: record dedup_ttl room_id schedule_ttl_ms author_id [limit window_ms slow_ms]
-# The bracketed ones are optional: without them (or with 0) nothing limits the send.
+# ARGV: record dedup_ttl room_id schedule_ttl_ms author_id [limit window_ms slow_ms
+#       broadcast_channel sent_at]
+# The bracketed ones are optional: without them (or with 0) nothing limits the send; with a
+# broadcast channel a stored message is also published there, as the channel layer's
+# ``room.message`` event (messaging.layers.FanoutChannelLayer.script_broadcast_channel).
 # The send limit is a moving window like the `limits` library's: a list holds
 # the times of the author's last `limit` messages, newest first; a message is refused
 # while the oldest of them is younger than the window, until it leaves it. Times are
 # the Redis server's clock (milliseconds): one clock for every web process.
 # Returns {-1} when the room's counters are missing (a fresh or wiped Redis),
 # {0, seq} for a retry of a stored message (never refused, never counted),
-# {1, seq, rev, record, schedule} for a stored one, and for a refused one (nothing
+# {1, seq, rev, record, schedule, published} for a stored one, and for a refused one (nothing
 # stored, nothing counted) {2, wait_ms} past the send limit, {3, wait_ms} in slow mode.
 APPEND_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -177,7 +181,15 @@ if limit > 0 then
   redis.call('PEXPIRE', KEYS[9], window)
 end
 if slow > 0 then redis.call('SET', KEYS[10], '1', 'PX', slow) end
-return {1, seq, rev, encoded, schedule}
+local published = 0
+if ARGV[9] and ARGV[9] ~= '' then
+  -- The room's group on the channel layer, in its format (messaging.layers): the message
+  -- is broadcast in the call that stores it, so the wire's order is the buffer's.
+  redis.call('PUBLISH', ARGV[9], cmsgpack.pack({
+    type = 'room.message', room_id = tonumber(ARGV[3]), seq = seq, record = encoded, ts = tonumber(ARGV[10])}))
+  published = 1
+end
+return {1, seq, rev, encoded, schedule, published}
 """
 
 # Initialise a room's counters from PostgreSQL's high-water marks, unless present.
@@ -308,14 +320,19 @@ class AppendResult:
     rev: int = 0
     record: bytes = b""
     schedule_persist: bool = False
+    broadcast: bool = False  # published by the script to the room's group
     refused_by: str | None = None  # PAST_SEND_LIMIT or SLOW_MODE: nothing was stored
     wait_ms: int = 0  # when refused: how long until the author may send
 
 
-async def append(*, room_id: int, record: dict, limits: SendLimits = NO_LIMITS) -> AppendResult:
+async def append(
+    *, room_id: int, record: dict, limits: SendLimits = NO_LIMITS, broadcast_to: str | None = None
+) -> AppendResult:
     """Store ``record`` unless its ``client_id`` was stored (a retry) or ``limits`` refuse it.
 
-    One Redis call (EVALSHA): the limits are checked and counted in the same script."""
+    One Redis call (EVALSHA): the limits are checked and counted in the same script, and
+    with ``broadcast_to`` (a channel of this Redis server) a stored message is published
+    there as a ``room.message`` event in the same atomic step."""
     keys = RoomKeys(room_id)
     author_id = record["author"]["id"]
     reply = await _append.arun(
@@ -341,6 +358,8 @@ async def append(*, room_id: int, record: dict, limits: SendLimits = NO_LIMITS) 
             limits.per_window,
             limits.window_ms,
             limits.slow_mode_ms,
+            broadcast_to or "",
+            time.time(),
         ),
     )
     status = int(reply[0])
@@ -358,6 +377,7 @@ async def append(*, room_id: int, record: dict, limits: SendLimits = NO_LIMITS) 
         rev=int(reply[2]),
         record=reply[3],
         schedule_persist=bool(int(reply[4])),
+        broadcast=bool(int(reply[5])),
     )
 
 

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import orjson
 from channels.db import database_sync_to_async
 from redis.exceptions import RedisError
 
@@ -82,7 +83,9 @@ class RoomFanout:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fan-out of room {room_id}")
 
     def offer(self, event: dict) -> None:
-        """A ``room.message`` event from the layer, decoded once for the whole process."""
+        """A ``room.message`` event from the layer, decoded once for the whole process:
+        ``room_id``, ``seq``, ``record`` (the record as the buffer stores it, JSON) and ``ts``
+        (when it was stored); its frame is made here, once, when its turn comes."""
         self.inbox.append(event)
         self.wakeup.set()
 
@@ -129,7 +132,7 @@ class RoomFanout:
             sent_at = metrics.batch_sent_at(self.inbox)
             while self.inbox:
                 event = self.inbox.popleft()
-                self.pending[event["seq"]] = event["frame"]
+                self.pending[event["seq"]] = event["record"]
             if self.last_seq is not None:
                 await self._take_pending()
                 metrics.batch_written(sent_at)
@@ -137,7 +140,8 @@ class RoomFanout:
     async def _take_pending(self) -> None:
         while self.last_seq + 1 in self.pending:
             self.last_seq += 1
-            await self._deliver(self.last_seq, self.pending.pop(self.last_seq))
+            record = orjson.loads(self.pending.pop(self.last_seq))
+            await self._deliver(self.last_seq, encode(message_wire(record, room=self.slug)))
         for stale in [s for s in self.pending if s <= self.last_seq]:
             del self.pending[stale]
         if len(self.pending) > PENDING_MAX:

@@ -25,12 +25,15 @@ closes its socket with 1011 and the client resubscribes with ``since``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
-from channels_redis.utils import _wrap_close
+from channels_redis.serializers import MsgPackSerializer
+from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from redis.asyncio.client import PubSub
 
 from messaging import metrics
@@ -222,6 +225,14 @@ class FanoutChannelLayer(RedisPubSubChannelLayer):
     """``RedisPubSubChannelLayer`` with one fan-out per room and process, whose consumers
     hear ``layer.reconnected`` after its subscriber connection to a Redis server came back."""
 
+    def script_broadcast_channel(self, group: str, redis_url: str) -> str | None:
+        """The Redis channel of ``group`` when a Lua script running on ``redis_url``'s server
+        may publish the group's events itself (``cmsgpack.pack`` of the event): the group's
+        shard is that server (pub/sub belongs to a server, not to a database) and the layer
+        sends plain msgpack (no encryption, no random prefix). None otherwise: then the
+        event goes through ``group_send``."""
+        return _script_channel(self, group, redis_url)
+
     def _get_layer(self) -> FanoutLoopLayer:
         loop = asyncio.get_running_loop()
         layer = self._layers.get(loop)
@@ -229,3 +240,39 @@ class FanoutChannelLayer(RedisPubSubChannelLayer):
             layer = self._layers[loop] = FanoutLoopLayer(*self._args, **self._kwargs, channel_layer=self)
             _wrap_close(self, loop)
         return layer
+
+
+def _server_of(host: dict | tuple | str) -> tuple | None:
+    """(scheme, host, port, unix path) of a Redis connection setting: a URL or a dict of
+    redis-py's keyword arguments (channels-redis's ``hosts`` entries)."""
+    if isinstance(host, tuple):  # a dict's items, made hashable
+        host = dict(host)
+    if isinstance(host, str):
+        url = urlsplit(host)
+        if url.scheme == "unix":
+            return ("unix", None, None, url.path)
+        return (url.scheme, url.hostname, url.port or 6379, None)
+    if "address" in host:
+        return _server_of(host["address"])
+    if "host" in host:
+        return ("redis", host["host"], int(host.get("port", 6379)), None)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _script_channel_cached(prefix: str, hosts: tuple, group: str, redis_url: str) -> str | None:
+    name = f"{prefix}__group__{group}"
+    shard = hosts[_consistent_hash(name, len(hosts))]
+    here = _server_of(redis_url)
+    if here is None or here[0] == "rediss" or _server_of(shard) != here:
+        return None
+    return name
+
+
+def _script_channel(layer: FanoutChannelLayer, group: str, redis_url: str) -> str | None:
+    serializer = layer._serializer
+    if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
+        return None
+    configured = layer._kwargs.get("hosts", layer._args[0] if layer._args else None)
+    hosts = tuple(h if isinstance(h, str) else tuple(sorted(h.items())) for h in decode_hosts(configured))
+    return _script_channel_cached(layer._kwargs.get("prefix", "asgi"), hosts, group, redis_url)

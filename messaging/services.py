@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 import django_rq
-import orjson
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -29,7 +28,6 @@ from messaging.wire import (
     encode,
     message_deleted_wire,
     message_updated_wire,
-    message_wire,
     now_iso,
     user_wire,
 )
@@ -165,11 +163,15 @@ async def message_send(
         "client_id": client_id,
         "sent_at": now_iso(),
     }
-    result = await buffer.append(room_id=room_id, record=record, limits=limits)
+    layer = get_channel_layer()
+    group = room_group(room_id)
+    # Stored and broadcast in one Redis call when the room's server carries its group.
+    channel = layer.script_broadcast_channel(group, room_redis_url(room_id))
+    result = await buffer.append(room_id=room_id, record=record, limits=limits, broadcast_to=channel)
     if not result.initialised:
         # A fresh (or wiped) Redis: take the counters from PostgreSQL once.
         await database_sync_to_async(room_counters)(room_id=room_id)
-        result = await buffer.append(room_id=room_id, record=record, limits=limits)
+        result = await buffer.append(room_id=room_id, record=record, limits=limits, broadcast_to=channel)
     if result.refused_by is not None:
         detail = (
             f"Slow mode: one message every {limits.slow_mode_ms // 1000} s."
@@ -185,13 +187,15 @@ async def message_send(
     # subscribers' gap fill or resubscription; a job not queued, by the next send
     # after SCHEDULED_TTL_MS or by the worker's periodic sweep.
     metrics.MESSAGES_SENT.inc()
-    frame = encode(message_wire(orjson.loads(result.record), room=room_slug))
-    # `ts`: when it was stored, for the fan-outs' delivery latency (messaging.metrics).
-    event = {"type": "room.message", "room_id": room_id, "seq": result.seq, "frame": frame, "ts": time.time()}
-    try:
-        await get_channel_layer().group_send(room_group(room_id), event)
-    except RedisError as error:
-        logger.warning("message %s/%s stored but not broadcast: %r", room_id, result.seq, error)
+    if not result.broadcast:
+        # The event the script would have published (messaging.fanout.RoomFanout.offer);
+        # `ts`: when it was stored, for the fan-outs' delivery latency (messaging.metrics).
+        record = result.record.decode() if isinstance(result.record, bytes) else result.record
+        event = {"type": "room.message", "room_id": room_id, "seq": result.seq, "record": record, "ts": time.time()}
+        try:
+            await layer.group_send(group, event)
+        except RedisError as error:
+            logger.warning("message %s/%s stored but not broadcast: %r", room_id, result.seq, error)
     _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
     if result.schedule_persist:
         try:

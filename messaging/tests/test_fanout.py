@@ -21,6 +21,7 @@ from messaging.fanout import RoomFanout
 from messaging.selectors import room_counters
 from messaging.services import message_send
 from messaging.sockets import Outbox, ServerSocket, UnblockingSocket
+from pubsub_site.redis_client import room_redis_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
@@ -45,9 +46,10 @@ def outbox_for(recorder: Recorder, socket: ServerSocket | None = None, **kwargs)
     return Outbox(recorder.send, socket or UnblockingSocket(), **kwargs)
 
 
-def event(room_id: int, seq: int, slug: str = "lobby") -> dict:
-    frame = {"type": "message", "room": slug, "seq": seq, "body": f"m{seq}"}
-    return {"type": "room.message", "room_id": room_id, "seq": seq, "frame": orjson.dumps(frame).decode()}
+def event(room_id: int, seq: int) -> dict:
+    record = {"seq": seq, "rev": seq, "author": {"id": 1, "username": "a"}, "body": f"m{seq}", "client_id": f"c{seq}",
+              "sent_at": "2026-11-30T10:00:00+00:00"}  # fmt: skip
+    return {"type": "room.message", "room_id": room_id, "seq": seq, "record": orjson.dumps(record).decode(), "ts": 0.0}
 
 
 async def settle(seconds: float = 0.05) -> None:
@@ -112,8 +114,8 @@ async def test_a_gap_is_read_from_the_buffer_once_for_every_socket(alice, public
     sockets = [Recorder() for _ in range(4)]
     for s in sockets:
         await room.start(room.attach(outbox_for(s), lambda: None), after=0)
-    room.offer(event(public_room.pk, 1, public_room.slug))
-    room.offer(event(public_room.pk, 3, public_room.slug))
+    room.offer(event(public_room.pk, 1))
+    room.offer(event(public_room.pk, 3))
     await settle()
     assert [s.seqs for s in sockets] == [[1]] * 4  # 3 waits for 2
     await settle(fanout.GAP_WAIT_SECONDS + 0.3)
@@ -209,9 +211,17 @@ async def test_what_waits_in_an_outbox_is_written_in_order_once_the_client_reads
     assert outbox.writer is None and not outbox.frames
 
 
-async def test_the_layer_hands_a_room_message_to_the_fan_out_once_for_the_process(alice, public_room):
+@pytest.mark.parametrize("published_by", ["the append script", "group_send"])
+async def test_the_layer_hands_a_room_message_to_the_fan_out_once_for_the_process(
+    alice, public_room, monkeypatch, published_by
+):
     layer = get_channel_layer()
     group = room_group(public_room.pk)
+    # The room's Redis carries its group here, so the script publishes; told it may not,
+    # the send path publishes through the layer: the event is the same.
+    assert layer.script_broadcast_channel(group, room_redis_url(public_room.pk)) is not None
+    if published_by == "group_send":
+        monkeypatch.setattr(type(layer), "script_broadcast_channel", lambda self, group, url: None)
     room = layer.room_fanout(group, room_id=public_room.pk, slug=public_room.slug)
     sockets = [Recorder() for _ in range(3)]
     channels = []
@@ -232,6 +242,12 @@ async def test_the_layer_hands_a_room_message_to_the_fan_out_once_for_the_proces
         await settle()
     assert [s.seqs for s in sockets] == [[1, 2]] * 3
     assert [f["body"] for f in sockets[0].frames] == ["hello", "again"]
+    assert sockets[0].frames[0] == sockets[1].frames[0] == {
+        "type": "message", "room": public_room.slug, "seq": 1, "rev": 1,
+        "author": {"id": alice.pk, "username": "alice"},
+        "body": "hello", "client_id": sockets[0].frames[0]["client_id"], "sent_at": sockets[0].frames[0]["sent_at"],
+        "claps": 0, "edited": False, "deleted": False,
+    }  # fmt: skip
     # No consumer's own queue got a copy of the messages.
     assert all(layer.channels[c].empty() for c in channels)
     # The last socket to leave the group takes the room's fan-out with it.

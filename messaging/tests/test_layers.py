@@ -93,3 +93,20 @@ async def test_a_group_left_by_its_last_member_stays_subscribed_a_while_then_is_
     finally:
         await layer.flush()
         await admin.aclose()
+
+
+def test_a_script_may_publish_a_group_s_events_only_on_the_group_s_server_in_plain_msgpack():
+    layer = FanoutChannelLayer(hosts=["redis://127.0.0.1:6379/3"], prefix="p:")
+    name = "p:__group__room.7"
+    # Pub/sub belongs to the server: another database of it is the same place.
+    assert layer.script_broadcast_channel("room.7", "redis://127.0.0.1:6379/9") == name
+    assert layer.script_broadcast_channel("room.7", "redis://127.0.0.1:6380/3") is None
+    assert layer.script_broadcast_channel("room.7", "redis://10.0.0.2:6379/3") is None
+    two = FanoutChannelLayer(hosts=["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6380/0"], prefix="p:")
+    on = {
+        url: two.script_broadcast_channel("room.7", url) for url in ("redis://127.0.0.1:6379", "redis://127.0.0.1:6380")
+    }
+    assert sorted(on.values(), key=lambda v: v is None) == [name, None]  # exactly the group's shard
+    # Encrypted events cannot be made by a script.
+    sealed = FanoutChannelLayer(hosts=["redis://127.0.0.1:6379/3"], prefix="p:", symmetric_encryption_keys=["a" * 32])
+    assert sealed.script_broadcast_channel("room.7", "redis://127.0.0.1:6379/3") is None
