@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, metrics, presence, throttle
+from messaging import frames, metrics, online, presence, throttle
 from messaging.events import activity_group, room_group, session_fingerprint, user_group
 from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
@@ -120,6 +120,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             if self.outbox is not None:
                 self.outbox.close()
             metrics.connection_closed(self)
+            await online.connection_closed(channel=self.channel_name)
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch first runs close_old_connections in the process's one sync thread:
@@ -162,6 +163,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
+        await online.connection_opened(user_id=self.user_id, channel=self.channel_name)
         self.outbox = Outbox(
             self.base_send,
             server_socket(self.base_send),
@@ -277,7 +279,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         # activity again once the subscription ends.
         self.activity_rooms[access.room_id] = slug
         await self.channel_layer.group_discard(activity_group(access.room_id), self.channel_name)
-        latest, rev = await aroom_counters(room_id=access.room_id)
+        # Online in the room, and its counters read in the same call (after the group_add).
+        joined = await presence.join(room_id=access.room_id, member=sub.presence_member)
+        presence.keeper(on_gone=presence_left).add(access.room_id, sub.presence_member)
+        latest, rev = joined.counters or await aroom_counters(room_id=access.room_id)
         sub.last_seq = latest
         replay: list = []
         change_frames: list[dict] = []
@@ -305,11 +310,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 sub.clap_revs[change["seq"]] = change["rev"]
             await self.send(text_data=encode(change))
         await sub.fanout.start(sub.feed, after=latest)
-        came_online, online = await presence.join(room_id=access.room_id, member=sub.presence_member)
-        presence.keeper(on_gone=presence_left).add(access.room_id, sub.presence_member)
+        online = joined.online
         frame = {"type": "presence", "room": slug, "online": online.users, "count": online.count}
         await self.send(text_data=encode(frame))
-        if came_online:
+        if joined.came_online:
             user = presence.user_from_member(sub.presence_member)
             await presence_broadcast(room_id=access.room_id, joins=[user], leaves=[])
 

@@ -41,8 +41,9 @@ local function has_live(key, prefix, now)
 end
 """
 
-# KEYS: presence; ARGV: member, expiry, now, user prefix. Returns {1 when the user came
-# online else 0, the live members...}: the joiner's presence frame needs them next.
+# KEYS: presence, the room's seq and rev; ARGV: member, expiry, now, user prefix.
+# Returns {1 when the user came online else 0, seq, rev, the live members...}: a
+# subscribe needs the room's counters and who is online next, in the same round trip.
 JOIN_SCRIPT = (
     _HAS_LIVE
     + """
@@ -50,6 +51,8 @@ local came = 1
 if has_live(KEYS[1], ARGV[4], ARGV[3]) then came = 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local reply = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf')
+table.insert(reply, 1, redis.call('GET', KEYS[3]) or '')
+table.insert(reply, 1, redis.call('GET', KEYS[2]) or '')
 table.insert(reply, 1, came)
 return reply
 """
@@ -105,17 +108,30 @@ _leave = LuaScript(LEAVE_SCRIPT)
 _sweep = LuaScript(SWEEP_SCRIPT)
 
 
-async def join(*, room_id: int, member: str) -> tuple[bool, Online]:
-    """Add the entry; whether its user came online with it, and who is online now (with it)."""
+@dataclass(frozen=True)
+class Joined:
+    came_online: bool  # the user had no other live entry in the room
+    online: Online  # who is online now, the joiner included
+    counters: tuple[int, int] | None  # the room's (seq, rev), None when Redis holds none
+
+
+async def join(*, room_id: int, member: str) -> Joined:
+    """Add the entry, and read who is online and the room's counters in the same call."""
     now = _now()
     prefix = member.split("|", 1)[0] + "|"
+    keys = RoomKeys(room_id)
     reply = await _join.arun(
         get_async_redis(room_id),
-        keys=(RoomKeys(room_id).presence,),
+        keys=(keys.presence, keys.seq, keys.rev),
         args=(member, now + settings.PRESENCE_TTL, now, prefix),
     )
-    users = _users_of(reply[1:])
-    return bool(int(reply[0])), Online(users=_capped(list(users.values())), count=len(users))
+    came, seq, rev, *members = reply
+    users = _users_of(members)
+    return Joined(
+        came_online=bool(int(came)),
+        online=Online(users=_capped(list(users.values())), count=len(users)),
+        counters=(int(seq), int(rev or 0)) if seq else None,
+    )
 
 
 async def leave(*, room_id: int, member: str) -> bool:
