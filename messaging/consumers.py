@@ -50,7 +50,7 @@ from messaging.services import (
 )
 from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_inbox, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
-from pubsub_site.handshakes import handshake_done
+from pubsub_site.handshakes import handshake_done, try_again_later
 from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber
 
 logger = logging.getLogger(__name__)
@@ -111,10 +111,15 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         except RedisError as error:
             # The channel layer (or another Redis call outside a frame's handling) failed:
             # events for this socket may be lost, so close it; the client resubscribes
-            # with `since`. Before the handshake completed, this refuses it.
+            # with `since`. During the handshake (a stale connection after Redis restarted),
+            # it is answered 1013, Try Again Later: not the 403 of a refusal.
             logger.warning("Redis failed under a WebSocket connection; closing it: %s", error)
             with contextlib.suppress(Exception):
-                await self.close(code=1011)
+                if self.outbox is None and not self.closing:
+                    self.closing = True
+                    await try_again_later(self.base_send)
+                else:
+                    await self.close(code=1011)
         finally:
             self.channel_layer.drop_channel(self.channel_name)
             if self.outbox is not None:
@@ -310,8 +315,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 sub.clap_revs[change["seq"]] = change["rev"]
             await self.send(text_data=encode(change))
         await sub.fanout.start(sub.feed, after=latest)
-        online = joined.online
-        frame = {"type": "presence", "room": slug, "online": online.users, "count": online.count}
+        frame = {"type": "presence", "room": slug, "online": joined.online.users, "count": joined.online.count}
         await self.send(text_data=encode(frame))
         if joined.came_online:
             user = presence.user_from_member(sub.presence_member)

@@ -21,6 +21,15 @@ TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: the server is overloaded
 _release: ContextVar[Callable[[], None] | None] = ContextVar("handshake_release", default=None)
 
 
+async def try_again_later(send) -> None:
+    """Answer a handshake the process cannot serve now: accepted, then closed at once with
+    1013, which a client retries after its backoff (a refusal would be a 403, which the
+    contract keeps for "not signed in" and "foreign origin")."""
+    await send({"type": "websocket.accept"})
+    if not send_close_below_autobahn(daphne_protocol(send), TRY_AGAIN_LATER):
+        await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+
+
 def handshake_done() -> None:
     """The handshake of the connection being served is accepted or refused: let the next one
     in. Only the first call counts; without a limit it does nothing."""
@@ -66,9 +75,7 @@ class HandshakeLimit:
         except TimeoutError:
             metrics.handshake_refused("try_again_later")
             await receive()  # websocket.connect
-            await send({"type": "websocket.accept"})
-            if not send_close_below_autobahn(daphne_protocol(send), TRY_AGAIN_LATER):
-                await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+            await try_again_later(send)
             return None
         token = _release.set(slots.release)
         try:

@@ -1,0 +1,134 @@
+"""Whether a user has any open socket, in any web process: what the mention e-mails ask.
+
+Presence (messaging.presence) only knows of sockets subscribed to a room; a tab open on
+the room list or the notifications page subscribes to none, yet its user sees mentions
+live. So each web process (each event loop) counts its open sockets per user, and while
+a user has any there, keeps one entry, the process's token, in the user's
+``pubsub:online:<user id>`` sorted set, scored by when it expires. One task per process
+pushes the expiries of all its users back every PRESENCE_HEARTBEAT seconds (one
+pipelined round trip) and re-adds any entry a racing close removed; a process that dies
+without saying goodbye leaves entries that expire after PRESENCE_TTL. A user is online
+while any of their entries has not expired.
+
+The sets live on the first room server (``get_redis(None)``), where the worker reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from pubsub_site.redis_client import get_async_redis, get_redis
+
+logger = logging.getLogger(__name__)
+
+
+def online_key(user_id: int) -> str:
+    return f"pubsub:online:{user_id}"
+
+
+class OnlineTracker:
+    """This process's open sockets per user, and their entries in Redis kept alive."""
+
+    def __init__(self) -> None:
+        self.token = uuid.uuid4().hex
+        self.user_of: dict[str, int] = {}  # channel -> user id
+        self.channels: dict[int, set[str]] = {}  # user id -> channels
+        self.task: asyncio.Task | None = None
+
+    def opened(self, user_id: int, channel: str) -> bool:
+        """Count the socket; True when it is the user's first in this process."""
+        self.user_of[channel] = user_id
+        channels = self.channels.setdefault(user_id, set())
+        channels.add(channel)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="online keeper")
+        return len(channels) == 1
+
+    def closed(self, channel: str) -> int | None:
+        """Forget the socket; the user's id when it was their last in this process."""
+        user_id = self.user_of.pop(channel, None)
+        if user_id is None:
+            return None  # never counted (refused before it was accepted)
+        channels = self.channels.get(user_id, set())
+        channels.discard(channel)
+        if channels:
+            return None
+        self.channels.pop(user_id, None)
+        return user_id
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+            try:
+                await self.beat()
+            except RedisError:
+                logger.warning("online heartbeat failed", exc_info=True)
+
+    async def beat(self) -> None:
+        now = time.time()
+        pipe = get_async_redis(None).pipeline(transaction=False)
+        for user_id in list(self.channels):
+            _mark(pipe, user_id, self.token, now)
+        await pipe.execute()
+
+
+def _mark(pipe, user_id: int, token: str, now: float) -> None:
+    key = online_key(user_id)
+    pipe.zadd(key, {token: now + settings.PRESENCE_TTL})
+    pipe.zremrangebyscore(key, "-inf", now)  # entries of processes that died
+    pipe.expire(key, settings.PRESENCE_TTL + settings.PRESENCE_HEARTBEAT)
+
+
+_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OnlineTracker] = weakref.WeakKeyDictionary()
+
+
+def tracker() -> OnlineTracker:
+    """The running loop's tracker."""
+    loop = asyncio.get_running_loop()
+    found = _trackers.get(loop)
+    if found is None:
+        found = _trackers[loop] = OnlineTracker()
+    return found
+
+
+async def connection_opened(*, user_id: int, channel: str) -> None:
+    """A socket of the user was accepted. A Redis failure is logged, not raised: the next
+    heartbeat writes the entry."""
+    keeper = tracker()
+    if keeper.opened(user_id, channel):
+        try:
+            pipe = get_async_redis(None).pipeline(transaction=False)
+            _mark(pipe, user_id, keeper.token, time.time())
+            await pipe.execute()
+        except RedisError as error:
+            logger.warning("could not mark user %s online: %r", user_id, error)
+
+
+async def connection_closed(*, channel: str) -> None:
+    """A socket ended (or was refused: then nothing happens). Without a Redis, the entry
+    expires by itself after PRESENCE_TTL."""
+    keeper = tracker()
+    user_id = keeper.closed(channel)
+    if user_id is not None:
+        try:
+            await get_async_redis(None).zrem(online_key(user_id), keeper.token)
+        except RedisError as error:
+            logger.warning("could not mark user %s offline: %r", user_id, error)
+
+
+def users_online(*, user_ids: list[int]) -> set[int]:
+    """Of ``user_ids``, those with an open socket in some process (synchronous: for jobs)."""
+    if not user_ids:
+        return set()
+    now = time.time()
+    pipe = get_redis(None).pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.zcount(online_key(user_id), f"({now}", "+inf")
+    return {user_id for user_id, count in zip(user_ids, pipe.execute(), strict=True) if count}
