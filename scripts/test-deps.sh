@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system, besides the Python packages `make venv`
 # installs: Chromium for the browser tests, docker-compose to check the compose files,
-# an emoji font for the screenshots, redis-server for the fault tests' own Redis servers.
+# an emoji font for the screenshots, redis-server for the fault tests' own Redis servers;
+# for the container tests (tests/container), Debian's Docker engine (docker.io: dockerd,
+# which the test starts itself), debootstrap for the stand-in base images and openssl
+# for the test's certificate.
 # Installs what is missing with apt when run as root; otherwise stops at once with the one
 # command to run. No test is skipped for want of a tool: a missing one fails the run here.
 set -euo pipefail
@@ -9,6 +12,9 @@ set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+[ -x /usr/sbin/dockerd ] || command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
 [ ${#missing[@]} -eq 0 ] && exit 0

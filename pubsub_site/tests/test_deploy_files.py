@@ -1,9 +1,10 @@
 """The deployment files parse, say what docs/deploy.md promises, and pass their linters.
 
-No Docker engine runs here, so the image is never built: docker-compose resolves
-the compose files (that needs no engine), hadolint lints the Dockerfile, and the
-nginx configuration is read with a small parser. The health-check script that the
-containers run is exercised for real, against a local HTTP server and Redis.
+Without a Docker engine: docker-compose resolves the compose files (that needs no
+engine), hadolint lints the Dockerfile, and the nginx configuration is read with a
+small parser. The health-check script that the containers run is exercised for real,
+against a local HTTP server and Redis. tests/container/test_stack.py builds the image
+and runs the stack in an engine of its own.
 """
 
 from __future__ import annotations
@@ -409,6 +410,7 @@ NGINX_ARITY: dict[str, tuple[int, int | None]] = {
     "default_type": (1, 1),
     "server_tokens": (1, 1),
     "access_log": (1, None),
+    "log_format": (2, None),
     "error_log": (1, 2),
     "resolver": (1, None),
     "resolver_timeout": (1, 1),
@@ -439,6 +441,7 @@ NGINX_ARITY: dict[str, tuple[int, int | None]] = {
     "proxy_send_timeout": (1, 1),
     "proxy_buffering": (1, 1),
     "proxy_next_upstream": (1, None),
+    "if": (1, None),  # `if ( condition )`: the parentheses are words of their own here
 }
 
 
@@ -515,6 +518,26 @@ def test_nginx_upgrades_websockets_on_ws_and_keeps_them_open(nginx):
     # A location with a proxy_set_header of its own would silently drop all of the server's.
     for path, body in locations.items():
         assert not find(body, "proxy_set_header"), path
+
+
+def test_nginx_lets_metrics_through_only_with_a_bearer_token(nginx):
+    """Prometheus scrapes the replicas directly; through the proxy, a request without an
+    Authorization header never reaches the app (which checks the token itself)."""
+    (http,) = find(nginx, "http")
+    (tls,) = [server for server in find(http[2], "server") if find(server[2], "listen", "443")]
+    (metrics,) = find(tls[2], "location", "=", "/metrics")
+    (guard,) = find(metrics[2], "if")
+    assert guard[1] == ["($http_authorization", "!~*", '"^Bearer "', ")"]
+    assert find(guard[2], "return", "404")
+    assert find(metrics[2], "proxy_pass", "http://web")
+
+
+def test_the_worker_serves_its_metrics_on_the_network_only(production):
+    worker = production["services"]["worker"]
+    assert worker["environment"]["METRICS_WORKER_PORT"] == "9100"
+    assert [str(port) for port in worker["expose"]] == ["9100"]
+    assert published_ports(worker) == []
+    assert worker["environment"]["METRICS_TOKEN"] == ""  # none unless the operator sets one
 
 
 def test_nginx_redirects_http_and_answers_its_own_health_check(nginx):
