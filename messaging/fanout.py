@@ -138,10 +138,14 @@ class RoomFanout:
                 metrics.batch_written(sent_at)
 
     async def _take_pending(self) -> None:
+        batch: list[tuple[int, str]] = []
         while self.last_seq + 1 in self.pending:
             self.last_seq += 1
             record = orjson.loads(self.pending.pop(self.last_seq))
-            await self._deliver(self.last_seq, encode(message_wire(record, room=self.slug)))
+            batch.append((self.last_seq, encode(message_wire(record, room=self.slug))))
+        if batch:
+            # What arrived together goes out together: one write per socket for the batch.
+            await self._deliver(batch)
         for stale in [s for s in self.pending if s <= self.last_seq]:
             del self.pending[stale]
         if len(self.pending) > PENDING_MAX:
@@ -149,13 +153,24 @@ class RoomFanout:
         elif self.pending and self.gap_task is None:
             self.gap_task = asyncio.get_running_loop().create_task(self._fill_gap())
 
-    async def _deliver(self, seq: int, text: str) -> None:
-        metrics.MESSAGES_DELIVERED.inc(len(self.feeds))
+    async def _deliver(self, batch: list[tuple[int, str]]) -> None:
+        """Consecutive messages, in seq order, to every socket of the room."""
+        metrics.MESSAGES_DELIVERED.inc(len(self.feeds) * len(batch))
+        texts = [text for _, text in batch]
+        first = batch[0][0]
         for feed in self.feeds:
             if feed.after is None:
-                feed.held.append((seq, text))
-            elif seq > feed.after and feed.attached:
-                await feed.outbox.write(text)
+                feed.held.extend(batch)
+            elif not feed.attached:
+                continue
+            elif feed.outbox.socket.direct:  # no wait: nothing can happen to the feed meanwhile
+                feed.outbox.write_many(texts if first > feed.after else [t for s, t in batch if s > feed.after])
+            else:
+                for seq, text in batch:
+                    if not feed.attached:
+                        break  # it left while the room delivered
+                    if seq > feed.after:
+                        await feed.outbox.write(text)
 
     async def _fill_gap(self) -> None:
         try:
@@ -170,7 +185,7 @@ class RoomFanout:
                         if record["seq"] > self.last_seq:
                             self.last_seq = record["seq"]
                             text = encode(message_wire(record, room=self.slug, state=state))
-                            await self._deliver(self.last_seq, text)
+                            await self._deliver([(self.last_seq, text)])
                     # Whatever is neither in the buffer nor in PostgreSQL is gone for good:
                     # skip it rather than stall the room.
                     self.last_seq = max(self.last_seq, first_waiting - 1)

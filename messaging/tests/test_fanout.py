@@ -269,3 +269,35 @@ async def test_flush_waits_for_what_waits_in_the_outbox():
     socket.drained.set()
     await asyncio.wait_for(flushing, 1)
     assert recorder.seqs == [1]
+
+
+class Direct(ServerSocket):
+    """A server that takes several frames in one write (as UvicornSocket does)."""
+
+    direct = True
+
+    def __init__(self) -> None:
+        self.writes: list[list[str]] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write_frames(self, texts) -> None:
+        self.writes.append(list(texts))
+
+
+async def test_messages_that_arrive_together_reach_a_socket_in_one_write():
+    room = RoomFanout(1, "lobby")
+    servers = [Direct() for _ in range(2)]
+    feeds = [room.attach(Outbox(Recorder().send, server, limit=1 << 20, on_overflow=lambda w: None), lambda: None)
+             for server in servers]  # fmt: skip
+    for feed in feeds:
+        await room.start(feed, after=0)
+    for seq in (3, 1, 2):  # one batch, out of order
+        room.offer(event(1, seq))
+    await settle()
+    room.offer(event(1, 4))
+    await settle()
+    for server in servers:
+        assert [[orjson.loads(t)["seq"] for t in write] for write in server.writes] == [[1, 2, 3], [4]]
+    room.close()
