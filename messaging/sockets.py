@@ -74,6 +74,11 @@ class UvicornSocket(ServerSocket):
 
     def __init__(self, protocol: object) -> None:
         self.protocol = protocol
+        # uvicorn keeps the handshake's request and response (their headers: about 3 KiB) for
+        # the connection's life, though nothing reads them once the accept is written.
+        if getattr(protocol, "handshake_complete", False):
+            protocol.request = None
+            protocol.response = None
 
     def write_frames(self, texts: list[str] | tuple[str, ...]) -> None:
         protocol = self.protocol
