@@ -3,19 +3,24 @@
 Six thousand messages (twelve batches) are stored with no worker running (through
 ``messaging.services.message_send``, the Redis path a `send` frame takes: an ack is its
 return), then a worker is SIGKILLed in the middle of a batch's INSERT after it has committed
-some batches, and the next one too; the third persists everything, each message once."""
+two batches, and the next one too; the third persists everything, each message once."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import psycopg
 import pytest
 import redis
 from django.db import connection
+from psycopg import sql
 from rq.registry import StartedJobRegistry
 
+from messaging import buffer
+from messaging.models import Message
+from messaging.persistence import BATCH
 from messaging.services import message_send
 from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms.services import room_create
@@ -25,38 +30,72 @@ from tests.faults.kit import ACKED, Ledger, base_env, pg_rows, report, verdict_r
 pytestmark = pytest.mark.processes
 
 TOTAL = 6_000
+assert TOTAL > 5 * BATCH, "the two kills need five batches and leave the third worker some"
 
 
-def inserts_waiting(dbname: str) -> int:
-    """INSERTs into the message table waiting for the lock the test holds."""
+def hold_seq(room_id: int, author_id: int, seq: int) -> psycopg.Connection:
+    """A connection whose open transaction has inserted a row with the room's ``seq``.
+
+    Until it ends, the worker's INSERT of the batch holding ``seq`` waits on it (ON CONFLICT
+    must know whether that row commits), with the batch's rows before ``seq`` written but
+    not committed, while the batches before it commit. However fast the worker runs, it
+    cannot get past that INSERT: the kill lands in it whatever the machine's load."""
+    meta = Message._meta
+    names = ("room", "seq", "author", "body", "client_id", "sent_at", "rev")
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %s, now(), 0)").format(
+        sql.Identifier(meta.db_table), sql.SQL(", ").join(sql.Identifier(meta.get_field(n).column) for n in names)
+    )
+    holder = psycopg.connect(database_url())
+    holder.execute(insert, [room_id, seq, author_id, "the test's placeholder, never committed", uuid.uuid4()])
+    return holder
+
+
+def inserts_held_by(holder: psycopg.Connection, dbname: str) -> list[int]:
+    """The backends whose INSERT into the message table waits on ``holder``'s transaction."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
-            "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"messaging_message\"%%'",
-            [dbname],
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+            "AND query LIKE 'INSERT INTO \"messaging_message\"%%' AND %s = ANY(pg_blocking_pids(pid))",
+            [dbname, holder.info.backend_pid],
         )
-        return cursor.fetchone()[0]
+        return [pid for (pid,) in cursor.fetchall()]
 
 
-def kill_mid_insert(cluster, worker, room_id: int, dbname: str, after_rows: int, timeout: float = 60) -> int:
-    """Let the worker commit at least ``after_rows`` rows, then SIGKILL it in the middle of
-    its next batch's INSERT, and return the rows committed by then.
+def backend_alive(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cursor.fetchone() is not None
 
-    The test holds a lock on the message table so that the INSERT is certainly in flight
-    (waiting on the lock) when the signal lands, and not already committed: a worker killed
-    at a random moment would mostly die between batches."""
+
+def wait_for(predicate, what: str, timeout: float = 60):
     deadline = time.monotonic() + timeout
-    while len(pg_rows([room_id])) < after_rows:
-        assert time.monotonic() < deadline, f"the worker did not commit {after_rows} rows within {timeout} s"
-        time.sleep(0.005)
-    with psycopg.connect(database_url()) as blocker:
-        blocker.execute("LOCK TABLE messaging_message IN SHARE MODE")
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.01)
+    return value
+
+
+def kill_mid_insert(cluster, room_id: int, author_id: int, dbname: str, batches: int) -> int:
+    """Start a worker, let it commit ``batches`` batches past the room's watermark, SIGKILL
+    it in the middle of the next batch's INSERT, and return the rows committed by then.
+
+    A worker killed at a random moment would mostly die between batches; one held by a row
+    of the test's (``hold_seq``) is certainly in an INSERT, not yet committed, when the
+    signal lands. Returns once the killed worker's PostgreSQL backend has ended (and rolled
+    its INSERT back)."""
+    watermark = buffer.persisted_upto(room_id=room_id)  # where the worker starts
+    holder = hold_seq(room_id, author_id, watermark + (batches + 1) * BATCH)
+    try:
+        worker = cluster.start_worker()
+        (backend,) = wait_for(
+            lambda: inserts_held_by(holder, dbname), f"the worker's INSERT of batch {batches + 1} did not wait"
+        )
         committed = len(pg_rows([room_id]))
-        while not inserts_waiting(dbname):
-            assert time.monotonic() < deadline, f"the worker ran no INSERT within {timeout} s"
-            time.sleep(0.005)
         cluster.kill_worker(worker)
-        blocker.rollback()
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_for(lambda: not backend_alive(backend), "the killed worker's backend did not end")
     return committed
 
 
@@ -91,9 +130,8 @@ def test_a_worker_killed_mid_batch_twice_in_a_row_loses_nothing(make_cluster, al
     assert pg_rows([room.pk]) == []
     dbname = connection.settings_dict["NAME"]
 
-    first = kill_mid_insert(cluster, cluster.start_worker(), room.pk, dbname, after_rows=1_000)
-    second = kill_mid_insert(cluster, cluster.start_worker(), room.pk, dbname, after_rows=first + 1_000)
-    time.sleep(0.5)  # the killed worker's backend ends and rolls its INSERT back
+    first = kill_mid_insert(cluster, room.pk, alice.pk, dbname, batches=2)
+    second = kill_mid_insert(cluster, room.pk, alice.pk, dbname, batches=2)
     rows_after_kills = len(pg_rows([room.pk]))
     registry = StartedJobRegistry("default", connection=redis.Redis.from_url(env["REDIS_URL"]))
     orphaned = len(registry.get_job_ids(cleanup=False))
@@ -111,7 +149,8 @@ def test_a_worker_killed_mid_batch_twice_in_a_row_loses_nothing(make_cluster, al
         verdict.line(),
     )
     verdict_row("the worker SIGKILLed mid-batch, twice in a row", verdict, caught_up)
-    # Each kill cut a batch in the middle: none of it was committed, and the next worker wrote it.
-    assert 1_000 <= first < second == rows_after_kills < TOTAL
+    # Each worker committed two batches and was killed in the third: none of that one was
+    # committed (nor by its backend once the worker was gone), and the next worker wrote it.
+    assert (first, second, rows_after_kills) == (2 * BATCH, 4 * BATCH, 4 * BATCH)
     assert not verdict.problems, verdict.problems
     assert verdict.rows == verdict.acked == TOTAL
