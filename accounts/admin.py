@@ -1,0 +1,12 @@
+from django.contrib import admin
+
+from accounts.models import Profile
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ("user", "mention_emails", "last_mention_email_at")
+    list_filter = ("mention_emails",)
+    search_fields = ("user__username", "user__email")
+    # The digests' marks move only in the claim that sends one (messaging.mention_emails).
+    readonly_fields = ("user", "last_mention_email_at", "mention_emailed_upto")

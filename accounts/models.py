@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Profile(models.Model):
+    """What a user chose about e-mail, and what the mention digests already covered.
+
+    Made when first needed (a user without a row has the defaults). The two digest fields
+    move together, in the one conditional UPDATE with which a worker claims a digest
+    (messaging.mention_emails): two workers never send the same one.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True)
+    mention_emails = models.BooleanField(
+        "E-mail me about mentions I miss",
+        default=True,
+        help_text="At most one e-mail an hour, when a mention stays unread for 10 minutes while you are away.",
+    )
+    # When the last digest went out: the next waits an hour after it.
+    last_mention_email_at = models.DateTimeField(null=True, blank=True)
+    # The highest Notification id a digest covered (or passed over as read): never e-mailed again.
+    mention_emailed_upto = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"

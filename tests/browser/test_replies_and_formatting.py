@@ -1,0 +1,144 @@
+"""Replies and formatting in Chromium: a reply shows a quote of its original that leads to it
+(on the page, or the page around it), follows the original's deletion live, and a formatted
+message looks the same live (static/js/format.js) as after a reload (messaging/formatting.py)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from rooms.services import room_join
+from tests.browser.kit import send_over_websocket
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+
+@pytest.fixture
+def lobby(public_room, bob):
+    room_join(room=public_room, user=bob)
+    return public_room
+
+
+def say(page, text: str) -> None:
+    page.locator("#composer-body").fill(text)
+    page.locator("#composer-body").press("Enter")
+
+
+def message(page, body: str):
+    return page.locator("#messages li.message").filter(has=page.locator(".message__body", has_text=body))
+
+
+def in_view(page, locator) -> bool:
+    return locator.evaluate(
+        """(el) => {
+            const box = el.getBoundingClientRect(), list = document.getElementById("messages").getBoundingClientRect();
+            return box.top >= list.top && box.bottom <= list.bottom;
+        }"""
+    )
+
+
+def test_a_reply_quotes_its_original_and_the_quote_leads_to_it(site, alice, bob, lobby):
+    send_over_websocket(
+        site.port, alice, lobby.slug, ["Who has the *deploy* notes?", *[f"chatter {n}" for n in range(30)]]
+    )
+    alice_page = site.page_for(alice, lobby.get_absolute_url())
+    bob_page = site.page_for(bob, lobby.get_absolute_url())
+    for page in (alice_page, bob_page):
+        expect(page.locator("#connection")).to_have_text("connected")
+
+    original = message(bob_page, "Who has the deploy notes?")
+    original.scroll_into_view_if_needed()
+    original.hover()
+    original.locator("[data-action=reply]").click()
+    expect(bob_page.locator("#composer-reply")).to_contain_text("Replying to alice: Who has the deploy notes?")
+    expect(bob_page.locator("#composer-body")).to_be_focused()
+    say(bob_page, "I do, _right here_")
+    expect(bob_page.locator("#composer-reply")).to_be_hidden()
+
+    for page in (alice_page, bob_page):
+        reply = message(page, "I do, right here")
+        expect(reply).not_to_have_class("message message--pending")
+        quote = reply.locator("a.message__reply")
+        expect(quote).to_have_text("alice Who has the *deploy* notes?")
+        expect(quote).to_have_attribute("data-reply-to", "1")
+        expect(reply.locator(".message__body em")).to_have_text("right here")
+    page = alice_page
+    original = message(page, "Who has the deploy notes?")
+    assert not in_view(page, original)
+    message(page, "I do, right here").locator("a.message__reply").click()
+    expect(original).to_have_class("message message--target")
+    assert in_view(page, original)
+
+    # After a reload, the server renders the same quote.
+    page.reload()
+    quote = message(page, "I do, right here").locator("a.message__reply")
+    expect(quote).to_have_text("alice Who has the *deploy* notes?")
+    # The original deleted: the quote says so, live and after a reload.
+    bob_page.reload()
+    expect(bob_page.locator("#connection")).to_have_text("connected")
+    original = message(page, "Who has the deploy notes?")
+    original.hover()
+    page.once("dialog", lambda dialog: dialog.accept())
+    original.locator("[data-action=delete]").click()
+    for tab in (page, bob_page):
+        expect(message(tab, "I do, right here").locator("a.message__reply")).to_have_text("Original message deleted")
+    bob_page.reload()
+    expect(message(bob_page, "I do, right here").locator("a.message__reply")).to_have_text("Original message deleted")
+
+
+def test_a_quote_whose_original_is_not_on_the_page_opens_the_page_around_it(site, alice, bob, lobby):
+    send_over_websocket(site.port, alice, lobby.slug, ["The very first word", *[f"filler {n}" for n in range(80)]])
+    send_over_websocket(site.port, bob, lobby.slug, [("Back to the start", 1)])
+    page = site.page_for(alice, lobby.get_absolute_url())
+    expect(page.locator("#connection")).to_have_text("connected")
+    expect(message(page, "The very first word")).to_have_count(0)  # 50 messages: not on the page
+    quote = message(page, "Back to the start").locator("a.message__reply")
+    expect(quote).to_have_text("alice The very first word")
+    quote.click()
+    expect(page).to_have_url(f"{site.url()}{lobby.get_absolute_url()}?around=1#seq-1")
+    original = message(page, "The very first word")
+    expect(original).to_have_class("message message--target")
+    assert in_view(page, original)
+
+
+FORMATTED = "\n".join(
+    [
+        "*Bold*, _italic_, `code` and https://example.com/a_b?c=1&d=2.",
+        "> a quoted *line*",
+        "```",
+        "def f(x): return x * 2  # <not html>",
+        "```",
+        "<script>alert(1)</script> **not bold** snake_case_name",
+    ]
+)
+
+
+def test_formatting_is_the_same_live_and_after_a_reload(site, alice, bob, lobby):
+    alice_page = site.page_for(alice, lobby.get_absolute_url())
+    bob_page = site.page_for(bob, lobby.get_absolute_url())
+    for page in (alice_page, bob_page):
+        expect(page.locator("#connection")).to_have_text("connected")
+    say(alice_page, FORMATTED)
+    bodies = []
+    for page in (alice_page, bob_page):
+        sent = page.locator("#messages li.message:not(.message--pending) .message__body")
+        expect(sent).to_have_count(1)
+        expect(sent.locator("strong")).to_have_text(["Bold", "line"])
+        expect(sent.locator("em")).to_have_text("italic")
+        expect(sent.locator("blockquote strong")).to_have_text("line")
+        expect(sent.locator("pre code")).to_have_text("def f(x): return x * 2  # <not html>")
+        expect(sent.locator("a")).to_have_attribute("href", "https://example.com/a_b?c=1&d=2")
+        expect(sent.locator("script")).to_have_count(0)
+        bodies.append(sent.inner_html())
+    live = bodies[0]
+    assert bodies[1] == live
+    for page in (alice_page, bob_page):
+        page.reload()
+        reloaded = page.locator("#messages li.message .message__body")
+        expect(reloaded).to_have_count(1)
+        assert reloaded.inner_html() == live
+    # Editing starts from what was written, not from the rendering.
+    mine = alice_page.locator("#messages li.message")
+    mine.hover()
+    mine.locator("[data-action=edit]").click()
+    expect(mine.locator(".message__editor textarea")).to_have_value(FORMATTED)
