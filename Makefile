@@ -8,7 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pubsub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run demo test chaos lint cluster bench venv clean
+.PHONY: run demo test chaos lint cluster bench bench-search venv clean
 
 venv: $(VENV)/.installed
 
@@ -58,3 +58,7 @@ cluster: venv
 ## The benchmark (not a test): starts the servers it measures, prints figures, writes docs/benchmarks.md.
 bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
+
+## Search over 1,000,000 messages (a database of its own): p50/p95/p99, written into docs/benchmarks.md.
+bench-search: venv
+	$(PY) -m bench.search $(BENCH_ARGS)

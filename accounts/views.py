@@ -1,9 +1,12 @@
+from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 
-from accounts.forms import SignUpForm
+from accounts.forms import EmailSettingsForm, SignUpForm
+from accounts.services import profile_get, profile_update_email
 from pubsub_site.ratelimit import per_ip, rate_limited
 
 
@@ -18,3 +21,17 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("room-list")
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """The user's e-mail address and whether mentions they miss are e-mailed (the digests'
+    unsubscribe link leads here)."""
+    profile = profile_get(user=request.user)
+    initial = {"email": request.user.email, "mention_emails": profile.mention_emails}
+    form = EmailSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        profile_update_email(user=request.user, **form.cleaned_data)
+        messages.success(request, "Settings saved.")
+        return redirect("account-settings")
+    return render(request, "accounts/settings.html", {"form": form}, status=400 if form.errors else 200)

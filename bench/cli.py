@@ -8,7 +8,9 @@ them as JSON (--out) and, for a full run, as docs/benchmarks.md with a plot.
 
 Configurations (--configs; "-2p": two web processes): uvicorn-1p (the site on uvicorn,
 websockets-sansio), daphne-1p, uvicorn-websockets-1p, granian-1p, bare-1p (bench/bare.py:
-the bare-ASGI reference on the same uvicorn, the ceiling of the server). Sections (--only):
+the bare-ASGI reference on the same uvicorn, the ceiling of the server), uvicorn-1p-replica
+(uvicorn-1p with a replica of the benchmark's Redis started for it, and every ack waiting
+for that replica: REDIS_WAIT_REPLICAS=1). Sections (--only):
 latency, fanout, spectators, handshake, storm, persistence, memory, profile (bench/runner.py).
 """
 
@@ -51,6 +53,8 @@ QUICK_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("bare"), ["latency", "fanout", "handshake"]),
 ]
 KNOWN = {ServerConfig(server, webs).key: ServerConfig(server, webs) for server in SERVERS for webs in (1, 2)}
+# The site with an ack that waits for a replica of the benchmark's Redis (REDIS_WAIT_REPLICAS=1).
+KNOWN.update({c.key: c for c in (ServerConfig("uvicorn", 1, replica=True), ServerConfig("uvicorn", 2, replica=True))})
 
 
 def config_for(key: str) -> ServerConfig:

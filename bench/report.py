@@ -477,6 +477,13 @@ def kept_analysis(docs_path: Path) -> str:
     return text[start : end + len(ANALYSIS_END)]
 
 
+def kept_search(docs_path: Path) -> str:
+    """The search section (``python -m bench.search`` writes it), which a new run carries over."""
+    from bench.search import kept_section
+
+    return kept_section(docs_path.read_text()) if docs_path.exists() else ""
+
+
 def _section_errors(config: dict) -> dict[str, str]:
     return {k: v["error"] for k, v in config.items() if isinstance(v, dict) and "error" in v}
 
@@ -591,6 +598,9 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
     analysis = kept_analysis(docs_path)
     if analysis:
         out += [analysis, ""]
+    search = kept_search(docs_path)
+    if search:
+        out += [search, ""]
     out += ["## Detail", ""]
     for config in results["configs"].values():
         out += [f"### {config['label']}", "", f"web: `{config['web_command']}`", ""]

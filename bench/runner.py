@@ -39,7 +39,7 @@ import numpy as np
 
 from bench import fixtures
 from bench.loadgen import client_main, raise_open_files_limit
-from pubsub_site.cluster import Cluster, descendants
+from pubsub_site.cluster import Cluster, descendants, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 P99_LIMIT_MS = 100.0
@@ -88,14 +88,21 @@ REFERENCE = "bare"
 class ServerConfig:
     server: str  # a key of SERVERS
     webs: int = 1
+    # A replica of the benchmark's Redis (a redis-server of its own on a free port) and
+    # REDIS_WAIT_REPLICAS=1 for the site's processes: an ack waits for the replica (WAIT).
+    replica: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.server}-{self.webs}p"
+        return f"{self.server}-{self.webs}p" + ("-replica" if self.replica else "")
 
     @property
     def label(self) -> str:
-        return SERVERS[self.server].label + (f" ({self.webs} procs)" if self.webs > 1 else "")
+        return (
+            SERVERS[self.server].label
+            + (f" ({self.webs} procs)" if self.webs > 1 else "")
+            + (", acks wait for a replica (WAIT 1)" if self.replica else "")
+        )
 
     @property
     def web_command(self) -> str:
@@ -233,13 +240,61 @@ def server_env(plan: Plan) -> dict[str, str]:
     }
 
 
+@dataclass
+class BenchCluster(Cluster):
+    """The servers of one section, and the Redis replica it started, if any."""
+
+    replica: subprocess.Popen | None = None
+
+    def stop(self, *, graceful: bool = True) -> None:
+        super().stop(graceful=graceful)
+        if self.replica is not None and self.replica.poll() is None:
+            self.replica.terminate()
+            try:
+                self.replica.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.replica.kill()
+                self.replica.wait()
+        self.replica = None
+
+
+def start_replica(plan: Plan, log_dir: Path, timeout: float = 60) -> subprocess.Popen:
+    """A redis-server replicating the benchmark's Redis, on a free port, no persistence of its
+    own; returns once the primary counts it in WAIT (its copy loaded and acknowledged)."""
+    import redis
+
+    primary = redis.Redis.from_url(plan.redis_url)
+    address = primary.connection_pool.connection_kwargs
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(log_dir), "--logfile", str(log_dir / "redis-replica.log"),
+            "--replicaof", address.get("host", "127.0.0.1"), str(address.get("port", 6379)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while primary.wait(1, 200) < 1:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the replica on port {port} did not catch up with {plan.redis_url}")
+    return process
+
+
 def start_servers(plan: Plan, config: ServerConfig, *, worker: bool = True) -> Cluster:
-    cluster = Cluster(
-        env=server_env(plan),
+    env = server_env(plan)
+    if config.replica:
+        env["REDIS_WAIT_REPLICAS"] = "1"
+    cluster = BenchCluster(
+        env=env,
         web_command=config.web_command,
         log_dir=Path(tempfile.mkdtemp(prefix=f"pubsub-bench-{config.key}-")),
     )
     try:
+        if config.replica:
+            cluster.replica = start_replica(plan, cluster.log_dir)
         for _ in range(config.webs):
             cluster.start_web()
         if worker:

@@ -16,6 +16,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 
 def allowed_host() -> str:
@@ -48,7 +49,7 @@ def check_worker() -> bool:
     import redis
     from rq import Worker
 
-    connection = redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3, socket_timeout=3)
+    connection = redis_client(os.environ["REDIS_URL"])
     hostname = socket.gethostname()
     try:
         workers = Worker.all(connection=connection)
@@ -59,6 +60,17 @@ def check_worker() -> bool:
         return True
     print(f"worker unhealthy: no rq worker registered for host {hostname}", file=sys.stderr)
     return False
+
+
+def redis_client(url: str):
+    """A client for REDIS_URL, plain or a Sentinel service (redis+sentinel://...): the site's
+    own reading of it (pubsub_site.redis_urls, which imports no Django either)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from pubsub_site.redis_urls import sync_client
+
+    return sync_client(url, socket_connect_timeout=3, socket_timeout=3)
 
 
 CHECKS = {"web": check_web, "worker": check_worker}

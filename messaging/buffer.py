@@ -22,6 +22,7 @@ A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError, RedisError
 
 from pubsub_site.redis_client import get_async_redis, get_redis
 
@@ -38,6 +40,8 @@ DIRTY_KEY = "pubsub:dirty"
 SCHEDULED_KEY = "pubsub:persist:scheduled"
 # A queued persistence job that died is replaced after this long (milliseconds).
 SCHEDULED_TTL_MS = 5000
+# Written by the persistence job before it WAITs for replicas (``confirm_replicated``).
+CONFIRM_KEY = "pubsub:persist:confirm"
 
 
 @dataclass(frozen=True)
@@ -132,22 +136,33 @@ class RoomKeys:
 # the message against the limits: one atomic step.
 # KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode]
 # ARGV: record dedup_ttl room_id schedule_ttl_ms author_id [limit window_ms slow_ms
-#       broadcast_channel sent_at]
+#       broadcast_channel sent_at confirm]
 # The bracketed ones are optional: without them (or with 0) nothing limits the send; with a
 # broadcast channel a stored message is also published there, as the channel layer's
 # ``room.message`` event (messaging.layers.FanoutChannelLayer.script_broadcast_channel).
+# With ``confirm`` ('1': the caller WAITs for replicas after the script, see ``append``) a
+# retry rewrites its dedupe key (a write, so that the WAIT that follows covers the stored
+# message: WAIT counts a connection's own writes) and gets the stored record back, to
+# broadcast it once a replica has it.
 # The send limit is a moving window like the `limits` library's: a list holds
 # the times of the author's last `limit` messages, newest first; a message is refused
 # while the oldest of them is younger than the window, until it leaves it. Times are
 # the Redis server's clock (milliseconds): one clock for every web process.
 # Returns {-1} when the room's counters are missing (a fresh or wiped Redis),
-# {0, seq} for a retry of a stored message (never refused, never counted),
+# {0, seq} for a retry of a stored message (never refused, never counted; {0, seq, record}
+# with ``confirm`` while the buffer holds the record),
 # {1, seq, rev, record, schedule, published} for a stored one, and for a refused one (nothing
 # stored, nothing counted) {2, wait_ms} past the send limit, {3, wait_ms} in slow mode.
 APPEND_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local existing = redis.call('GET', KEYS[4])
-if existing then return {0, tonumber(existing)} end
+if existing then
+  if ARGV[11] ~= '1' then return {0, tonumber(existing)} end
+  redis.call('SET', KEYS[4], existing, 'KEEPTTL')
+  local stored = redis.call('ZRANGEBYSCORE', KEYS[3], existing, existing)
+  if stored[1] then return {0, tonumber(existing), stored[1]} end
+  return {0, tonumber(existing)}
+end
 local limit = tonumber(ARGV[6] or '0')
 local window = tonumber(ARGV[7] or '0')
 local slow = tonumber(ARGV[8] or '0')
@@ -271,6 +286,7 @@ class LuaScript:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
         self._sync: Script | None = None
         self._async: AsyncScript | None = None
 
@@ -313,63 +329,105 @@ SLOW_MODE = "slow_mode"
 
 
 @dataclass(frozen=True)
+class ReplicaWait:
+    """Wait for ``replicas`` replicas to have a write, ``timeout_ms`` at most (Redis's WAIT)."""
+
+    replicas: int
+    timeout_ms: int
+
+
+def replica_wait() -> ReplicaWait | None:
+    """What ``REDIS_WAIT_REPLICAS`` asks for: None when an ack needs no replica."""
+    if not settings.REDIS_WAIT_REPLICAS:
+        return None
+    return ReplicaWait(settings.REDIS_WAIT_REPLICAS, settings.REDIS_WAIT_TIMEOUT_MS)
+
+
+class NotReplicated(RedisError):
+    """Fewer replicas than ``REDIS_WAIT_REPLICAS`` confirmed a write in time: what it stored
+    is on the primary only, and a failover could lose it. A send answers ``unavailable``;
+    its retry (same ``client_id``) waits again and acks the stored message."""
+
+    def __init__(self, wait: ReplicaWait, confirmed: int):
+        super().__init__(f"{confirmed} of {wait.replicas} replicas confirmed the write within {wait.timeout_ms} ms")
+        self.wait = wait
+        self.confirmed = confirmed
+
+
+@dataclass(frozen=True)
 class AppendResult:
     initialised: bool
     created: bool = False
     seq: int = 0
     rev: int = 0
-    record: bytes = b""
+    record: bytes = b""  # the stored record; for a retry only when the call asked for replicas
     schedule_persist: bool = False
     broadcast: bool = False  # published by the script to the room's group
     refused_by: str | None = None  # PAST_SEND_LIMIT or SLOW_MODE: nothing was stored
     wait_ms: int = 0  # when refused: how long until the author may send
+    replicas: int | None = None  # with ``wait``: how many replicas confirmed the call's writes
 
 
 async def append(
-    *, room_id: int, record: dict, limits: SendLimits = NO_LIMITS, broadcast_to: str | None = None
+    *,
+    room_id: int,
+    record: dict,
+    limits: SendLimits = NO_LIMITS,
+    broadcast_to: str | None = None,
+    wait: ReplicaWait | None = None,
 ) -> AppendResult:
     """Store ``record`` unless its ``client_id`` was stored (a retry) or ``limits`` refuse it.
 
     One Redis call (EVALSHA): the limits are checked and counted in the same script, and
     with ``broadcast_to`` (a channel of this Redis server) a stored message is published
-    there as a ``room.message`` event in the same atomic step."""
+    there as a ``room.message`` event in the same atomic step.
+
+    With ``wait``, still one round trip: a pipeline of the script and ``WAIT replicas
+    timeout`` on the same connection; ``replicas`` says how many replicas have what the
+    script wrote (for a retry, the stored message: the script rewrites its dedupe key, and
+    returns its record so that the caller can broadcast it once confirmed). Give no
+    ``broadcast_to`` with ``wait``: a message is broadcast only once a replica has it."""
     keys = RoomKeys(room_id)
     author_id = record["author"]["id"]
-    reply = await _append.arun(
-        get_async_redis(room_id),
-        keys=(
-            keys.seq,
-            keys.rev,
-            keys.buf,
-            keys.client_id(record["client_id"]),
-            DIRTY_KEY,
-            SCHEDULED_KEY,
-            keys.reads,
-            keys.reads_dirty,
-            keys.send_limit_of(author_id),
-            keys.slow_mode_of(author_id),
-        ),
-        args=(
-            orjson.dumps(record),
-            settings.MESSAGE_DEDUP_TTL,
-            room_id,
-            SCHEDULED_TTL_MS,
-            author_id,
-            limits.per_window,
-            limits.window_ms,
-            limits.slow_mode_ms,
-            broadcast_to or "",
-            time.time(),
-        ),
+    client = get_async_redis(room_id)
+    script_keys = (
+        keys.seq,
+        keys.rev,
+        keys.buf,
+        keys.client_id(record["client_id"]),
+        DIRTY_KEY,
+        SCHEDULED_KEY,
+        keys.reads,
+        keys.reads_dirty,
+        keys.send_limit_of(author_id),
+        keys.slow_mode_of(author_id),
     )
+    args = (
+        orjson.dumps(record),
+        settings.MESSAGE_DEDUP_TTL,
+        room_id,
+        SCHEDULED_TTL_MS,
+        author_id,
+        limits.per_window,
+        limits.window_ms,
+        limits.slow_mode_ms,
+        broadcast_to or "",
+        time.time(),
+    )
+    replicas = None
+    if wait is None:
+        reply = await _append.arun(client, keys=script_keys, args=args)
+    else:
+        reply, replicas = await _run_and_wait(client, _append, script_keys, (*args, "1"), wait)
     status = int(reply[0])
     if status == -1:
-        return AppendResult(initialised=False)
+        return AppendResult(initialised=False, replicas=replicas)
     if status == 0:
-        return AppendResult(initialised=True, created=False, seq=int(reply[1]))
+        stored = reply[2] if len(reply) > 2 else b""
+        return AppendResult(initialised=True, created=False, seq=int(reply[1]), record=stored, replicas=replicas)
     if status in (2, 3):
         refused_by = PAST_SEND_LIMIT if status == 2 else SLOW_MODE
-        return AppendResult(initialised=True, refused_by=refused_by, wait_ms=int(reply[1]))
+        return AppendResult(initialised=True, refused_by=refused_by, wait_ms=int(reply[1]), replicas=replicas)
     return AppendResult(
         initialised=True,
         created=True,
@@ -378,7 +436,46 @@ async def append(
         record=reply[3],
         schedule_persist=bool(int(reply[4])),
         broadcast=bool(int(reply[5])),
+        replicas=replicas,
     )
+
+
+async def _run_and_wait(
+    client: aioredis.Redis, script: LuaScript, keys: Sequence, args: Sequence, wait: ReplicaWait
+) -> tuple[list, int]:
+    """EVALSHA then WAIT, pipelined on one connection: one round trip (two when the server
+    does not know the script yet: it is loaded and the pair sent again)."""
+    for _ in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.wait(wait.replicas, wait.timeout_ms)
+        reply, replicas = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError):
+            await client.script_load(script.text)
+            continue
+        for result in (reply, replicas):
+            if isinstance(result, Exception):
+                raise result
+        return reply, int(replicas)
+    raise NoScriptError(f"the server forgot script {script.sha} as soon as it was loaded")
+
+
+def confirm_replicated(*, room_id: int | None = None, url: str | None = None) -> None:
+    """With ``REDIS_WAIT_REPLICAS``: return once that many replicas have every write the
+    room's server (or ``url``'s) took so far, else raise NotReplicated. The persistence job
+    calls it between reading records and writing them to PostgreSQL: a record only the
+    primary has (its send answered `unavailable`) could be lost in a failover and its seq
+    given to another message, and PostgreSQL must not keep the first one under that seq.
+    WAIT counts the connection's own writes: a write first (one round trip for both)."""
+    wait = replica_wait()
+    if wait is None:
+        return
+    with get_redis(room_id, url=url).pipeline(transaction=False) as pipe:
+        pipe.incr(CONFIRM_KEY)
+        pipe.wait(wait.replicas, wait.timeout_ms)
+        _, confirmed = pipe.execute()
+    if int(confirmed) < wait.replicas:
+        raise NotReplicated(wait, int(confirmed))
 
 
 def init_counters(*, room_id: int, seq: int, rev: int) -> None:

@@ -36,13 +36,14 @@ from messaging.events import activity_group, room_group, session_fingerprint, us
 from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
-from messaging.selectors import aroom_counters, changes_after, messages_between
+from messaging.selectors import aroom_counters, changes_after, messages_replay
 from messaging.services import (
     ActionRefused,
     message_clap,
     message_delete,
     message_edit,
     message_mark_read,
+    message_reply_quote,
     message_send,
     presence_broadcast,
     presence_left,
@@ -125,7 +126,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             if self.outbox is not None:
                 self.outbox.close()
             metrics.connection_closed(self)
-            await online.connection_closed(channel=self.channel_name)
+            online.connection_closed(channel=self.channel_name)
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch first runs close_old_connections in the process's one sync thread:
@@ -168,13 +169,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
         await self.accept()
-        await online.connection_opened(user_id=self.user_id, channel=self.channel_name)
         self.outbox = Outbox(
             self.base_send,
             server_socket(self.base_send),
             limit=settings.WS_SEND_BACKLOG_MAX_BYTES,
             on_overflow=self._overflowed,
         )
+        online.connection_opened(user_id=self.user_id, channel=self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "subscriptions"):
@@ -296,9 +297,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             if since > latest or latest - since > settings.MESSAGE_REPLAY_LIMIT:
                 recovered = False
             else:
-                replay = await database_sync_to_async(messages_between)(
-                    room_id=access.room_id, after=since, upto=latest
-                )
+                replay = await database_sync_to_async(messages_replay)(room_id=access.room_id, after=since, upto=latest)
                 if since_rev is not None and since_rev < rev:
                     change_frames = await database_sync_to_async(changes_after)(
                         room_id=access.room_id, room_slug=slug, rev=since_rev, upto_seq=since
@@ -330,6 +329,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         frames.required_str(frame, "room")
         body = frames.body(frame)
         client_id = frames.client_id(frame)
+        reply_to = frames.optional_seq(frame, "reply_to")
         sub = self._subscription(frame)
         access = sub.access
         if not access.can_post:
@@ -339,6 +339,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if access.is_muted():
             raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
         slow_mode_seconds = 0 if access.can_moderate else access.slow_mode_seconds
+        reply = None
+        if reply_to is not None:
+            if reply_to > sub.seen_seq:
+                # Past the room's latest seq as this socket knows it: no such message (yet).
+                raise ClientError("bad_request", f"`reply_to`: this room has no message {reply_to}.")
+            reply = await message_reply_quote(room_id=access.room_id, seq=reply_to)
         result = await message_send(
             room_id=access.room_id,
             room_slug=access.slug,
@@ -347,6 +353,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             body=body,
             client_id=client_id,
             limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
+            reply=reply,
         )
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
@@ -513,6 +520,14 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
         self.activity_rooms = {}
         await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+
+    async def user_direct_joined(self, event: dict) -> None:
+        """The user is in a new direct conversation: follow its activity, and tell the page."""
+        room_id, slug = event["room_id"], event["room"]
+        if room_id not in self.activity_rooms:
+            self.activity_rooms[room_id] = slug
+            await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
+        await self.send(text_data=encode({"type": "direct_joined", "room": slug, "title": event["title"]}))
 
     async def user_membership(self, event: dict) -> None:
         """The user's rights in a room changed: read them again."""

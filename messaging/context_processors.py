@@ -3,7 +3,8 @@ from django.utils.functional import SimpleLazyObject
 
 
 def navigation(request: HttpRequest) -> dict:
-    """The signed-in user's rooms with unread counts (the sidebar) and unread notifications.
+    """The signed-in user's rooms and direct conversations with unread counts (the sidebar), and
+    unread notifications.
 
     Lazy: pages that show neither pay nothing.
     """
@@ -12,18 +13,22 @@ def navigation(request: HttpRequest) -> dict:
         return {}
 
     def rooms():
-        from rooms.models import Room
+        from rooms.selectors import rooms_of_user
 
-        return list(
-            Room.objects.filter(memberships__user=user, memberships__banned=False).order_by("name").only("name", "slug")
-        )
+        return rooms_of_user(user=user)
+
+    def directs():
+        from rooms.selectors import directs_of_user
+
+        return directs_of_user(user=user)
 
     my_rooms = SimpleLazyObject(rooms)
+    my_directs = SimpleLazyObject(directs)
 
     def unread():
         from messaging.selectors import unread_counts
 
-        return unread_counts(user_id=user.pk, room_ids=[room.pk for room in my_rooms])
+        return unread_counts(user_id=user.pk, room_ids=[room.pk for room in [*my_rooms, *my_directs]])
 
     def notifications():
         from messaging.models import Notification
@@ -32,6 +37,7 @@ def navigation(request: HttpRequest) -> dict:
 
     return {
         "my_rooms": my_rooms,
+        "my_directs": my_directs,
         "unread_by_room": SimpleLazyObject(unread),
         "unread_notifications": SimpleLazyObject(notifications),
     }

@@ -58,6 +58,14 @@ def membership_changed_on_commit(*, user_id: int, room: Room) -> None:
     send_to_group_on_commit(user_group(user_id), {"type": "user.membership", "room_id": room.pk})
 
 
+def direct_joined_on_commit(*, user_id: int, room: Room, title: str) -> None:
+    """The user is in a direct conversation they were not in: their open sockets follow its
+    activity (unread counts) and the page lists it, under ``title`` (the others' names)."""
+    send_to_group_on_commit(
+        user_group(user_id), {"type": "user.direct_joined", "room_id": room.pk, "room": room.slug, "title": title}
+    )
+
+
 def room_state_changed_on_commit(*, room: Room) -> None:
     """Tell the room's subscribers its lock or slow mode changed."""
     send_to_group_on_commit(

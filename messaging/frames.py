@@ -41,6 +41,16 @@ def required_seq(frame: dict) -> int:
     return value
 
 
+def optional_seq(frame: dict, key: str) -> int | None:
+    """A message's seq, or None when the frame does not have ``key`` (or has null)."""
+    value = frame.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < MAX_INT:
+        raise ClientError("bad_request", f"`{key}` must be a message's seq: a positive integer.")
+    return value
+
+
 def client_id(frame: dict) -> str:
     raw = required_str(frame, "client_id")
     try:

@@ -3,27 +3,42 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import close_old_connections
 
 from messaging import metrics
+from messaging.mention_emails import mention_digests_send
 from messaging.persistence import messages_persist_server
 
 logger = logging.getLogger(__name__)
 
 
-def persist_messages(server: int = 0) -> int:
-    # The worker runs jobs in its own process, one after another (SimpleWorker): like a
-    # request, a job starts and ends by dropping a connection that is broken or too old
-    # (PostgreSQL restarted in between, CONN_MAX_AGE).
+def _run_job(name: str, work: Callable[[], int]) -> int:
+    """Run one job's work as the worker runs jobs: in its own process, one after another
+    (SimpleWorker). Like a request, a job starts and ends by dropping a connection that is
+    broken or too old (PostgreSQL restarted in between, CONN_MAX_AGE); its outcome is counted."""
     close_old_connections()
     try:
-        written = messages_persist_server(server=server)
+        done = work()
     except Exception:
-        metrics.JOBS.labels("persist_messages", "failed").inc()
+        metrics.JOBS.labels(name, "failed").inc()
         raise
     finally:
         close_old_connections()
-    metrics.JOBS.labels("persist_messages", "ok").inc()
+    metrics.JOBS.labels(name, "ok").inc()
+    return done
+
+
+def persist_messages(server: int = 0) -> int:
+    written = _run_job("persist_messages", lambda: messages_persist_server(server=server))
     logger.info("persisted %d messages from room server %d", written, server)
     return written
+
+
+def send_mention_digests() -> int:
+    """E-mail the digests of missed mentions that are due (messaging.mention_emails)."""
+    sent = _run_job("send_mention_digests", mention_digests_send)
+    if sent:
+        logger.info("sent %d mention digests", sent)
+    return sent

@@ -38,6 +38,7 @@ from redis.asyncio.client import PubSub
 
 from messaging import metrics
 from messaging.fanout import RoomFanout
+from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ class _Shard(RedisSingleShardConnection):
         layer = self.channel_layer  # the per-loop layer that owns this shard
         inboxes = list(layer.channels.values())
         logger.warning(
-            "The channel layer's connection to %s came back; telling %d consumers to resync", self.host, len(inboxes)
+            "The channel layer's connection to %s came back; telling %d consumers to resync",
+            _describe(self.host),
+            len(inboxes),
         )
         for inbox in inboxes:
             inbox.put_nowait(RECONNECTED)
@@ -229,8 +232,11 @@ class FanoutChannelLayer(RedisPubSubChannelLayer):
         """The Redis channel of ``group`` when a Lua script running on ``redis_url``'s server
         may publish the group's events itself (``cmsgpack.pack`` of the event): the group's
         shard is that server (pub/sub belongs to a server, not to a database) and the layer
-        sends plain msgpack (no encryption, no random prefix). None otherwise: then the
-        event goes through ``group_send``."""
+        sends plain msgpack (no encryption, no random prefix). A Sentinel service is one
+        server, whichever is its primary: the room's and the shard's are the same when they
+        name the same Sentinels and master (a script then publishes on the primary it runs
+        on, where the layer's subscriptions are). None otherwise: then the event goes
+        through ``group_send``."""
         return _script_channel(self, group, redis_url)
 
     def _get_layer(self) -> FanoutLoopLayer:
@@ -243,20 +249,49 @@ class FanoutChannelLayer(RedisPubSubChannelLayer):
 
 
 def _server_of(host: dict | tuple | str) -> tuple | None:
-    """(scheme, host, port, unix path) of a Redis connection setting: a URL or a dict of
-    redis-py's keyword arguments (channels-redis's ``hosts`` entries)."""
+    """Which Redis server a connection setting reaches: (scheme, host, port, unix path) for a
+    URL or a dict of redis-py's keyword arguments (channels-redis's ``hosts`` entries), and
+    ("sentinel", the Sentinels, the master name) for a Sentinel service, given as a
+    ``redis+sentinel://`` URL or as channels-redis's Sentinel dict: two settings with the
+    same Sentinels and master name reach the same server, whichever is the primary now."""
     if isinstance(host, tuple):  # a dict's items, made hashable
         host = dict(host)
     if isinstance(host, str):
+        try:
+            service = parse_redis_url(host)
+        except RedisUrlError:
+            return None
+        if service is not None:
+            return ("sentinel", *service.identity)
         url = urlsplit(host)
         if url.scheme == "unix":
             return ("unix", None, None, url.path)
         return (url.scheme, url.hostname, url.port or 6379, None)
+    if "master_name" in host:
+        return ("sentinel", frozenset((h, int(p)) for h, p in host.get("sentinels", ())), host["master_name"])
     if "address" in host:
         return _server_of(host["address"])
     if "host" in host:
         return ("redis", host["host"], int(host.get("port", 6379)), None)
     return None
+
+
+def _describe(host: dict) -> str:
+    """A hosts entry for the log, without its password."""
+    if "master_name" in host:
+        return f"the primary of Sentinel service {host['master_name']!r}"
+    if "address" in host:
+        return redact(str(host["address"]))
+    return f"{host.get('host')}:{host.get('port', 6379)}"
+
+
+def _frozen(value):
+    """A hosts entry as a hashable value (for the cache below): dicts and lists become tuples."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 @functools.lru_cache(maxsize=4096)
@@ -274,5 +309,5 @@ def _script_channel(layer: FanoutChannelLayer, group: str, redis_url: str) -> st
     if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
         return None
     configured = layer._kwargs.get("hosts", layer._args[0] if layer._args else None)
-    hosts = tuple(h if isinstance(h, str) else tuple(sorted(h.items())) for h in decode_hosts(configured))
+    hosts = tuple(h if isinstance(h, str) else _frozen(h) for h in decode_hosts(configured))
     return _script_channel_cached(layer._kwargs.get("prefix", "asgi"), hosts, group, redis_url)

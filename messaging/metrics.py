@@ -121,6 +121,11 @@ DELIVERY_LATENCY = Histogram(
 
 # --- Channel layer, presence --------------------------------------------------------------
 
+REPLICA_WAIT_TIMEOUTS = Counter(
+    "pubsub_replica_wait_timeouts",
+    "Sends answered `unavailable` because fewer than REDIS_WAIT_REPLICAS replicas confirmed them within "
+    "REDIS_WAIT_TIMEOUT_MS (a replica is down or far behind).",
+)
 LAYER_RECONNECTS = Counter(
     "pubsub_layer_reconnects",
     "Times a web process's channel-layer subscriber connection to Redis came back after a drop "

@@ -28,6 +28,8 @@ class Message(models.Model):
     )
     # The room revision of the last change to this message (creation, edit, deletion, claps).
     rev = models.PositiveBigIntegerField(default=0)
+    # The seq of the message (of the same room) this one replies to.
+    reply_to_seq = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -35,7 +37,13 @@ class Message(models.Model):
             models.UniqueConstraint(fields=["room", "seq"], name="message_one_seq_per_room"),
             models.UniqueConstraint(fields=["room", "client_id"], name="message_one_client_id_per_room"),
         ]
-        indexes = [models.Index(fields=["room", "rev"])]
+        indexes = [
+            models.Index(fields=["room", "rev"]),
+            # Search lists results newest first (messaging/search.py).
+            models.Index(fields=["sent_at", "id"], name="message_newest_first"),
+        ]
+        # On PostgreSQL the table also has `search_vector`, a generated tsvector of `body` with
+        # its GIN index (migration 0003): unknown to the ORM, so that SQLite still runs the site.
 
     def __str__(self) -> str:
         return f"#{self.seq} in {self.room_id}"

@@ -24,9 +24,14 @@ import weakref
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from messaging.presence import every_heartbeat
 from pubsub_site.redis_client import get_async_redis, get_redis
 
 logger = logging.getLogger(__name__)
+
+
+# How long a socket's opening or closing waits to be written with the others.
+FLUSH_SECONDS = 0.5
 
 
 def online_key(user_id: int) -> str:
@@ -41,6 +46,10 @@ class OnlineTracker:
         self.user_of: dict[str, int] = {}  # channel -> user id
         self.channels: dict[int, set[str]] = {}  # user id -> channels
         self.task: asyncio.Task | None = None
+        # Users whose first socket opened or last closed since the last flush: written to
+        # Redis together, FLUSH_SECONDS later, in one pipeline (a handshake waits for none).
+        self.changed: set[int] = set()
+        self.flusher: asyncio.TimerHandle | None = None
 
     def opened(self, user_id: int, channel: str) -> bool:
         """Count the socket; True when it is the user's first in this process."""
@@ -63,13 +72,37 @@ class OnlineTracker:
         self.channels.pop(user_id, None)
         return user_id
 
+    def touch(self, user_id: int) -> None:
+        self.changed.add(user_id)
+        if self.flusher is None:
+            loop = asyncio.get_running_loop()
+            self.flusher = loop.call_later(FLUSH_SECONDS, lambda: loop.create_task(self._flush_logged()))
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except RedisError as error:  # the next heartbeat writes the entries; closed ones expire
+            logger.warning("could not write who is online: %r", error)
+
+    async def flush(self) -> None:
+        """Write the users that changed: an entry for those with a socket here, none for the others."""
+        if self.flusher is not None:
+            self.flusher.cancel()
+            self.flusher = None
+        changed, self.changed = self.changed, set()
+        if not changed:
+            return
+        now = time.time()
+        pipe = get_async_redis(None).pipeline(transaction=False)
+        for user_id in changed:
+            if user_id in self.channels:
+                _mark(pipe, user_id, self.token, now)
+            else:
+                pipe.zrem(online_key(user_id), self.token)
+        await pipe.execute()
+
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
-            try:
-                await self.beat()
-            except RedisError:
-                logger.warning("online heartbeat failed", exc_info=True)
+        await every_heartbeat(self.beat, "online")
 
     async def beat(self) -> None:
         now = time.time()
@@ -98,29 +131,21 @@ def tracker() -> OnlineTracker:
     return found
 
 
-async def connection_opened(*, user_id: int, channel: str) -> None:
-    """A socket of the user was accepted. A Redis failure is logged, not raised: the next
-    heartbeat writes the entry."""
+def connection_opened(*, user_id: int, channel: str) -> None:
+    """A socket of the user was accepted. Redis hears of it within FLUSH_SECONDS, with the
+    others of that moment; a Redis failure is logged, and the next heartbeat writes the entry."""
     keeper = tracker()
     if keeper.opened(user_id, channel):
-        try:
-            pipe = get_async_redis(None).pipeline(transaction=False)
-            _mark(pipe, user_id, keeper.token, time.time())
-            await pipe.execute()
-        except RedisError as error:
-            logger.warning("could not mark user %s online: %r", user_id, error)
+        keeper.touch(user_id)
 
 
-async def connection_closed(*, channel: str) -> None:
+def connection_closed(*, channel: str) -> None:
     """A socket ended (or was refused: then nothing happens). Without a Redis, the entry
     expires by itself after PRESENCE_TTL."""
     keeper = tracker()
     user_id = keeper.closed(channel)
     if user_id is not None:
-        try:
-            await get_async_redis(None).zrem(online_key(user_id), keeper.token)
-        except RedisError as error:
-            logger.warning("could not mark user %s offline: %r", user_id, error)
+        keeper.touch(user_id)
 
 
 def users_online(*, user_ids: list[int]) -> set[int]:

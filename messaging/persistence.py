@@ -3,6 +3,7 @@
 Every step is idempotent: rows are inserted with ON CONFLICT DO NOTHING (the unique
 (room, seq) constraint), state is written as absolute values, and Redis watermarks
 move only after PostgreSQL committed. A job killed at any point is redone by the next.
+With ``REDIS_WAIT_REPLICAS``, records reach PostgreSQL only once replicas have them.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def messages_persist_room(*, room_id: int) -> int:
         records = buffer.unpersisted_records(room_id=room_id, after=upto, limit=BATCH)
         if not records:
             return processed
+        # With REDIS_WAIT_REPLICAS: only what a replica has too, so that a failover cannot
+        # hand a seq written here to another message (raises NotReplicated: the job fails
+        # and the sweep queues it again).
+        buffer.confirm_replicated(room_id=room_id)
         rows = [
             Message(
                 room_id=room_id,
@@ -77,6 +82,7 @@ def messages_persist_room(*, room_id: int) -> int:
                 body=r["body"],
                 client_id=r["client_id"],
                 sent_at=r["sent_at"],
+                reply_to_seq=r.get("reply_to"),
             )
             for r in records
         ]

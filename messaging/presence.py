@@ -88,6 +88,20 @@ return gone
 )
 
 
+async def every_heartbeat(
+    beat: Callable[[], Awaitable[None]], what: str, *, on_failure: Callable[[], object] = lambda: None
+) -> None:
+    """Call ``beat`` every PRESENCE_HEARTBEAT seconds, for ever. A Redis failure is logged and
+    counted; the next beat tries again (entries live PRESENCE_TTL, several beats)."""
+    while True:
+        await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+        try:
+            await beat()
+        except RedisError:
+            on_failure()
+            logger.warning("%s heartbeat failed", what, exc_info=True)
+
+
 def member_key(*, user_id: int, username: str, spectator: bool, channel: str) -> str:
     return f"{user_id}|{username}|{'s' if spectator else 'p'}|{channel}"
 
@@ -178,13 +192,7 @@ class PresenceKeeper:
                 del self.entries[room_id]
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
-            try:
-                await self.beat()
-            except RedisError:
-                metrics.PRESENCE_FAILURES.inc()
-                logger.warning("presence heartbeat failed", exc_info=True)
+        await every_heartbeat(self.beat, "presence", on_failure=metrics.PRESENCE_FAILURES.inc)
 
     async def beat(self) -> None:
         entries = {room_id: set(members) for room_id, members in self.entries.items()}

@@ -9,7 +9,7 @@ from django.db.models import Sum
 
 from messaging import buffer, changes
 from messaging.models import Message
-from messaging.wire import MessageState, changes_wire, message_wire, record_from_message
+from messaging.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
 from rooms.models import Room
 
 HISTORY_MAX_LIMIT = 200
@@ -81,6 +81,52 @@ def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict,
     return _with_current_state(room_id, [*older, *((record, None) for record in buffered)])
 
 
+def with_reply_quotes(*, room_id: int, pairs: list[tuple[dict, MessageState]]) -> list[tuple[dict, MessageState]]:
+    """The pairs, each reply's record with the quote of its original as it is now (``reply``:
+    edited, or deleted since the reply was sent). An original among the pairs is read there;
+    the others with one Redis call and one PostgreSQL query for them all, and only when the
+    pairs hold a reply to a message outside them."""
+    wanted = {record["reply_to"] for record, _ in pairs if record.get("reply_to")}
+    if not wanted:
+        return pairs
+    originals = {record["seq"]: (record, state) for record, state in pairs if record["seq"] in wanted}
+    missing = sorted(wanted - originals.keys())
+    if missing:
+        states = changes.states_of(room_id=room_id, seqs=missing)
+        rows = {
+            row.seq: row
+            for row in Message.objects.filter(room_id=room_id, seq__in=missing)
+            .select_related("author")
+            .annotate(clap_total=Sum("claps__count"))
+        }
+        # What PostgreSQL has not written yet is in the buffer: the reply's own record
+        # carries the original's quote as it was when the reply was sent.
+        snapshots = {r["reply_to"]: r["reply"] for r, _ in pairs if r.get("reply_to") in missing and r.get("reply")}
+        for seq in missing:
+            row = rows.get(seq)
+            if row is not None:
+                record, fallback = record_from_message(row), _state_of_row(row)
+            elif seq in snapshots:
+                snapshot = snapshots[seq]
+                record = {"seq": seq, "rev": 0, "author": snapshot["author"], "body": snapshot["excerpt"]}
+                fallback = MessageState(deleted=bool(snapshot.get("deleted")))
+            else:
+                continue
+            originals[seq] = (record, changes.merge_state(record, states.get(seq), fallback))
+    quoted = []
+    for record, state in pairs:
+        original = originals.get(record.get("reply_to"))
+        if original is not None:
+            record = {**record, "reply": reply_wire(*original)}
+        quoted.append((record, state))
+    return quoted
+
+
+def messages_replay(*, room_id: int, after: int, upto: int) -> list[tuple[dict, MessageState]]:
+    """messages_between, the replies with their quotes as they are now (a subscribe's replay)."""
+    return with_reply_quotes(room_id=room_id, pairs=messages_between(room_id=room_id, after=after, upto=upto))
+
+
 def changes_after(*, room_id: int, room_slug: str, rev: int, upto_seq: int) -> list[dict]:
     """Frames for every message with seq <= upto_seq edited, deleted or clapped after ``rev``."""
     seqs = set(changes.changed_seqs_after(room_id=room_id, rev=rev, upto_seq=upto_seq))
@@ -103,27 +149,40 @@ def changes_after(*, room_id: int, room_slug: str, rev: int, upto_seq: int) -> l
 @dataclass(frozen=True)
 class HistoryPage:
     messages: list[dict]
-    has_more: bool
+    has_more: bool  # older messages exist (newer ones, after ``after``)
+    has_newer: bool = False  # around a message: newer messages exist
+    latest: int = 0  # the room's latest seq when the page was read
 
 
-def message_history(*, room: Room, before: int | None = None, after: int | None = None, limit: int = 50) -> HistoryPage:
+def message_history(
+    *, room: Room, before: int | None = None, after: int | None = None, around: int | None = None, limit: int = 50
+) -> HistoryPage:
     """A page of the room's messages in their wire form, ascending.
 
-    ``seq`` is dense, so a page is a range of sequence numbers.
+    ``seq`` is dense, so a page is a range of sequence numbers. ``around`` centres the
+    page on that message (a search result, a mention).
     """
     latest, _ = room_counters(room_id=room.pk)
     limit = max(1, min(limit, HISTORY_MAX_LIMIT))
-    if after is not None:
+    has_newer = False
+    if around is not None:
+        lo = max(0, min(around, latest) - limit // 2 - 1)
+        upto = min(latest, lo + limit)
+        lo = max(0, upto - limit)
+        has_more, has_newer = lo > 0, upto < latest
+    elif after is not None:
         upto = min(after + limit, latest)
         lo, has_more = after, upto < latest
     else:
         upto = latest if before is None else min(before - 1, latest)
         lo = max(0, upto - limit)
         has_more = lo > 0
-    pairs = messages_between(room_id=room.pk, after=lo, upto=upto)
+    pairs = with_reply_quotes(room_id=room.pk, pairs=messages_between(room_id=room.pk, after=lo, upto=upto))
     return HistoryPage(
         messages=[message_wire(record, room=room.slug, state=state) for record, state in pairs],
         has_more=has_more,
+        has_newer=has_newer,
+        latest=latest,
     )
 
 
@@ -152,13 +211,16 @@ def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
 
 def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
     """The room's most clapped messages in their wire form, most clapped first."""
-    found = []
+    pairs = []
     for seq, _ in changes.top_clapped(room_id=room.pk, limit=limit):
         pair = message_get(room_id=room.pk, seq=seq)
         if pair is not None and not pair[1].deleted:
-            found.append(message_wire(pair[0], room=room.slug, state=pair[1]))
-    if found:
-        return found
+            pairs.append(pair)
+    if pairs:
+        return [
+            message_wire(record, room=room.slug, state=state)
+            for record, state in with_reply_quotes(room_id=room.pk, pairs=pairs)
+        ]
     # A Redis that lost its ranking: PostgreSQL's totals.
     rows = (
         Message.objects.filter(room=room, deleted_at__isnull=True, hidden_by__isnull=True)
@@ -166,7 +228,11 @@ def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
         .filter(clap_total__gt=0)
         .order_by("-clap_total", "seq")[:limit]
     )
-    return [message_wire(record_from_message(row), room=room.slug, state=_state_of_row(row)) for row in rows]
+    pairs = [(record_from_message(row), _state_of_row(row)) for row in rows]
+    return [
+        message_wire(record, room=room.slug, state=state)
+        for record, state in with_reply_quotes(room_id=room.pk, pairs=pairs)
+    ]
 
 
 def clap_board(*, room: Room) -> list[dict]:

@@ -7,6 +7,7 @@ Order inside each service: the Redis write, then the broadcast, then the job enq
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -29,9 +30,10 @@ from messaging.wire import (
     message_deleted_wire,
     message_updated_wire,
     now_iso,
+    reply_wire,
     user_wire,
 )
-from pubsub_site.redis_client import all_room_redis_urls, get_async_redis, room_redis_url
+from pubsub_site.redis_client import all_room_redis_urls, get_async_redis, get_redis, room_redis_url
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +134,25 @@ def _schedule_persist(room_id: int) -> Awaitable[None]:
 def persist_enqueue(*, server: int) -> None:
     from messaging.jobs import persist_messages
 
-    django_rq.get_queue("default").enqueue(persist_messages, server)
+    # Through the process's client for the queue's Redis: one pool (a Sentinel service's
+    # included), not a connection per job as django-rq would make from RQ_QUEUES.
+    django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL)).enqueue(persist_messages, server)
 
 
 # --- Messages ----------------------------------------------------------------
+
+
+async def _broadcast_stored(layer, group: str, room_id: int, seq: int, record: bytes | str) -> None:
+    """Publish a stored message to its room's group: the event the append script would have
+    published (messaging.fanout.RoomFanout.offer); `ts`, when it goes out, for the fan-outs'
+    delivery latency (messaging.metrics). A failure is logged: the subscribers' gap fill or
+    resubscription recovers the message from the buffer."""
+    record = record.decode() if isinstance(record, bytes) else record
+    event = {"type": "room.message", "room_id": room_id, "seq": seq, "record": record, "ts": time.time()}
+    try:
+        await layer.group_send(group, event)
+    except RedisError as error:
+        logger.warning("message %s/%s stored but not broadcast: %r", room_id, seq, error)
 
 
 async def message_send(
@@ -147,6 +164,7 @@ async def message_send(
     body: str,
     client_id: str,
     limits: buffer.SendLimits = buffer.NO_LIMITS,
+    reply: dict | None = None,
 ) -> SendResult:
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
@@ -155,7 +173,16 @@ async def message_send(
     counted in the Redis call that stores the message. A retry of a stored ``client_id``
     is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
     with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
-    nothing is stored either way.
+    nothing is stored either way (but for NotReplicated, below).
+
+    With ``REDIS_WAIT_REPLICAS`` an ack also means that many replicas have the message: the
+    append script and a WAIT go in one round trip, and the message is broadcast only once
+    confirmed (the script does not publish it then), so that no subscriber sees a message a
+    failover could lose and whose seq it could hand out again. Not confirmed in time, the
+    send raises ``buffer.NotReplicated`` (a RedisError: the client is told `unavailable`)
+    with the message stored on the primary only and not broadcast; the client's retry
+    (same ``client_id``) finds it stored, waits again, and once a replica has it broadcasts
+    the stored record (the fan-outs drop a seq they have, should it go out twice) and acks.
     """
     record = {
         "author": user_wire(author_id, author_username),
@@ -163,15 +190,20 @@ async def message_send(
         "client_id": client_id,
         "sent_at": now_iso(),
     }
+    if reply is not None:  # a reply: the original's seq and its quote (message_reply_quote)
+        record["reply_to"] = reply["seq"]
+        record["reply"] = reply
     layer = get_channel_layer()
     group = room_group(room_id)
-    # Stored and broadcast in one Redis call when the room's server carries its group.
-    channel = layer.script_broadcast_channel(group, room_redis_url(room_id))
-    result = await buffer.append(room_id=room_id, record=record, limits=limits, broadcast_to=channel)
+    wait = buffer.replica_wait()
+    # Stored and broadcast in one Redis call when the room's server carries its group (and
+    # no replica has to confirm the message before it goes out).
+    channel = None if wait is not None else layer.script_broadcast_channel(group, room_redis_url(room_id))
+    result = await buffer.append(room_id=room_id, record=record, limits=limits, broadcast_to=channel, wait=wait)
     if not result.initialised:
         # A fresh (or wiped) Redis: take the counters from PostgreSQL once.
         await database_sync_to_async(room_counters)(room_id=room_id)
-        result = await buffer.append(room_id=room_id, record=record, limits=limits, broadcast_to=channel)
+        result = await buffer.append(room_id=room_id, record=record, limits=limits, broadcast_to=channel, wait=wait)
     if result.refused_by is not None:
         detail = (
             f"Slow mode: one message every {limits.slow_mode_ms // 1000} s."
@@ -179,7 +211,18 @@ async def message_send(
             else "Too many requests; slow down."
         )
         raise ActionRefused("rate_limited", detail, retry_after=max(0.1, round(result.wait_ms / 1000, 2)))
+    if wait is not None and result.replicas < wait.replicas:
+        metrics.REPLICA_WAIT_TIMEOUTS.inc()
+        if result.schedule_persist:  # the script claimed the job: queue it (it too waits for replicas)
+            with contextlib.suppress(RedisError):
+                await _schedule_persist(room_id)
+        raise buffer.NotReplicated(wait, result.replicas)
     if not result.created:
+        if wait is not None and result.record:
+            # Its first attempt may have been answered `unavailable` before a replica had
+            # it, and then it was not broadcast: now it is confirmed, it goes out.
+            await _broadcast_stored(layer, group, room_id, result.seq, result.record)
+            _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
         return SendResult(seq=result.seq, created=False)
 
     # From here on the message is stored: a failure must not turn the ack into
@@ -188,14 +231,7 @@ async def message_send(
     # after SCHEDULED_TTL_MS or by the worker's periodic sweep.
     metrics.MESSAGES_SENT.inc()
     if not result.broadcast:
-        # The event the script would have published (messaging.fanout.RoomFanout.offer);
-        # `ts`: when it was stored, for the fan-outs' delivery latency (messaging.metrics).
-        record = result.record.decode() if isinstance(result.record, bytes) else result.record
-        event = {"type": "room.message", "room_id": room_id, "seq": result.seq, "record": record, "ts": time.time()}
-        try:
-            await layer.group_send(group, event)
-        except RedisError as error:
-            logger.warning("message %s/%s stored but not broadcast: %r", room_id, result.seq, error)
+        await _broadcast_stored(layer, group, room_id, result.seq, result.record)
     _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
     if result.schedule_persist:
         try:
@@ -203,6 +239,16 @@ async def message_send(
         except RedisError as error:
             logger.warning("message %s/%s stored, its persistence job not queued: %r", room_id, result.seq, error)
     return SendResult(seq=result.seq, created=True)
+
+
+async def message_reply_quote(*, room_id: int, seq: int) -> dict:
+    """The quote a reply to message ``seq`` of the room carries (messaging.wire.reply_wire):
+    one read of the original, from the buffer or PostgreSQL. A reply to a deleted message is
+    allowed (its quote says so); to a message the room does not have, refused."""
+    found = await database_sync_to_async(message_get)(room_id=room_id, seq=seq)
+    if found is None:
+        raise ActionRefused("bad_request", f"`reply_to`: this room has no message {seq}.")
+    return reply_wire(*found)
 
 
 _REFUSALS = {

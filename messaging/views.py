@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from messaging import changes
 from messaging.models import Notification
+from messaging.search import QUERY_MAX_CHARS, RESULTS_PER_PAGE, message_search
 from messaging.selectors import HISTORY_MAX_LIMIT, clap_board, message_history, top_clapped_messages
 from rooms.selectors import room_get_for_reader
 
@@ -31,24 +32,37 @@ def _seq_param(request: HttpRequest, name: str) -> int | None:
 
 @login_required
 def history(request: HttpRequest, slug: str) -> JsonResponse:
-    """JSON history: ``?before=<seq>`` or ``?after=<seq>``, with ``limit`` up to 200."""
+    """JSON history: ``?before=<seq>``, ``?after=<seq>`` or ``?around=<seq>``, with ``limit`` up to 200."""
     room, _ = room_get_for_reader(slug=slug, user=request.user)
     try:
         before = _seq_param(request, "before")
         after = _seq_param(request, "after")
+        around = _seq_param(request, "around")
         limit = _seq_param(request, "limit")
     except ValueError as error:
         return JsonResponse({"error": "bad_request", "detail": str(error)}, status=400)
-    if before is not None and after is not None:
-        return JsonResponse({"error": "bad_request", "detail": "Give `before` or `after`, not both."}, status=400)
+    if sum(value is not None for value in (before, after, around)) > 1:
+        return JsonResponse(
+            {"error": "bad_request", "detail": "Give one of `before`, `after` and `around`."}, status=400
+        )
     if limit is not None and not 1 <= limit <= HISTORY_MAX_LIMIT:
         return JsonResponse(
             {"error": "bad_request", "detail": f"`limit` must be between 1 and {HISTORY_MAX_LIMIT}."}, status=400
         )
-    page = message_history(room=room, before=before, after=after, limit=limit or 50)
-    return JsonResponse(
-        {"room": room.slug, "messages": page.messages, "has_more": page.has_more}, encoder=HtmlSafeJSONEncoder
-    )
+    page = message_history(room=room, before=before, after=after, around=around, limit=limit or 50)
+    body = {"room": room.slug, "messages": page.messages, "has_more": page.has_more}
+    if around is not None:
+        body["has_newer"] = page.has_newer
+    return JsonResponse(body, encoder=HtmlSafeJSONEncoder)
+
+
+@login_required
+def search(request: HttpRequest) -> HttpResponse:
+    """Messages the user may read matching ``q`` (messaging/search.py), newest first, a page at a time."""
+    q = request.GET.get("q", "")[:QUERY_MAX_CHARS]
+    page = message_search(user=request.user, q=q, before=request.GET.get("before"))
+    context = {"q": q, "search_q": q, "page": page, "per_page": RESULTS_PER_PAGE}
+    return render(request, "messaging/search.html", context)
 
 
 @login_required

@@ -6,7 +6,6 @@ The consumer, the history endpoint, the room page and the jobs all go through
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -41,7 +40,7 @@ def now_iso() -> str:
 
 def record_from_message(message: Message) -> dict:
     """The stored record of a PostgreSQL row, as the Redis buffer holds it."""
-    return {
+    record = {
         "seq": message.seq,
         "rev": message.rev,
         "author": {"id": message.author_id, "username": message.author.username},
@@ -49,12 +48,16 @@ def record_from_message(message: Message) -> dict:
         "client_id": str(message.client_id),
         "sent_at": message.sent_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
+    if message.reply_to_seq is not None:
+        # Its quote (``reply``) is read with the original: messaging.selectors.with_reply_quotes.
+        record["reply_to"] = message.reply_to_seq
+    return record
 
 
 def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dict:
     """The ``message`` frame for a record and its current state."""
     body = state.body if state.body is not None else record["body"]
-    return {
+    frame = {
         "type": "message",
         "room": room,
         "seq": record["seq"],
@@ -65,6 +68,33 @@ def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dic
         "sent_at": record["sent_at"],
         "claps": state.claps,
         "edited": state.edited,
+        "deleted": state.deleted,
+    }
+    reply_to = record.get("reply_to")
+    if reply_to:
+        # Present only on a reply (an extension of the contract: docs/protocol.md).
+        frame["reply_to"] = reply_to
+        frame["reply"] = record.get("reply") or {"seq": reply_to, "author": None, "excerpt": "", "deleted": False}
+    return frame
+
+
+REPLY_EXCERPT_CHARS = 100
+
+
+def reply_excerpt(body: str) -> str:
+    """The start of a message on one line, as a reply's quote shows it (room.js: replyExcerpt)."""
+    line = " ".join(body.split())
+    return line if len(line) <= REPLY_EXCERPT_CHARS else line[:REPLY_EXCERPT_CHARS] + "…"
+
+
+def reply_wire(record: dict, state: MessageState) -> dict:
+    """The quote of ``record`` (its current ``state``) that a reply to it carries: who wrote it
+    and how it starts; a deleted original keeps its seq and author, not its text."""
+    body = state.body if state.body is not None else record["body"]
+    return {
+        "seq": record["seq"],
+        "author": record["author"],
+        "excerpt": "" if state.deleted else reply_excerpt(body),
         "deleted": state.deleted,
     }
 
@@ -113,26 +143,3 @@ def changes_wire(record: dict, state: MessageState, *, room: str, after_rev: int
     if state.claps and newer(state.clap_rev):
         frames.append(claps_wire(room=room, seq=seq, total=state.claps, rev=rev, user=None, user_total=None))
     return frames
-
-
-_LINK = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
-_TRAILING = ".,;:!?)]}'\""
-
-
-def body_parts(body: str) -> list[tuple[str, str]]:
-    """Split text into plain parts and http(s) links; nothing else becomes markup.
-
-    The JS client (static/js/room.js, bodyParts) follows the same rule.
-    """
-    parts: list[tuple[str, str]] = []
-    position = 0
-    for match in _LINK.finditer(body):
-        url = match.group(0).rstrip(_TRAILING)
-        start, end = match.start(), match.start() + len(url)
-        if start > position:
-            parts.append(("text", body[position:start]))
-        parts.append(("link", url))
-        position = end
-    if position < len(body):
-        parts.append(("text", body[position:]))
-    return parts

@@ -69,3 +69,38 @@ def env_list(name: str, default: list[str] | _Missing = MISSING) -> list[str]:
             raise ImproperlyConfigured(f"The environment variable {name} is required (comma-separated).")
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_redis_url(name: str, default: str | _Missing = MISSING) -> str:
+    """A Redis URL: plain (``redis://host:port/db``) or a Sentinel service
+    (``redis+sentinel://host:port,host:port/master/db``; ``pubsub_site.redis_urls``)."""
+    from pubsub_site.redis_urls import RedisUrlError, parse_redis_url
+
+    value = env_str(name, default).strip()
+    try:
+        parse_redis_url(value)
+    except RedisUrlError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+    return value
+
+
+def env_redis_urls(name: str, default: list[str] | _Missing = MISSING) -> list[str]:
+    """A comma-separated list of Redis URLs, Sentinel URLs (with commas of their own) included."""
+    from pubsub_site.redis_urls import RedisUrlError, split_redis_urls
+
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        if isinstance(default, _Missing):
+            raise ImproperlyConfigured(f"The environment variable {name} is required (comma-separated).")
+        return list(default)
+    try:
+        return split_redis_urls(value)
+    except RedisUrlError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+
+
+def env_nonnegative_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name}={value} must be 0 or more.")
+    return value

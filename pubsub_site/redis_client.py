@@ -2,7 +2,9 @@
 
 Room state (sequence numbers, buffers, rate limits) lives on one server per room,
 chosen by ``room_id`` over ``settings.ROOM_REDIS_URLS``; with one URL every room
-lives on it.
+lives on it. A URL is a plain one or a Sentinel service (``redis+sentinel://...``,
+``pubsub_site.redis_urls``): then each new connection asks the Sentinels for the
+current primary, and a failover is followed.
 
 Fork safety: redis-py's synchronous pool notices a changed PID and drops the
 parent's sockets. The asyncio pools are bound to the event loop that made them,
@@ -22,6 +24,8 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.driver_info import DriverInfo
 from redis.utils import get_lib_version
+
+from pubsub_site import redis_urls
 
 _lock = threading.Lock()
 _sync_clients: dict[str, redis.Redis] = {}
@@ -60,10 +64,16 @@ def get_redis(room_id: int | None = None, *, url: str | None = None) -> redis.Re
         with _lock:
             client = _sync_clients.get(url)
             if client is None:
-                pool = redis.BlockingConnectionPool.from_url(url, timeout=5, **_POOL_OPTIONS)
+                pool = redis_urls.sync_pool(url, blocking_timeout=5, **_POOL_OPTIONS)
                 client = redis.Redis(connection_pool=pool)
                 _sync_clients[url] = client
     return client
+
+
+def new_redis(url: str, **options) -> redis.Redis:
+    """A synchronous client with a pool of its own (plain URL or Sentinel service), for a
+    thread that must not share the process's pools (the worker's sweep)."""
+    return redis_urls.sync_client(url, **options)
 
 
 class SharedConnectionPool:
@@ -89,7 +99,7 @@ def get_async_redis(room_id: int | None = None, *, url: str | None = None) -> ai
         clients = {}
     client = clients.get(url)
     if client is None:
-        pool = aioredis.BlockingConnectionPool.from_url(url, timeout=5, **_POOL_OPTIONS)
+        pool = redis_urls.async_pool(url, blocking_timeout=5, **_POOL_OPTIONS)
         client = aioredis.Redis(connection_pool=pool)
         clients[url] = client
         _async_clients[loop] = (pid, clients)

@@ -17,7 +17,17 @@ import dj_database_url
 import limits
 from django.core.exceptions import ImproperlyConfigured
 
-from pubsub_site.env import env_bool, env_float, env_int, env_list, env_str
+from pubsub_site.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_nonnegative_int,
+    env_redis_url,
+    env_redis_urls,
+    env_str,
+)
+from pubsub_site.redis_urls import channel_layer_host, database_of, rq_queue_connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -133,10 +143,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
         }
 
-REDIS_URL = env_str("REDIS_URL") if PRODUCTION else env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every Redis setting takes a plain URL (redis://host:port/db) or a Sentinel service
+# (redis+sentinel://host:port,host:port,host:port/mastername/db: the Sentinels, the name
+# they monitor the primary under, the database), read by pubsub_site.redis_urls; a list
+# setting separates its URLs with commas. With Sentinel, each new connection asks the
+# Sentinels where the primary is, so rooms, the channel layer, rq and the cache follow a
+# failover (docs/deploy.md, "When a Redis machine dies").
+REDIS_URL = env_redis_url("REDIS_URL") if PRODUCTION else env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Room state (sequence numbers, message buffers, rate limits) is spread over these
 # servers by room id; one room always lives on one server.
-ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
+ROOM_REDIS_URLS = env_redis_urls("ROOM_REDIS_URLS", [REDIS_URL])
+# An ack means the message is on this many replicas too (Redis's WAIT, in the same round
+# trip as the append script; REDIS_WAIT_TIMEOUT_MS at most): a failover to a replica then
+# loses no acked message. A message not confirmed in time is answered `unavailable` and not
+# broadcast; the client's retry with the same client_id waits again, then acks it. 0: no
+# WAIT (a lost primary may take up to a second of acked messages with it).
+REDIS_WAIT_REPLICAS = env_nonnegative_int("REDIS_WAIT_REPLICAS", 0)
+REDIS_WAIT_TIMEOUT_MS = env_nonnegative_int("REDIS_WAIT_TIMEOUT_MS", 500)
+if REDIS_WAIT_REPLICAS and not REDIS_WAIT_TIMEOUT_MS:
+    # WAIT's 0 is "forever": a lost replica would hang every send.
+    raise ImproperlyConfigured("REDIS_WAIT_TIMEOUT_MS must be more than 0 with REDIS_WAIT_REPLICAS.")
 
 # The channel layer: messaging.layers.FanoutChannelLayer, channels-redis's pub/sub layer
 # (one Redis subscription per group and process, one PUBLISH per group send) with each
@@ -151,19 +177,24 @@ ROOM_REDIS_URLS = env_list("ROOM_REDIS_URLS", [REDIS_URL])
 # Pub/sub channels belong to the whole Redis server, not to a database number: the layer's
 # channel names carry the database of CHANNEL_REDIS_URLS, so two sites (or a test run and
 # a benchmark) on one server with different databases never hear each other's rooms.
-_channel_hosts = env_list("CHANNEL_REDIS_URLS", [REDIS_URL])
-_channel_db = (urlsplit(_channel_hosts[0]).path.strip("/") or "0") if _channel_hosts else "0"
+# A Sentinel service becomes channels-redis's Sentinel form of a host (a dict).
+CHANNEL_REDIS_URLS = env_redis_urls("CHANNEL_REDIS_URLS", [REDIS_URL])
+_channel_db = database_of(CHANNEL_REDIS_URLS[0]) if CHANNEL_REDIS_URLS else 0
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "messaging.layers.FanoutChannelLayer",
-        "CONFIG": {"hosts": _channel_hosts, "prefix": env_str("CHANNEL_LAYER_PREFIX", f"pubsub:layer:{_channel_db}:")},
+        "CONFIG": {
+            "hosts": [channel_layer_host(url) for url in CHANNEL_REDIS_URLS],
+            "prefix": env_str("CHANNEL_LAYER_PREFIX", f"pubsub:layer:{_channel_db}:"),
+        },
     }
 }
 
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # A list: Django splits a string at commas (its replicas), and a Sentinel URL has some.
+        "LOCATION": [REDIS_URL],
         "KEY_PREFIX": "pubsub:cache",
         "OPTIONS": {"pool_class": "pubsub_site.redis_client.SharedConnectionPool"},
     }
@@ -174,7 +205,9 @@ CACHES = {
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 RQ_QUEUES = {
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300},
+    # {"URL": REDIS_URL}, or django-rq's SENTINELS form; the send path enqueues through the
+    # process's own client for REDIS_URL (messaging.services.persist_enqueue).
+    "default": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ_SHOW_ADMIN_LINK = True
 # The jobs are short, idempotent batches: run them in the worker process itself rather
@@ -229,6 +262,7 @@ RATE_LIMITS = {
     "signup": _rate("RATE_LIMIT_SIGNUP", "10/hour"),  # sign-up attempts per client address
     "room_create": _rate("RATE_LIMIT_ROOM_CREATE", "10/hour"),  # room creation attempts per user
     "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
+    "direct_open": _rate("RATE_LIMIT_DIRECT_OPEN", "60/hour"),  # direct conversations opened per user
 }
 
 # WebSocket rate limits per user and room (messaging/throttle.py), in the room's
@@ -363,3 +397,35 @@ TYPING_INTERVAL = 2.0
 CLAP_COALESCE_SECONDS = 0.1
 # New-message activity (unread counts) is broadcast at most this often per room and process.
 ACTIVITY_COALESCE_SECONDS = 1.0
+
+# --- E-mail (the digests of missed mentions: messaging.mention_emails) -------
+
+# The site's address as people reach it, for links in e-mails. Production: https and the
+# first ALLOWED_HOSTS, unless set.
+_site_host = ALLOWED_HOSTS[0].lstrip(".") if ALLOWED_HOSTS else "localhost"
+if PRODUCTION:
+    SITE_URL = env_str("SITE_URL", "" if _site_host == "*" else f"https://{_site_host}")
+    if not SITE_URL:
+        raise ImproperlyConfigured("SITE_URL is required when ALLOWED_HOSTS starts with '*'.")
+else:
+    SITE_URL = env_str("SITE_URL", "http://localhost:8000")
+if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
+    raise ImproperlyConfigured(f"SITE_URL={SITE_URL!r} is not an address; write e.g. https://chat.example.com.")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"pubsub <noreply@{urlsplit(SITE_URL).hostname}>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# With EMAIL_HOST, e-mail goes out by SMTP (port 587 with STARTTLS unless told otherwise).
+# Without it, the console backend writes e-mails to the log: fine in development; in
+# production accounts.apps warns at every start that nothing is being sent.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = 10  # a hung SMTP server fails the digest (retried), not the worker
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# How often one of the workers queues the job that sends the digests that are due (seconds;
+# the workers' sweep thread runs every PERSIST_SWEEP_SECONDS, so no more often than that).
+MENTION_EMAIL_SWEEP_SECONDS = env_int("MENTION_EMAIL_SWEEP_SECONDS", 60)

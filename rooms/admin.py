@@ -45,10 +45,12 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "visibility", "locked", "slow_mode_seconds", "created_by", "created_at"]
-    list_filter = ["visibility", "locked", "created_at"]
+    list_display = ["name", "kind", "slug", "visibility", "locked", "slow_mode_seconds", "created_by", "created_at"]
+    list_filter = ["kind", "visibility", "locked", "created_at"]
     search_fields = ["name", "slug", "topic", "created_by__username"]
-    readonly_fields = ["created_at", "locked", "slow_mode_seconds"]
+    # Site staff see direct conversations here (the site's pages and sockets never let anyone
+    # but their people in); what they are and who is in them is set by rooms.services.direct_open.
+    readonly_fields = ["created_at", "locked", "slow_mode_seconds", "kind", "dm_key"]
     autocomplete_fields = ["created_by"]
     inlines = [MembershipInline]
     date_hierarchy = "created_at"
@@ -78,7 +80,7 @@ class RoomAdmin(admin.ModelAdmin):
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "room", "role", "banned", "muted_until", "joined_at"]
-    list_filter = ["role", "banned", "room__visibility"]
+    list_filter = ["role", "banned", "room__kind", "room__visibility"]
     search_fields = ["user__username", "room__name", "room__slug"]
     autocomplete_fields = ["user", "room"]
     list_select_related = ["user", "room"]

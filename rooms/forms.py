@@ -16,6 +16,21 @@ class InviteForm(forms.Form):
     username = forms.CharField(max_length=150, strip=True)
 
 
+class DirectForm(forms.Form):
+    """Who to write to: usernames separated by commas or spaces."""
+
+    usernames = forms.CharField(
+        max_length=1200,
+        strip=True,
+        label="To",
+        help_text="Up to 7 usernames, separated by commas or spaces.",
+        error_messages={"required": "Name at least one other person."},
+    )
+
+    def clean_usernames(self) -> list[str]:
+        return [name for name in self.cleaned_data["usernames"].replace(",", " ").split() if name]
+
+
 class MemberActForm(forms.Form):
     """Who a moderation act is about, and why (the reason goes to the audit log)."""
 

@@ -12,6 +12,11 @@ class Room(models.Model):
         PUBLIC = "public", "Public"
         PRIVATE = "private", "Private"
 
+    class Kind(models.TextChoices):
+        ROOM = "room", "Room"
+        # A private conversation of 2 to DIRECT_MAX_MEMBERS people (rooms.services.direct_open).
+        DIRECT = "direct", "Direct message"
+
     name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=100, unique=True)
     topic = models.CharField(max_length=200, blank=True)
@@ -22,11 +27,21 @@ class Room(models.Model):
     slow_mode_seconds = models.PositiveIntegerField(
         default=0, help_text="Members wait this long between two messages; 0 turns slow mode off."
     )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM)
+    # A direct conversation's people, as their sorted ids ("3,8"): opening one with the same
+    # people again finds it. Null for rooms.
+    dm_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(Lower("name"), name="room_name_unique_ci"),
+            # Direct conversations are named after their people: only rooms' names are unique.
+            models.UniqueConstraint(Lower("name"), condition=models.Q(kind="room"), name="room_name_unique_ci"),
+            models.CheckConstraint(
+                condition=models.Q(kind="room", dm_key__isnull=True)
+                | models.Q(kind="direct", dm_key__isnull=False, visibility="private"),
+                name="room_direct_is_private_and_keyed",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -38,6 +53,10 @@ class Room(models.Model):
     @property
     def is_public(self) -> bool:
         return self.visibility == self.Visibility.PUBLIC
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == self.Kind.DIRECT
 
     @property
     def group_name(self) -> str:

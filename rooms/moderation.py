@@ -8,7 +8,9 @@ Who may act on whom:
 - the owner appoints and demotes moderators, and acts on moderators and members;
 - moderators act on members and spectators only;
 - site staff, from the admin (``acting_as_staff=True``), have the owner's powers;
-- nobody acts on the room's owner, nor on themselves.
+- nobody acts on the room's owner, nor on themselves;
+- a direct conversation has no moderation: only site staff, from the admin, hide its messages
+  and close its reports.
 """
 
 from __future__ import annotations
@@ -49,7 +51,11 @@ class _Authority:
     as_staff: bool
 
 
-def _authority(*, room: Room, actor: AbstractBaseUser, acting_as_staff: bool) -> _Authority:
+def _authority(*, room: Room, actor: AbstractBaseUser, acting_as_staff: bool, message_act: bool = False) -> _Authority:
+    if room.is_direct and not (acting_as_staff and message_act):
+        # Its people are equals: no roles, bans, mutes, lock or slow mode. Site staff may
+        # still hide a reported message from the admin.
+        raise PermissionDenied("A direct conversation has no moderators.")
     if acting_as_staff:
         if not (actor.is_active and actor.is_staff):
             raise PermissionDenied("Only site staff can moderate rooms from the admin.")
@@ -345,7 +351,7 @@ def room_message_hide(
 ) -> int:
     """A moderator hides a message from everyone; it keeps its ``seq``. Returns the room's new ``rev``."""
     with transaction.atomic():
-        authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff, message_act=True)
         return _hide(authority, room=room, seq=seq, reason=reason)
 
 
@@ -403,21 +409,21 @@ def _open_report_or_refuse(report: Report) -> Report:
 def report_resolve(*, report: Report, actor: AbstractBaseUser, acting_as_staff: bool = False) -> Report:
     """The report was right (whatever was done about it)."""
     with transaction.atomic():
-        authority = _authority(room=report.room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = _authority(room=report.room, actor=actor, acting_as_staff=acting_as_staff, message_act=True)
         return _close_report(authority, _open_report_or_refuse(report), Report.Status.RESOLVED)
 
 
 def report_dismiss(*, report: Report, actor: AbstractBaseUser, acting_as_staff: bool = False) -> Report:
     """The report was wrong: nothing is done about the message."""
     with transaction.atomic():
-        authority = _authority(room=report.room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = _authority(room=report.room, actor=actor, acting_as_staff=acting_as_staff, message_act=True)
         return _close_report(authority, _open_report_or_refuse(report), Report.Status.DISMISSED)
 
 
 def report_hide_message(*, report: Report, actor: AbstractBaseUser, acting_as_staff: bool = False) -> int:
     """Hide the reported message and resolve every open report of it; returns how many were resolved."""
     with transaction.atomic():
-        authority = _authority(room=report.room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = _authority(room=report.room, actor=actor, acting_as_staff=acting_as_staff, message_act=True)
         report = _open_report_or_refuse(report)
         found = message_get(room_id=report.room_id, seq=report.seq)
         if found is not None and not found[1].deleted:

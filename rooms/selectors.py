@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
 from django.http import Http404
 from django.utils.text import Truncator
 
@@ -46,12 +46,72 @@ def room_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
     mine = Q(memberships__user=user, memberships__banned=False)
     banned_from = Membership.objects.filter(user=user, banned=True).values("room_id")
     return (
-        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | mine)
+        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | mine, kind=Room.Kind.ROOM)
         .exclude(pk__in=banned_from)
         .annotate(member_count=Count("memberships", filter=Q(memberships__banned=False), distinct=True))
         .distinct()
         .order_by("name")
     )
+
+
+def rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
+    """The rooms (not direct conversations) the user belongs to, not banned: the sidebar."""
+    return list(
+        Room.objects.filter(kind=Room.Kind.ROOM, memberships__user=user, memberships__banned=False)
+        .order_by("name")
+        .only("name", "slug")
+    )
+
+
+def directs_of_user(*, user: AbstractBaseUser) -> list[Room]:
+    """The user's direct conversations, each with ``title``: the other people's names (sorted),
+    as the user sees it. Newest first."""
+    others = (
+        Membership.objects.filter(banned=False)
+        .exclude(user=user)
+        .select_related("user")
+        .only("room_id", "user__username")
+    )
+    rooms = (
+        Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user=user, memberships__banned=False)
+        .order_by("-created_at", "-pk")
+        .only("name", "slug", "kind", "created_at")
+        .prefetch_related(Prefetch("memberships", queryset=others, to_attr="others"))
+    )
+    for room in rooms:
+        room.title = _names(m.user.get_username() for m in room.others)
+    return list(rooms)
+
+
+def _names(usernames) -> str:
+    return ", ".join(sorted(usernames, key=str.lower)) or "Only you"
+
+
+def room_title_for(*, room: Room, user: AbstractBaseUser) -> str:
+    """What the user sees as the room's name: a direct conversation is named after the others in it."""
+    if not room.is_direct:
+        return room.name
+    return _names(room.memberships.filter(banned=False).exclude(user=user).values_list("user__username", flat=True))
+
+
+def direct_banned_members(*, room: Room) -> list[str]:
+    """The people of a direct conversation banned from the site (inactive): it is then read-only."""
+    if not room.is_direct:
+        return []
+    return sorted(room.memberships.filter(user__is_active=False).values_list("user__username", flat=True))
+
+
+def room_ids_readable_by(*, user: AbstractBaseUser) -> list[int]:
+    """The ids of every room the user may read, as ``room_can_read`` decides: public rooms and
+    the user's own, less those they are banned from. Search relies on it (messaging/search.py).
+    A direct conversation is private: only its members read it."""
+    if not user.is_authenticated:
+        return []
+    banned_by_room = dict(Membership.objects.filter(user=user).values_list("room_id", "banned"))
+    public = Room.objects.filter(visibility=Room.Visibility.PUBLIC).values_list("pk", flat=True)
+    readable = {pk for pk in public if not banned_by_room.get(pk, False)}
+    readable.update(pk for pk, banned in banned_by_room.items() if not banned)
+    return sorted(readable)
 
 
 def room_members(*, room: Room) -> QuerySet[Membership]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,8 +12,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
-from django.utils.text import slugify
+from django.utils.text import Truncator, slugify
 
 from rooms.models import Membership, Room
 
@@ -43,7 +45,7 @@ def room_create(
         raise ValidationError({"name": "A room needs a name."})
     _refuse_invisible_controls(field="name", label="A room name", value=name)
     _refuse_invisible_controls(field="topic", label="A topic", value=topic)
-    if Room.objects.filter(name__iexact=name).exists():
+    if Room.objects.filter(kind=Room.Kind.ROOM, name__iexact=name).exists():
         raise ValidationError({"name": "A room with this name already exists."})
     try:
         with transaction.atomic():
@@ -78,6 +80,89 @@ def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
         role=Membership.Role.MEMBER,
         private_refusal="This room is private: ask a moderator to invite you.",
     )
+
+
+# A direct conversation: its opener and up to 7 others.
+DIRECT_MAX_MEMBERS = 8
+
+
+def direct_key(user_ids) -> str:
+    """The key of a direct conversation: its people's ids, sorted. The same people, the same key."""
+    return ",".join(str(pk) for pk in sorted(set(user_ids)))
+
+
+def direct_open(*, opener: AbstractBaseUser, usernames: list[str]) -> Room:
+    """The direct conversation of ``opener`` with these users: the existing one if these very
+    people already have one (whoever left it comes back), else a new one.
+
+    Refused when anyone in it is banned from the site (an inactive account: this site has no
+    other site-wide ban), when a name is unknown, or past DIRECT_MAX_MEMBERS people.
+    """
+    wanted = {name.strip().lstrip("@").lower() for name in usernames if name.strip().lstrip("@")}
+    wanted.discard(opener.get_username().lower())
+    if not wanted:
+        raise ValidationError({"usernames": "Name at least one other person."})
+    if len(wanted) > DIRECT_MAX_MEMBERS - 1:
+        others = DIRECT_MAX_MEMBERS - 1
+        raise ValidationError(
+            {"usernames": f"A conversation has at most {DIRECT_MAX_MEMBERS} people: you and {others} others."}
+        )
+    user_model = get_user_model()
+    candidates = user_model.objects.annotate(name_ci=Lower(user_model.USERNAME_FIELD)).filter(name_ci__in=wanted)
+    found = {u.get_username().lower(): u for u in candidates}
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise ValidationError({"usernames": f"There is no user named {', '.join(missing)}."})
+    people = [opener, *sorted(found.values(), key=lambda u: u.get_username().lower())]
+    banned = [u.get_username() for u in people if not u.is_active]
+    if banned:
+        raise ValidationError(
+            {
+                "usernames": f"{', '.join(banned)} {'is' if len(banned) == 1 else 'are'} banned from the site: "
+                "no direct messages with them."
+            }
+        )
+    key = direct_key(u.pk for u in people)
+    for _ in range(2):
+        room = Room.objects.filter(dm_key=key).first()
+        if room is None:
+            try:
+                with transaction.atomic():
+                    room = Room.objects.create(
+                        kind=Room.Kind.DIRECT,
+                        dm_key=key,
+                        visibility=Room.Visibility.PRIVATE,
+                        # The page names a conversation after the others; this name is for the admin.
+                        name=Truncator(", ".join(sorted((u.get_username() for u in people), key=str.lower))).chars(80),
+                        # Random: the address of a conversation says nothing of who is in it.
+                        slug=secrets.token_urlsafe(12),
+                        created_by=opener,
+                    )
+                    Membership.objects.bulk_create(
+                        [Membership(room=room, user=u, role=Membership.Role.MEMBER) for u in people]
+                    )
+                    _tell_direct_joined(room=room, people=people, joined=people)
+            except IntegrityError:
+                continue  # the same people opened it at the same moment: take theirs
+            return room
+        # Who left comes back: the same people mean the same conversation, with its history.
+        with transaction.atomic():
+            present = set(Membership.objects.filter(room=room).values_list("user_id", flat=True))
+            back = [u for u in people if u.pk not in present]
+            Membership.objects.bulk_create(
+                [Membership(room=room, user=u, role=Membership.Role.MEMBER) for u in back], ignore_conflicts=True
+            )
+            _tell_direct_joined(room=room, people=people, joined=back)
+        return room
+    raise ValidationError({"usernames": "The conversation could not be opened; try again."})
+
+
+def _tell_direct_joined(*, room: Room, people: list[AbstractBaseUser], joined: list[AbstractBaseUser]) -> None:
+    from messaging.events import direct_joined_on_commit
+
+    for user in joined:
+        title = ", ".join(sorted((u.get_username() for u in people if u.pk != user.pk), key=str.lower))
+        direct_joined_on_commit(user_id=user.pk, room=room, title=title)
 
 
 def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
@@ -149,9 +234,18 @@ def _room_access_sql() -> str:
     the models): every subscribe runs it, and building it through the ORM cost 0.8 ms of
     CPU each time, ten times what PostgreSQL spends on it."""
     r, m = _columns(Room), _columns(Membership)
+    user_model = get_user_model()
+    u = _columns(user_model)
+    # A direct conversation with someone banned from the site (an inactive account) is read-only.
+    direct_blocked = (
+        f'CASE WHEN r."{r["kind"]}" = %s THEN EXISTS (SELECT 1 FROM '  # noqa: S608 (model names)
+        f'"{Membership._meta.db_table}" o JOIN "{user_model._meta.db_table}" u ON u."{u["id"]}" = o."{m["user"]}" '
+        f'WHERE o."{m["room"]}" = r."{r["id"]}" AND NOT u."{u["is_active"]}") ELSE FALSE END'
+    )
     return (
         f'SELECT r."{r["id"]}", r."{r["slug"]}", r."{r["visibility"]}", r."{r["locked"]}", '  # noqa: S608 (model names)
-        f'r."{r["slow_mode_seconds"]}", m."{m["id"]}", m."{m["role"]}", m."{m["banned"]}", m."{m["muted_until"]}" '
+        f'r."{r["slow_mode_seconds"]}", m."{m["id"]}", m."{m["role"]}", m."{m["banned"]}", m."{m["muted_until"]}", '
+        f"{direct_blocked} "
         f'FROM "{Room._meta.db_table}" r LEFT JOIN "{Membership._meta.db_table}" m '
         f'ON m."{m["room"]}" = r."{r["id"]}" AND m."{m["user"]}" = %s WHERE r."{r["slug"]}" = %s'
     )
@@ -163,11 +257,11 @@ def room_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
     Every subscribe runs this (a reconnect storm, thousands at once): one query reads the
     room joined with the user's membership; the join of a public room adds the others."""
     with connection.cursor() as cursor:
-        cursor.execute(_room_access_sql(), [user_id, slug])
+        cursor.execute(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
         row = cursor.fetchone()
     if row is None:
         raise RoomNotFound
-    room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until = row
+    room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until, blocked = row
     if muted_until is not None and timezone.is_naive(muted_until):
         # SQLite (development) hands a raw query naive UTC datetimes; the ORM would make them aware.
         muted_until = timezone.make_aware(muted_until, UTC)
@@ -182,7 +276,7 @@ def room_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
         room_id=room_id,
         slug=slug,
         role=role,
-        locked=locked,
+        locked=bool(locked or blocked),
         muted_until=muted_until,
         slow_mode_seconds=slow_mode_seconds,
     )

@@ -6,6 +6,7 @@ from rooms import views
 urlpatterns = [
     path("", views.room_list, name="room-list"),
     path("rooms/new/", views.room_create, name="room-create"),
+    path("direct/new/", views.direct_new, name="direct-new"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
     path("rooms/<slug:slug>/join/", views.room_join, name="room-join"),
     path("rooms/<slug:slug>/leave/", views.room_leave, name="room-leave"),

@@ -15,6 +15,7 @@ from messaging.selectors import message_get, message_history
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms import moderation, services
 from rooms.forms import (
+    DirectForm,
     InviteForm,
     MemberActForm,
     MuteForm,
@@ -26,6 +27,7 @@ from rooms.forms import (
 from rooms.models import Membership
 from rooms.selectors import (
     audit_log_for_room,
+    direct_banned_members,
     membership_is_actionable_by,
     report_count_open,
     report_get_for_room,
@@ -35,6 +37,7 @@ from rooms.selectors import (
     room_list_for_user,
     room_members,
     room_members_for_moderation,
+    room_title_for,
     user_find,
 )
 
@@ -74,18 +77,46 @@ def room_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, membership = room_get_for_reader(slug=slug, user=request.user)
-    history = message_history(room=room, limit=PAGE_SIZE)
+    # ?around=<seq>: the page around one message (a search result), the newer ones behind a button.
+    raw_around = request.GET.get("around", "")
+    around = int(raw_around) if raw_around.isdigit() and len(raw_around) < 16 else None
+    history = message_history(room=room, around=around, limit=PAGE_SIZE)
     context = {
         "room": room,
+        "title": room_title_for(room=room, user=request.user),
+        "direct_banned": direct_banned_members(room=room),
         "membership": membership,
         "members": room_members(room=room),
         "messages_page": history.messages,
         "has_more": history.has_more,
-        "last_seq": history.messages[-1]["seq"] if history.messages else 0,
+        "has_newer": history.has_newer,
+        "around": around,
+        # With newer messages left out, live ones follow the latest: what is between comes on demand.
+        "last_seq": history.latest if history.has_newer else (history.messages[-1]["seq"] if history.messages else 0),
         "invite_form": InviteForm(),
         "open_report_count": report_count_open(room=room) if membership and membership.can_moderate else 0,
     }
     return render(request, "rooms/room_detail.html", context)
+
+
+@login_required
+@rate_limited("direct_open", key=per_user, message="You have opened too many conversations.")
+def direct_new(request: HttpRequest) -> HttpResponse:
+    """The "New message" form (``?to=`` fills it in); its POST, and the buttons on people's names,
+    open the conversation with them: the one they already have, or a new one."""
+    if request.method == "POST":
+        form = DirectForm(request.POST)
+        if form.is_valid():
+            try:
+                room = services.direct_open(opener=request.user, usernames=form.cleaned_data["usernames"])
+            except ValidationError as error:
+                _apply_validation_error(form, error)
+            else:
+                return redirect(room)
+    else:
+        form = DirectForm(initial={"usernames": request.GET.get("to", "")[:1200]})
+    context = {"form": form, "max_others": services.DIRECT_MAX_MEMBERS - 1}
+    return render(request, "rooms/direct_form.html", context, status=400 if form.errors else 200)
 
 
 @login_required
@@ -105,12 +136,13 @@ def room_join(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def room_leave(request: HttpRequest, slug: str) -> HttpResponse:
     room, _ = room_get_for_reader(slug=slug, user=request.user)
+    title = room_title_for(room=room, user=request.user)
     try:
         services.room_leave(room=room, user=request.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect(room)
-    messages.success(request, f"You left {room.name}.")
+    messages.success(request, f"You left {'the conversation with ' if room.is_direct else ''}{title}.")
     return redirect("room-list")
 
 

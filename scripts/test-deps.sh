@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs from the system, besides the Python packages `make venv`
 # installs: Chromium for the browser tests, docker-compose to check the compose files,
-# an emoji font for the screenshots, redis-server for the fault tests' own Redis servers;
+# an emoji font for the screenshots, redis-server for the fault tests' own Redis servers,
+# Node.js to run the client's formatting (static/js/format.js) through the shared cases;
 # for the container tests (tests/container), Debian's Docker engine (docker.io: dockerd,
 # which the test starts itself), debootstrap for the stand-in base images and openssl
 # for the test's certificate.
@@ -16,6 +17,7 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -29,7 +29,7 @@ def cluster(transactional_db, request):
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "ROOM_REDIS_URLS": ",".join(settings.ROOM_REDIS_URLS),
-        "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]),
+        "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_REDIS_URLS),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         **{f"WS_RATE_LIMIT_{action.upper()}": rate for action, rate in GENEROUS_WS_LIMITS.items()},

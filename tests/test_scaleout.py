@@ -7,12 +7,15 @@ PostgreSQL against what each client received."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 import time
 
 import pytest
+from channels_redis.utils import _consistent_hash
 
+from messaging.events import room_group
 from rooms.services import room_create
 from tests.conftest import wait_until
 from tests.faults.fixtures import make_cluster, make_redis  # noqa: F401 (fixtures)
@@ -153,6 +156,23 @@ def room_named_by(key: str) -> int | None:
     return None
 
 
+def rooms_over_both(alice, count: int, prefix: str) -> list:
+    """``count`` new rooms whose ids are both even and odd (two room servers) and whose
+    groups land on both of two channel-layer hosts. channels-redis places a group by a CRC
+    of its channel name, and CRC is linear: names that differ by an id alone go together
+    more often than chance would (for about one set of consecutive ids in seven, every group
+    of this test was on one host, whatever the prefix). So rooms are made until ``count``
+    of them cover both; the others stay unused."""
+    made = []
+    for i in range(60):
+        made.append(room_create(creator=alice, name=f"Spread {i}"))
+        for rooms in itertools.combinations(made, min(count, len(made))):
+            hosts = {_consistent_hash(f"{prefix}__group__{room_group(r.pk)}", 2) for r in rooms}
+            if len(rooms) == count and {r.pk % 2 for r in rooms} == {0, 1} and hosts == {0, 1}:
+                return list(rooms)
+    raise AssertionError("60 rooms and no four of them over both servers and both layer hosts")
+
+
 def test_rooms_spread_over_two_redis_servers_and_the_channel_layer_over_both(make_cluster, make_redis, alice):
     """Each room's keys live on the server ``room id % 2`` names; the worker persists both
     servers (``persist_messages(server)``); channels-redis shards its channels and groups
@@ -165,8 +185,7 @@ def test_rooms_spread_over_two_redis_servers_and_the_channel_layer_over_both(mak
     cluster = make_cluster(base_env(REDIS_URL=urls[0], ROOM_REDIS_URLS=spread, CHANNEL_REDIS_URLS=spread, **limits))
     ports = start_webs(cluster, 2)
     cluster.start_worker()
-    rooms = [room_create(creator=alice, name=f"Spread {i}") for i in range(4)]
-    assert {r.pk % 2 for r in rooms} == {0, 1}
+    rooms = rooms_over_both(alice, 4, prefix="pubsub:layer:0:")  # the layer's prefix for database 0
     users = make_users(4)
     specs = [(u.username, session_key_for(u), ports[i % 2]) for i, u in enumerate(users)]
     slugs = [r.slug for r in rooms]

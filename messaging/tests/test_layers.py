@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from messaging.layers import RECONNECTED, FanoutChannelLayer
+from pubsub_site.redis_urls import channel_layer_host
 
 
 async def pubsub_client_ids(client) -> set[int]:
@@ -110,3 +111,20 @@ def test_a_script_may_publish_a_group_s_events_only_on_the_group_s_server_in_pla
     # Encrypted events cannot be made by a script.
     sealed = FanoutChannelLayer(hosts=["redis://127.0.0.1:6379/3"], prefix="p:", symmetric_encryption_keys=["a" * 32])
     assert sealed.script_broadcast_channel("room.7", "redis://127.0.0.1:6379/3") is None
+
+
+def test_with_sentinel_a_script_may_publish_when_the_room_and_the_group_are_one_sentinel_service():
+    service = "redis+sentinel://10.0.1.5:26379,10.0.2.5:26379,10.0.3.5:26379/pubsub"
+    layer = FanoutChannelLayer(hosts=[channel_layer_host(f"{service}/3")], prefix="p:")
+    name = "p:__group__room.7"
+    # The same Sentinels and master name are the same server, whichever is the primary now
+    # (in any order, any database: pub/sub belongs to the server).
+    assert layer.script_broadcast_channel("room.7", f"{service}/9") == name
+    reordered = "redis+sentinel://10.0.3.5:26379,10.0.1.5:26379,10.0.2.5:26379/pubsub/0"
+    assert layer.script_broadcast_channel("room.7", reordered) == name
+    # Another master, other Sentinels, or a plain URL: the event goes through group_send.
+    assert layer.script_broadcast_channel("room.7", "redis+sentinel://10.0.1.5:26379,10.0.2.5:26379/other/0") is None
+    assert layer.script_broadcast_channel("room.7", "redis+sentinel://10.9.9.9:26379/pubsub/0") is None
+    assert layer.script_broadcast_channel("room.7", "redis://10.0.1.5:6379/0") is None
+    plain = FanoutChannelLayer(hosts=["redis://10.0.1.5:6379/0"], prefix="p:")
+    assert plain.script_broadcast_channel("room.7", f"{service}/0") is None

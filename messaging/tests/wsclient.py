@@ -90,3 +90,12 @@ async def connected(user, ignore: frozenset[str] = AMBIENT) -> Client:
     ok, code, client = await connect(user, ignore=ignore)
     assert ok, code
     return client
+
+
+async def eventually(check, timeout: float = 3.0) -> None:
+    """Wait until ``check()`` holds: for what the server does after it answered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)

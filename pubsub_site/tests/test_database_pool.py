@@ -55,8 +55,11 @@ async def test_database_hops_reuse_pooled_connections_to_the_test_database():
             cursor.execute("SELECT current_database(), pg_backend_pid()")
             return cursor.fetchone()
 
-    seen = [await database_sync_to_async(backend)() for _ in range(6)]
+    most = connection.settings_dict["OPTIONS"]["pool"]["max_size"]
+    seen = [await database_sync_to_async(backend)() for _ in range(most + 2)]
     assert {name for name, _ in seen} == {connection.settings_dict["NAME"]}
     assert connection.pool is not None
-    # Without a pool every hop opens (and closes) a connection of its own: six backends.
-    assert len({pid for _, pid in seen}) <= 3
+    # Without a pool every hop opens (and closes) a connection of its own: a backend each.
+    # With it, the hops share the pool's connections, never more than its size (how many of
+    # them serve depends on how fast the pool takes each one back: not asserted).
+    assert len({pid for _, pid in seen}) <= most

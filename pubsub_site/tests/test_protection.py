@@ -10,7 +10,7 @@ from rooms.models import Room
 
 pytestmark = pytest.mark.django_db
 
-LIMITS = {"signup": "2/hour", "room_create": "2/hour", "report": "30/hour"}
+LIMITS = {"signup": "2/hour", "room_create": "2/hour", "report": "30/hour", "direct_open": "2/hour"}
 
 
 def log_in(client: Client, username: str, password: str, address: str = "127.0.0.1"):
@@ -114,6 +114,19 @@ def test_room_creation_past_the_limit_answers_429_with_retry_after(client, setti
     other = Client()
     other.force_login(bob)
     assert create_room(other, "Three").status_code == 302
+
+
+def test_opening_conversations_past_the_limit_answers_429(client, settings, alice, make_user):
+    settings.RATE_LIMITS = LIMITS
+    client.force_login(alice)
+    for name in ("dm1", "dm2", "dm3"):
+        make_user(name)
+    assert client.post(reverse("direct-new"), {"usernames": "dm1"}).status_code == 302
+    assert client.post(reverse("direct-new"), {"usernames": "dm2"}).status_code == 302
+    refused = client.post(reverse("direct-new"), {"usernames": "dm3"})
+    assert refused.status_code == 429
+    assert "You have opened too many conversations." in refused.content.decode()
+    assert not Room.objects.filter(kind=Room.Kind.DIRECT, memberships__user__username="dm3").exists()
 
 
 def test_a_failing_redis_lets_requests_through(client, settings, alice, monkeypatch):

@@ -59,3 +59,34 @@ def test_check_deploy_is_clean_in_production():
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_production_without_email_host_warns_that_nothing_is_sent():
+    result = run_manage("check", **production_env())
+    assert result.returncode == 0, result.stderr
+    assert "EMAIL_HOST is not set: e-mails (the digests of missed mentions) are written to the log" in result.stderr
+
+
+def test_production_with_email_host_sends_by_smtp_with_links_to_its_first_host():
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.SITE_URL, s.DEFAULT_FROM_EMAIL)"
+    )
+    result = run_manage("shell", "-c", code, **production_env(EMAIL_HOST="smtp.example.com"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.com",
+        "587",
+        "True",
+        "https://chat.example.com",
+        "pubsub",
+        "<noreply@chat.example.com>",
+    ]
+    assert "EMAIL_HOST is not set" not in result.stderr
+
+
+def test_a_bad_site_url_is_refused_loudly():
+    result = run_manage("check", SITE_URL="chat.example.com")
+    assert result.returncode != 0
+    assert "SITE_URL='chat.example.com' is not an address" in result.stderr

@@ -29,6 +29,7 @@
   let lastRev = null;
   let hasMore = root.dataset.hasMore === "true";
   let loadingOlder = false;
+  let loadingNewer = false;
   let lastTypingSent = 0;
   let readSent = 0;
   let reportSeq = null;
@@ -37,44 +38,62 @@
   // Subscribed on the current connection: until then new messages wait in `unacked`
   // and go out after the ones before them, in the order they were written.
   let ready = false;
-  const unacked = new Map(); // client_id -> body
+  const unacked = new Map(); // client_id -> {body, replyTo}
   const online = new Map(); // user id -> user (the server names at most PRESENCE_LIST_MAX)
   let onlineCount = 0; // how many people are online, named or not
   const typers = new Map(); // user id -> {user, timer}
 
   // --- Rendering: the same markup as templates/messaging/_message.html -------
 
-  const LINK = /\bhttps?:\/\/[^\s<>"']+/gi;
-  const TRAILING = /[.,;:!?)\]}'"]+$/;
-
-  // The same rule as messaging.wire.body_parts on the server.
-  function bodyParts(text) {
-    const parts = [];
-    let position = 0;
-    for (const match of text.matchAll(LINK)) {
-      const url = match[0].replace(TRAILING, "");
-      if (match.index > position) parts.push(["text", text.slice(position, match.index)]);
-      parts.push(["link", url]);
-      position = match.index + url.length;
-    }
-    if (position < text.length) parts.push(["text", text.slice(position)]);
-    return parts;
+  // The body's formatting (links, *bold*, _italic_, `code`, code blocks, > quotes): static/js/format.js,
+  // the grammar of messaging/formatting.py, which renders the server's pages.
+  function fillBody(el, text) {
+    window.PubSubFormat.fill(el, text);
   }
 
-  function fillBody(el, text) {
-    el.replaceChildren();
-    for (const [kind, value] of bodyParts(text)) {
-      if (kind === "link") {
-        const a = document.createElement("a");
-        a.href = value;
-        a.rel = "noopener nofollow";
-        a.target = "_blank";
-        a.textContent = value;
-        el.append(a);
-      } else {
-        el.append(document.createTextNode(value));
-      }
+  // A reply's quote of its original: who wrote it and how it starts (messaging.wire.reply_excerpt).
+  const REPLY_EXCERPT_CHARS = 100;
+  function replyExcerpt(body) {
+    const line = body.split(/\s+/).filter(Boolean).join(" ");
+    const chars = Array.from(line);
+    return chars.length <= REPLY_EXCERPT_CHARS ? line : `${chars.slice(0, REPLY_EXCERPT_CHARS).join("")}\u2026`;
+  }
+
+  function fillQuote(a, reply) {
+    const excerpt = document.createElement("span");
+    excerpt.className = "message__reply-excerpt";
+    if (reply.deleted) {
+      excerpt.textContent = "Original message deleted";
+      a.replaceChildren(excerpt);
+      return;
     }
+    const author = document.createElement("span");
+    author.className = "message__reply-author";
+    author.textContent = reply.author ? reply.author.username : "A message";
+    excerpt.textContent = reply.excerpt;
+    a.replaceChildren(author, " ", excerpt);
+  }
+
+  function buildQuote(m) {
+    const a = document.createElement("a");
+    a.className = "message__reply";
+    a.href = `${window.location.pathname}?around=${Number(m.reply_to)}#seq-${Number(m.reply_to)}`;
+    a.dataset.action = "show-original";
+    a.dataset.replyTo = m.reply_to;
+    fillQuote(a, m.reply || { seq: m.reply_to, author: null, excerpt: "", deleted: false });
+    return a;
+  }
+
+  // The original changed: every quote of it on the page follows.
+  function updateQuotes(seq, change) {
+    list.querySelectorAll(`a.message__reply[data-reply-to="${Number(seq)}"]`).forEach((a) => {
+      const author = a.querySelector(".message__reply-author");
+      fillQuote(a, {
+        author: author ? { username: author.textContent } : null,
+        excerpt: change.body !== undefined ? replyExcerpt(change.body) : "",
+        deleted: !!change.deleted,
+      });
+    });
   }
 
   const renderTimes = window.PubSub.renderTimes;
@@ -102,9 +121,18 @@
     avatar.textContent = m.author.username.charAt(0).toUpperCase();
     const meta = document.createElement("div");
     meta.className = "message__meta";
-    const author = document.createElement("span");
+    // Someone else's name opens a direct conversation with them (the page's #direct-form).
+    const author = document.createElement(m.author.id === me.id ? "span" : "button");
     author.className = "message__author";
     author.textContent = m.author.username;
+    if (m.author.id !== me.id) {
+      author.type = "submit";
+      author.className = "message__author link-button";
+      author.setAttribute("form", "direct-form");
+      author.name = "usernames";
+      author.value = m.author.username;
+      author.title = `Send ${m.author.username} a direct message`;
+    }
     const time = document.createElement("time");
     time.className = "message__time";
     time.setAttribute("datetime", m.sent_at);
@@ -116,6 +144,7 @@
     const edited = document.createElement("span");
     edited.className = "message__edited";
     edited.textContent = "(edited)";
+    if (m.reply_to) content.append(buildQuote(m));
     content.append(body, " ", edited);
     const actions = document.createElement("div");
     actions.className = "message__actions";
@@ -136,6 +165,7 @@
     clap.append(icon, " ", total, hidden);
     const tools = document.createElement("span");
     tools.className = "message__tools";
+    if (composer) tools.append(button("reply", "Reply"), " ");
     if (m.author.id === me.id) tools.append(button("edit", "Edit"), " ", button("delete", "Delete"));
     else if (canModerate) tools.append(button("delete", "Delete"));
     if (m.author.id !== me.id) tools.append(button("report", "Report"));
@@ -166,7 +196,10 @@
     li.classList.toggle("message--deleted", !!m.deleted);
     const body = li.querySelector(".message__body");
     if (m.deleted) body.textContent = "This message was deleted.";
-    else if (m.body !== undefined) fillBody(body, m.body);
+    else if (m.body !== undefined) {
+      fillBody(body, m.body);
+      if (Number(li.dataset.authorId) === me.id) li.dataset.body = m.body; // what Edit starts from
+    }
     markMention(li);
     li.querySelector(".message__edited").hidden = !m.edited || !!m.deleted;
     li.querySelector(".message__actions").hidden = !!m.deleted;
@@ -297,9 +330,13 @@
   }
 
   function resendUnacked() {
-    for (const [clientId, body] of unacked) {
-      socket.send({ type: "send", room, body, client_id: clientId, ref: clientId });
-    }
+    for (const [clientId, pending] of unacked) socket.send(sendFrame(clientId, pending));
+  }
+
+  function sendFrame(clientId, { body, replyTo }) {
+    const frame = { type: "send", room, body, client_id: clientId, ref: clientId };
+    if (replyTo) frame.reply_to = replyTo;
+    return frame;
   }
 
   function handle(frame) {
@@ -335,11 +372,13 @@
       case "message_updated": {
         const li = bySeq(frame.seq);
         if (li) applyState(li, { body: frame.body, edited: true });
+        updateQuotes(frame.seq, { body: frame.body });
         break;
       }
       case "message_deleted": {
         const li = bySeq(frame.seq);
         if (li) applyState(li, { deleted: true });
+        updateQuotes(frame.seq, { deleted: true });
         break;
       }
       case "claps": {
@@ -518,6 +557,8 @@
 
   function markRead() {
     if (document.visibilityState !== "visible" || !nearBottom() || lastSeq <= readSent) return;
+    if (document.getElementById("load-newer")) return; // messages before the latest were left out
+
     if (!socket.send({ type: "read", room, seq: lastSeq })) return;
     readSent = lastSeq;
     window.PubSub.setUnread(room, 0);
@@ -534,7 +575,7 @@
 
   async function reloadLatest() {
     const page = await fetchHistory({ limit: 50 });
-    list.querySelectorAll("li.message:not(.message--pending)").forEach((el) => el.remove());
+    list.querySelectorAll("li.message:not(.message--pending), #load-newer").forEach((el) => el.remove());
     const firstPending = list.querySelector("li.message--pending");
     page.messages.forEach((m) => {
       const li = buildMessage(m);
@@ -577,8 +618,85 @@
     }
   }
 
+  // The page opened around a message (?around=<seq>): the messages between it and the live
+  // ones, which follow the button, come 50 at a time.
+  async function loadNewer() {
+    const gap = document.getElementById("load-newer");
+    if (!gap || loadingNewer) return;
+    let last = gap.previousElementSibling;
+    while (last && !(last.classList.contains("message") && last.dataset.seq)) last = last.previousElementSibling;
+    if (!last) return;
+    loadingNewer = true;
+    try {
+      const page = await fetchHistory({ after: last.dataset.seq, limit: 50 });
+      let closed = !page.has_more;
+      for (const m of page.messages) {
+        if (m.seq > lastSeq || bySeq(m.seq)) {
+          closed = true; // the live messages take it from here
+          break;
+        }
+        const li = buildMessage(m);
+        list.insertBefore(li, gap);
+        regroup(li);
+      }
+      if (closed) {
+        gap.remove();
+        list.querySelectorAll("li.message").forEach(regroup);
+        markRead();
+      }
+    } finally {
+      loadingNewer = false;
+    }
+  }
+
+  // A message to show: the page's ?around=<seq>, or a #seq-<seq> link (a mention). One that is
+  // not on the page is asked of the server, which renders the page around it.
+  function showTarget() {
+    const match = /^#seq-(\d+)$/.exec(window.location.hash);
+    const seq = match ? Number(match[1]) : Number(root.dataset.around) || 0;
+    if (!seq) return false;
+    const li = bySeq(seq);
+    if (!li) {
+      if (Number(root.dataset.around) === seq) return false; // no such message
+      const url = new URL(window.location.href);
+      url.searchParams.set("around", String(seq));
+      window.location.replace(url.href);
+      return true;
+    }
+    markTarget(li);
+    // The browser's own jump to a #fragment (to the top edge) may come after this: centre it again.
+    if (document.readyState !== "complete") {
+      window.addEventListener("load", () => li.scrollIntoView({ block: "center" }), { once: true });
+    }
+    return true;
+  }
+  window.addEventListener("hashchange", showTarget);
+
+  function markTarget(li) {
+    list.querySelectorAll("li.message--target").forEach((el) => el.classList.remove("message--target"));
+    li.classList.add("message--target");
+    li.scrollIntoView({ block: "center" });
+  }
+
+  // A reply's quote leads to its original: on the page, scrolled to and marked; otherwise the
+  // page opens around it (?around=<seq>, the server renders the messages about it).
+  function showMessage(seq) {
+    if (!seq) return;
+    const li = bySeq(seq);
+    if (li) {
+      markTarget(li);
+      window.history.replaceState(null, "", `#seq-${seq}`);
+      return;
+    }
+    const url = new URL(window.location.href);
+    url.searchParams.set("around", String(seq));
+    url.hash = `seq-${seq}`;
+    window.location.assign(url.href);
+  }
+
   list.addEventListener("scroll", () => {
     if (list.scrollTop < 40) loadOlder();
+    if (nearBottom()) loadNewer();
     if (newBelow && nearBottom()) newBelow.hidden = true;
     markRead();
   });
@@ -594,6 +712,9 @@
       case "load-older":
         loadOlder();
         break;
+      case "load-newer":
+        loadNewer();
+        break;
       case "clap":
         if (seq) socket.send({ type: "clap", room, seq, count: 1 });
         break;
@@ -606,6 +727,13 @@
       case "report":
         if (seq) openReport(seq);
         break;
+      case "reply":
+        if (seq) startReply(li, seq);
+        break;
+      case "show-original":
+        event.preventDefault();
+        showMessage(Number(target.dataset.replyTo));
+        break;
       default:
         break;
     }
@@ -617,7 +745,7 @@
     const form = document.createElement("form");
     form.className = "message__editor";
     const area = document.createElement("textarea");
-    area.value = body.textContent;
+    area.value = li.dataset.body ?? body.textContent;
     area.maxLength = 4000;
     area.setAttribute("aria-label", "Edit message");
     const save = document.createElement("button");
@@ -643,7 +771,7 @@
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const text = area.value.trim();
-      if (text && text !== body.textContent) socket.send({ type: "edit", room, seq, body: text });
+      if (text && text !== (li.dataset.body ?? body.textContent)) socket.send({ type: "edit", room, seq, body: text });
       close();
       li.querySelector("[data-action=edit]").focus();
     });
@@ -689,7 +817,48 @@
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
 
+  // Replying: a line above the composer says to what, until it is sent or cancelled.
+  let replyTo = null;
+  const replyBar = document.createElement("div");
+  replyBar.className = "composer__reply";
+  replyBar.id = "composer-reply";
+  replyBar.hidden = true;
+  const replyLabel = document.createElement("span");
+  replyLabel.className = "composer__reply-label";
+  const replyCancel = button("cancel-reply", "Cancel reply");
+  replyBar.append(replyLabel, " ", replyCancel);
+
+  function startReply(li, seq) {
+    if (!composer) return;
+    const body = li.querySelector(".message__body");
+    replyTo = {
+      seq,
+      reply: {
+        seq,
+        author: { id: Number(li.dataset.authorId), username: li.querySelector(".message__author").textContent },
+        excerpt: replyExcerpt(li.dataset.body ?? body.textContent),
+        deleted: false,
+      },
+    };
+    replyLabel.textContent = `Replying to ${replyTo.reply.author.username}: ${replyTo.reply.excerpt}`;
+    replyBar.hidden = false;
+    composerBody.focus();
+  }
+
+  function cancelReply() {
+    replyTo = null;
+    replyBar.hidden = true;
+  }
+
   if (composer) {
+    composer.before(replyBar);
+    replyCancel.addEventListener("click", () => {
+      cancelReply();
+      composerBody.focus();
+    });
+    composerBody.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && replyTo) cancelReply();
+    });
     composer.addEventListener("submit", (event) => {
       event.preventDefault();
       const body = composerBody.value.trim();
@@ -698,6 +867,7 @@
       const li = buildMessage({
         seq: "", client_id: clientId, author: me, body, sent_at: new Date().toISOString(),
         deleted: false, edited: false, claps: 0,
+        reply_to: replyTo ? replyTo.seq : undefined, reply: replyTo ? replyTo.reply : undefined,
       });
       li.classList.add("message--pending");
       delete li.dataset.seq;
@@ -705,8 +875,10 @@
       regroup(li);
       updateEmpty();
       scrollToBottom();
-      unacked.set(clientId, body);
-      if (ready) socket.send({ type: "send", room, body, client_id: clientId, ref: clientId });
+      const pending = { body, replyTo: replyTo ? replyTo.seq : null };
+      unacked.set(clientId, pending);
+      if (ready) socket.send(sendFrame(clientId, pending));
+      cancelReply();
       composerBody.value = "";
       lastTypingSent = 0; // the message ended the typing: the next keystroke starts anew
     });
@@ -726,8 +898,9 @@
   }
 
   list.querySelectorAll("li.message").forEach((li) => { regroup(li); markMention(li); });
+  if (!composer) list.querySelectorAll("[data-action=reply]").forEach((b) => b.remove()); // read-only here
   renderTimes(list);
   setInterval(() => renderTimes(list), 30000);
-  scrollToBottom();
+  if (!showTarget()) scrollToBottom();
   loadClapState();
 })();

@@ -101,6 +101,30 @@
     });
   }
 
+  // A direct conversation someone opened with us: listed at the top of "Direct messages".
+  function addDirect(slug, title) {
+    const list = document.getElementById("sidebar-directs");
+    if (!list || list.querySelector(`.sidebar__room[data-room="${CSS.escape(slug)}"]`)) return;
+    const item = document.createElement("li");
+    item.className = "sidebar__room sidebar__room--direct";
+    item.dataset.room = slug;
+    const link = document.createElement("a");
+    link.href = `/rooms/${encodeURIComponent(slug)}/`;
+    link.textContent = title;
+    const badge = document.createElement("span");
+    badge.className = "badge badge--count";
+    badge.dataset.unread = "";
+    badge.hidden = true;
+    const hidden = document.createElement("span");
+    hidden.className = "visually-hidden";
+    hidden.textContent = " unread";
+    badge.append("0", hidden);
+    item.append(link, " ", badge);
+    const empty = list.querySelector(".empty");
+    if (empty) empty.remove();
+    list.prepend(item);
+  }
+
   function bumpNotifications() {
     const link = document.getElementById("notifications-link");
     if (!link) return;
@@ -159,6 +183,10 @@
   function handleCommon(frame) {
     if (frame.type === "unread") {
       setUnread(frame.room, frame.count);
+      return true;
+    }
+    if (frame.type === "direct_joined") {
+      addDirect(frame.room, frame.title);
       return true;
     }
     if (frame.type === "notification") {

@@ -101,3 +101,12 @@ def site(collected_static, cluster, new_context, request) -> Iterator[Site]:
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
         print("--- WebSocket traffic\n" + "\n".join(running.traffic[-300:]))
     assert not running.problems, "\n".join(running.problems)
+
+
+@pytest.fixture
+def lobby(public_room, bob):
+    """The public room, with bob in it."""
+    from rooms.services import room_join
+
+    room_join(room=public_room, user=bob)
+    return public_room

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,8 +38,9 @@ def off_loop(function: Callable[..., T], *args, **kwargs) -> T:
         return pool.submit(call).result(timeout=120)
 
 
-def send_over_websocket(port: int, user, room: str, bodies: Iterable[str]) -> None:
-    """Post messages as ``user`` through a wire-contract client, and wait for every ack."""
+def send_over_websocket(port: int, user, room: str, bodies: Iterable[str | tuple[str, int]]) -> None:
+    """Post messages as ``user`` through a wire-contract client, and wait for every ack; a
+    ``(body, seq)`` pair is a reply to message ``seq``."""
     bodies = list(bodies)
     key = session_key_for(user)
 
@@ -47,7 +49,14 @@ def send_over_websocket(port: int, user, room: str, bodies: Iterable[str]) -> No
         try:
             await client.subscribe(room)
             for body in bodies:
-                await client.send_message(room, body)
+                if isinstance(body, tuple):
+                    text, reply_to = body
+                    ref = str(uuid.uuid4())
+                    await client.send(
+                        {"type": "send", "room": room, "body": text, "client_id": ref, "ref": ref, "reply_to": reply_to}
+                    )
+                else:
+                    await client.send_message(room, body)
             await client.collect(lambda c: len(c.of_type("ack")) >= len(bodies), timeout=60)
         finally:
             await client.close()
@@ -226,3 +235,14 @@ def contrast_failures(page: Page) -> list[str]:
         if ratio < (3 if large else 4.5):
             failures.append(f"{ratio:.2f}:1 {item['what']} ({item['color']} on {item['background']})")
     return failures
+
+
+def say(page: Page, text: str) -> None:
+    """Type a message into the room's composer and send it, as a person does."""
+    page.locator("#composer-body").fill(text)
+    page.locator("#composer-body").press("Enter")
+
+
+def message(page: Page, body: str):
+    """The message of the page's room whose body contains ``body``."""
+    return page.locator("#messages li.message").filter(has=page.locator(".message__body", has_text=body))

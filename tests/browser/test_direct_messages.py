@@ -13,20 +13,9 @@ from playwright.sync_api import expect
 from messaging.buffer import RoomKeys
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership, Room
-from rooms.services import room_join
+from tests.browser.kit import say
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-
-
-@pytest.fixture
-def lobby(public_room, bob):
-    room_join(room=public_room, user=bob)
-    return public_room
-
-
-def say(page, text: str) -> None:
-    page.locator("#composer-body").fill(text)
-    page.locator("#composer-body").press("Enter")
 
 
 def message(page, body: str):

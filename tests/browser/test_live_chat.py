@@ -8,25 +8,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from rooms.services import room_join
-from tests.browser.kit import HeldReplies, message_bodies
+from tests.browser.kit import HeldReplies, message, message_bodies, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-
-
-@pytest.fixture
-def lobby(public_room, bob):
-    room_join(room=public_room, user=bob)
-    return public_room
-
-
-def say(page, text: str) -> None:
-    page.locator("#composer-body").fill(text)
-    page.locator("#composer-body").press("Enter")
-
-
-def message(page, body: str):
-    return page.locator("#messages li.message").filter(has=page.locator(".message__body", has_text=body))
 
 
 def test_two_people_chat_live_both_ways(site, alice, bob, lobby):

@@ -7,21 +7,9 @@ import pytest
 from playwright.sync_api import expect
 
 from rooms.moderation import membership_ban
-from rooms.services import room_join
-from tests.browser.kit import off_loop
+from tests.browser.kit import off_loop, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-
-
-@pytest.fixture
-def lobby(public_room, bob):
-    room_join(room=public_room, user=bob)
-    return public_room
-
-
-def say(page, text: str) -> None:
-    page.locator("#composer-body").fill(text)
-    page.locator("#composer-body").press("Enter")
 
 
 def test_a_moderator_deletes_a_message_and_it_disappears_for_everyone(site, alice, bob, lobby):

@@ -9,10 +9,10 @@ import io
 import pytest
 from playwright.sync_api import Page, expect
 
-from messaging.models import Notification
+from messaging.models import Message, Notification
 from rooms.models import Membership, Room
-from rooms.services import room_create, room_join
-from tests.browser.kit import DESKTOP, PHONE, contrast, contrast_failures, send_over_websocket
+from rooms.services import direct_open, room_create, room_join
+from tests.browser.kit import DESKTOP, PHONE, contrast, contrast_failures, off_loop, send_over_websocket
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -44,7 +44,8 @@ def test_a_csp_violation_would_be_caught(site, alice):
 
 @pytest.fixture
 def conversation(site, alice, bob, make_user):
-    """A room that looks lived in: three people, a private room, claps, a link, a mention."""
+    """A room that looks lived in: three people, a private room, claps, a link, a mention, a reply,
+    some formatting, a direct message."""
     carol = make_user("carol")
     lobby = room_create(creator=alice, name="Lobby", topic="Say hello, ask anything")
     for user in (bob, carol):
@@ -58,13 +59,21 @@ def conversation(site, alice, bob, make_user):
         site.port,
         alice,
         lobby.slug,
-        ["Yes, they are at https://example.com/docs/deploy — thanks Bob 👏", "Shipping the chat UI today."],
+        [
+            ("Yes, they are at https://example.com/docs/deploy — thanks *Bob* 👏", 2),  # a reply to bob's question
+            "Shipping the chat UI today: `make run` and _enjoy_.",
+        ],
     )
     send_over_websocket(site.port, carol, lobby.slug, ["@alice can you look at the phone layout?"])
     send_over_websocket(site.port, bob, lobby.slug, ["Looks great on mine.\nTwo lines, even."])
     send_over_websocket(site.port, bob, design.slug, ["New logo drafts are in."])
+    # A direct message from carol, unread: the sidebar lists it under "Direct messages".
+    direct = off_loop(direct_open, opener=carol, usernames=["alice"])
+    send_over_websocket(site.port, carol, direct.slug, ["Got a minute?"])
     wait_until(lambda: Notification.objects.filter(user=alice).exists())
-    return {"lobby": lobby, "design": design, "carol": carol}
+    # Search reads PostgreSQL: the worker has written the lobby's messages.
+    wait_until(lambda: Message.objects.filter(room=lobby).count() == 6)
+    return {"lobby": lobby, "design": design, "carol": carol, "direct": direct}
 
 
 def assert_page_is_clean(page: Page) -> None:
@@ -102,10 +111,12 @@ def looks_the_same(old: bytes, new: bytes) -> bool:
 
 def test_every_main_page_is_clean_and_gets_its_screenshots(django_db_reset_sequences, site, alice, bob, conversation):
     # (Sequences reset: the same ids every run, so the same avatar colours in the screenshots.)
-    lobby, carol = conversation["lobby"], conversation["carol"]
+    lobby, carol, direct = conversation["lobby"], conversation["carol"], conversation["direct"]
     pages = [
         ("room-list", "/", None),
         ("room", lobby.get_absolute_url(), "#connection[data-state=connected]"),
+        ("direct", direct.get_absolute_url(), "#connection[data-state=connected]"),
+        ("search", "/search/?q=deploy", "mark"),
         ("moderation", f"/rooms/{lobby.slug}/moderation/", None),
         ("notifications", "/notifications/", None),
         ("new-room", "/rooms/new/", None),
@@ -176,6 +187,8 @@ def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
     page.keyboard.press("Enter")
     page.keyboard.press("Space")
     expect(clap.locator(".clap__total")).to_have_text("2")
+    page.keyboard.press("Tab")
+    expect(page.locator("li.message [data-action=reply]")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.locator("li.message [data-action=delete]")).to_be_focused()  # alice moderates the room
     page.keyboard.press("Tab")

@@ -8,21 +8,9 @@ from collections import Counter
 import pytest
 from playwright.sync_api import expect
 
-from rooms.services import room_join
-from tests.browser.kit import message_bodies, send_over_websocket
+from tests.browser.kit import message_bodies, say, send_over_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-
-
-@pytest.fixture
-def lobby(public_room, bob):
-    room_join(room=public_room, user=bob)
-    return public_room
-
-
-def say(page, text: str) -> None:
-    page.locator("#composer-body").fill(text)
-    page.locator("#composer-body").press("Enter")
 
 
 def expect_each_once(page, bodies: list[str]) -> None:

@@ -7,25 +7,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from rooms.services import room_join
-from tests.browser.kit import send_over_websocket
+from tests.browser.kit import message, say, send_over_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-
-
-@pytest.fixture
-def lobby(public_room, bob):
-    room_join(room=public_room, user=bob)
-    return public_room
-
-
-def say(page, text: str) -> None:
-    page.locator("#composer-body").fill(text)
-    page.locator("#composer-body").press("Enter")
-
-
-def message(page, body: str):
-    return page.locator("#messages li.message").filter(has=page.locator(".message__body", has_text=body))
 
 
 def in_view(page, locator) -> bool:

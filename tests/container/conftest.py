@@ -98,11 +98,9 @@ class Conversation:
 async def _talk(stack: Stack, alice: Browser, bob: Browser, room: str, round_: int) -> dict:
     """Alice and Bob on one WebSocket each: a message each way, and Bob claps Alice's."""
     probes = (f"alice-{round_}-{uuid.uuid4().hex[:8]}", f"bob-{round_}-{uuid.uuid4().hex[:8]}")
-    a = await Socket.open(stack, alice, probes[0])
-    b = await Socket.open(stack, bob, probes[1])
+    a = await Socket.open(stack, alice, probes[0], room)
+    b = await Socket.open(stack, bob, probes[1], room)
     try:
-        await a.subscribe(room)
-        await b.subscribe(room)
         hello = f"Hello from Alice, round {round_}"
         ack_a = await a.post(room, hello)
         seen_by_b = await b.expect(lambda f: f["type"] == "message" and f["seq"] == ack_a["seq"])

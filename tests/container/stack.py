@@ -476,10 +476,13 @@ class Socket:
         self.frames: list[dict] = []
 
     @classmethod
-    async def open(cls, stack: Stack, browser: Browser, probe: str, attempts: int = 6) -> Socket:
-        """Connect as the site's client does (static/js/socket.js): a refused handshake is
-        tried again after a growing pause. Each refusal is recorded (REFUSED_HANDSHAKES)."""
+    async def open(cls, stack: Stack, browser: Browser, probe: str, room: str, attempts: int = 6) -> Socket:
+        """Connect and subscribe to ``room`` as the site's client does (static/js/socket.js):
+        a refused handshake, or a connection closed before it is subscribed (1013, Try Again
+        Later, while the server's Redis is coming back), is tried again after a growing
+        pause. Each such retry is recorded (REFUSED_HANDSHAKES)."""
         for attempt in range(1, attempts + 1):
+            ws = None
             try:
                 ws = await connect(
                     f"wss://localhost:{stack.https_port}/ws/?probe={probe}",
@@ -488,9 +491,13 @@ class Socket:
                     origin=stack.origin,
                     open_timeout=20,
                 )
-                return cls(ws)
+                socket = cls(ws)
+                await socket.subscribe(room)
+                return socket
             except (InvalidStatus, InvalidMessage, ConnectionClosed, OSError) as error:
                 REFUSED_HANDSHAKES.append(f"{probe}, attempt {attempt}: {error}")
+                if ws is not None:
+                    await ws.close()
                 if attempt == attempts:
                     raise
                 await asyncio.sleep(0.5 * 2 ** (attempt - 1))

@@ -128,11 +128,9 @@ def test_redis_restarted_and_killed_keeps_history_sequence_and_claps(stack: Stac
     first = min(conversation.claps)
 
     async def carry_on() -> tuple[dict, dict]:
-        alice = await Socket.open(stack, conversation.alice, f"after-redis-{uuid.uuid4().hex[:8]}")
-        bob = await Socket.open(stack, conversation.bob, f"after-redis-{uuid.uuid4().hex[:8]}")
+        alice = await Socket.open(stack, conversation.alice, f"after-redis-{uuid.uuid4().hex[:8]}", conversation.room)
+        bob = await Socket.open(stack, conversation.bob, f"after-redis-{uuid.uuid4().hex[:8]}", conversation.room)
         try:
-            await alice.subscribe(conversation.room)
-            await bob.subscribe(conversation.room)
             ack = await alice.post(conversation.room, "Still here after Redis was killed")
             await bob.clap(conversation.room, first, 1)
             claps = await alice.expect(

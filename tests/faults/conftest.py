@@ -1,3 +1,3 @@
-from tests.faults.fixtures import make_cluster, make_proxy, make_redis
+from tests.faults.fixtures import make_cluster, make_proxy, make_redis, make_sentinels
 
-__all__ = ["make_cluster", "make_proxy", "make_redis"]
+__all__ = ["make_cluster", "make_proxy", "make_redis", "make_sentinels"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pubsub_site.cluster import Cluster
-from tests.faults.kit import RedisServer, TcpProxy
+from tests.faults.kit import RedisServer, Sentinels, TcpProxy
 
 
 @pytest.fixture
@@ -52,3 +52,17 @@ def make_proxy():
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+@pytest.fixture
+def make_sentinels():
+    groups: list[Sentinels] = []
+
+    def make(master_port: int, **options) -> Sentinels:
+        group = Sentinels(master_port, **options)
+        groups.append(group)
+        return group.start()
+
+    yield make
+    for group in groups:
+        group.stop()

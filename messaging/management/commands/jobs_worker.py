@@ -4,7 +4,8 @@ A worker killed mid-batch leaves its rooms marked dirty in Redis; the sweep make
 the new worker persist them even when no one sends another message. While it runs,
 a thread repeats the sweep every PERSIST_SWEEP_SECONDS for servers with dirty rooms
 and no job scheduled: a job that failed (PostgreSQL down) or was lost (Redis
-restarted) is replaced even when no one sends.
+restarted) is replaced even when no one sends. The same thread queues the e-mails for
+missed mentions once every MENTION_EMAIL_SWEEP_SECONDS (one worker of all per period).
 
 rq's worker quits when Redis vanishes while it runs a job (or cannot reach Redis at
 start); this command then starts it again, until a SIGTERM or SIGINT asks it to stop.
@@ -26,9 +27,10 @@ from django_rq.workers import get_worker
 from rq.logutils import setup_loghandlers
 
 from messaging import buffer
+from messaging.mention_emails import mention_digests_schedule
 from messaging.services import persist_enqueue
 from pubsub_site.metrics_http import start_worker_listener
-from pubsub_site.redis_client import all_room_redis_urls
+from pubsub_site.redis_client import all_room_redis_urls, new_redis
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +49,14 @@ def sweep(clients: list[redis.Redis]) -> None:
 def sweep_forever(interval: float) -> None:
     # Clients of this thread's own: with a forking worker class (RQ_WORKER_CLASS), a work
     # horse must not inherit a pool another thread was using.
-    clients = [redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2) for url in all_room_redis_urls()]
+    clients = [new_redis(url, socket_timeout=5, socket_connect_timeout=2) for url in all_room_redis_urls()]
     while True:
         time.sleep(interval)
         sweep(clients)
+        try:
+            mention_digests_schedule(client=clients[0])
+        except redis.RedisError as error:
+            logger.warning("could not queue the mention e-mails: %r", error)
 
 
 class Command(BaseCommand):

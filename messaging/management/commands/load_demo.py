@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from messaging.selectors import room_counters
 from messaging.services import message_send
 from rooms.models import Membership, Room
-from rooms.services import room_create
+from rooms.services import direct_open, room_create
 
 DEMO_PASSWORD = "demo-password-123"  # noqa: S105 (printed for the newcomer; development data only)
 
@@ -22,7 +22,7 @@ CONVERSATION = [
 
 
 class Command(BaseCommand):
-    help = "Create demo users (alice, bob, carol), two rooms and a short conversation."
+    help = "Create demo users (alice, bob, carol), two rooms, a short conversation and a direct message."
 
     def handle(self, *args, **options):
         User = get_user_model()
@@ -56,6 +56,16 @@ class Command(BaseCommand):
                     body=body,
                     client_id=str(uuid.uuid4()),
                 )
+        direct = direct_open(opener=users["bob"], usernames=["alice"])
+        if room_counters(room_id=direct.pk)[0] == 0:
+            async_to_sync(message_send)(
+                room_id=direct.pk,
+                room_slug=direct.slug,
+                author_id=users["bob"].pk,
+                author_username="bob",
+                body="Psst, alice: lunch after the stand-up?",
+                client_id=str(uuid.uuid4()),
+            )
         self.stdout.write(
             self.style.SUCCESS(f"Demo data loaded: log in as alice, bob, carol or admin with password {DEMO_PASSWORD}")
         )
