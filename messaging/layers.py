@@ -239,6 +239,11 @@ class FanoutChannelLayer(RedisPubSubChannelLayer):
         through ``group_send``."""
         return _script_channel(self, group, redis_url)
 
+    @functools.cached_property
+    def _script_shards(self) -> tuple[str, tuple] | None:
+        # Asked on every send; the layer's configuration does not change.
+        return _script_shards_of(self)
+
     def _get_layer(self) -> FanoutLoopLayer:
         loop = asyncio.get_running_loop()
         layer = self._layers.get(loop)
@@ -305,9 +310,15 @@ def _script_channel_cached(prefix: str, hosts: tuple, group: str, redis_url: str
 
 
 def _script_channel(layer: FanoutChannelLayer, group: str, redis_url: str) -> str | None:
+    shards = layer._script_shards
+    return None if shards is None else _script_channel_cached(*shards, group, redis_url)
+
+
+def _script_shards_of(layer: FanoutChannelLayer) -> tuple[str, tuple] | None:
+    """The layer's prefix and hosts (hashable), or None when its events are not plain msgpack."""
     serializer = layer._serializer
     if type(serializer) is not MsgPackSerializer or serializer.crypter or serializer.random_prefix_length:
         return None
     configured = layer._kwargs.get("hosts", layer._args[0] if layer._args else None)
     hosts = tuple(h if isinstance(h, str) else _frozen(h) for h in decode_hosts(configured))
-    return _script_channel_cached(layer._kwargs.get("prefix", "asgi"), hosts, group, redis_url)
+    return layer._kwargs.get("prefix", "asgi"), hosts
