@@ -12,6 +12,7 @@ Redis server, through the process's own asyncio pool for the running loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 
@@ -57,5 +58,12 @@ async def retry_after(*, action: str, room_id: int, user_id: int) -> float | Non
 def send_limits(*, slow_mode_seconds: int) -> SendLimits:
     """The limits on a user's new messages from the WebSocket, for ``message_send``
     (``slow_mode_seconds`` 0: the room is not in slow mode, or the user moderates it)."""
-    item = parse(settings.WS_RATE_LIMITS["send"])
-    return SendLimits(per_window=item.amount, window_ms=item.get_expiry() * 1000, slow_mode_ms=slow_mode_seconds * 1000)
+    per_window, window_ms = _window(settings.WS_RATE_LIMITS["send"])
+    return SendLimits(per_window=per_window, window_ms=window_ms, slow_mode_ms=slow_mode_seconds * 1000)
+
+
+@functools.lru_cache(maxsize=16)
+def _window(limit: str) -> tuple[int, int]:
+    """(amount, window in ms) of a limit such as "10/2second": parsed once per text, not per send."""
+    item = parse(limit)
+    return item.amount, item.get_expiry() * 1000
