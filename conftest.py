@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
+from pubsub_site import async_db
 from pubsub_site.redis_client import all_room_redis_urls, get_redis
 
 
@@ -19,6 +20,9 @@ def clean_redis():
     for url in {*all_room_redis_urls(), settings.REDIS_URL}:
         get_redis(url=url).flushdb()
     yield
+    # The event loops' own database connections (pubsub_site.async_db): the test's loop is
+    # gone, and the test database must have no session left when it is dropped.
+    async_db.close_all()
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ from messaging.services import (
 from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_inbox, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
 from pubsub_site.handshakes import handshake_done, try_again_later
-from rooms.services import RoomAccess, RoomBanned, RoomNotFound, room_access_for_subscriber
+from rooms.services import RoomAccess, RoomBanned, RoomNotFound, aroom_access_for_subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         since = frames.optional_int(frame, "since")
         since_rev = frames.optional_int(frame, "rev")
         try:
-            access = await database_sync_to_async(room_access_for_subscriber)(slug=slug, user_id=self.user_id)
+            access = await aroom_access_for_subscriber(slug=slug, user_id=self.user_id)
         except RoomNotFound:
             raise ClientError("not_found", "No such room.") from None
         except RoomBanned:
@@ -535,9 +535,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if sub is None:
             return
         try:
-            sub.access = await database_sync_to_async(room_access_for_subscriber)(
-                slug=sub.access.slug, user_id=self.user_id
-            )
+            sub.access = await aroom_access_for_subscriber(slug=sub.access.slug, user_id=self.user_id)
         except (RoomNotFound, RoomBanned):
             await self.user_kicked({"room_id": event["room_id"], "reason": "You no longer have access to this room."})
 

@@ -192,7 +192,7 @@ CHANNEL_LAYERS = {
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "pubsub_site.cache.RedisCache",
         # A list: Django splits a string at commas (its replicas), and a Sentinel URL has some.
         "LOCATION": [REDIS_URL],
         "KEY_PREFIX": "pubsub:cache",
@@ -347,6 +347,11 @@ WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024
 # daphne, keep this under 5). 0: no limit.
 WS_HANDSHAKE_LIMIT = env_int("WS_HANDSHAKE_LIMIT", 10)
 WS_HANDSHAKE_WAIT = env_float("WS_HANDSHAKE_WAIT", 10.0)
+# PostgreSQL connections per web process for the reads of handshakes and subscribes, made
+# on the event loop (pubsub_site.async_db), besides the pool of DB_POOL_MAX_SIZE.
+WS_DB_CONNECTIONS = env_int("WS_DB_CONNECTIONS", 4)
+if WS_DB_CONNECTIONS < 1:
+    raise ImproperlyConfigured(f"WS_DB_CONNECTIONS={WS_DB_CONNECTIONS}: at least 1.")
 
 # --- Metrics (Prometheus, /metrics; docs/deploy.md "Metrics") -----------------
 

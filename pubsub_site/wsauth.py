@@ -3,7 +3,9 @@
 Channels' AuthMiddlewareStack resolved the user in a hop to the process's one database
 thread, and the consumer read the memberships in another; every socket's hops queue in
 that one thread, so in a reconnect storm each hop added the wait for all the others.
-Here one hop does it all (three queries; none without a session cookie).
+Here one hop does it all (three queries; none without a session cookie), and on
+PostgreSQL not even a hop: the session is read from the cache and the user with their
+memberships in one query, both on the event loop (``ahandshake_identity``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.base import SessionBase
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
+from pubsub_site import async_db
 from rooms.models import Membership, Room
 from rooms.services import room_ids_for_user
 
@@ -60,16 +63,20 @@ def _session_user(session: SessionBase) -> tuple[AbstractBaseUser | None, dict[i
     else:
         user = load_backend(backend_path).get_user(user_id)
         memberships = room_ids_for_user(user_id=user.pk) if user is not None else {}
-    if user is None or not hasattr(user, "get_session_auth_hash"):
-        return user, memberships
-    session_hash = session.get(HASH_SESSION_KEY)
-    if session_hash and (
-        constant_time_compare(session_hash, user.get_session_auth_hash())
-        or any(constant_time_compare(session_hash, old) for old in user.get_session_auth_fallback_hash())
-    ):
+    if user is None or _hash_verified(user, session.get(HASH_SESSION_KEY)):
         return user, memberships
     session.flush()
     return None, {}
+
+
+def _hash_verified(user: AbstractBaseUser, session_hash: str | None) -> bool:
+    """Whether the session's auth hash is the user's (current, or made with a fallback key)."""
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    return bool(session_hash) and (
+        constant_time_compare(session_hash, user.get_session_auth_hash())
+        or any(constant_time_compare(session_hash, old) for old in user.get_session_auth_fallback_hash())
+    )
 
 
 def handshake_identity(*, session_key: str | None) -> HandshakeIdentity:
@@ -78,6 +85,32 @@ def handshake_identity(*, session_key: str | None) -> HandshakeIdentity:
     session = _session_store(session_key)
     user, memberships = _session_user(session)
     if user is None:
+        return HandshakeIdentity(session=session, user=AnonymousUser(), memberships={})
+    return HandshakeIdentity(session=session, user=user, memberships=memberships)
+
+
+async def ahandshake_identity(*, session_key: str) -> HandshakeIdentity:
+    """What ``handshake_identity`` returns, read on the event loop: the session from the
+    cache (pubsub_site.cache) and the user with their memberships in one query
+    (pubsub_site.async_db). A session the cache no longer holds is read from PostgreSQL by
+    Django, in its thread; a session signed in through another backend than ModelBackend,
+    or a database other than PostgreSQL, takes ``handshake_identity``'s hop."""
+    if not async_db.native():
+        return await database_sync_to_async(handshake_identity)(session_key=session_key)
+    session = _session_store(session_key)
+    user_id, backend_path = await session.aget(SESSION_KEY), await session.aget(BACKEND_SESSION_KEY)
+    if user_id is None or backend_path is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return HandshakeIdentity(session=session, user=AnonymousUser(), memberships={})
+    if backend_path != MODEL_BACKEND:
+        return await database_sync_to_async(handshake_identity)(session_key=session_key)
+    sql, attnames = _user_with_memberships_sql()
+    user, memberships = _user_from_rows(
+        await async_db.fetchall(sql, [get_user_model()._meta.pk.to_python(user_id)]), attnames
+    )
+    if user is None:
+        return HandshakeIdentity(session=session, user=AnonymousUser(), memberships={})
+    if not _hash_verified(user, await session.aget(HASH_SESSION_KEY)):
+        await session.aflush()
         return HandshakeIdentity(session=session, user=AnonymousUser(), memberships={})
     return HandshakeIdentity(session=session, user=user, memberships=memberships)
 
@@ -116,9 +149,13 @@ def _user_with_memberships(user_id) -> tuple[AbstractBaseUser | None, dict[int, 
     with connection.cursor() as cursor:
         cursor.execute(sql, [user_id])
         rows = cursor.fetchall()
+    return _user_from_rows(rows, attnames)
+
+
+def _user_from_rows(rows: list[tuple], attnames: list[str]) -> tuple[AbstractBaseUser | None, dict]:
     if not rows:
         return None, {}
-    user = get_user_model().from_db(connection.alias, attnames, rows[0][: len(attnames)])
+    user = get_user_model().from_db(DEFAULT_DB_ALIAS, attnames, rows[0][: len(attnames)])
     if not ModelBackend().user_can_authenticate(user):
         return None, {}
     memberships = {row[-3]: (row[-2], row[-1]) for row in rows if row[-3] is not None}
@@ -150,7 +187,7 @@ class WebSocketAuthMiddleware:
         if session_key is None:
             identity = HandshakeIdentity(session=_session_store(None), user=AnonymousUser(), memberships={})
         else:
-            identity = await database_sync_to_async(handshake_identity)(session_key=session_key)
+            identity = await ahandshake_identity(session_key=session_key)
         inner = self.inner(
             dict(scope, session=identity.session, user=identity.user, memberships=identity.memberships), receive, send
         )

@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,6 +17,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import Truncator, slugify
 
+from pubsub_site import async_db
 from rooms.models import Membership, Room
 
 
@@ -259,6 +261,24 @@ def room_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
     with connection.cursor() as cursor:
         cursor.execute(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
         row = cursor.fetchone()
+    return _room_access(row, user_id=user_id)
+
+
+async def aroom_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
+    """``room_access_for_subscriber`` from a consumer: its read on the event loop
+    (pubsub_site.async_db); only a first visit to a public room, which writes the
+    membership, and a database other than PostgreSQL take the hop to Django's thread."""
+    if async_db.native():
+        rows = await async_db.fetchall(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
+        row = rows[0] if rows else None
+        if row is None or row[5] is not None or row[2] != Room.Visibility.PUBLIC:
+            return _room_access(row, user_id=user_id)
+    return await database_sync_to_async(room_access_for_subscriber)(slug=slug, user_id=user_id)
+
+
+def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
+    """The access ``_room_access_sql``'s row gives; a public room the user is not in yet is
+    joined (a write: only ever called synchronously then)."""
     if row is None:
         raise RoomNotFound
     room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until, blocked = row

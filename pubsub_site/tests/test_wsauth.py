@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from messaging.tests.wsclient import connect, session_key_for
-from pubsub_site import wsauth
+from pubsub_site import async_db, wsauth
 from pubsub_site.asgi import application
 from pubsub_site.wsauth import WebSocketAuthMiddleware, handshake_identity
 from rooms.models import Membership
@@ -85,14 +85,34 @@ def test_it_makes_no_query_without_a_session(django_assert_num_queries):
 
 
 @closes_async_clients
-async def test_the_handshake_makes_one_database_hop_and_puts_memberships_on_the_scope(bob, private_room, hops):
+async def test_on_postgresql_the_handshake_makes_no_hop_and_puts_memberships_on_the_scope(bob, private_room, hops):
     await database_sync_to_async(Membership.objects.filter(room=private_room, user=bob).update)(last_read_seq=7)
     key = await session_key_for(bob)
     scope = await handshake(f"csrftoken=abc; sessionid={key}")
-    assert hops == ["handshake_identity"]
+    assert hops == []  # the session from the cache, the user and memberships on the loop
     assert scope["user"] == bob
     assert scope["session"].session_key == key
     assert scope["memberships"] == {private_room.pk: (private_room.slug, 7)}
+
+
+@closes_async_clients
+async def test_a_session_the_cache_lost_is_read_from_postgresql(bob, private_room):
+    from django.core.cache import cache
+
+    key = await session_key_for(bob)
+    await database_sync_to_async(cache.clear)()
+    scope = await handshake(f"sessionid={key}")
+    assert scope["user"] == bob
+    assert scope["memberships"] == {private_room.pk: (private_room.slug, 0)}
+
+
+@closes_async_clients
+async def test_on_another_database_the_handshake_takes_one_hop(bob, private_room, hops, monkeypatch):
+    monkeypatch.setattr(async_db, "native", lambda: False)  # SQLite in development
+    identity = await wsauth.ahandshake_identity(session_key=await session_key_for(bob))
+    assert hops == ["handshake_identity"]
+    assert identity.user == bob
+    assert identity.memberships == {private_room.pk: (private_room.slug, 0)}
 
 
 @closes_async_clients

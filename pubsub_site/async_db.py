@@ -1,0 +1,105 @@
+"""Reads on the WebSocket path, on the event loop: no hop to a database thread.
+
+Guarantee: a read made here sees what a query through Django's connection would see at
+the same moment (the same database, committed rows: autocommit, read committed), and a
+failure is raised as ``django.db.DatabaseError``, as Django raises it. On PostgreSQL the
+query runs on psycopg's asyncio connections, at most ``WS_DB_CONNECTIONS`` per event
+loop, opened on first use and kept; on any other database (SQLite in development) the
+synchronous function the caller names runs in Django's database thread instead
+(``database_sync_to_async``), as every other database call of a consumer does.
+
+Why: every handshake and every subscribe reads a row or two. Through
+``database_sync_to_async`` a one-row read cost the web process about 300 µs of CPU
+(the hop to the database thread and back with their GIL hand-offs, and Django's cursor
+wrapper), a query on an asyncio connection about 70 µs (measured on the benchmark's
+machine), and a thousand handshakes at once are a core's work. Only reads come here:
+writes, and every read that is not on the socket's hot path, stay with the ORM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Sequence
+
+import psycopg
+from django.conf import settings
+from django.db import DatabaseError, connections
+
+
+def native() -> bool:
+    """Whether reads run here on the loop (PostgreSQL), rather than in Django's thread."""
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+async def fetchall(sql: str, params: Sequence) -> list[tuple]:
+    """The rows of ``sql`` (a read), on the running loop's connections. PostgreSQL only:
+    callers check ``native()`` and otherwise run their synchronous form in Django's thread."""
+    return await _connections().fetchall(sql, params)
+
+
+class _Connections:
+    """A few asyncio connections of one event loop, lent one query at a time.
+
+    Not psycopg_pool's AsyncConnectionPool: that runs tasks of its own on the loop, and the
+    test suite makes a loop per test; these are plain connections, which ``close`` ends
+    without a loop (a loop that is gone cannot run a coroutine any more)."""
+
+    def __init__(self, params: dict, size: int) -> None:
+        self.params = params
+        self.idle: list[psycopg.AsyncConnection] = []
+        self.slots = asyncio.Semaphore(size)
+        self.all: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
+
+    async def fetchall(self, sql: str, params: Sequence) -> list[tuple]:
+        async with self.slots:
+            conn = self.idle.pop() if self.idle else None
+            try:
+                if conn is None:
+                    conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
+                    self.all.add(conn)
+                cursor = conn.cursor()
+                await cursor.execute(sql, params)
+                rows = await cursor.fetchall()
+            except psycopg.Error as error:
+                # A broken connection is dropped (the next query opens another); the caller
+                # sees the error Django would raise.
+                if conn is not None and (conn.closed or conn.broken):
+                    conn = None
+                raise DatabaseError(str(error)) from error
+            finally:
+                if conn is not None:
+                    self.idle.append(conn)
+            return rows
+
+    def close(self) -> None:
+        for conn in list(self.all):
+            if not conn.closed:
+                conn.pgconn.finish()
+        self.idle.clear()
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connections] = weakref.WeakKeyDictionary()
+
+
+def _connections() -> _Connections:
+    loop = asyncio.get_running_loop()
+    conns = _by_loop.get(loop)
+    if conns is None:
+        params = connections["default"].get_connection_params()
+        params.pop("cursor_factory", None)  # Django's synchronous cursor class
+        conns = _by_loop[loop] = _Connections(params, settings.WS_DB_CONNECTIONS)
+    return conns
+
+
+def close_for_loop(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """End the connections of ``loop`` (the running one by default; tests make a loop each)."""
+    conns = _by_loop.pop(loop or asyncio.get_running_loop(), None)
+    if conns is not None:
+        conns.close()
+
+
+def close_all() -> None:
+    """End every loop's connections (before a test database is dropped)."""
+    for loop in list(_by_loop):
+        close_for_loop(loop)

@@ -1,0 +1,26 @@
+"""Django's Redis cache, with reads that stay on the event loop.
+
+Guarantee: ``aget`` returns what ``get`` would (the same key, server and serializer),
+without the thread hop of Django's default ``aget`` (``sync_to_async(get)``): a WebSocket
+handshake reads its session through it (``SESSION_ENGINE`` cached_db), a thousand of them
+in a reconnect storm. Everything else is Django's RedisCache as it is.
+"""
+
+from __future__ import annotations
+
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+
+from pubsub_site.redis_client import get_async_redis
+
+
+class RedisCache(DjangoRedisCache):
+    async def aget(self, key, default=None, version=None):
+        # Django reads from servers[0] when there is one server, and from a random replica
+        # (servers[1:]) otherwise; the native read is for the one-server case only.
+        if len(self._servers) != 1:
+            return await super().aget(key, default, version)
+        key = self.make_and_validate_key(key, version=version)
+        value = await get_async_redis(url=self._servers[0]).get(key)
+        if value is None:
+            return default
+        return self._cache._serializer.loads(value)
