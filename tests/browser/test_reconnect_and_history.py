@@ -76,9 +76,9 @@ def test_scrolling_up_loads_older_history(site, alice, bob, lobby):
     messages = page.locator("#messages li.message")
     expect(messages).to_have_count(50)  # the latest page, rendered by the server
     assert message_bodies(page)[-1] == "message number 120"
-    expect(page.locator("#messages")).to_have_js_property("scrollTop", page.locator("#messages").evaluate(
-        "el => el.scrollHeight - el.clientHeight"
-    ))
+    expect(page.locator("#messages")).to_have_js_property(
+        "scrollTop", page.locator("#messages").evaluate("el => el.scrollHeight - el.clientHeight")
+    )
 
     for count in (100, 120):
         page.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
