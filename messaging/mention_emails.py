@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 MENTION_EMAIL_DELAY = timedelta(minutes=10)
 # At most one digest per user in this long.
 MENTION_EMAIL_INTERVAL = timedelta(hours=1)
-# Older mentions are never e-mailed (the first sweep after the feature shipped, or after
-# someone turned the e-mails back on, does not dig up the past).
+# Older mentions are never e-mailed (the first sweep after the feature shipped does not dig
+# up the past; turning the e-mails back on passes over what was said while they were off:
+# accounts.services.profile_update_email).
 MENTION_EMAIL_LOOKBACK = timedelta(days=1)
 # A digest lists this many mentions, then says how many more there are.
 MENTION_DIGEST_LIST_MAX = 20

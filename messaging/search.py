@@ -4,7 +4,9 @@
   buffer (sent in the last second or so, before the persistence job wrote it) is not found
   yet, and the results page says so. Edits and deletions reach the rows through the same
   job; a deletion or an edit that Redis has and PostgreSQL not yet is applied to the page of
-  results from Redis, so a deleted message is never shown.
+  results from Redis, so a deleted message is never shown, and a result always shows the
+  message as it reads now and matches the query as it reads now (an edit that took the words
+  out drops it; one that put them in finds it once the job has written it).
 - PostgreSQL: full-text search on ``search_vector``, a stored generated tsvector of the body
   (``english``: stemmed, stop words left out) with a GIN index (migration 0003), queried with
   ``websearch_to_tsquery``: words (all must match), "a phrase", ``-word``, ``a or b``.
@@ -171,10 +173,19 @@ def message_search(
 
     pending = _pending_changes(rows)
     bodies = {}
+    edited_since = set()  # bodies from Redis, which PostgreSQL has not matched against the query
     for _, room_id, seq, _, _, body, _, rev in rows:
         edit, deleted = pending.get((room_id, seq), (None, False))
-        if not deleted:
-            bodies[(room_id, seq)] = edit["body"] if edit is not None and edit["rev"] > rev else body
+        if deleted:
+            continue
+        if edit is not None and edit["rev"] > rev:
+            bodies[(room_id, seq)] = edit["body"]
+            edited_since.add((room_id, seq))
+        else:
+            bodies[(room_id, seq)] = body
+    if query is not None and edited_since:
+        for key in _not_matching({key: bodies[key] for key in edited_since}, parsed.text, full_text=full_text):
+            del bodies[key]
     if full_text and query is not None:
         marked = _marked_by_lexemes(bodies, parsed.text)
     else:
@@ -185,7 +196,7 @@ def message_search(
     hits = []
     for _, room_id, seq, author_id, sent_at, _, edited_at, _ in rows:
         if (room_id, seq) not in bodies:
-            continue  # deleted in Redis; PostgreSQL hears of it within a second
+            continue  # deleted in Redis, or edited there to no longer match; PostgreSQL hears of it within a second
         edit = pending.get((room_id, seq), (None, False))[0]
         room = rooms[room_id]
         hits.append(
@@ -266,6 +277,25 @@ def _pending_changes(rows: list[tuple]) -> dict[tuple[int, int], tuple[dict | No
                 if edit or deletion:
                     found[(room_id, seq)] = (orjson.loads(edit) if edit else None, bool(deletion))
     return found
+
+
+def _not_matching(bodies: dict[tuple[int, int], str], text: str, *, full_text: bool) -> set[tuple[int, int]]:
+    """The keys of the bodies that the query does not match, as ``_matching`` decides."""
+    keys = list(bodies)
+    if full_text:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT i FROM unnest(%s::text[]) WITH ORDINALITY AS t(body, i)"
+                " WHERE NOT to_tsvector(%s::regconfig, body) @@ websearch_to_tsquery(%s::regconfig, %s)",
+                [[bodies[key] for key in keys], SEARCH_CONFIG, SEARCH_CONFIG, text],
+            )
+            return {keys[i - 1] for (i,) in cursor}
+    terms = _terms(text)
+    return {
+        key
+        for key, body in bodies.items()
+        if any((term.text.lower() in body.lower()) == term.excluded for term in terms)
+    }
 
 
 def _marked_by_lexemes(bodies: dict[tuple[int, int], str], text: str) -> dict[tuple[int, int], str]:

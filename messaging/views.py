@@ -9,6 +9,7 @@ from messaging import changes
 from messaging.models import Notification
 from messaging.search import QUERY_MAX_CHARS, RESULTS_PER_PAGE, message_search
 from messaging.selectors import HISTORY_MAX_LIMIT, clap_board, message_history, top_clapped_messages
+from pubsub_site.ratelimit import per_user, rate_limited
 from rooms.selectors import room_get_for_reader
 
 
@@ -56,9 +57,17 @@ def history(request: HttpRequest, slug: str) -> JsonResponse:
     return JsonResponse(body, encoder=HtmlSafeJSONEncoder)
 
 
+def _searches(request: HttpRequest) -> bool:
+    """A request that runs a search (each page of results is one): what the search limit counts."""
+    return bool(request.GET.get("q", "").strip())
+
+
 @login_required
+@rate_limited("search", key=per_user, message="You have searched too often.", counts=_searches)
 def search(request: HttpRequest) -> HttpResponse:
-    """Messages the user may read matching ``q`` (messaging/search.py), newest first, a page at a time."""
+    """Messages the user may read matching ``q`` (messaging/search.py), newest first, a page at a time.
+
+    Each search costs a full-text query: ``RATE_LIMITS["search"]`` per user, past it a 429 page."""
     q = request.GET.get("q", "")[:QUERY_MAX_CHARS]
     page = message_search(user=request.user, q=q, before=request.GET.get("before"))
     context = {"q": q, "search_q": q, "page": page, "per_page": RESULTS_PER_PAGE}

@@ -1,9 +1,11 @@
-"""Limits on pages that create things (sign-ups, rooms, reports), and the log-in lock-out page.
+"""Limits on pages that create things (sign-ups, rooms, reports) or cost a query of their own
+(searches), and the log-in lock-out page.
 
 Counters live in Redis (``settings.REDIS_URL``) through the ``limits`` library,
 in a moving window. Every POST counts, accepted or not: a form that answers
-"this name is taken" must not become a free oracle. Past the limit the view is
-not called and the answer is 429 with ``Retry-After``.
+"this name is taken" must not become a free oracle. A view may count other
+requests instead (``counts``: the searches of ``/search/`` are GETs). Past the
+limit the view is not called and the answer is 429 with ``Retry-After``.
 
 The limits are read from ``settings.RATE_LIMITS`` at each request, so tests can
 lower them. When Redis fails the request goes through (and is logged): these
@@ -83,13 +85,25 @@ def too_many_requests(request: HttpRequest, *, message: str, retry_after: int, j
     return response
 
 
-def rate_limited(scope: str, *, key: Callable[[HttpRequest], str], message: str, json: bool = False):
-    """Limit a view's POSTs to ``settings.RATE_LIMITS[scope]`` (e.g. "10/hour") per ``key(request)``."""
+def is_post(request: HttpRequest) -> bool:
+    return request.method == "POST"
+
+
+def rate_limited(
+    scope: str,
+    *,
+    key: Callable[[HttpRequest], str],
+    message: str,
+    json: bool = False,
+    counts: Callable[[HttpRequest], bool] = is_post,
+):
+    """Limit a view's requests that ``counts`` (its POSTs unless told) to
+    ``settings.RATE_LIMITS[scope]`` (e.g. "10/hour") per ``key(request)``; the others always pass."""
 
     def decorator(view):
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            if request.method != "POST":
+            if not counts(request):
                 return view(request, *args, **kwargs)
             item = parse(settings.RATE_LIMITS[scope])
             identity = key(request)

@@ -263,6 +263,7 @@ RATE_LIMITS = {
     "room_create": _rate("RATE_LIMIT_ROOM_CREATE", "10/hour"),  # room creation attempts per user
     "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
     "direct_open": _rate("RATE_LIMIT_DIRECT_OPEN", "60/hour"),  # direct conversations opened per user
+    "search": _rate("RATE_LIMIT_SEARCH", "30/minute"),  # searches (/search/ with a query) per user
 }
 
 # WebSocket rate limits per user and room (messaging/throttle.py), in the room's

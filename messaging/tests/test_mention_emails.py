@@ -12,7 +12,9 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.core import mail
 from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
+from rq import SimpleWorker
 
 from accounts.models import Profile
 from messaging import changes, online
@@ -232,3 +234,32 @@ def test_one_worker_of_all_queues_the_job_each_period(settings):
     assert mention_digests_schedule(client=client) is False  # another worker, the same minute
     assert [job.func_name for job in queue.jobs] == ["messaging.jobs.send_mention_digests"]
     assert 55 <= client.ttl("pubsub:mention_emails:scheduled") <= 60
+
+
+def test_the_settings_page_turns_them_off_and_mentions_made_meanwhile_stay_unsent(client, alice, bob, private_room):
+    client.force_login(bob)
+    assert client.post(reverse("account-settings"), {"email": "bob@example.com"}).status_code == 302  # box unticked
+    mention(private_room, alice, bob, "@bob while off")
+    assert mention_digests_send(now=LATER) == 0
+    assert mention_digests_send(now=LATER + timedelta(hours=2)) == 0
+    assert mail.outbox == []
+
+    # Back on: what was said while they were off is not dug up; what comes next is sent.
+    client.post(reverse("account-settings"), {"email": "bob@example.com", "mention_emails": "on"})
+    assert mention_digests_send(now=LATER + timedelta(hours=3)) == 0
+    mention(private_room, alice, bob, "@bob after", at=T0 + timedelta(hours=3))
+    assert mention_digests_send(now=LATER + timedelta(hours=3)) == 1
+    (email,) = mail.outbox
+    assert "@bob after" in email.body and "@bob while off" not in email.body
+
+
+@pytest.mark.django_db(transaction=True)  # the job ends its database connection, as in a worker
+def test_the_queued_job_run_by_a_worker_sends_the_digest(settings, alice, bob, private_room):
+    settings.SITE_URL = "https://chat.example.com"
+    mention(private_room, alice, bob, "@bob the job found me", at=timezone.now() - timedelta(minutes=11))
+    queue = django_rq.get_queue("default")
+    assert mention_digests_schedule(client=get_redis(None)) is True
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    (email,) = mail.outbox
+    assert email.to == ["bob@example.com"] and "@bob the job found me" in email.body
+    assert queue.finished_job_registry.count == 1 and queue.failed_job_registry.count == 0

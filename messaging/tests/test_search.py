@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,8 +20,9 @@ from messaging.persistence import room_persist
 from messaging.search import ParsedQuery, message_search, search_query_parse
 from messaging.selectors import room_counters
 from pubsub_site.redis_client import close_async_clients_for_running_loop
+from rooms import moderation
 from rooms.models import Membership, Room
-from rooms.services import room_create
+from rooms.services import room_create, room_leave
 from rooms.tests.conftest import post_message
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +46,23 @@ def stored(room: Room, author, body: str, *, minutes: int = 0, **fields) -> Mess
 
 def found(user, q: str) -> list[str]:
     return [hit.excerpt.replace("<mark>", "").replace("</mark>", "") for hit in message_search(user=user, q=q).hits]
+
+
+# --- The index ----------------------------------------------------------------------------
+
+
+def test_the_body_has_a_stored_generated_tsvector_with_a_gin_index():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT data_type, is_generated, generation_expression FROM information_schema.columns"
+            " WHERE table_name = 'messaging_message' AND column_name = 'search_vector'"
+        )
+        [(data_type, generated, expression)] = cursor.fetchall()
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'message_search_vector'")
+        [(index,)] = cursor.fetchall()
+    assert (data_type, generated) == ("tsvector", "ALWAYS")
+    assert expression == "to_tsvector('english'::regconfig, body)"
+    assert "USING gin (search_vector)" in index
 
 
 # --- The query language ------------------------------------------------------------------
@@ -106,6 +126,27 @@ def test_a_removed_member_stops_finding_a_private_rooms_messages(alice, bob, pri
     assert found(bob, "quarterly") == []
 
 
+@pytest.mark.parametrize("how", ["removed by a moderator", "left"])
+def test_a_member_who_is_removed_or_leaves_stops_finding_a_private_rooms_messages(
+    client, alice, bob, private_room, how
+):
+    stored(private_room, alice, "the offsite is in lisbon")
+    client.force_login(bob)
+    assert "<mark>lisbon</mark>" in client.get(reverse("search"), {"q": "lisbon"}).content.decode()
+    if how == "left":
+        room_leave(room=private_room, user=bob)
+    else:
+        moderation.membership_remove(room=private_room, actor=alice, user=bob)
+    assert found(bob, "lisbon") == []
+    assert found(bob, "in:secret-plans") == []
+    html = client.get(reverse("search"), {"q": "lisbon in:secret-plans"}).content.decode()
+    assert "<mark>lisbon</mark>" not in html and "Nothing found." in html
+    assert "No room you can read is called <q>secret-plans</q>" in html
+    # Invited back, they find the room's history again, old messages included.
+    Membership.objects.create(room=private_room, user=bob)
+    assert found(bob, "lisbon") == ["the offsite is in lisbon"]
+
+
 def test_a_banned_member_stops_finding_the_rooms_messages_even_in_a_public_room(alice, bob, public_room, private_room):
     stored(public_room, alice, "public pineapple")
     stored(private_room, alice, "private pineapple")
@@ -128,11 +169,30 @@ def test_deleted_and_hidden_messages_are_never_found(alice, bob, public_room):
     assert found(bob, "apple") == ["kept apple"]
 
 
-def test_a_deletion_still_only_in_redis_hides_the_message_at_once(alice, bob, public_room):
+@pytest.mark.parametrize("hidden", [False, True], ids=["deleted by its author", "hidden by a moderator"])
+def test_a_deletion_still_only_in_redis_hides_the_message_at_once(alice, bob, public_room, hidden):
     message = stored(public_room, alice, "regrettable sentence")
+    stored(public_room, alice, "another regrettable one", minutes=1)
     room_counters(room_id=public_room.pk)
-    changes.delete(room_id=public_room.pk, seq=message.seq, at="2026-01-01T12:01:00.000Z", by=alice.pk, hidden=False)
-    assert found(bob, "regrettable") == []
+    changes.delete(room_id=public_room.pk, seq=message.seq, at="2026-01-01T12:01:00.000Z", by=alice.pk, hidden=hidden)
+    assert found(bob, "regrettable") == ["another regrettable one"]
+    assert found(alice, "from:alice") == ["another regrettable one"]
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
+def test_an_edit_still_only_in_redis_is_what_the_results_show_and_match(monkeypatch, alice, bob, public_room, vendor):
+    if vendor == "sqlite":
+        monkeypatch.setattr("messaging.search.connection", type("Sqlite", (), {"vendor": "sqlite"})())
+    first = stored(public_room, alice, "lunch at noon, bring apples", minutes=1)
+    second = stored(public_room, alice, "apples are on the table", minutes=2)
+    room_counters(room_id=public_room.pk)
+    edit(public_room, first.seq, "lunch at one, bring pears")
+    edit(public_room, second.seq, "apples and pears are on the table")
+    assert found(bob, "apples") == ["apples and pears are on the table"]
+    assert found(bob, "lunch") == ["lunch at one, bring pears"]
+    assert found(bob, "apples -pears") == []
+    assert found(bob, "from:alice") == ["apples and pears are on the table", "lunch at one, bring pears"]
+    assert all(hit.edited for hit in message_search(user=bob, q="lunch").hits)
 
 
 # --- What is found, in what order -----------------------------------------------------------
@@ -246,8 +306,10 @@ def test_edits_and_deletions_written_by_the_persistence_job_are_what_search_find
     assert found(bob, "monday") == ["the meeting is on monday"]
 
     edit(public_room, first, "the meeting is on tuesday")
-    [pending] = message_search(user=bob, q="monday").hits  # PostgreSQL's row, Redis's body
-    assert pending.edited and "tuesday" in pending.excerpt
+    # PostgreSQL's row still says monday; Redis's body does not: not found for it any more.
+    assert found(bob, "monday") == []
+    [pending] = message_search(user=bob, q="meeting").hits  # PostgreSQL's row, Redis's body
+    assert pending.edited and pending.excerpt == "the <mark>meeting</mark> is on tuesday"
     room_persist(room_id=public_room.pk)
     assert found(bob, "monday") == []
     assert found(bob, "tuesday") == ["the meeting is on tuesday"]
@@ -304,6 +366,46 @@ def test_a_bad_cursor_starts_from_the_newest(client, alice, public_room):
     client.force_login(alice)
     response = client.get(reverse("search"), {"q": "apple", "before": "nonsense"})
     assert response.status_code == 200 and len(response.context["page"].hits) == 1
+
+
+def test_searches_past_the_limit_answer_429_with_retry_after_per_user(client, settings, alice, bob, public_room):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "search": "3/minute"}
+    stored(public_room, alice, "apple pie")
+    client.force_login(alice)
+    for q in ("apple", "pie", "apple pie"):
+        assert client.get(reverse("search"), {"q": q}).status_code == 200
+    refused = client.get(reverse("search"), {"q": "apple"})
+    assert refused.status_code == 429
+    assert 50 < int(refused["Retry-After"]) <= 60
+    html = refused.content.decode()
+    assert "You have searched too often. Try again in 1 minute." in html
+    assert "apple pie" not in html  # the view did not run
+    # Another user has a count of their own.
+    other = Client()
+    other.force_login(bob)
+    assert other.get(reverse("search"), {"q": "apple"}).status_code == 200
+
+
+def test_the_search_page_without_a_query_is_not_counted(client, settings, alice, public_room):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "search": "1/minute"}
+    stored(public_room, alice, "apple")
+    client.force_login(alice)
+    for params in ({}, {"q": ""}, {"q": "   "}):
+        assert client.get(reverse("search"), params).status_code == 200
+    assert client.get(reverse("search"), {"q": "apple"}).status_code == 200
+    assert client.get(reverse("search"), {"q": "apple"}).status_code == 429
+    assert client.get(reverse("search")).status_code == 200
+
+
+def test_each_page_of_results_counts_as_a_search(client, settings, alice, public_room):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "search": "2/minute"}
+    for i in range(51):
+        stored(public_room, alice, f"echo {i}", minutes=i)
+    client.force_login(alice)
+    first = client.get(reverse("search"), {"q": "echo"})
+    older = {"q": "echo", "before": first.context["page"].next_cursor}
+    assert client.get(reverse("search"), older).status_code == 200
+    assert client.get(reverse("search"), older).status_code == 429
 
 
 # --- Opening a room around a message --------------------------------------------------------

@@ -10,7 +10,7 @@ from rooms.models import Room
 
 pytestmark = pytest.mark.django_db
 
-LIMITS = {"signup": "2/hour", "room_create": "2/hour", "report": "30/hour", "direct_open": "2/hour"}
+LIMITS = {"signup": "2/hour", "room_create": "2/hour", "report": "30/hour", "direct_open": "2/hour", "search": "2/hour"}
 
 
 def log_in(client: Client, username: str, password: str, address: str = "127.0.0.1"):

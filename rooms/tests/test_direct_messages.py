@@ -261,6 +261,47 @@ def test_only_its_people_find_its_messages_in_search(alice, bob, charlie, dave, 
         assert message_search(user=user, q=f"surprise in:{dm.slug}").hits == []
 
 
+def test_the_search_page_shows_a_conversation_to_its_people_only(client, alice, bob, charlie, dave, dm):
+    Message.objects.create(
+        room=dm,
+        seq=1,
+        author=alice,
+        body="the cake is hidden",
+        client_id=uuid.uuid4(),
+        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    client.force_login(bob)
+    html = client.get(reverse("search"), {"q": "cake"}).content.decode()
+    assert "the <mark>cake</mark> is hidden" in html and f'href="/rooms/{dm.slug}/?around=1"' in html
+    # A third user and a moderator of another room: nothing, whatever they type, and no trace of
+    # the conversation's address on the page.
+    for user in (charlie, dave):
+        client.force_login(user)
+        for q in ("cake", "from:alice", f"cake in:{dm.slug}", "in:bob", 'in:"alice, bob"'):
+            response = client.get(reverse("search"), {"q": q})
+            html = response.content.decode()
+            assert response.context["page"].hits == [], (user, q)
+            assert "Nothing found." in html and "<mark>" not in html
+            assert f"/rooms/{dm.slug}/" not in html
+
+
+def test_someone_who_leaves_a_conversation_stops_finding_its_messages(alice, bob, dm):
+    Message.objects.create(
+        room=dm,
+        seq=1,
+        author=alice,
+        body="see you at the station",
+        client_id=uuid.uuid4(),
+        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert [hit.seq for hit in message_search(user=bob, q="station").hits] == [1]
+    room_leave(room=dm, user=bob)
+    assert message_search(user=bob, q="station").hits == []
+    assert [hit.seq for hit in message_search(user=alice, q="station").hits] == [1]
+    direct_open(opener=alice, usernames=["bob"])  # opened again: bob is back, and so is its history
+    assert [hit.seq for hit in message_search(user=bob, q="station").hits] == [1]
+
+
 # --- The sidebar ---------------------------------------------------------------------------
 
 

@@ -69,3 +69,41 @@ async def test_an_open_socket_hears_of_a_new_conversation_and_counts_its_unread_
     assert await charlie_ws.nothing_more()
     for ws in (alice_ws, bob_ws, charlie_ws):
         await ws.close()
+
+
+async def test_claps_replies_and_recovery_work_in_a_conversation_as_in_any_room(alice, bob):
+    dm = await database_sync_to_async(direct_open)(opener=alice, usernames=["bob"])
+    alice_ws, bob_ws = await connected(alice), await connected(bob)
+    await alice_ws.subscribe(dm.slug)
+    await bob_ws.subscribe(dm.slug)
+    await alice_ws.post(dm.slug, "lunch?")
+    [first] = await bob_ws.messages(1)
+    await bob_ws.send({"type": "clap", "room": dm.slug, "seq": first["seq"], "count": 3})
+    claps = await alice_ws.recv_type("claps")
+    assert (claps["seq"], claps["total"], claps["user"]["username"]) == (first["seq"], 3, "bob")
+    since, rev = first["seq"], (await bob_ws.recv_type("claps"))["rev"]
+    await bob_ws.close()
+
+    # While bob is away: a reply to the first message, an edit of it, and claps on it.
+    client_id = str(uuid.uuid4())
+    await alice_ws.send(
+        {"type": "send", "room": dm.slug, "body": "at noon", "client_id": client_id, "ref": "r", "reply_to": 1}
+    )
+    await alice_ws.recv_type("ack")
+    await alice_ws.send({"type": "edit", "room": dm.slug, "seq": 1, "body": "lunch today?"})
+    await alice_ws.send({"type": "clap", "room": dm.slug, "seq": 1, "count": 2})
+    await alice_ws.recv_type("claps")
+
+    back = await connected(bob)
+    subscribed = await back.subscribe(dm.slug, since=since, rev=rev)
+    assert subscribed["recovered"] is True
+    frames = [await back.recv() for _ in range(3)]
+    by_type = {frame["type"]: frame for frame in frames}
+    assert set(by_type) == {"message", "message_updated", "claps"}, frames
+    assert (by_type["message"]["seq"], by_type["message"]["body"]) == (2, "at noon")
+    assert by_type["message"]["reply_to"] == 1 and by_type["message"]["reply"]["seq"] == 1
+    assert by_type["message_updated"]["body"] == "lunch today?"
+    assert by_type["claps"]["total"] == 5
+    assert await back.nothing_more()
+    for ws in (alice_ws, back):
+        await ws.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from messaging.tests.test_formatting import CASES
 from tests.browser.kit import message, say, send_over_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -126,3 +127,40 @@ def test_formatting_is_the_same_live_and_after_a_reload(site, alice, bob, lobby)
     mine.hover()
     mine.locator("[data-action=edit]").click()
     expect(mine.locator(".message__editor textarea")).to_have_value(FORMATTED)
+
+
+def test_every_shared_formatting_case_renders_the_same_live_and_after_a_reload(site, alice, bob, lobby):
+    """The cases of messaging/tests/formatting_cases.json through the page's own paths: live,
+    static/js/format.js builds the elements (toDOM, not the HTML string the Node test checks);
+    after a reload the server's template renders them. The two DOMs must be equal."""
+    cases = [case for case in CASES if case["input"].strip()]
+    page = site.page_for(bob, lobby.get_absolute_url())
+    expect(page.locator("#connection")).to_have_text("connected")
+    send_over_websocket(site.port, alice, lobby.slug, [case["input"] for case in cases])
+    bodies = page.locator("#messages li.message .message__body")
+    expect(bodies).to_have_count(len(cases))
+    live = bodies.evaluate_all("(els) => els.map((el) => el.innerHTML)")
+    # The client's renderer gives each case the server's HTML (compared as DOM: the browser
+    # serialises entities its own way).
+    same_as_server = page.evaluate(
+        """(cases) => cases.map(([input, html]) => {
+            const live = document.createElement("div"), server = document.createElement("div");
+            PubSubFormat.fill(live, input);
+            server.innerHTML = html;
+            live.normalize();  // toDOM may leave adjacent text nodes where the parser makes one
+            return live.isEqualNode(server);
+        })""",
+        [[case["input"], case["html"]] for case in cases],
+    )
+    assert [case["name"] for case, same in zip(cases, same_as_server, strict=True) if not same] == []
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("connected")
+    expect(bodies).to_have_count(len(cases))
+    reloaded = bodies.evaluate_all("(els) => els.map((el) => el.innerHTML)")
+    different = [
+        f"{case['name']}:\n  live     {a!r}\n  reloaded {b!r}"
+        for case, a, b in zip(cases, live, reloaded, strict=True)
+        if a != b
+    ]
+    assert not different, "\n".join(different)
+    assert site.problems == []
