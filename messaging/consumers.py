@@ -165,9 +165,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
         self.latest_seen: dict[int, int] = {}
-        await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
-        for room_id in self.activity_rooms:
-            await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
+        await self.channel_layer.group_add_all(
+            [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
+        )
         await self.accept()
         self.outbox = Outbox(
             self.base_send,
@@ -183,9 +183,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for slug in list(self.subscriptions):
             with contextlib.suppress(RedisError):
                 await self._end_subscription(slug, follow_activity=False)
-        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
-        for room_id in self.activity_rooms:
-            await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
+        await self.channel_layer.group_discard_all(
+            [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
+        )
 
     # --- Frames from the client ------------------------------------------------
 
@@ -516,10 +516,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.logged_out = True
         for slug in list(self.subscriptions):
             await self._end_subscription(slug, follow_activity=False)
-        for room_id in self.activity_rooms:
-            await self.channel_layer.group_discard(activity_group(room_id), self.channel_name)
+        await self.channel_layer.group_discard_all(
+            [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
+        )
         self.activity_rooms = {}
-        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
 
     async def user_direct_joined(self, event: dict) -> None:
         """The user is in a new direct conversation: follow its activity, and tell the page."""

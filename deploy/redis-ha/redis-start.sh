@@ -33,7 +33,17 @@ for sentinel in ${REDIS_SENTINELS:-}; do
   primary="$host $answer_port"
   break
 done
-[ -n "$primary" ] || primary="${REDIS_REPLICA_OF:-}"
+if [ -z "$primary" ] && [ -n "${REDIS_REPLICA_OF:-}" ]; then
+  # The first primary's address rather than its name: a replica resolves its primary's name
+  # again at each reconnection, blocking, and a name that no longer resolves (a compose
+  # service whose container is dead) can take Docker's DNS 10-20 s to answer; the replica
+  # answers nobody meanwhile, Sentinels included. A name that does not resolve stays a name.
+  host=${REDIS_REPLICA_OF% *}
+  case "$host" in
+    *[!0-9.]*) host=$(getent hosts "$host" | awk 'NR == 1 {print $1}' | grep . || echo "$host") ;;
+  esac
+  primary="$host ${REDIS_REPLICA_OF#* }"
+fi
 
 replicaof=""
 if [ -n "$primary" ]; then

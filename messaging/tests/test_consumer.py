@@ -380,15 +380,16 @@ async def test_concurrent_senders_get_distinct_consecutive_seqs(alice, bob, publ
 
 async def test_a_redis_failure_during_the_handshake_is_try_again_later_not_a_refusal(alice, monkeypatch):
     """A stale connection to the channel layer's Redis (it restarted) fails the handshake's
-    group_add: the client is told 1013 and reconnects; 403 is for "not signed in"."""
+    SUBSCRIBE to its user's group: the client is told 1013 and reconnects; 403 is for "not
+    signed in"."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from messaging.layers import FanoutLoopLayer
+    from messaging.layers import _Shard
 
-    async def broken(self, group, channel):
+    async def broken(self, channel):
         raise RedisConnectionError("Connection lost")
 
-    monkeypatch.setattr(FanoutLoopLayer, "group_add", broken)
+    monkeypatch.setattr(_Shard, "subscribe", broken)
     ok, _, client = await connect(alice)
     assert ok  # accepted, then closed
     assert await client.ws.receive_output(timeout=2) == {"type": "websocket.close", "code": 1013}

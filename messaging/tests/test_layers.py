@@ -96,6 +96,38 @@ async def test_a_group_left_by_its_last_member_stays_subscribed_a_while_then_is_
         await admin.aclose()
 
 
+async def test_group_add_all_subscribes_only_to_groups_new_to_the_process(monkeypatch):
+    from messaging.layers import _Shard
+
+    layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-all:")
+    subscribed: list[str] = []
+    real = _Shard.subscribe
+
+    async def counting(self, channel):
+        subscribed.append(channel.removeprefix("test-layers-all:__group__"))
+        await real(self, channel)
+
+    monkeypatch.setattr(_Shard, "subscribe", counting)
+    try:
+        first, second = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add_all(["user.1", "activity.1", "activity.2"], first)
+        await layer.group_add_all(["user.2", "activity.1", "activity.2"], second)
+        assert subscribed == ["user.1", "activity.1", "activity.2", "user.2"]
+        await layer.group_send("activity.2", {"type": "room.activity", "n": 1})
+        for channel in (first, second):
+            assert await asyncio.wait_for(layer.receive(channel), 2) == {"type": "room.activity", "n": 1}
+
+        await layer.group_discard_all(["user.1", "activity.1", "activity.2"], first)
+        await layer.group_send("activity.2", {"type": "room.activity", "n": 2})
+        await layer.group_send("user.1", {"type": "user.notify", "n": 3})
+        assert await asyncio.wait_for(layer.receive(second), 2) == {"type": "room.activity", "n": 2}
+        await asyncio.sleep(0.2)  # what the first socket would hear has arrived by now
+        assert layer.channels[first].empty()
+        assert "test-layers-all:__group__user.1" in layer._get_layer().idle_groups  # left by its last member
+    finally:
+        await layer.flush()
+
+
 def test_a_script_may_publish_a_group_s_events_only_on_the_group_s_server_in_plain_msgpack():
     layer = FanoutChannelLayer(hosts=["redis://127.0.0.1:6379/3"], prefix="p:")
     name = "p:__group__room.7"

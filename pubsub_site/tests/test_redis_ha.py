@@ -1,4 +1,4 @@
-"""The `ha` profile of docker-compose.yml (a replica of `redis` and three Sentinels) and the
+"""The `ha` profile of docker-compose.yml (two replicas of `redis` and three Sentinels) and the
 start scripts of deploy/redis-ha/, run for real against a Sentinel of the test's own."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from tests.faults.kit import RedisServer, Sentinels
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "deploy" / "redis-ha"
-HA = {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+REPLICAS = ("redis-replica", "redis-replica-2")
+HA = {*REPLICAS, "sentinel-1", "sentinel-2", "sentinel-3"}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def production() -> dict:
     return compose_config(PRODUCTION)
 
 
-def test_the_ha_profile_adds_a_replica_and_three_sentinels_and_nothing_else_changes(production):
+def test_the_ha_profile_adds_two_replicas_and_three_sentinels_and_nothing_else_changes(production):
     services = production["services"]
     assert {name for name, s in services.items() if s.get("profiles") == ["ha"]} == HA
     assert {name for name, s in services.items() if "profiles" not in s} >= {"web", "worker", "redis", "postgres"}
@@ -37,10 +38,15 @@ def test_the_ha_profile_adds_a_replica_and_three_sentinels_and_nothing_else_chan
     # Each Sentinel keeps its own rewritten configuration on its own volume.
     volumes = {volume_mounts(services[f"sentinel-{i}"])["/data"] for i in (1, 2, 3)}
     assert len(volumes) == 3 and volumes <= set(production["volumes"])
-    replica = services["redis-replica"]
-    assert "redis-start.sh" in command_of(replica)
-    assert "--appendonly yes" in command_of(replica) and "--appendfsync everysec" in command_of(replica)
-    assert replica["environment"]["REDIS_REPLICA_OF"] == "redis 6379"
+    # Two replicas (with REDIS_WAIT_REPLICAS=1 the promoted one still has one to confirm to),
+    # each with its own data.
+    volumes = {volume_mounts(services[name])["/data"] for name in REPLICAS}
+    assert len(volumes) == 2 and volumes <= set(production["volumes"])
+    for name in REPLICAS:
+        replica = services[name]
+        assert "redis-start.sh" in command_of(replica)
+        assert "--appendonly yes" in command_of(replica) and "--appendfsync everysec" in command_of(replica)
+        assert replica["environment"]["REDIS_REPLICA_OF"] == "redis 6379"
     for i in (1, 2, 3):
         environment = services[f"sentinel-{i}"]["environment"]
         assert (environment["REDIS_PRIMARY_HOST"], environment["SENTINEL_QUORUM"]) == ("redis", "2")
@@ -70,6 +76,17 @@ def test_the_sentinel_script_writes_its_configuration_once_and_keeps_what_sentin
     (tmp_path / "sentinel.conf").write_text(conf + "sentinel known-replica pubsub 10.0.2.5 6379\n")
     run_script("sentinel-start.sh", **{**env, "REDIS_PRIMARY_HOST": "elsewhere"})
     assert "known-replica" in (tmp_path / "sentinel.conf").read_text()  # not written over
+
+
+def test_the_scripts_give_redis_and_sentinel_the_first_primarys_address_not_its_name(tmp_path):
+    """A name Sentinel or a replica was given is resolved again later, also once its container
+    is dead, when Docker's DNS may take 10-20 s to say so (tests/container/test_redis_failover.py)."""
+    address = subprocess.run(["getent", "hosts", "localhost"], capture_output=True, text=True).stdout.split()[0]
+    run_script("sentinel-start.sh", SENTINEL_DIR=str(tmp_path), SENTINEL_SERVER="echo", REDIS_PRIMARY_HOST="localhost")
+    assert f"sentinel monitor pubsub {address} 6379 2\n" in (tmp_path / "sentinel.conf").read_text()
+    env = {"REDIS_SERVER": "echo", "REDIS_SENTINELS": "127.0.0.1:1", "REDIS_SELF": "10.9.9.9"}
+    started = run_script("redis-start.sh", **env, REDIS_REPLICA_OF="localhost 6379")
+    assert started.stdout.split()[-3:] == ["--replicaof", address, "6379"]
 
 
 @pytest.mark.processes

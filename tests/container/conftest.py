@@ -12,6 +12,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -24,12 +25,11 @@ from tests.container.stack import (
     Engine,
     Socket,
     Stack,
-    free_port,
+    new_stack,
     off_loop,
     required_tool,
     tail,
     timed,
-    write_project_files,
 )
 
 LONG_RUNNING = {"proxy": 1, "web": 2, "worker": 1, "redis": 1, "postgres": 1}
@@ -38,14 +38,15 @@ BUILD_NOTES: list[str] = []
 ENGINES: list[Engine] = []
 
 
-@pytest.fixture(scope="module")
-def stack(request) -> Iterator[Stack]:
+@pytest.fixture(scope="package")
+def engine(request) -> Iterator[Engine]:
+    """The test's own dockerd with the stand-in base images and the project's image built
+    from its Dockerfile: shared by every compose stack of this package (tests/container),
+    stopped and its state removed after the last one."""
     required_tool("docker-compose", "docker-compose")
     required_tool("debootstrap", "debootstrap")
     engine = Engine()
     ENGINES.append(engine)
-    running: Stack | None = None
-    failed_before = request.session.testsfailed
     try:
         with timed("start dockerd"):
             engine.start()
@@ -63,25 +64,36 @@ def stack(request) -> Iterator[Stack]:
             BUILD_NOTES.extend(line for line in result.stderr.splitlines() if line.startswith("[test-images"))
             if result.returncode != 0:
                 pytest.fail(f"deploy/test-images/build.sh failed:\n{tail(result.stdout)}\n{tail(result.stderr)}")
-        stack_dir = engine.base / "stack"
-        stack_dir.mkdir()
-        http_port, https_port = free_port(), free_port()
-        env_file, override, cert = write_project_files(stack_dir, http_port, https_port)
-        running = Stack(engine, stack_dir, http_port, https_port, cert, env_file, override)
         with timed("project image from its Dockerfile (docker-compose build web)"):
-            running.compose("build", "web", timeout=1200)
-        with timed("docker-compose up -d until every service is healthy"):
-            running.compose("up", "-d", "--no-build", timeout=600)
-            running.wait_healthy(LONG_RUNNING)
-        yield running
+            # Tagged PUBSUB_IMAGE (stack.IMAGE): every stack of the package runs it, --no-build.
+            new_stack(engine, "build").compose("build", "web", timeout=1200)
+        yield engine
     finally:
-        if running is not None:
-            if request.session.testsfailed > failed_before:
-                print("--- docker-compose logs (last lines) ---")
-                print(running.logs_of(lines=300))
-            with timed("docker-compose down -v"):
-                running.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
         engine.stop()
+
+
+@contextmanager
+def running(request, stack: Stack, replicas: dict[str, int]) -> Iterator[Stack]:
+    """``stack`` up (docker-compose up -d, its profiles) until every service is healthy;
+    torn down (volumes included) afterwards, with its logs printed when a test failed."""
+    failed_before = request.session.testsfailed
+    try:
+        with timed(f"{stack.project}: docker-compose up -d until every service is healthy"):
+            stack.compose("up", "-d", "--no-build", timeout=600)
+            stack.wait_healthy(replicas)
+        yield stack
+    finally:
+        if request.session.testsfailed > failed_before:
+            print(f"--- {stack.project}: docker-compose logs (last lines) ---")
+            print(stack.logs_of(lines=300))
+        with timed(f"{stack.project}: docker-compose down -v"):
+            stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def stack(request, engine: Engine) -> Iterator[Stack]:
+    with running(request, new_stack(engine, "stack"), LONG_RUNNING) as up:
+        yield up
 
 
 @dataclass

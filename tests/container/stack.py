@@ -227,6 +227,8 @@ class Stack:
     cert: Path
     env_file: Path
     override: Path
+    project: str = PROJECT
+    profiles: tuple[str, ...] = ()  # docker-compose --profile ...
     logs: list[str] = field(default_factory=list)
 
     @property
@@ -245,7 +247,8 @@ class Stack:
         compose = required_tool("docker-compose", "docker-compose")
         command = [
             compose,
-            "--project-name", PROJECT,
+            "--project-name", self.project,
+            *(option for profile in self.profiles for option in ("--profile", profile)),
             "--env-file", str(self.env_file),
             "-f", str(ROOT / "docker-compose.yml"),
             "-f", str(self.override),
@@ -264,7 +267,7 @@ class Stack:
 
     def containers(self) -> list[Container]:
         ids = self.engine.run(
-            "ps", "-aq", "--no-trunc", "--filter", f"label=com.docker.compose.project={PROJECT}"
+            "ps", "-aq", "--no-trunc", "--filter", f"label=com.docker.compose.project={self.project}"
         ).stdout.split()
         if not ids:
             return []
@@ -330,8 +333,13 @@ class Stack:
         )  # fmt: skip
         return [line.split("|") for line in result.stdout.splitlines() if line]
 
-    def redis_cli(self, *args: str) -> str:
-        return self.compose("exec", "-T", "redis", "redis-cli", "--raw", *args).stdout.strip()
+    def redis_cli(self, *args: str, service: str = "redis") -> str:
+        return self.compose("exec", "-T", service, "redis-cli", "--raw", *args).stdout.strip()
+
+    def env_of(self, container: Container) -> dict[str, str]:
+        """The environment a container was started with (docker inspect)."""
+        lines = json.loads(self.engine.run("inspect", "--format", "{{json .Config.Env}}", container.id).stdout)
+        return dict(line.split("=", 1) for line in lines)
 
     def upstreams(self, probes: list[str], timeout: float = 20) -> dict[str, str]:
         """probe -> the web container address nginx sent the request to, read from the
@@ -367,29 +375,29 @@ def make_certificate(directory: Path) -> Path:
     return live / "fullchain.pem"
 
 
-def write_project_files(stack_dir: Path, http_port: int, https_port: int) -> tuple[Path, Path, Path]:
-    """The env file (what .env holds in production), the override and the certificate."""
+def write_project_files(
+    stack_dir: Path, http_port: int, https_port: int, project: str = PROJECT, settings: dict[str, str] | None = None
+) -> tuple[Path, Path, Path]:
+    """The env file (what .env holds in production, with ``settings`` added or changed), the
+    override and the certificate."""
     cert = make_certificate(stack_dir / "letsencrypt")
     (stack_dir / "certbot").mkdir()
     password = secrets.token_urlsafe(24)
     env_file = stack_dir / "env"
-    env_file.write_text(
-        "\n".join(
-            [
-                f"COMPOSE_PROJECT_NAME={PROJECT}",
-                f"SECRET_KEY={secrets.token_urlsafe(50)}",
-                "ALLOWED_HOSTS=localhost",
-                f"CSRF_TRUSTED_ORIGINS=https://localhost:{https_port}",
-                f"POSTGRES_PASSWORD={password}",
-                f"DATABASE_URL=postgres://pubsub:{password}@postgres:5432/pubsub",
-                "REDIS_URL=redis://redis:6379/0",
-                f"PUBSUB_IMAGE={IMAGE}",
-                f"HTTP_PORT=127.0.0.1:{http_port}",
-                f"HTTPS_PORT=127.0.0.1:{https_port}",
-                "",
-            ]
-        )
-    )
+    values = {
+        "COMPOSE_PROJECT_NAME": project,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "localhost",
+        "CSRF_TRUSTED_ORIGINS": f"https://localhost:{https_port}",
+        "POSTGRES_PASSWORD": password,
+        "DATABASE_URL": f"postgres://pubsub:{password}@postgres:5432/pubsub",
+        "REDIS_URL": "redis://redis:6379/0",
+        "PUBSUB_IMAGE": IMAGE,
+        "HTTP_PORT": f"127.0.0.1:{http_port}",
+        "HTTPS_PORT": f"127.0.0.1:{https_port}",
+        **(settings or {}),
+    }
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
     services: dict[str, dict] = {
         # The engine has no NAT (Engine.start): pip reaches PyPI over the host's network.
         "web": {"build": {"network": "host"}},
@@ -407,6 +415,22 @@ def write_project_files(stack_dir: Path, http_port: int, https_port: int) -> tup
     override = stack_dir / "docker-compose.test.yml"
     override.write_text(json.dumps({"services": services}, indent=2))  # JSON is YAML
     return env_file, override, cert
+
+
+def new_stack(
+    engine: Engine,
+    name: str,
+    project: str = PROJECT,
+    profiles: tuple[str, ...] = (),
+    settings: dict[str, str] | None = None,
+) -> Stack:
+    """A compose project on ``engine`` (its files under the engine's directory ``name``, its
+    own free ports), not started."""
+    stack_dir = engine.base / name
+    stack_dir.mkdir()
+    http_port, https_port = free_port(), free_port()
+    env_file, override, cert = write_project_files(stack_dir, http_port, https_port, project, settings)
+    return Stack(engine, stack_dir, http_port, https_port, cert, env_file, override, project, profiles)
 
 
 # --- clients -------------------------------------------------------------------------------
