@@ -127,7 +127,12 @@ class RoomKeys:
 
     @property
     def presence(self) -> str:
-        return f"{self.prefix}:presence"  # sorted set: "user_id|channel" scored by expiry time
+        # sorted set: "user_id|username|kind|channel" scored by expiry time
+        return f"{self.prefix}:presence"
+
+    @property
+    def presence_users(self) -> str:
+        return f"{self.prefix}:presence_users"  # hash: user id -> how many entries `presence` holds
 
 
 # Dedupe by client_id; refuse a new message past its author's send limit or slow mode;

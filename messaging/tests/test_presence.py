@@ -77,6 +77,7 @@ async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_r
     dead = presence.member_key(user_id=bob.pk, username="bob", spectator=False, channel="of-a-dead-process")
     for member in ours:
         await presence.join(room_id=public_room.pk, member=member)
+    await presence.join(room_id=public_room.pk, member=dead)
     await redis.zadd(key, {dead: presence._now() - 1})  # expired: its process stopped refreshing it
     before = {m: await redis.zscore(key, m) for m in ours}
     gone_calls = []
@@ -97,3 +98,64 @@ async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_r
     keeper.discard(public_room.pk, ours[0])
     keeper.discard(public_room.pk, ours[1])
     assert keeper.entries == {}
+
+
+def _member(user_id: int, channel: str, *, spectator: bool = False) -> str:
+    from messaging import presence
+
+    return presence.member_key(user_id=user_id, username=f"user{user_id}", spectator=spectator, channel=channel)
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_two_tabs_are_one_person_who_leaves_with_the_last_tab():
+    from messaging import presence
+    from messaging.buffer import RoomKeys
+    from pubsub_site.redis_client import get_async_redis
+
+    room_id = 901
+    first = await presence.join(room_id=room_id, member=_member(7, "tab-1"))
+    second = await presence.join(room_id=room_id, member=_member(7, "tab-2"))
+    again = await presence.join(room_id=room_id, member=_member(7, "tab-2"))  # a repeated join counts once
+    assert (first.came_online, second.came_online, again.came_online) == (True, False, False)
+    assert second.online.count == 1 and [u["id"] for u in second.online.users] == [7]
+    assert await presence.leave(room_id=room_id, member=_member(7, "tab-1")) is False
+    assert await presence.leave(room_id=room_id, member=_member(7, "tab-1")) is False  # already gone
+    assert await presence.leave(room_id=room_id, member=_member(7, "tab-2")) is True
+    assert not await get_async_redis(room_id).exists(RoomKeys(room_id).presence_users)
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_big_room_counts_everyone_and_lists_a_capped_sample(settings):
+    from messaging import presence
+
+    settings.PRESENCE_LIST_MAX = 3
+    room_id = 902
+    for user_id in range(1, 41):
+        joined = await presence.join(room_id=room_id, member=_member(user_id, f"c{user_id}", spectator=user_id > 2))
+    assert joined.online.count == 40
+    assert len(joined.online.users) == 3
+    assert len({u["id"] for u in joined.online.users}) == 3
+    five, absent = (
+        {"id": 5, "username": "user5", "spectator": True},
+        {"id": 99, "username": "user99", "spectator": False},
+    )
+    assert await presence.changes(room_id=room_id, users={5: five, 99: absent}) == ([five], [absent], 40)
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_sweep_announces_only_users_with_no_entry_left():
+    from messaging import presence
+    from messaging.buffer import RoomKeys
+    from pubsub_site.redis_client import get_async_redis
+
+    room_id = 903
+    redis = get_async_redis(room_id)
+    key = RoomKeys(room_id).presence
+    for member in (_member(1, "dead"), _member(1, "alive"), _member(2, "dead")):
+        await presence.join(room_id=room_id, member=member)
+    await redis.zadd(key, {_member(1, "dead"): presence._now() - 1, _member(2, "dead"): presence._now() - 1})
+    gone = await presence.sweep(room_id=room_id)
+    assert [u["id"] for u in gone] == [2]  # user 1 still has a tab
+    assert await presence.sweep(room_id=room_id) == []
+    one = {"id": 1, "username": "user1", "spectator": False}
+    assert await presence.changes(room_id=room_id, users={1: one}) == ([one], [], 1)
