@@ -103,7 +103,7 @@ class Population:
         )
         store = SessionStore()
         expire = timezone.now() + timedelta(days=1)
-        rows, keys = [], []
+        rows, keys, datas = [], [], []
         for user in made:
             key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
             data = {
@@ -113,7 +113,19 @@ class Population:
             }
             rows.append(Session(session_key=key, session_data=store.encode(data), expire_date=expire))
             keys.append(key)
+            datas.append(data)
         Session.objects.bulk_create(rows, batch_size=1000)
+        # And in the cache, where a log-in puts them too (SESSION_ENGINE cached_db): a
+        # handshake reads its session from there.
+        from django.conf import settings
+        from django.contrib.sessions.backends.cached_db import KEY_PREFIX
+        from django.core.cache import caches
+
+        cache = caches[settings.SESSION_CACHE_ALIAS]
+        age = int((expire - timezone.now()).total_seconds())
+        for start in range(0, len(rows), 1000):
+            batch = zip(keys[start : start + 1000], datas[start : start + 1000], strict=True)
+            cache.set_many({KEY_PREFIX + key: data for key, data in batch}, age)
         self.users.extend(made)
         self.sessions.extend(keys)
         # For the bare reference app (bench.bare), which reads no database: who each session is.
@@ -131,15 +143,18 @@ def make_rooms(
 
     Each room has ``users`` distinct users (default: one per member); with fewer,
     each user holds several connections (tabs) to the room. Returns (slug, [session
-    key of each member]) per room. Rooms take consecutive slices of the population,
-    wrapping round when it is smaller than rooms x users.
+    key of each member]) per room. Rooms take consecutive slices of the population, grown
+    to rooms x users first: nobody is a member of two of the rooms. (Before, the
+    population was grown to one room's users and every room took the same ones: in 10
+    rooms x 20 each user had ten sockets, each following the other nine rooms' activity,
+    and in the storm's 100 rooms each of its 20 users was in every room.)
     """
     from rooms.models import Membership
     from rooms.services import room_create
 
     global _room_counter
     users = min(users or members, members)
-    population.grow(users)
+    population.grow(rooms * users)
     made = []
     memberships = []
     offset = 0
