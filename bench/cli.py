@@ -38,8 +38,9 @@ SITE_SECTIONS = ["latency", "fanout", "spectators", "handshake", "storm", "persi
 # the bare reference app on the same server the scenarios that measure the server (its
 # ceiling); the site on daphne, on uvicorn's websockets implementation and on granian the
 # two load ladders (and the handshakes, and memory for daphne); two uvicorn processes the
-# ladders. Sections run one after
-# the other, each on freshly started servers.
+# ladders; the site with every ack waiting for a Redis replica (WAIT) the 10 x 20 ladder and
+# the persistence lag, beside the same without. Sections run one after the other, each on
+# freshly started servers.
 FULL_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("uvicorn"), SITE_SECTIONS),
     (ServerConfig("bare"), ["latency", "fanout", "spectators", "handshake", "storm", "memory"]),
@@ -47,6 +48,7 @@ FULL_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("uvicorn", webs=2), ["latency", "fanout"]),
     (ServerConfig("uvicorn-websockets"), ["latency", "fanout"]),
     (ServerConfig("granian"), ["latency", "fanout", "handshake"]),
+    (ServerConfig("uvicorn", replica=True), ["latency", "persistence"]),
 ]
 QUICK_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("uvicorn"), ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory"]),
