@@ -488,6 +488,13 @@ def init_counters(*, room_id: int, seq: int, rev: int) -> None:
     _init.run(get_redis(room_id), keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted), args=(seq, rev))
 
 
+async def ainit_counters(*, room_id: int, seq: int, rev: int) -> None:
+    keys = RoomKeys(room_id)
+    await _init.arun(
+        get_async_redis(room_id), keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted), args=(seq, rev)
+    )
+
+
 def _parse_counters(values: list) -> tuple[int, int] | None:
     if values[0] is None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
@@ -10,6 +11,7 @@ from django.db.models import Sum
 from messaging import buffer, changes
 from messaging.models import Message
 from messaging.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
+from pubsub_site import async_db
 from rooms.models import Room
 
 HISTORY_MAX_LIMIT = 200
@@ -29,12 +31,27 @@ def room_counters(*, room_id: int) -> tuple[int, int]:
 
 
 async def aroom_counters(*, room_id: int) -> tuple[int, int]:
-    """room_counters for async code: Redis through the event loop's client, and a thread hop
-    to PostgreSQL only when Redis holds nothing for the room (then room_counters fills it)."""
+    """room_counters for async code: Redis through the event loop's client and, when Redis
+    holds nothing for the room (after Redis lost its data, every room's first subscriber),
+    PostgreSQL read on the loop too (pubsub_site.async_db; a thread hop elsewhere)."""
     found = await buffer.acounters(room_id=room_id)
     if found is not None:
         return found
-    return await database_sync_to_async(room_counters)(room_id=room_id)
+    if not async_db.native():
+        return await database_sync_to_async(room_counters)(room_id=room_id)
+    ((latest, latest_rev),) = await async_db.fetchall(_counters_sql(), [room_id])
+    await buffer.ainit_counters(room_id=room_id, seq=latest or 0, rev=max(latest_rev or 0, latest or 0))
+    found = await buffer.acounters(room_id=room_id)
+    assert found is not None
+    return found
+
+
+@functools.cache
+def _counters_sql() -> str:
+    """The room's highest seq and rev in PostgreSQL (what room_counters reads with the ORM)."""
+    table = Message._meta.db_table
+    room, seq, rev = (Message._meta.get_field(name).column for name in ("room", "seq", "rev"))
+    return f'SELECT MAX("{seq}"), MAX("{rev}") FROM "{table}" WHERE "{room}" = %s'  # noqa: S608 (model names)
 
 
 def _state_of_row(message: Message) -> MessageState:
