@@ -302,20 +302,24 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                     change_frames = await database_sync_to_async(changes_after)(
                         room_id=access.room_id, room_slug=slug, rev=since_rev, upto_seq=since
                     )
-        await self._send_frame(
-            {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}, ref
-        )
+        subscribed = {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}
+        if ref is not None:
+            subscribed["ref"] = ref
+        texts = [encode(subscribed)]
         for record, state in replay:
             if state.claps:
                 sub.clap_revs[record["seq"]] = state.clap_rev or state.rev or record["rev"]
-            await self.send(text_data=encode(message_wire(record, room=slug, state=state)))
+            texts.append(encode(message_wire(record, room=slug, state=state)))
         for change in change_frames:
             if change["type"] == "claps":
                 sub.clap_revs[change["seq"]] = change["rev"]
-            await self.send(text_data=encode(change))
+            texts.append(encode(change))
+        presence_frame = {"type": "presence", "room": slug, "online": joined.online.users, "count": joined.online.count}
+        texts.append(encode(presence_frame))
+        # In one write where the server takes frames directly (each write is a system call),
+        # before the messages the fan-out held for the socket since it attached.
+        await self._send_texts(texts)
         await sub.fanout.start(sub.feed, after=latest)
-        frame = {"type": "presence", "room": slug, "online": joined.online.users, "count": joined.online.count}
-        await self.send(text_data=encode(frame))
         if joined.came_online:
             user = presence.user_from_member(sub.presence_member)
             await presence_broadcast(room_id=access.room_id, joins=[user], leaves=[])
@@ -620,6 +624,14 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         except TimeoutError:
             if self.outbox is not None:
                 self.outbox.socket.abort()
+
+    async def _send_texts(self, texts: list[str]) -> None:
+        """``send`` each of ``texts``, in order (in one write when the server allows it)."""
+        if self.outbox is not None and self.outbox.socket.direct:
+            self.outbox.write_many(texts)
+            return
+        for text in texts:
+            await self.send(text_data=text)
 
     async def _send_frame(self, frame: dict, ref: object) -> None:
         if ref is not None:
