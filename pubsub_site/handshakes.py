@@ -71,7 +71,10 @@ class HandshakeLimit:
         if slots is None:
             slots = self.slots[loop] = asyncio.Semaphore(self.limit)
         try:
-            await asyncio.wait_for(slots.acquire(), self.wait)
+            if slots.locked():
+                await asyncio.wait_for(slots.acquire(), self.wait)
+            else:
+                await slots.acquire()  # free: no timer, no task (wait_for makes both)
         except TimeoutError:
             metrics.handshake_refused("try_again_later")
             await receive()  # websocket.connect

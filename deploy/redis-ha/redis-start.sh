@@ -34,10 +34,10 @@ for sentinel in ${REDIS_SENTINELS:-}; do
   break
 done
 if [ -z "$primary" ] && [ -n "${REDIS_REPLICA_OF:-}" ]; then
-  # The first primary's address rather than its name: a replica resolves its primary's name
-  # again at each reconnection, blocking, and a name that no longer resolves (a compose
-  # service whose container is dead) can take Docker's DNS 10-20 s to answer; the replica
-  # answers nobody meanwhile, Sentinels included. A name that does not resolve stays a name.
+  # The first primary's address rather than its name, as sentinel-start.sh does for Sentinel:
+  # a replica resolves its primary's name again when it reconnects, and a name that no
+  # longer resolves (a compose service whose container is dead) took Docker's DNS 13-20 s to
+  # answer in tests/container. A name that does not resolve stays a name.
   host=${REDIS_REPLICA_OF% *}
   case "$host" in
     *[!0-9.]*) host=$(getent hosts "$host" | awk 'NR == 1 {print $1}' | grep . || echo "$host") ;;
