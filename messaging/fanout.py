@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from messaging import metrics
 from messaging.selectors import messages_between
+from messaging.sockets import Framed
 from messaging.wire import encode, message_wire
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class RoomFanout:
         """Consecutive messages, in seq order, to every socket of the room."""
         metrics.MESSAGES_DELIVERED.inc(len(self.feeds) * len(batch))
         texts = [text for _, text in batch]
+        framed = Framed(texts)  # the batch's frames, framed once for the room's sockets
         first = batch[0][0]
         for feed in self.feeds:
             if feed.after is None:
@@ -164,7 +166,10 @@ class RoomFanout:
             elif not feed.attached:
                 continue
             elif feed.outbox.socket.direct:  # no wait: nothing can happen to the feed meanwhile
-                feed.outbox.write_many(texts if first > feed.after else [t for s, t in batch if s > feed.after])
+                if first > feed.after:
+                    feed.outbox.write_many(texts, framed)
+                else:
+                    feed.outbox.write_many([t for s, t in batch if s > feed.after])
             else:
                 for seq, text in batch:
                     if not feed.attached:

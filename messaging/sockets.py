@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable
 
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,9 @@ class ServerSocket:
     def writable(self) -> bool:
         return False
 
-    def write_frames(self, texts: list[str] | tuple[str, ...]) -> None:
+    def write_frames(self, texts: list[str] | tuple[str, ...], framed: Framed | None = None) -> None:
+        """Write ``texts``; ``framed``, when given, holds the same frames already framed
+        (``Framed``), which a socket that can writes as they are."""
         raise NotImplementedError
 
     async def wait_writable(self) -> None:
@@ -48,6 +52,25 @@ class ServerSocket:
 
     def abort(self) -> None:
         return None
+
+
+class Framed:
+    """Text frames framed once for every socket that takes them as they are: a server's
+    data frames are not masked, so a room's message is the same bytes on every socket
+    without an extension (per-message deflate is off). The fan-out makes one per batch
+    and hands it to each socket of the room; the bytes are made on first use."""
+
+    __slots__ = ("_data", "texts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = b"".join(Frame(Opcode.TEXT, text.encode()).serialize(mask=False) for text in self.texts)
+        return self._data
 
 
 class UnblockingSocket(ServerSocket):
@@ -68,7 +91,9 @@ class UvicornSocket(ServerSocket):
     ``write_frames`` does what that ``send`` does for ``websocket.send`` (the same checks,
     websockets' framing, the transport's write) for several frames with one write: a room's
     messages that reach a socket together cost one system call, not one each, and no
-    coroutine or ASGI event per frame."""
+    coroutine or ASGI event per frame. Given the frames already framed (``Framed``, made
+    once for the room's sockets) and a connection with no extension, it writes those bytes
+    after whatever websockets has queued (a pong), without framing them again."""
 
     direct = True
 
@@ -80,7 +105,7 @@ class UvicornSocket(ServerSocket):
             protocol.request = None
             protocol.response = None
 
-    def write_frames(self, texts: list[str] | tuple[str, ...]) -> None:
+    def write_frames(self, texts: list[str] | tuple[str, ...], framed: Framed | None = None) -> None:
         protocol = self.protocol
         if (
             protocol.disconnected
@@ -90,6 +115,12 @@ class UvicornSocket(ServerSocket):
         ):
             raise SocketClosing("the WebSocket is closing")
         conn = protocol.conn
+        if framed is not None and not conn.extensions:
+            if conn.state is not State.OPEN:
+                raise SocketClosing("the WebSocket is closing")
+            queued = conn.data_to_send()
+            protocol.transport.write(b"".join((*queued, framed.data)) if queued else framed.data)
+            return
         try:
             for text in texts:
                 conn.send_text(text.encode())
@@ -248,16 +279,17 @@ class Outbox:
         if self.frames and self.writer is None:
             self._start_writer()
 
-    def write_many(self, texts: list[str]) -> None:
+    def write_many(self, texts: list[str], framed: Framed | None = None) -> None:
         """``write`` each of ``texts``, in order, without waiting: only for a server that
         takes frames directly (``ServerSocket.direct``), in one write to the connection
-        when nothing waits here, else queued."""
+        when nothing waits here, else queued. ``framed``: the same frames, framed once for
+        every socket of a room."""
         assert self.socket.direct
         if self.closed or not texts:
             return
         if self.writer is None and self.socket.writable():
             try:
-                self.socket.write_frames(texts)
+                self.socket.write_frames(texts, framed)
             except Exception as error:  # the client is gone; its consumer hears the disconnect
                 self._lost(error)
             return

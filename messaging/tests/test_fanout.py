@@ -278,12 +278,14 @@ class Direct(ServerSocket):
 
     def __init__(self) -> None:
         self.writes: list[list[str]] = []
+        self.framed: list[object] = []
 
     def writable(self) -> bool:
         return True
 
-    def write_frames(self, texts) -> None:
+    def write_frames(self, texts, framed=None) -> None:
         self.writes.append(list(texts))
+        self.framed.append(framed)
 
 
 async def test_messages_that_arrive_together_reach_a_socket_in_one_write():
@@ -300,4 +302,62 @@ async def test_messages_that_arrive_together_reach_a_socket_in_one_write():
     await settle()
     for server in servers:
         assert [[orjson.loads(t)["seq"] for t in write] for write in server.writes] == [[1, 2, 3], [4]]
+    # Each batch framed once for both sockets.
+    assert [servers[0].framed[i] is servers[1].framed[i] is not None for i in range(2)] == [True, True]
     room.close()
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+def uvicorn_like_protocol():
+    """What UvicornSocket reads of uvicorn's websockets-sansio protocol, with websockets'
+    real ServerProtocol, open."""
+    from types import SimpleNamespace
+
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    conn = ServerProtocol()
+    conn.state = State.OPEN
+    return SimpleNamespace(
+        disconnected=False,
+        close_sent=False,
+        handshake_complete=True,
+        initial_response=None,
+        conn=conn,
+        transport=FakeTransport(),
+    )
+
+
+def test_frames_framed_once_are_the_bytes_websockets_would_write():
+    from messaging.sockets import Framed, UvicornSocket
+
+    texts = ["a", "é" * 100, "x" * 70_000, orjson.dumps({"type": "message", "seq": 1}).decode()]
+    framed, plain = uvicorn_like_protocol(), uvicorn_like_protocol()
+    UvicornSocket(framed).write_frames(texts, Framed(texts))
+    UvicornSocket(plain).write_frames(texts)
+    assert framed.transport.written == plain.transport.written
+    # What websockets had queued (a pong) goes out first.
+    framed.conn.send_pong(b"p")
+    plain.conn.send_pong(b"p")
+    UvicornSocket(framed).write_frames(["b"], Framed(["b"]))
+    UvicornSocket(plain).write_frames(["b"])
+    assert framed.transport.written == plain.transport.written
+
+
+def test_a_closing_socket_takes_no_framed_frames():
+    from websockets.protocol import State
+
+    from messaging.sockets import Framed, SocketClosing, UvicornSocket
+
+    protocol = uvicorn_like_protocol()
+    protocol.conn.state = State.CLOSING
+    with pytest.raises(SocketClosing):
+        UvicornSocket(protocol).write_frames(["a"], Framed(["a"]))
+    assert protocol.transport.written == b""

@@ -52,6 +52,17 @@ async def test_a_dead_process_entries_expire_and_a_live_process_keeps_its_own(se
     assert 0 < get_redis(None).ttl(online.online_key(7)) <= settings.PRESENCE_TTL + settings.PRESENCE_HEARTBEAT
 
 
+async def test_the_heartbeat_marks_every_user_in_batches_and_drops_dead_processes_entries(monkeypatch):
+    monkeypatch.setattr(online, "MARK_BATCH", 3)
+    users = list(range(100, 108))
+    for user_id in users:
+        online.connection_opened(user_id=user_id, channel=f"specific.{user_id}")
+    get_redis(None).zadd(online.online_key(100), {"dead-process": time.time() - 1})
+    await online.tracker().beat()
+    assert online.users_online(user_ids=users) == set(users)  # 8 users, 3 calls
+    assert get_redis(None).zrange(online.online_key(100), 0, -1) == [online.tracker().token.encode()]
+
+
 async def test_the_heartbeat_puts_back_an_entry_a_racing_close_removed():
     online.connection_opened(user_id=7, channel="specific.a")
     get_redis(None).delete(online.online_key(7))  # the ZREM of a close that lost the race
