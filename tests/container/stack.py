@@ -64,6 +64,18 @@ class timed:
         TIMINGS.append((self.what, time.monotonic() - self.started))
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    """``predicate()``'s first true value, asked every ``interval`` s; the test fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s (last: {value!r})")
+        time.sleep(interval)
+
+
 def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 

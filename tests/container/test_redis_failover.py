@@ -25,7 +25,18 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.container.conftest import LONG_RUNNING, PASSWORD, running
-from tests.container.stack import TIMINGS, Browser, Container, Engine, Socket, Stack, new_stack, off_loop, timed
+from tests.container.stack import (
+    TIMINGS,
+    Browser,
+    Container,
+    Engine,
+    Socket,
+    Stack,
+    new_stack,
+    off_loop,
+    timed,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1200)]
 
@@ -39,17 +50,6 @@ HA_RUNNING = {**LONG_RUNNING, **dict.fromkeys(REPLICAS, 1), **dict.fromkeys(SENT
 SEND_INTERVAL = 0.3  # each sender: the next message this long after the last was acked (under 10 per 2 s)
 # What the test demands of a failover (docs/deploy.md has what it measured).
 RESUMED_WITHIN = 10.0
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

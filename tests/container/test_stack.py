@@ -18,20 +18,9 @@ import uuid
 import pytest
 
 from tests.container.conftest import LONG_RUNNING, Conversation
-from tests.container.stack import IMAGE, Browser, Socket, Stack, off_loop, timed
+from tests.container.stack import IMAGE, Browser, Socket, Stack, off_loop, timed, wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def stored_messages(stack: Stack, room_id: int) -> dict[int, str]:
