@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections
+from psycopg import pq
 
 
 def native() -> bool:
@@ -62,15 +63,21 @@ class _Connections:
                 await cursor.execute(sql, params)
                 rows = await cursor.fetchall()
             except psycopg.Error as error:
-                # A broken connection is dropped (the next query opens another); the caller
-                # sees the error Django would raise.
-                if conn is not None and (conn.closed or conn.broken):
-                    conn = None
                 raise DatabaseError(str(error)) from error
             finally:
                 if conn is not None:
-                    self.idle.append(conn)
+                    self._put_back(conn)
             return rows
+
+    def _put_back(self, conn: psycopg.AsyncConnection) -> None:
+        """Keep the connection for the next query only if it is idle: a broken one, or one
+        whose query was cancelled half-way (its socket went away), is ended; the next query
+        opens another."""
+        if conn.closed or conn.broken or conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            if not conn.closed:
+                conn.pgconn.finish()
+            return
+        self.idle.append(conn)
 
     def close(self) -> None:
         for conn in list(self.all):
