@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.db.models import Sum
 
 from messaging import buffer, changes
@@ -22,9 +23,10 @@ def room_counters(*, room_id: int) -> tuple[int, int]:
     found = buffer.counters(room_id=room_id)
     if found is not None:
         return found
-    latest = Message.objects.filter(room_id=room_id).order_by("-seq").values_list("seq", flat=True).first() or 0
-    latest_rev = Message.objects.filter(room_id=room_id).order_by("-rev").values_list("rev", flat=True).first() or 0
-    buffer.init_counters(room_id=room_id, seq=latest, rev=max(latest_rev, latest))
+    with connection.cursor() as cursor:
+        cursor.execute(_counters_sql(), [room_id])
+        seq, rev = _initial_counters(cursor.fetchone())
+    buffer.init_counters(room_id=room_id, seq=seq, rev=rev)
     found = buffer.counters(room_id=room_id)
     assert found is not None
     return found
@@ -39,8 +41,9 @@ async def aroom_counters(*, room_id: int) -> tuple[int, int]:
         return found
     if not async_db.native():
         return await database_sync_to_async(room_counters)(room_id=room_id)
-    ((latest, latest_rev),) = await async_db.fetchall(_counters_sql(), [room_id])
-    await buffer.ainit_counters(room_id=room_id, seq=latest or 0, rev=max(latest_rev or 0, latest or 0))
+    (row,) = await async_db.fetchall(_counters_sql(), [room_id])
+    seq, rev = _initial_counters(row)
+    await buffer.ainit_counters(room_id=room_id, seq=seq, rev=rev)
     found = await buffer.acounters(room_id=room_id)
     assert found is not None
     return found
@@ -48,10 +51,16 @@ async def aroom_counters(*, room_id: int) -> tuple[int, int]:
 
 @functools.cache
 def _counters_sql() -> str:
-    """The room's highest seq and rev in PostgreSQL (what room_counters reads with the ORM)."""
+    """The room's highest seq and rev in PostgreSQL."""
     table = Message._meta.db_table
     room, seq, rev = (Message._meta.get_field(name).column for name in ("room", "seq", "rev"))
     return f'SELECT MAX("{seq}"), MAX("{rev}") FROM "{table}" WHERE "{room}" = %s'  # noqa: S608 (model names)
+
+
+def _initial_counters(row: tuple) -> tuple[int, int]:
+    """(seq, rev) for Redis from ``_counters_sql``'s row: rev is never below seq."""
+    latest, latest_rev = row[0] or 0, row[1] or 0
+    return latest, max(latest_rev, latest)
 
 
 def _state_of_row(message: Message) -> MessageState:

@@ -271,14 +271,20 @@ async def aroom_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
     if async_db.native():
         rows = await async_db.fetchall(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
         row = rows[0] if rows else None
-        if row is None or row[5] is not None or row[2] != Room.Visibility.PUBLIC:
+        if not _joins(row):
             return _room_access(row, user_id=user_id)
     return await database_sync_to_async(room_access_for_subscriber)(slug=slug, user_id=user_id)
 
 
+def _joins(row: tuple | None) -> bool:
+    """Whether ``_room_access_sql``'s row is a public room the user is not in yet: reading
+    it makes them a member (a write)."""
+    return row is not None and row[5] is None and row[2] == Room.Visibility.PUBLIC
+
+
 def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
     """The access ``_room_access_sql``'s row gives; a public room the user is not in yet is
-    joined (a write: only ever called synchronously then)."""
+    joined (``_joins``: only ever called synchronously then)."""
     if row is None:
         raise RoomNotFound
     room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until, blocked = row
