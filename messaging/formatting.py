@@ -9,13 +9,17 @@ same, and messaging/tests/formatting_cases.json holds the cases both must render
   ``> `` (or are ``>`` alone) are one ``<blockquote>``, without the marker. Every other line is
   text. Lines are joined with a newline (the page shows newlines), blocks without one.
 - Inline, within one line, left to right: `` `code` `` (shown as it is), http(s) links (as
-  before: up to a space, `<`, `>` or a quote, less trailing punctuation), ``*bold*`` and
-  ``_italic_``. An emphasis marker opens at the start or after a character that is not a
-  letter, digit, ``_`` or the same marker, before one that is not a space nor the same marker;
-  it closes at the first such marker after a character that is not a space, before the end or
-  a character that is not a letter, digit, ``_`` or the same marker, outside code and links.
-  What it encloses is read again (code, links and emphasis, two levels deep at most). A marker
-  that does not close is plain text.
+  before: up to a space, `<`, `>` or a quote, less trailing punctuation and ``*``), ``**bold**`` and
+  ``__bold__`` (as people type them from Markdown and Discord), ``*bold*`` and ``_italic_``.
+  An emphasis marker (one character, or the same character twice) opens at the start or after
+  a character that is not a letter, digit, ``_`` or the marker's character, before one that is
+  not a space nor the marker's character; it closes at the first such marker after a character
+  that is not a space nor the marker's character, before the end or a character that is not a
+  letter, digit, ``_`` or the marker's character, outside code and links. A doubled marker is
+  tried first, then a single one. What it encloses is read again (code, links and emphasis,
+  two levels deep at most). A marker that does not close is plain text.
+- Linear time: every line is read once, each walk to a closing marker is remembered for the
+  positions it passed, and each fence finds its closing line in a table built once.
 - Every piece of text is escaped; the only elements are ``strong``, ``em``, ``code``, ``pre``,
   ``blockquote`` and ``a`` (``href`` an http(s) URL, ``rel="noopener nofollow"``,
   ``target="_blank"``).
@@ -32,11 +36,15 @@ SPACES = (
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
 _LINK = re.compile(r"https?://[^" + re.escape(SPACES) + r"<>\"']+", re.IGNORECASE | re.ASCII)
-_TRAILING = ".,;:!?)]}'\""
+_TRAILING = ".,;:!?)]}'\"*"
 _FENCE_OPEN = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*")
 _FENCE_CLOSE = re.compile(r"```[ \t]*")
-MARKERS = {"*": "strong", "_": "em"}
+MARKERS = {"**": "strong", "__": "strong", "*": "strong", "_": "em"}
 MAX_DEPTH = 2
+# Where something may start: the walks below jump from one such character to the next.
+_STARTS = "`hH"
+_INTERESTING = re.compile(r"[`hH*_]")
+_INTERESTING_FOR = {marker: re.compile("[`hH" + re.escape(marker[0]) + "]") for marker in MARKERS}
 
 # A node: ("text", str), ("code", str), ("link", url), ("strong" | "em" | "blockquote", [nodes]),
 # ("pre", str).
@@ -61,26 +69,35 @@ def _code_end(text: str, i: int) -> int:
 
 
 def _closer(text: str, i: int, marker: str, memo: dict[int, int]) -> int:
-    """Where the emphasis opened at ``i`` closes, or -1. The walk from a position is always the
-    same, so ``memo`` keeps where each walk ended: a line of 4,000 markers stays linear."""
-    k, path, found = i + 2, [], -1
+    """Where the emphasis ``marker`` opened at ``i`` closes, or -1. The walk from a position is
+    always the same, so ``memo`` keeps where each walk ended: a line of 4,000 markers stays
+    linear."""
+    ch, size = marker[0], len(marker)
+    interesting = _INTERESTING_FOR[marker]
+    k, path, found = i + size + 1, [], -1
     while k < len(text):
+        if text[k] not in _STARTS and text[k] != ch:
+            jump = interesting.search(text, k)
+            if jump is None:
+                break
+            k = jump.start()
         if k in memo:
             found = memo[k]
             break
         path.append(k)
-        ch = text[k]
-        if ch == "`" and _code_end(text, k) > 0:
+        if text[k] == "`" and _code_end(text, k) > 0:
             k = _code_end(text, k) + 1
             continue
-        url = _link_at(text, k) if ch in "hH" else None
+        url = _link_at(text, k) if text[k] in "hH" else None
         if url:
             k += len(url)
             continue
+        after = k + size
         if (
-            ch == marker
+            text.startswith(marker, k)
             and text[k - 1] not in SPACES
-            and (k + 1 == len(text) or not (_is_word(text[k + 1]) or text[k + 1] == marker))
+            and text[k - 1] != ch
+            and (after == len(text) or not (_is_word(text[after]) or text[after] == ch))
         ):
             found = k
             break
@@ -93,7 +110,7 @@ def _closer(text: str, i: int, marker: str, memo: dict[int, int]) -> int:
 def parse_inline(text: str, depth: int = 0) -> list[Node]:
     """One line's inline nodes; emphasis nests two deep at most (deeper markers are text)."""
     nodes: list[Node] = []
-    memos: dict[str, dict[int, int]] = {"*": {}, "_": {}}
+    memos: dict[str, dict[int, int]] = {marker: {} for marker in MARKERS}
     plain_from = 0
     i = 0
 
@@ -103,6 +120,12 @@ def parse_inline(text: str, depth: int = 0) -> list[Node]:
 
     while i < len(text):
         ch = text[i]
+        if ch not in _STARTS and ch not in MARKERS:
+            jump = _INTERESTING.search(text, i)
+            if jump is None:
+                break
+            i = jump.start()
+            ch = text[i]
         if ch == "`":
             end = _code_end(text, i)
             if end > 0:
@@ -117,18 +140,22 @@ def parse_inline(text: str, depth: int = 0) -> list[Node]:
                 nodes.append(("link", url))
                 i = plain_from = i + len(url)
                 continue
-        elif ch in MARKERS and depth < MAX_DEPTH:
-            opens = (
-                (i == 0 or not (_is_word(text[i - 1]) or text[i - 1] == ch))
-                and i + 1 < len(text)
-                and text[i + 1] not in SPACES
-                and text[i + 1] != ch
-            )
-            end = _closer(text, i, ch, memos[ch]) if opens else -1
+        elif ch in MARKERS and depth < MAX_DEPTH and (i == 0 or not (_is_word(text[i - 1]) or text[i - 1] == ch)):
+            for marker in (ch * 2, ch):
+                size = len(marker)
+                opens = (
+                    text.startswith(marker, i)
+                    and i + size < len(text)
+                    and text[i + size] not in SPACES
+                    and text[i + size] != ch
+                )
+                end = _closer(text, i, marker, memos[marker]) if opens else -1
+                if end > 0:
+                    break
             if end > 0:
                 flush(i)
-                nodes.append((MARKERS[ch], parse_inline(text[i + 1 : end], depth + 1)))
-                i = plain_from = end + 1
+                nodes.append((MARKERS[marker], parse_inline(text[i + size : end], depth + 1)))
+                i = plain_from = end + size
                 continue
         i += 1
     flush(len(text))
@@ -157,11 +184,16 @@ def parse(body: str) -> list[Node]:
         nodes.extend(_lines(text))
         text.clear()
 
+    # The first closing fence after each line, built from the end: finding a fence's close
+    # is one look-up, not a walk to the end (a body of 2,000 unclosed fences stays linear).
+    next_close = [-1] * (len(lines) + 1)
+    for k in range(len(lines) - 1, -1, -1):
+        next_close[k] = k if _FENCE_CLOSE.fullmatch(lines[k]) else next_close[k + 1]
     i = 0
     while i < len(lines):
         line = lines[i]
         if _FENCE_OPEN.fullmatch(line):
-            end = next((k for k in range(i + 1, len(lines)) if _FENCE_CLOSE.fullmatch(lines[k])), -1)
+            end = next_close[i + 1]
             if end > 0:
                 flush()
                 nodes.append(("pre", "\n".join(lines[i + 1 : end])))

@@ -13,6 +13,7 @@ import pytest
 from django.template import Context, Template
 
 from messaging.formatting import format_body
+from messaging.wire import reply_excerpt
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = json.loads((Path(__file__).with_name("formatting_cases.json")).read_text())
@@ -21,17 +22,18 @@ FORMAT_JS = ROOT / "static" / "js" / "format.js"
 HARNESS = """
 const format = require(process.argv[1]);
 const bodies = JSON.parse(require("fs").readFileSync(0, "utf8"));
-process.stdout.write(JSON.stringify(bodies.map((body) => format.html(body))));
+const call = process.argv[2] || "html";
+process.stdout.write(JSON.stringify(bodies.map((body) => format[call](body))));
 """
 
 
-def js_render(bodies: list[str]) -> list[str]:
+def js_render(bodies: list[str], call: str = "html") -> list[str]:
     node = shutil.which("node")
     if node is None:
         # Not a skip: scripts/test-deps.sh installs nodejs; without it the client's renderer is untested.
         pytest.fail("no `node` on PATH: apt-get install nodejs")
     done = subprocess.run(
-        [node, "-e", HARNESS, str(FORMAT_JS)],
+        [node, "-e", HARNESS, str(FORMAT_JS), call],
         input=json.dumps(bodies),
         capture_output=True,
         text=True,
@@ -71,6 +73,84 @@ def test_both_renderers_stay_fast_on_hostile_input():
     python = [format_body(body) for body in bodies]
     assert time.perf_counter() - started < 1.0
     assert js_render(bodies) == python
+
+
+# Bodies a hostile sender may post (4,000 characters at most): fences that never close (the
+# issue 20 case: 40 ms before the fence table), markers that never close, code and links.
+HOSTILE = {
+    "unclosed fences": "```a\n" * 800,
+    "fences with no close": "```a" + "\n```a" * 799,
+    "quoted fences": "> ```a\n" * 570,
+    "open markers": "*a " * 1333,
+    "doubled markers": "**a " * 1000,
+    "underscores": "__" * 2000,
+    "mixed markers": "**_" * 1333,
+    "backticks": "`a " * 1333,
+    "links in emphasis": "*https://x.io/*a" * 250,
+}
+
+
+def _cpu_time(body: str, repetitions: int = 7) -> float:
+    """The least CPU time of several renderings: the machine's load adds, never subtracts."""
+    best = float("inf")
+    for _ in range(repetitions):
+        started = time.process_time()
+        format_body(body)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def test_it_formats_a_body_of_unclosed_code_fences_in_under_5_ms():
+    assert len(HOSTILE["unclosed fences"]) == 4000
+    assert _cpu_time(HOSTILE["unclosed fences"]) < 0.005
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_it_formats_in_linear_time_doubling_the_input_about_doubles_the_time(name):
+    # Four copies against one (two doublings): linear is about 4x, quadratic about 16x.
+    one = HOSTILE[name]
+    four = "\n".join([one] * 4) if one.endswith("\n") or "\n" in one else one * 4
+    ratio = _cpu_time(four, repetitions=5) / max(_cpu_time(one, repetitions=5), 1e-5)
+    assert ratio < 8, f"{name}: 4x the input took {ratio:.1f}x the time"
+
+
+def test_the_js_renderer_is_linear_on_unclosed_code_fences_too():
+    script = """
+    const format = require(process.argv[1]);
+    const time = (body) => {
+      let best = Infinity;
+      for (let n = 0; n < 7; n += 1) {
+        const t = process.hrtime.bigint();
+        format.html(body);
+        best = Math.min(best, Number(process.hrtime.bigint() - t));
+      }
+      return best;
+    };
+    const one = "```a\\n".repeat(2000), four = one.repeat(4);
+    for (let n = 0; n < 20; n += 1) format.html(one); // warmed up
+    process.stdout.write(JSON.stringify(time(four) / time(one)));
+    """
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("no `node` on PATH: apt-get install nodejs")
+    done = subprocess.run([node, "-e", script, str(FORMAT_JS)], capture_output=True, text=True, timeout=60, check=True)
+    assert float(done.stdout) < 8
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "short",
+        "  spaces\tand\nnew lines  ",
+        "x" * 99 + "é" + "y",
+        "😀" * 101,
+        "a\x1cb\x1dc\x1ed\x1fe\x85f",  # spaces to Python, not to JavaScript's \\s
+        "a\ufeffb c",  # a space to JavaScript's \\s, not to Python
+        "**bold** and `code` stay as they were typed",
+    ],
+)
+def test_a_reply_quote_cuts_the_original_alike_in_the_server_and_the_browser(body):
+    assert js_render([body], call="excerpt") == [reply_excerpt(body)]
 
 
 def test_the_template_filter_renders_the_body_escaped_and_formatted():

@@ -8,10 +8,10 @@
 
   const SPACES = new Set(Array.from(" \t\n\r\f\v\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"));
   const NOT_IN_LINK = new Set(["<", ">", '"', "'"]);
-  const TRAILING = new Set(Array.from(".,;:!?)]}'\""));
+  const TRAILING = new Set(Array.from(".,;:!?)]}'\"*"));
   const FENCE_OPEN = /^```[A-Za-z0-9_+-]*[ \t]*$/;
   const FENCE_CLOSE = /^```[ \t]*$/;
-  const MARKERS = { "*": "strong", _: "em" };
+  const MARKERS = { "**": "strong", __: "strong", "*": "strong", _: "em" };
   const MAX_DEPTH = 2;
   const LETTER_OR_NUMBER = /^[\p{L}\p{N}]$/u;
 
@@ -46,8 +46,15 @@
     return end > i + 1 ? end : -1;
   }
 
+  function startsWith(c, marker, k) {
+    for (let n = 0; n < marker.length; n += 1) if (c[k + n] !== marker[n]) return false;
+    return true;
+  }
+
   function closer(c, i, marker, memo) {
-    let k = i + 2;
+    const ch = marker[0];
+    const size = marker.length;
+    let k = i + size + 1;
     let found = -1;
     const path = [];
     while (k < c.length) {
@@ -56,17 +63,17 @@
         break;
       }
       path.push(k);
-      const ch = c[k];
-      if (ch === "`" && codeEnd(c, k) > 0) {
+      if (c[k] === "`" && codeEnd(c, k) > 0) {
         k = codeEnd(c, k) + 1;
         continue;
       }
-      const url = ch === "h" || ch === "H" ? linkAt(c, k) : null;
+      const url = c[k] === "h" || c[k] === "H" ? linkAt(c, k) : null;
       if (url) {
         k += Array.from(url).length;
         continue;
       }
-      if (ch === marker && !SPACES.has(c[k - 1]) && (k + 1 === c.length || !(isWord(c[k + 1]) || c[k + 1] === marker))) {
+      const after = k + size;
+      if (startsWith(c, marker, k) && !SPACES.has(c[k - 1]) && c[k - 1] !== ch && (after === c.length || !(isWord(c[after]) || c[after] === ch))) {
         found = k;
         break;
       }
@@ -78,7 +85,7 @@
 
   function parseInline(c, depth) {
     const nodes = [];
-    const memos = { "*": new Map(), _: new Map() };
+    const memos = { "**": new Map(), __: new Map(), "*": new Map(), _: new Map() };
     let plainFrom = 0;
     let i = 0;
     const flush = (upto) => {
@@ -102,13 +109,20 @@
           i = plainFrom = i + Array.from(url).length;
           continue;
         }
-      } else if (Object.hasOwn(MARKERS, ch) && depth < MAX_DEPTH) {
-        const opens = (i === 0 || !(isWord(c[i - 1]) || c[i - 1] === ch)) && i + 1 < c.length && !SPACES.has(c[i + 1]) && c[i + 1] !== ch;
-        const end = opens ? closer(c, i, ch, memos[ch]) : -1;
+      } else if ((ch === "*" || ch === "_") && depth < MAX_DEPTH && (i === 0 || !(isWord(c[i - 1]) || c[i - 1] === ch))) {
+        let end = -1;
+        let marker = ch;
+        for (const candidate of [ch + ch, ch]) {
+          const size = candidate.length;
+          const opens = startsWith(c, candidate, i) && i + size < c.length && !SPACES.has(c[i + size]) && c[i + size] !== ch;
+          end = opens ? closer(c, i, candidate, memos[candidate]) : -1;
+          marker = candidate;
+          if (end > 0) break;
+        }
         if (end > 0) {
           flush(i);
-          nodes.push([MARKERS[ch], parseInline(c.slice(i + 1, end), depth + 1)]);
-          i = plainFrom = end + 1;
+          nodes.push([MARKERS[marker], parseInline(c.slice(i + marker.length, end), depth + 1)]);
+          i = plainFrom = end + marker.length;
           continue;
         }
       }
@@ -137,17 +151,14 @@
       nodes.push(...inlineLines(text));
       text = [];
     };
+    // The first closing fence after each line, built from the end (formatting.py: linear time).
+    const nextClose = new Array(lines.length + 1).fill(-1);
+    for (let k = lines.length - 1; k >= 0; k -= 1) nextClose[k] = FENCE_CLOSE.test(lines[k]) ? k : nextClose[k + 1];
     let i = 0;
     while (i < lines.length) {
       const line = lines[i];
       if (FENCE_OPEN.test(line)) {
-        let end = -1;
-        for (let k = i + 1; k < lines.length; k += 1) {
-          if (FENCE_CLOSE.test(lines[k])) {
-            end = k;
-            break;
-          }
-        }
+        const end = nextClose[i + 1];
         if (end > 0) {
           flush();
           nodes.push(["pre", lines.slice(i + 1, end).join("\n")]);
@@ -218,7 +229,19 @@
     return fragment;
   }
 
+  // A reply's quote of its original: how the message starts, on one line, cut at 100 code
+  // points (messaging.wire.reply_excerpt, which the server's pages show). The spaces are
+  // Python's str.split() spaces, not JavaScript's \s: both must cut the same text alike.
+  const EXCERPT_CHARS = 100;
+  const PY_SPACES = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
+  function excerpt(body) {
+    const line = body.split(PY_SPACES).filter(Boolean).join(" ");
+    const chars = Array.from(line);
+    return chars.length <= EXCERPT_CHARS ? line : `${chars.slice(0, EXCERPT_CHARS).join("")}\u2026`;
+  }
+
   const api = {
+    excerpt,
     parse,
     toHTML,
     toDOM,

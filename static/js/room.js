@@ -52,11 +52,8 @@
   }
 
   // A reply's quote of its original: who wrote it and how it starts (messaging.wire.reply_excerpt).
-  const REPLY_EXCERPT_CHARS = 100;
   function replyExcerpt(body) {
-    const line = body.split(/\s+/).filter(Boolean).join(" ");
-    const chars = Array.from(line);
-    return chars.length <= REPLY_EXCERPT_CHARS ? line : `${chars.slice(0, REPLY_EXCERPT_CHARS).join("")}\u2026`;
+    return window.PubSubFormat.excerpt(body);
   }
 
   function fillQuote(a, reply) {
@@ -195,10 +192,13 @@
   function applyState(li, m) {
     li.classList.toggle("message--deleted", !!m.deleted);
     const body = li.querySelector(".message__body");
-    if (m.deleted) body.textContent = "This message was deleted.";
+    if (m.deleted) {
+      body.textContent = "This message was deleted.";
+      delete li.dataset.body;
+    }
     else if (m.body !== undefined) {
       fillBody(body, m.body);
-      if (Number(li.dataset.authorId) === me.id) li.dataset.body = m.body; // what Edit starts from
+      li.dataset.body = m.body; // what Edit starts from, and a reply's quote (not the formatted text)
     }
     markMention(li);
     li.querySelector(".message__edited").hidden = !m.edited || !!m.deleted;
