@@ -2,7 +2,9 @@
 # What the test suite needs from the system, besides the Python packages `make venv`
 # installs: Chromium for the browser tests, docker-compose to check the compose files,
 # an emoji font for the screenshots, redis-server for the fault tests' own Redis servers,
-# Node.js to run the client's formatting (static/js/format.js) through the shared cases;
+# Node.js to run the client's formatting (static/js/format.js) through the shared cases, and
+# npm, with which the browser tests install axe-core for their accessibility audit
+# (`npm ci` in tests/browser, into its git-ignored node_modules: tests/browser/axe.py);
 # for the container tests (tests/container), Debian's Docker engine (docker.io: dockerd,
 # which the test starts itself), debootstrap for the stand-in base images and openssl
 # for the test's certificate.
@@ -18,6 +20,7 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
