@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from messaging.tests.test_formatting import CASES
-from tests.browser.kit import message, say, send_over_websocket
+from tests.browser.kit import PHONE, HeldReplies, message, say, send_over_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -35,7 +35,7 @@ def test_a_reply_quotes_its_original_and_the_quote_leads_to_it(site, alice, bob,
     original.scroll_into_view_if_needed()
     original.hover()
     original.locator("[data-action=reply]").click()
-    expect(bob_page.locator("#composer-reply")).to_contain_text("Replying to alice: Who has the deploy notes?")
+    expect(bob_page.locator("#composer-reply")).to_contain_text("Replying to alice: Who has the *deploy* notes?")
     expect(bob_page.locator("#composer-body")).to_be_focused()
     say(bob_page, "I do, _right here_")
     expect(bob_page.locator("#composer-reply")).to_be_hidden()
@@ -71,6 +71,52 @@ def test_a_reply_quotes_its_original_and_the_quote_leads_to_it(site, alice, bob,
     expect(message(bob_page, "I do, right here").locator("a.message__reply")).to_have_text("Original message deleted")
 
 
+def test_a_reply_s_quote_reads_the_same_for_its_sender_as_for_everyone(site, alice, bob, lobby):
+    """The quote is the original as written (messaging.wire.reply_excerpt), not its rendering:
+    the sender's "Replying to" line and pending message included, before the server answers."""
+    written = "**Bold** move,\n  `code` and _more_"
+    quoted = "**Bold** move, `code` and _more_"
+    send_over_websocket(site.port, alice, lobby.slug, [written])
+    alice_page = site.page_for(alice, lobby.get_absolute_url())
+    bob_page = site.page_for(bob, None)
+    held = HeldReplies(bob_page)
+    bob_page.goto(lobby.get_absolute_url())
+    for page in (alice_page, bob_page):
+        expect(page.locator("#connection")).to_have_text("connected")
+    original = message(bob_page, "Bold move")
+    original.hover()
+    original.locator("[data-action=reply]").click()
+    expect(bob_page.locator("#composer-reply")).to_contain_text(f"Replying to alice: {quoted}")
+    say(bob_page, "Agreed")
+    pending = bob_page.locator("li.message--pending")
+    expect(pending.locator("a.message__reply")).to_have_text(f"alice {quoted}")
+    expect(message(alice_page, "Agreed").locator("a.message__reply")).to_have_text(f"alice {quoted}")
+    held.release()
+    expect(bob_page.locator("li.message--pending")).to_have_count(0)
+    expect(message(bob_page, "Agreed").locator("a.message__reply")).to_have_text(f"alice {quoted}")
+
+
+def test_a_link_moves_whole_to_the_next_line_rather_than_breaking_inside(site, alice, bob, lobby):
+    # Words of every length before a link shorter than a line: wherever a line ends, the link
+    # starts the next one whole (it would be cut at the line's end with overflow-wrap: anywhere
+    # or word-break: break-all). A link wider than the line still breaks, inside the message.
+    link = "https://example.com/docs/deploy"
+    bodies = [f"{'word ' * n}{link} after" for n in range(3, 15)]
+    long_link = "https://example.com/" + "segment-" * 30
+    send_over_websocket(site.port, alice, lobby.slug, [*bodies, long_link])
+    page = site.page_for(bob, lobby.get_absolute_url(), viewport=PHONE)
+    expect(page.locator("#connection")).to_have_text("connected")
+    expect(page.locator("li.message")).to_have_count(len(bodies) + 1)
+    lines = page.locator("#messages .message__body a").evaluate_all(
+        "(links) => links.map((a) => a.getClientRects().length)"
+    )
+    assert lines[:-1] == [1] * len(bodies), lines
+    assert lines[-1] > 1
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    body = page.locator("#messages .message__body").last
+    assert body.evaluate("el => el.scrollWidth <= el.clientWidth")
+
+
 def test_a_quote_whose_original_is_not_on_the_page_opens_the_page_around_it(site, alice, bob, lobby):
     send_over_websocket(site.port, alice, lobby.slug, ["The very first word", *[f"filler {n}" for n in range(80)]])
     send_over_websocket(site.port, bob, lobby.slug, [("Back to the start", 1)])
@@ -93,7 +139,7 @@ FORMATTED = "\n".join(
         "```",
         "def f(x): return x * 2  # <not html>",
         "```",
-        "<script>alert(1)</script> **not bold** snake_case_name",
+        "<script>alert(1)</script> **bold too** __and this__ snake_case_name",
     ]
 )
 
@@ -108,7 +154,7 @@ def test_formatting_is_the_same_live_and_after_a_reload(site, alice, bob, lobby)
     for page in (alice_page, bob_page):
         sent = page.locator("#messages li.message:not(.message--pending) .message__body")
         expect(sent).to_have_count(1)
-        expect(sent.locator("strong")).to_have_text(["Bold", "line"])
+        expect(sent.locator("strong")).to_have_text(["Bold", "line", "bold too", "and this"])
         expect(sent.locator("em")).to_have_text("italic")
         expect(sent.locator("blockquote strong")).to_have_text("line")
         expect(sent.locator("pre code")).to_have_text("def f(x): return x * 2  # <not html>")
