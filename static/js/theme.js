@@ -29,6 +29,7 @@
     icon.setAttribute("aria-hidden", "true");
     icon.textContent = ICONS[choice];
     const label = document.createElement("span");
+    label.className = "theme-toggle__label";
     label.textContent = `Theme: ${LABELS[choice]}`;
     button.replaceChildren(icon, label);
     button.title = "Switch the colour theme (automatic follows the system)";

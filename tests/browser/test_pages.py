@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from messaging.models import Message, Notification
 from rooms.models import Membership, Room
 from rooms.services import direct_open, room_create, room_join
-from tests.browser.kit import DESKTOP, PHONE, contrast, contrast_failures, off_loop, send_over_websocket
+from tests.browser.kit import DESKTOP, PHONE, contrast, contrast_failures, message, off_loop, send_over_websocket
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -145,6 +145,27 @@ def test_every_main_page_is_clean_and_gets_its_screenshots(django_db_reset_seque
             assert_page_is_clean(alice_page)
             if name not in {"new-room", "most-clapped"}:
                 shoot(alice_page, f"{name}-{size_name}")
+        # The phone's drawer of rooms, and the main pages in the dark theme (the system's setting).
+        alice_page.goto(lobby.get_absolute_url())
+        expect(alice_page.locator("#connection")).to_have_text("connected")
+        if viewport is PHONE:
+            alice_page.get_by_role("button", name="Rooms", exact=True).click()
+            expect(alice_page.locator(".room .sidebar")).to_be_visible()
+            shoot(alice_page, "room-phone-rooms")
+            alice_page.keyboard.press("Escape")
+            message_li = message(alice_page, "Did everyone see")
+            message_li.locator(".message__body").tap()
+            expect(message_li.locator("[data-action=reply]")).to_be_visible()
+            shoot(alice_page, "room-phone-actions")
+        alice_page.emulate_media(color_scheme="dark")
+        for name, path, ready in pages[:4]:  # the room list, a room, a direct message, search
+            alice_page.goto(path)
+            if ready:
+                expect(alice_page.locator(ready)).to_be_visible()
+            assert alice_page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+            assert_page_is_clean(alice_page)
+            shoot(alice_page, f"{name}-{size_name}-dark")
+        alice_page.emulate_media(color_scheme="light")
         bob_page.locator("#composer-body").fill("")
         newcomer = site.anonymous("/accounts/signup/", viewport=viewport)
         assert_page_is_clean(newcomer)
