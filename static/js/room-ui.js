@@ -204,16 +204,27 @@
     else activate(li);
   });
 
+  // A long press: a touch held still for 450 ms (a finger's tremble is not a move; a scroll is).
   let pressTimer = null;
+  let pressStart = null;
   list.addEventListener("pointerdown", (event) => {
     if (event.pointerType !== "touch") return;
     const li = event.target.closest("li.message");
     if (!li || event.target.closest(CONTROLS)) return;
     clearTimeout(pressTimer);
+    pressStart = { x: event.clientX, y: event.clientY };
     pressTimer = setTimeout(() => activate(li), 450);
   });
-  ["pointerup", "pointercancel", "pointermove"].forEach((type) => {
+  list.addEventListener("pointermove", (event) => {
+    if (pressStart && Math.hypot(event.clientX - pressStart.x, event.clientY - pressStart.y) > 10) clearTimeout(pressTimer);
+  });
+  ["pointerup", "pointercancel"].forEach((type) => {
     list.addEventListener(type, () => clearTimeout(pressTimer));
+  });
+  // Where the browser turns a long press into a context menu, it shows the actions as well.
+  list.addEventListener("contextmenu", (event) => {
+    const li = event.target.closest("li.message");
+    if (TOUCH.matches && li && !event.target.closest(CONTROLS) && !li.classList.contains("message--pending")) activate(li);
   });
 
   document.addEventListener("click", (event) => {
