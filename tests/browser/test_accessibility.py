@@ -66,7 +66,7 @@ def no_sideways_scroll(page: Page) -> bool:
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_every_page_passes_the_axe_audit_at_desktop_and_phone_sizes(site, alice, lived_in, theme):
+def test_every_page_passes_the_axe_audit_at_desktop_and_phone_sizes(site, alice, lived_in, theme, capsys):
     """One theme per test (the system's setting, emulated); both sizes; every page."""
     findings, outcome = [], []
     for size, viewport in SIZES.items():
@@ -80,16 +80,27 @@ def test_every_page_passes_the_axe_audit_at_desktop_and_phone_sizes(site, alice,
                 if ready:
                     expect(page.locator(ready).first).to_be_visible()
                 assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") == (theme == "dark")
-                violations = audit(page)
                 where = f"{name} ({path}), {theme}, {size}"
-                findings.append(report(where, violations))
-                outcome.extend(f"{where}: [{v['impact']}] {v['id']}" for v in failing(violations))
+                states = [(where, None)]
+                if name == "room" and size == "phone":  # what opens on a phone: the two drawers
+                    states += [(f"{where}, rooms drawer open", "Rooms"), (f"{where}, details drawer open", "Details")]
+                for label, opener in states:
+                    if opener:
+                        page.get_by_role("button", name=opener, exact=True).click()
+                        expect(page.locator(".room[data-panel]")).to_have_count(1)
+                    violations = audit(page)
+                    findings.append(report(label, violations))
+                    outcome.extend(f"{label}: [{v['impact']}] {v['id']}" for v in failing(violations))
+                    if opener:
+                        page.keyboard.press("Escape")
+                        expect(page.locator(".room[data-panel]")).to_have_count(0)
                 if size == "phone":
                     for width in (390, 360):
                         page.set_viewport_size({"width": width, "height": viewport["height"]})
                         assert no_sideways_scroll(page), f"{where}: scrolls sideways at {width} px"
                     page.set_viewport_size(viewport)
-    print("\n".join(findings))  # the results in the test output (pytest -s, or on failure)
+    with capsys.disabled():  # the results in the test output, whatever the outcome
+        print("\n" + "\n".join(findings))
     assert not outcome, "serious or critical accessibility violations:\n" + "\n".join(outcome)
 
 
