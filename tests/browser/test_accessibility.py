@@ -1,8 +1,9 @@
 """The accessibility audit (issue 21): axe-core on every page (the landing page, log-in and
-sign-up, the room list, a room, a direct message, search, settings, moderation and
-notifications), in the light and the dark theme, at desktop and phone sizes; no serious or
-critical violation, and every finding printed in the test output. On the way, nothing scrolls
-sideways at 390 and 360 px, and the theme follows the system unless the toggle chose one."""
+sign-up, the room list, a room, a direct message, search, settings, moderation,
+notifications, a new room, a new direct message, the most clapped), in the light and the dark
+theme, at desktop and phone sizes; no serious or critical violation, and every finding
+printed in the test output. On the way, nothing scrolls sideways at 390 and 360 px, and the
+theme follows the system unless the toggle chose one."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def signed_in_pages(lived_in) -> list[tuple[str, str, str | None]]:
         ("settings", "/accounts/settings/", None),
         ("moderation", f"/rooms/{lobby.slug}/moderation/", None),
         ("notifications", "/notifications/", None),
+        ("new room", "/rooms/new/", None),
+        ("new direct message", "/direct/new/", None),
+        ("most clapped", f"/rooms/{lobby.slug}/top/", None),
     ]
 
 
