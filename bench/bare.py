@@ -255,8 +255,8 @@ class Hub:
             keys = room.keys
             author = conn.author["id"]
             # The keys and arguments of messaging.buffer.append.
-            names = [keys.seq, keys.rev, keys.buf, keys.client_id(record["client_id"]), DIRTY_KEY, SCHEDULED_KEY,
-                     keys.reads, keys.reads_dirty]  # fmt: skip
+            names = [keys.seq, keys.rev, keys.buf, keys.client_id(record["client_id"], author), DIRTY_KEY,
+                     SCHEDULED_KEY, keys.reads, keys.reads_dirty]  # fmt: skip
             args = [orjson.dumps(record), DEDUP_TTL, room.id, SCHEDULED_TTL_MS, author]
             limit_keys = send_limit_keys(keys, author) if SCRIPT_LIMITS else None
             if limit_keys:

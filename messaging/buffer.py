@@ -9,7 +9,10 @@ Keys of one room share the hash tag ``{<room_id>}`` and live on the room's serve
                    every message PostgreSQL does not have yet, plus the last
                    ``MESSAGE_BUFFER_KEEP`` persisted ones for fast replay
 - ``…:persisted``  every message with ``seq`` up to this is in PostgreSQL
-- ``…:cid:<uuid>`` the ``seq`` a ``client_id`` got, for retries (expires)
+- ``…:cid:<author>:<uuid>`` the ``seq`` the author's ``client_id`` got, for retries
+                   (expires). Per author: another user's ``client_id`` is never theirs.
+                   (``…:cid:<uuid>``, without the author, is the form written before; still
+                   read, for the author whose message the buffer shows, until it expires.)
 - ``…:ratelimit:send:<user>`` the times of the user's last messages, for the send limit (expires)
 - ``…:slow:<user>`` exists while the user must wait in slow mode (expires)
 
@@ -68,7 +71,12 @@ class RoomKeys:
     def persisted(self) -> str:
         return f"{self.prefix}:persisted"
 
-    def client_id(self, client_id: str) -> str:
+    def client_id(self, client_id: str, author_id: int) -> str:
+        return f"{self.prefix}:cid:{author_id}:{client_id}"
+
+    def legacy_client_id(self, client_id: str) -> str:
+        """The dedupe key as it was written before it named the author (expires within
+        MESSAGE_DEDUP_TTL of the upgrade; then nothing has it any more)."""
         return f"{self.prefix}:cid:{client_id}"
 
     def send_limit_of(self, user_id: int) -> str:
@@ -135,11 +143,11 @@ class RoomKeys:
         return f"{self.prefix}:presence_users"  # hash: user id -> how many entries `presence` holds
 
 
-# Dedupe by client_id; refuse a new message past its author's send limit or slow mode;
+# Dedupe by (author, client_id); refuse a new message past its author's send limit or slow mode;
 # otherwise take the next seq and rev, store the record, move the author's read marker
 # to it, mark the room dirty, claim the right to schedule a persistence job, and count
 # the message against the limits: one atomic step.
-# KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode]
+# KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode [legacy_cid]]
 # ARGV: record dedup_ttl room_id schedule_ttl_ms author_id [limit window_ms slow_ms
 #       broadcast_channel sent_at confirm]
 # The bracketed ones are optional: without them (or with 0) nothing limits the send; with a
@@ -149,6 +157,10 @@ class RoomKeys:
 # retry rewrites its dedupe key (a write, so that the WAIT that follows covers the stored
 # message: WAIT counts a connection's own writes) and gets the stored record back, to
 # broadcast it once a replica has it.
+# ``cid`` names the author: another author's replay of a client_id is a new message of
+# theirs. ``legacy_cid`` is the key of the form written before (no author): it counts only
+# when the buffer shows the message it names as this author's (or no longer holds it: then
+# it is trusted as it was, rather than storing a retry twice), until it expires.
 # The send limit is a moving window like the `limits` library's: a list holds
 # the times of the author's last `limit` messages, newest first; a message is refused
 # while the oldest of them is younger than the window, until it leaves it. Times are
@@ -160,10 +172,20 @@ class RoomKeys:
 # stored, nothing counted) {2, wait_ms} past the send limit, {3, wait_ms} in slow mode.
 APPEND_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local existing = redis.call('GET', KEYS[4])
+local cid = KEYS[4]
+local existing = redis.call('GET', cid)
+if not existing and KEYS[11] then
+  local legacy = redis.call('GET', KEYS[11])
+  if legacy then
+    local stored = redis.call('ZRANGEBYSCORE', KEYS[3], legacy, legacy)
+    if not stored[1] or tonumber(cjson.decode(stored[1])['author']['id']) == tonumber(ARGV[5]) then
+      existing, cid = legacy, KEYS[11]
+    end
+  end
+end
 if existing then
   if ARGV[11] ~= '1' then return {0, tonumber(existing)} end
-  redis.call('SET', KEYS[4], existing, 'KEEPTTL')
+  redis.call('SET', cid, existing, 'KEEPTTL')
   local stored = redis.call('ZRANGEBYSCORE', KEYS[3], existing, existing)
   if stored[1] then return {0, tonumber(existing), stored[1]} end
   return {0, tonumber(existing)}
@@ -399,13 +421,14 @@ async def append(
         keys.seq,
         keys.rev,
         keys.buf,
-        keys.client_id(record["client_id"]),
+        keys.client_id(record["client_id"], author_id),
         DIRTY_KEY,
         SCHEDULED_KEY,
         keys.reads,
         keys.reads_dirty,
         keys.send_limit_of(author_id),
         keys.slow_mode_of(author_id),
+        keys.legacy_client_id(record["client_id"]),
     )
     args = (
         orjson.dumps(record),
@@ -525,6 +548,15 @@ async def arecords_between(*, room_id: int, after: int, upto: int) -> list[dict]
 def records_between(*, room_id: int, after: int, upto: int) -> list[dict]:
     raw = get_redis(room_id).zrangebyscore(RoomKeys(room_id).buf, f"({after}", upto)
     return _parse_records(raw)
+
+
+def records_at(*, room_id: int, seqs: list[int]) -> list[dict]:
+    """The buffered records of these seqs (those it holds), in one round trip."""
+    key = RoomKeys(room_id).buf
+    pipe = get_redis(room_id).pipeline(transaction=False)
+    for seq in seqs:
+        pipe.zrangebyscore(key, seq, seq)
+    return [orjson.loads(found[0]) for found in pipe.execute() if found]
 
 
 # --- Persistence (used by the job, synchronously) --------------------------

@@ -285,9 +285,10 @@ def merge_state(record: dict, redis_state: RedisState | None, fallback: MessageS
     )
 
 
-def changed_seqs_after(*, room_id: int, rev: int, upto_seq: int) -> list[int]:
-    """Messages with seq <= upto_seq whose last change came after ``rev`` (as far as Redis knows)."""
-    raw = get_redis(room_id).zrangebyscore(RoomKeys(room_id).changes, f"({rev}", "+inf")
+def changed_seqs_after(*, room_id: int, rev: int, upto_seq: int, limit: int) -> list[int]:
+    """Messages with seq <= upto_seq whose last change came after ``rev`` (as far as Redis
+    knows), of the first ``limit`` changed after it (in rev order)."""
+    raw = get_redis(room_id).zrangebyscore(RoomKeys(room_id).changes, f"({rev}", "+inf", start=0, num=limit)
     return sorted(seq for seq in (int(x) for x in raw) if seq <= upto_seq)
 
 

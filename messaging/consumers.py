@@ -6,6 +6,13 @@ user's own group). A room's messages do not pass through the consumer: the proce
 fan-out for the room (messaging.fanout) orders them once and writes them to every
 subscribed socket's outbox (messaging.sockets), which every other frame of the
 consumer goes through too, in order, bounded.
+
+Whatever a frame or an event does, the socket lets go of what it holds: a handler's
+exception is answered with an `error` frame (a frame's) or closes the socket (1011, an
+event's), and the socket's fan-out feeds, groups, presence entries and metrics are released
+in a ``finally`` however the connection ends. What one socket may hold and ask is bounded:
+sockets per user and process, subscriptions per socket, subscribe frames per window, and a
+subscribe's replay of missed changes (``CHANGE_REPLAY_LIMIT`` revisions).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
@@ -39,6 +47,7 @@ from messaging.models import CLAP_CAP
 from messaging.selectors import aroom_counters, changes_after, messages_replay
 from messaging.services import (
     ActionRefused,
+    NotTheAuthor,
     message_clap,
     message_delete,
     message_edit,
@@ -52,11 +61,11 @@ from messaging.services import (
 from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_inbox, server_socket
 from messaging.wire import claps_wire, encode, message_wire, user_wire
 from pubsub_site.handshakes import handshake_done, try_again_later
+from rooms import moderation
 from rooms.services import RoomAccess, RoomBanned, RoomNotFound, aroom_access_for_subscriber
 
 logger = logging.getLogger(__name__)
 
-FRAME_MAX_BYTES = 64 * 1024
 # How long a cut-off socket's close frame may wait behind what its client does not read.
 CLOSE_WAIT_SECONDS = 1.0
 
@@ -80,6 +89,8 @@ class Subscription:
 class RoomsConsumer(AsyncWebsocketConsumer):
     outbox: Outbox | None = None
     refusals: deque[float] | None = None  # when frames were refused lately (made at the first)
+    subscribe_window: throttle.LocalWindow | None = None  # this socket's subscribes (made at the first)
+    refused: str | None = None  # why the handshake was refused after the accept (a metrics outcome)
     cut_off = False
     closing = False
     logged_out = False
@@ -121,12 +132,24 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                     await try_again_later(self.base_send)
                 else:
                     await self.close(code=1011)
+        except Exception:
+            # A defect in an event's handler (a frame's is answered in `receive`): close, and
+            # let go of everything below; the client reconnects and resubscribes with `since`.
+            logger.exception("A WebSocket connection failed; closing it")
+            with contextlib.suppress(Exception):
+                await self.close(code=1011)
         finally:
+            # However the connection ended (`disconnect` did this already when it ran): first
+            # what this process holds, at once, then what Redis holds (the presence entries
+            # left would expire anyway once the keeper stops refreshing them).
+            dropped = self._drop_subscriptions()
             self.channel_layer.drop_channel(self.channel_name)
             if self.outbox is not None:
                 self.outbox.close()
             metrics.connection_closed(self)
             online.connection_closed(channel=self.channel_name)
+            with contextlib.suppress(Exception):
+                await self._leave(dropped)
 
     async def dispatch(self, message: dict) -> None:
         # Channels' dispatch first runs close_old_connections in the process's one sync thread:
@@ -152,6 +175,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused with 403
             return
         self.user_id = user.pk
+        cap = settings.WS_MAX_SOCKETS_PER_USER
+        if cap and online.sockets_of(user_id=user.pk) >= cap:
+            detail = f"At most {cap} connections per user; close a tab and retry."
+            await self._refuse(ClientError("too_many_sockets", detail), code=1008)
+            return
+        # Counted at once, so that the handshakes of one user that run together see each other.
+        online.connection_opened(user_id=self.user_id, channel=self.channel_name)
         self.user_json = user_wire(user.pk, user.get_username())
         self.session = session_fingerprint(getattr(self.scope.get("session"), "session_key", None))
         self.subscriptions: dict[str, Subscription] = {}
@@ -175,23 +205,39 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             limit=settings.WS_SEND_BACKLOG_MAX_BYTES,
             on_overflow=self._overflowed,
         )
-        online.connection_opened(user_id=self.user_id, channel=self.channel_name)
+
+    async def _refuse(self, error: ClientError, *, code: int) -> None:
+        """Refuse the connection in a way its client can read: accepted, an `error` frame
+        saying why, closed with ``code`` (a refusal before the accept is an HTTP 403)."""
+        self.refused = error.code
+        await self.accept()
+        await self._send_error(error, None)
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "subscriptions"):
-            return
-        for slug in list(self.subscriptions):
+        await self._leave(self._drop_subscriptions())
+
+    def _drop_subscriptions(self) -> list[Subscription]:
+        """End every subscription in this process (no await: nothing can stop it halfway)."""
+        subscriptions = getattr(self, "subscriptions", None) or {}
+        return [sub for sub in map(self._drop_subscription, list(subscriptions)) if sub is not None]
+
+    async def _leave(self, dropped: list[Subscription]) -> None:
+        """What Redis holds for the socket: its rooms' groups and presence, its user's and
+        activity groups."""
+        for sub in dropped:
             with contextlib.suppress(RedisError):
-                await self._end_subscription(slug, follow_activity=False)
-        await self.channel_layer.group_discard_all(
-            [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
-        )
+                await self._leave_room(sub, follow_activity=False)
+        if hasattr(self, "activity_rooms"):
+            await self.channel_layer.group_discard_all(
+                [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
+            )
 
     # --- Frames from the client ------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
-        if size > FRAME_MAX_BYTES:
+        if size > settings.WS_FRAME_MAX_BYTES:
             await self.close(code=1009)
             return
         if bytes_data is not None:
@@ -206,6 +252,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             await self._send_error(ClientError("bad_request", "A frame is a JSON object."), None)
             return
         ref = frame.get("ref")
+        if not frames.valid_ref(ref):
+            await self._send_error(ClientError("bad_request", frames.REF_RULE), None)
+            return
         frame_type = frame.get("type")
         if not isinstance(frame_type, str):
             await self._send_error(ClientError("bad_request", "The frame has no `type`."), ref)
@@ -228,6 +277,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         except (RedisError, DatabaseError) as error:
             logger.warning("A backing service failed while handling %s: %r", frame_type, error)
             await self._send_error(ClientError("unavailable", "A backing service failed; retry."), ref)
+        except Exception:
+            # A defect: the client is told, the log has the traceback, the socket goes on
+            # (a subscribe that failed halfway has undone itself).
+            logger.exception("Handling a %r frame failed", frame_type)
+            await self._send_error(ClientError("internal_error", "The server failed to handle this frame."), ref)
 
     def _subscription(self, frame: dict) -> Subscription:
         slug = frames.required_str(frame, "room")
@@ -240,9 +294,19 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self._send_frame({"type": "pong"}, ref)
 
     async def handle_subscribe(self, frame: dict, ref: object) -> None:
+        if self.subscribe_window is None:
+            self.subscribe_window = throttle.LocalWindow()
+        wait = self.subscribe_window.retry_after(settings.WS_SUBSCRIBE_RATE)
+        if wait is not None:
+            raise ClientError("rate_limited", "Too many subscribes; slow down.", retry_after=wait)
         slug = frames.required_str(frame, "room")
         since = frames.optional_int(frame, "since")
         since_rev = frames.optional_int(frame, "rev")
+        if slug not in self.subscriptions and len(self.subscriptions) >= settings.WS_MAX_SUBSCRIPTIONS:
+            raise ClientError(
+                "too_many_subscriptions",
+                f"A connection follows at most {settings.WS_MAX_SUBSCRIPTIONS} rooms; unsubscribe from one first.",
+            )
         try:
             access = await aroom_access_for_subscriber(slug=slug, user_id=self.user_id)
         except RoomNotFound:
@@ -296,12 +360,24 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if since is not None:
             if since > latest or latest - since > settings.MESSAGE_REPLAY_LIMIT:
                 recovered = False
+            elif since_rev is not None and rev - since_rev > settings.CHANGE_REPLAY_LIMIT:
+                # Too far behind to read what changed: what it reads is bounded by the
+                # revisions missed, never by the room's history. The client reloads.
+                recovered = False
             else:
                 replay = await database_sync_to_async(messages_replay)(room_id=access.room_id, after=since, upto=latest)
                 if since_rev is not None and since_rev < rev:
-                    change_frames = await database_sync_to_async(changes_after)(
-                        room_id=access.room_id, room_slug=slug, rev=since_rev, upto_seq=since
+                    found = await database_sync_to_async(changes_after)(
+                        room_id=access.room_id,
+                        room_slug=slug,
+                        rev=since_rev,
+                        upto_seq=since,
+                        limit=settings.CHANGE_REPLAY_LIMIT,
                     )
+                    if found is None:
+                        recovered, replay = False, []
+                    else:
+                        change_frames = found
         subscribed = {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}
         if ref is not None:
             subscribed["ref"] = ref
@@ -336,12 +412,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         reply_to = frames.optional_seq(frame, "reply_to")
         sub = self._subscription(frame)
         access = sub.access
-        if not access.can_post:
-            raise ClientError("forbidden", "Spectators cannot post; join the room to take part.")
-        if access.locked:
-            raise ClientError("room_locked", "The room is locked.")
-        if access.is_muted():
-            raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
+        _check_may_post(access)
         slow_mode_seconds = 0 if access.can_moderate else access.slow_mode_seconds
         reply = None
         if reply_to is not None:
@@ -390,8 +461,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def handle_typing(self, frame: dict, ref: object) -> None:
         sub = self._subscription(frame)
-        if not sub.access.can_post:
-            return
+        try:
+            _check_may_post(sub.access)
+        except ClientError:
+            return  # who may not post is not typing either (a typing frame gets no answer)
         now = time.monotonic()
         if now - sub.last_typing < settings.TYPING_INTERVAL:
             return  # extra typing frames are dropped
@@ -411,6 +484,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         seq = frames.required_seq(frame)
         body = frames.body(frame)
         sub = self._subscription(frame)
+        _check_may_post(sub.access)  # an edit is new content: the same checks as a send
         await self._limit("edit", sub.access.room_id)
         await message_edit(
             room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user_id, body=body
@@ -420,13 +494,24 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         seq = frames.required_seq(frame)
         sub = self._subscription(frame)
         await self._limit("edit", sub.access.room_id)
-        await message_delete(
-            room_id=sub.access.room_id,
-            room_slug=sub.access.slug,
-            seq=seq,
-            user_id=self.user_id,
-            can_moderate=sub.access.can_moderate,
-        )
+        try:
+            await message_delete(room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user_id)
+        except NotTheAuthor:
+            if not sub.access.can_moderate:
+                raise
+            await self._hide(sub, seq)
+
+    async def _hide(self, sub: Subscription, seq: int) -> None:
+        """A moderator deletes someone else's message: the page's moderation act, which
+        checks the role order and writes the audit entry (rooms.moderation)."""
+        try:
+            await database_sync_to_async(moderation.room_message_hide_by_ids)(
+                room_id=sub.access.room_id, actor_id=self.user_id, seq=seq
+            )
+        except PermissionDenied as refused:
+            raise ClientError("forbidden", str(refused)) from None
+        except ValidationError as refused:
+            raise ClientError("not_found", " ".join(refused.messages)) from None
 
     # --- Events from the channel layer ----------------------------------------
 
@@ -566,16 +651,26 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=encode({"type": "unread", "room": slug, "count": count, "seq": latest}))
 
     async def _end_subscription(self, slug: str, *, follow_activity: bool = True) -> None:
+        sub = self._drop_subscription(slug)
+        if sub is not None:
+            await self._leave_room(sub, follow_activity=follow_activity)
+
+    def _drop_subscription(self, slug: str) -> Subscription | None:
+        """The subscription's end in this process: the gauge, the fan-out, the presence keeper."""
         sub = self.subscriptions.pop(slug, None)
         if sub is None:
-            return
+            return None
         metrics.SUBSCRIPTIONS.dec()
         self.slug_by_room_id.pop(sub.access.room_id, None)
         sub.fanout.detach(sub.feed)
+        presence.keeper(on_gone=presence_left).discard(sub.access.room_id, sub.presence_member)
+        return sub
+
+    async def _leave_room(self, sub: Subscription, *, follow_activity: bool) -> None:
+        """The subscription's end in Redis: the room's group, and presence (told to the room)."""
         await self.channel_layer.group_discard(room_group(sub.access.room_id), self.channel_name)
         if follow_activity and sub.access.room_id in self.activity_rooms:
             await self.channel_layer.group_add(activity_group(sub.access.room_id), self.channel_name)
-        presence.keeper(on_gone=presence_left).discard(sub.access.room_id, sub.presence_member)
         if await presence.leave(room_id=sub.access.room_id, member=sub.presence_member):
             await presence_broadcast(
                 room_id=sub.access.room_id, joins=[], leaves=[presence.user_from_member(sub.presence_member)]
@@ -642,6 +737,16 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         metrics.error_sent(error.code)
         frame = {"type": "error", "code": error.code, "detail": error.detail, **error.extra}
         await self._send_frame(frame, ref)
+
+
+def _check_may_post(access: RoomAccess) -> None:
+    """What a send checks, and an edit and typing too: new content in the room."""
+    if not access.can_post:
+        raise ClientError("forbidden", "Spectators cannot post; join the room to take part.")
+    if access.locked:
+        raise ClientError("room_locked", "The room is locked.")
+    if access.is_muted():
+        raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
 
 
 # Frame type -> the consumer's method that handles it (the contract's client frames).

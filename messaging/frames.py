@@ -10,6 +10,11 @@ from django.conf import settings
 MAX_INT = 2**53
 
 
+# A frame's `ref` is copied into the answer: a string or a number, this long at most.
+REF_MAX_LENGTH = 64
+REF_RULE = f"`ref` must be a string or a number of at most {REF_MAX_LENGTH} characters."
+
+
 class ClientError(Exception):
     def __init__(self, code: str, detail: str, **extra: object) -> None:
         super().__init__(detail)
@@ -71,3 +76,15 @@ def body(frame: dict) -> str:
     if "\x00" in text:
         raise ClientError("bad_request", "The message contains a NUL character.")
     return text
+
+
+def valid_ref(ref: object) -> bool:
+    """Whether ``ref`` (None: the frame has none) may be copied into the answer as it is. A
+    nested one could be parsed yet not encoded back (orjson writes 254 levels at most)."""
+    if ref is None:
+        return True
+    if isinstance(ref, str):
+        return len(ref) <= REF_MAX_LENGTH
+    if isinstance(ref, bool) or not isinstance(ref, int | float):
+        return False
+    return len(repr(ref)) <= REF_MAX_LENGTH

@@ -58,10 +58,11 @@ SUBSCRIPTIONS = Gauge(
 HANDSHAKES = Counter(
     "pubsub_ws_handshakes",
     "WebSocket handshakes by outcome: accepted, or refused as unauthenticated (403), origin (403), "
-    "try_again_later (1013, the process was busy with other handshakes) or error (a backing service failed).",
+    "try_again_later (1013, the process was busy with other handshakes), too_many_sockets (1008, the user's "
+    "cap in the process) or error (a backing service failed).",
     ["outcome"],
 )
-HANDSHAKE_OUTCOMES = ("accepted", "unauthenticated", "origin", "try_again_later", "error")
+HANDSHAKE_OUTCOMES = ("accepted", "unauthenticated", "origin", "try_again_later", "too_many_sockets", "error")
 _handshake = {outcome: HANDSHAKES.labels(outcome) for outcome in HANDSHAKE_OUTCOMES}
 
 FRAMES_RECEIVED = Counter(
@@ -158,6 +159,10 @@ _samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = 
 
 def handshake_finished(consumer: RoomsConsumer) -> None:
     """The consumer accepted or refused its handshake (``websocket_connect``, at its end)."""
+    refused = getattr(consumer, "refused", None)
+    if refused is not None:  # accepted only to say why it is refused
+        _handshake[refused].inc()
+        return
     if consumer.outbox is not None:
         _handshake["accepted"].inc()
         CONNECTIONS.inc()

@@ -35,7 +35,10 @@ class Message(models.Model):
         ordering = ["room", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="message_one_seq_per_room"),
-            models.UniqueConstraint(fields=["room", "client_id"], name="message_one_client_id_per_room"),
+            # A client_id is its author's: another user's message may carry the same one.
+            models.UniqueConstraint(
+                fields=["room", "author", "client_id"], name="message_one_client_id_per_author_and_room"
+            ),
         ]
         indexes = [
             models.Index(fields=["room", "rev"]),

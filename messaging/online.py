@@ -155,6 +155,11 @@ def connection_opened(*, user_id: int, channel: str) -> None:
         keeper.touch(user_id)
 
 
+def sockets_of(*, user_id: int) -> int:
+    """How many sockets of the user this process (its running loop) holds."""
+    return len(tracker().channels.get(user_id, ()))
+
+
 def connection_closed(*, channel: str) -> None:
     """A socket ended (or was refused: then nothing happens). Without a Redis, the entry
     expires by itself after PRESENCE_TTL."""

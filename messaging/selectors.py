@@ -153,22 +153,37 @@ def messages_replay(*, room_id: int, after: int, upto: int) -> list[tuple[dict, 
     return with_reply_quotes(room_id=room_id, pairs=messages_between(room_id=room_id, after=after, upto=upto))
 
 
-def changes_after(*, room_id: int, room_slug: str, rev: int, upto_seq: int) -> list[dict]:
-    """Frames for every message with seq <= upto_seq edited, deleted or clapped after ``rev``."""
-    seqs = set(changes.changed_seqs_after(room_id=room_id, rev=rev, upto_seq=upto_seq))
-    # PostgreSQL knows changes whose traces Redis lost (a wiped Redis).
-    seqs.update(Message.objects.filter(room_id=room_id, rev__gt=rev, seq__lte=upto_seq).values_list("seq", flat=True))
+def messages_at(*, room_id: int, seqs: list[int]) -> list[tuple[dict, MessageState]]:
+    """The messages with these seqs, ascending, with their current state: one Redis round
+    trip for the buffered ones, one query for the others, one round trip for their state.
+    The buffer is read first, for the reason ``messages_between`` gives."""
     if not seqs:
         return []
-    ordered = sorted(seqs)
-    if ordered[-1] - ordered[0] <= 2 * len(ordered) + 200:
-        pairs = messages_between(room_id=room_id, after=ordered[0] - 1, upto=ordered[-1])
-    else:
-        pairs = [p for seq in ordered for p in messages_between(room_id=room_id, after=seq - 1, upto=seq)]
+    buffered = {record["seq"]: record for record in buffer.records_at(room_id=room_id, seqs=seqs)}
+    missing = [seq for seq in seqs if seq not in buffered]
+    older = _pg_messages(room_id, seq__in=missing) if missing else []
+    pairs = sorted([*older, *((record, None) for record in buffered.values())], key=lambda pair: pair[0]["seq"])
+    return _with_current_state(room_id, pairs)
+
+
+def changes_after(*, room_id: int, room_slug: str, rev: int, upto_seq: int, limit: int) -> list[dict] | None:
+    """Frames for every message with seq <= upto_seq edited, deleted or clapped after ``rev``;
+    None when more than ``limit`` messages changed (the client then reloads).
+
+    What it reads is bounded by ``limit``, whatever the room's history: the changed seqs by
+    revision (Redis's ``changes``, PostgreSQL's index on (room, rev)), then those messages."""
+    seqs = set(changes.changed_seqs_after(room_id=room_id, rev=rev, upto_seq=upto_seq, limit=limit + 1))
+    # PostgreSQL knows changes whose traces Redis lost (a wiped Redis).
+    seqs.update(
+        Message.objects.filter(room_id=room_id, rev__gt=rev, seq__lte=upto_seq)
+        .order_by("rev")
+        .values_list("seq", flat=True)[: limit + 1]
+    )
+    if len(seqs) > limit:
+        return None
     frames: list[dict] = []
-    for record, state in pairs:
-        if record["seq"] in seqs:
-            frames += changes_wire(record, state, room=room_slug, after_rev=rev)
+    for record, state in messages_at(room_id=room_id, seqs=sorted(seqs)):
+        frames += changes_wire(record, state, room=room_slug, after_rev=rev)
     return frames
 
 

@@ -315,17 +315,23 @@ async def message_edit(*, room_id: int, room_slug: str, seq: int, user_id: int, 
     return result.rev
 
 
-async def message_delete(
-    *, room_id: int, room_slug: str, seq: int, user_id: int, can_moderate: bool, reason: str = ""
-) -> int:
-    """The author, or a moderator of the room, deletes a message; it keeps its ``seq``."""
+class NotTheAuthor(ActionRefused):
+    """The message is someone else's. A moderator hides it instead, through the moderation
+    act that checks the role order and records it (rooms.moderation.room_message_hide)."""
+
+    def __init__(self) -> None:
+        super().__init__("forbidden", "Only the author or a moderator can delete a message.")
+
+
+async def message_delete(*, room_id: int, room_slug: str, seq: int, user_id: int) -> int:
+    """The author deletes their message; it keeps its ``seq``. Raises NotTheAuthor for
+    someone else's."""
     record, state = await _message_or_refuse(room_id, seq)
-    is_author = record["author"]["id"] == user_id
-    if not is_author and not can_moderate:
-        raise ActionRefused("forbidden", "Only the author or a moderator can delete a message.")
+    if record["author"]["id"] != user_id:
+        raise NotTheAuthor
     if state.deleted:
         raise ActionRefused("not_found", "The message was already deleted.")
-    result = await changes.adelete(room_id=room_id, seq=seq, at=now_iso(), by=user_id, hidden=not is_author)
+    result = await changes.adelete(room_id=room_id, seq=seq, at=now_iso(), by=user_id, hidden=False)
     if result.status < 0:
         raise _refuse(result.status)
     await get_channel_layer().group_send(

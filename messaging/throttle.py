@@ -7,6 +7,8 @@ append script itself (``messaging.buffer.APPEND_SCRIPT``), so a send is one Redi
 
 The other actions: the `limits` library's async API (moving window) on the room's
 Redis server, through the process's own asyncio pool for the running loop.
+
+Limits of one socket (its subscribe frames): ``LocalWindow``, in the socket's own memory.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import functools
 import time
 import weakref
+from collections import deque
 
 from django.conf import settings
 from limits import parse
@@ -67,3 +70,25 @@ def _window(limit: str) -> tuple[int, int]:
     """(amount, window in ms) of a limit such as "10/2second": parsed once per text, not per send."""
     item = parse(limit)
     return item.amount, item.get_expiry() * 1000
+
+
+class LocalWindow:
+    """A moving window kept by one socket in its own memory: no Redis call, nothing shared."""
+
+    __slots__ = ("hits",)
+
+    def __init__(self) -> None:
+        self.hits: deque[float] = deque()
+
+    def retry_after(self, limit: str) -> float | None:
+        """Count one hit under ``limit`` (e.g. "20/10second"); None when allowed, else the
+        seconds until it would be (a refused hit is not counted)."""
+        amount, window_ms = _window(limit)
+        window = window_ms / 1000
+        now = time.monotonic()
+        while self.hits and self.hits[0] <= now - window:
+            self.hits.popleft()
+        if len(self.hits) >= amount:
+            return max(0.1, round(self.hits[0] + window - now, 2))
+        self.hits.append(now)
+        return None

@@ -277,6 +277,24 @@ WS_RATE_LIMITS = {
 # A connection refused this many times within WS_FLOOD_WINDOW seconds is closed (1008).
 WS_FLOOD_REFUSALS = env_int("WS_FLOOD_REFUSALS", 20)
 WS_FLOOD_WINDOW = 10
+# Subscribe frames one socket may send (counted by the socket itself, moving window); past
+# it a subscribe is answered `rate_limited`. A subscribe is the costliest frame (a replay).
+WS_SUBSCRIBE_RATE = _rate("WS_SUBSCRIBE_RATE", "20/10second")
+# The largest frame a client may send (bytes); a bigger one closes the socket with 1009. Web
+# servers get the same number as their own limit (uvicorn --ws-max-size), so that they refuse
+# such a frame before buffering it.
+WS_FRAME_MAX_BYTES = env_int("WS_FRAME_MAX_BYTES", 64 * 1024)
+# Open sockets one user may have in one web process (a tab is one); the next one is closed
+# with 1008 after an `error` frame `too_many_sockets`. 0: no cap. (The benchmark and the
+# reconnect storm test hold 50 tabs per user in one process.)
+WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 100)
+# Rooms one socket may follow at once; a subscribe past it is answered `too_many_subscriptions`.
+WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 100)
+for _name in ("WS_FRAME_MAX_BYTES", "WS_MAX_SUBSCRIPTIONS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: at least 1.")
+if WS_MAX_SOCKETS_PER_USER < 0:
+    raise ImproperlyConfigured(f"WS_MAX_SOCKETS_PER_USER={WS_MAX_SOCKETS_PER_USER}: 0 (no cap) or more.")
 
 # --- Internationalisation, static files -------------------------------------
 
@@ -331,6 +349,10 @@ MESSAGE_DEDUP_TTL = env_int("MESSAGE_DEDUP_TTL", 7 * 24 * 3600)
 MESSAGE_BUFFER_KEEP = env_int("MESSAGE_BUFFER_KEEP", 1000)
 # Past this many missed messages, subscribe answers recovered: false.
 MESSAGE_REPLAY_LIMIT = 1000
+# Past this many revisions between a subscribe's `rev` and the room's (messages and changes
+# alike), subscribe answers recovered: false and replays nothing: the changes a client missed
+# are read by revision, so what a subscribe reads is bounded by this, not by the room's history.
+CHANGE_REPLAY_LIMIT = env_int("CHANGE_REPLAY_LIMIT", 2000)
 # Each worker queues a persistence job this often (seconds) when rooms wait and none is
 # scheduled: after a job failed (PostgreSQL down) or was lost (Redis restarted).
 PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)

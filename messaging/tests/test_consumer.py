@@ -396,3 +396,41 @@ async def test_a_redis_failure_during_the_handshake_is_try_again_later_not_a_ref
     monkeypatch.undo()
     again = await connected(alice)
     await again.close()
+
+
+async def test_a_strangers_replay_of_a_client_id_is_a_new_message_of_their_own(alice, bob, public_room):
+    alice_ws, bob_ws = await connected(alice), await connected(bob)
+    await alice_ws.subscribe(public_room.slug)
+    await bob_ws.subscribe(public_room.slug)
+    client_id = str(uuid.uuid4())
+    assert (await alice_ws.post(public_room.slug, "alice's", client_id))["seq"] == 1
+    # bob saw the message, client_id and all, and sends one with the same client_id.
+    assert (await bob_ws.post(public_room.slug, "bob's", client_id))["seq"] == 2
+    # Each one's retry is acknowledged with their own seq, and stores nothing.
+    assert (await bob_ws.post(public_room.slug, "bob's", client_id))["seq"] == 2
+    assert (await alice_ws.post(public_room.slug, "alice's", client_id))["seq"] == 1
+    await database_sync_to_async(messages_persist_server)(server=0)
+    rows = await database_sync_to_async(list)(
+        Message.objects.filter(room=public_room).order_by("seq").values_list("seq", "author__username", "body")
+    )
+    assert rows == [(1, "alice", "alice's"), (2, "bob", "bob's")]
+    await alice_ws.close()
+    await bob_ws.close()
+
+
+async def test_a_dedupe_key_written_before_it_named_the_author_still_serves_its_author_only(alice, bob, public_room):
+    from pubsub_site.redis_client import get_async_redis
+
+    alice_ws, bob_ws = await connected(alice), await connected(bob)
+    await alice_ws.subscribe(public_room.slug)
+    await bob_ws.subscribe(public_room.slug)
+    client_id = str(uuid.uuid4())
+    await alice_ws.post(public_room.slug, "from before the upgrade", client_id)
+    # As the key was written before: without the author.
+    keys, redis = buffer.RoomKeys(public_room.pk), get_async_redis(public_room.pk)
+    await redis.rename(keys.client_id(client_id, alice.pk), keys.legacy_client_id(client_id))
+    assert (await bob_ws.post(public_room.slug, "bob's", client_id))["seq"] == 2
+    assert (await alice_ws.post(public_room.slug, "from before the upgrade", client_id))["seq"] == 1
+    assert await buffer.acounters(room_id=public_room.pk) == (2, 2)
+    await alice_ws.close()
+    await bob_ws.close()

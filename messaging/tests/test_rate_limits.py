@@ -147,7 +147,7 @@ async def test_a_send_refused_by_the_limit_stores_nothing_and_takes_no_seq(setti
     assert (await bob_ws.recv_type("error"))["code"] == "rate_limited"
     assert await buffer.acounters(room_id=public_room.pk) == (2, 2)
     keys = buffer.RoomKeys(public_room.pk)
-    assert await get_async_redis(public_room.pk).exists(keys.client_id(refused["client_id"])) == 0
+    assert await get_async_redis(public_room.pk).exists(keys.client_id(refused["client_id"], bob.pk)) == 0
     assert (await alice_ws.post(public_room.slug, "next"))["seq"] == 3
     bodies = [r["body"] for r in await buffer.arecords_between(room_id=public_room.pk, after=0, upto=10)]
     assert bodies == ["a", "b", "next"]

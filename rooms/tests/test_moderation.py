@@ -357,6 +357,25 @@ def test_only_moderators_hide_messages(room, alice, request, actor):
     assert not message_get(room_id=room.pk, seq=seq)[1].deleted
 
 
+def test_a_moderator_hides_neither_the_owners_message_nor_another_moderators(room, alice, dave, make_user):
+    erica = make_user("erica")
+    Membership.objects.create(room=room, user=erica, role=Membership.Role.MODERATOR)
+    for author in (alice, erica):
+        seq = post_message(room, author, "hello")
+        with pytest.raises(PermissionDenied):
+            moderation.room_message_hide(room=room, actor=dave, seq=seq)
+        assert not message_get(room_id=room.pk, seq=seq)[1].deleted
+    assert not AuditLog.objects.filter(action=AuditLog.Action.HIDE_MESSAGE).exists()
+
+
+def test_the_owner_hides_a_moderators_message_and_staff_the_owners(room, alice, dave, staff):
+    seq = post_message(room, dave, "hello")
+    moderation.room_message_hide(room=room, actor=alice, seq=seq)
+    seq = post_message(room, alice, "hello")
+    moderation.room_message_hide(room=room, actor=staff, seq=seq, acting_as_staff=True)
+    assert message_get(room_id=room.pk, seq=seq)[1].deleted
+
+
 # --- Reports -----------------------------------------------------------------------
 
 

@@ -231,8 +231,10 @@
     return list.querySelector(`li.message[data-seq="${Number(seq)}"]`);
   }
 
+  // Our own message still waiting to be confirmed. A client_id is its author's: another
+  // user's message may carry the same one, and it is theirs, never this one's confirmation.
   function byClientId(clientId) {
-    return list.querySelector(`li.message[data-client-id="${CSS.escape(clientId)}"]`);
+    return list.querySelector(`li.message:is(.message--pending, .message--failed)[data-client-id="${CSS.escape(clientId)}"]`);
   }
 
   function nearBottom() {
@@ -253,7 +255,7 @@
 
   function appendMessage(m) {
     const stick = nearBottom() || m.author.id === me.id;
-    const pending = byClientId(m.client_id);
+    const pending = m.author.id === me.id ? byClientId(m.client_id) : null;
     if (pending) {
       // Our own pending message: its broadcast confirms it, and it moves into seq order.
       pending.remove();

@@ -3,12 +3,14 @@ then sent, claps, who is online, who is typing, and what a message body may cont
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.kit import HeldReplies, message, message_bodies, say
+from tests.browser.kit import HeldReplies, message, message_bodies, off_loop, say
+from tests.netclient import NetClient, session_key_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -153,3 +155,28 @@ def test_links_become_links_and_nothing_else_becomes_html(site, alice, bob, lobb
         word_box = message(page, long_word[:40]).bounding_box()
         list_box = page.locator("#messages").bounding_box()
         assert word_box["x"] + word_box["width"] <= list_box["x"] + list_box["width"]
+
+
+def test_another_users_message_with_my_client_id_does_not_replace_mine(site, alice, bob, lobby):
+    """A client_id is its author's: bob's client replays the client_id of alice's message
+    (every message frame shows it); his message is his own, and alice's stays on her page."""
+    alice_page = site.page_for(alice, lobby.get_absolute_url())
+    expect(alice_page.locator("#connection")).to_have_text("connected")
+    say(alice_page, "mine")
+    expect(alice_page.locator("#messages li.message[data-seq='1']")).to_have_count(1)
+    client_id = alice_page.locator("#messages li.message[data-seq='1']").get_attribute("data-client-id")
+    key = session_key_for(bob)
+
+    async def replay() -> None:
+        client = await NetClient.open(site.port, key)
+        try:
+            await client.subscribe(lobby.slug)
+            await client.send_message(lobby.slug, "his", client_id)
+            ack = await client.recv_type("ack")
+            assert ack["seq"] == 2
+        finally:
+            await client.close()
+
+    off_loop(lambda: asyncio.run(replay()))
+    expect(alice_page.locator("#messages li.message:not(.message--pending)")).to_have_count(2)
+    assert message_bodies(alice_page) == ["mine", "his"]
