@@ -25,6 +25,9 @@ class Client:
     def __init__(self, communicator: WebsocketCommunicator, ignore: frozenset[str] = AMBIENT):
         self.ws = communicator
         self.ignore = ignore
+        # Message frames that came before the ack ``post`` waited for: the fan-out may deliver
+        # one's own message ahead of its ack, and ``messages`` must still find it.
+        self.early_messages: list[dict] = []
 
     async def send(self, frame: dict) -> None:
         await self.ws.send_to(text_data=json.dumps(frame))
@@ -38,7 +41,10 @@ class Client:
                 return frame
 
     async def recv_type(self, frame_type: str, timeout: float = 3) -> dict:
-        """The next frame of ``frame_type``, skipping others."""
+        """The next frame of ``frame_type``, skipping others (a message that ``post`` set aside
+        comes first)."""
+        if frame_type == "message" and self.early_messages:
+            return self.early_messages.pop(0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -64,7 +70,14 @@ class Client:
     async def post(self, room: str, body: str, client_id: str | None = None) -> dict:
         client_id = client_id or str(uuid.uuid4())
         await self.send({"type": "send", "room": room, "body": body, "client_id": client_id, "ref": client_id})
-        return await self.recv_type("ack")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while True:
+            frame = json.loads(await self.ws.receive_from(timeout=max(0.05, deadline - loop.time())))
+            if frame["type"] == "ack":
+                return frame
+            if frame["type"] == "message":
+                self.early_messages.append(frame)
 
     async def messages(self, count: int, timeout: float = 5) -> list[dict]:
         return [await self.recv_type("message", timeout=timeout) for _ in range(count)]
