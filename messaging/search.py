@@ -97,11 +97,31 @@ def search_query_parse(q: str) -> ParsedQuery:
 
 def fts5_query(text: str, *, positive_only: bool = False) -> str | None:
     """The websearch text as an FTS5 query: words and "phrases" must all match, ``a or b`` is
-    either, ``-word`` and ``-"a phrase"`` must not; None when nothing must match (FTS5's NOT
-    needs something to its left, and PostgreSQL finds nothing for such a query either).
-    Each term becomes a quoted FTS5 phrase of its words only, so no text of the user is ever
-    FTS5 syntax. ``positive_only``: every wanted term as an alternative (for highlighting)."""
-    groups: list[list[str]] = []  # all of these groups, each any of its phrases
+    either, ``-word`` and ``-"a phrase"`` must not; None when nothing is wanted (FTS5's NOT
+    needs something to its left: ``fts5_unwanted`` then). Each term becomes a quoted FTS5
+    phrase of its words only, so no text of the user is ever FTS5 syntax.
+    ``positive_only``: every wanted term as an alternative (for highlighting)."""
+    groups, excluded = _fts5_terms(text)
+    if not groups:
+        return None
+    if positive_only:
+        return " OR ".join(phrase for group in groups for phrase in group)
+    query = " AND ".join("(" + " OR ".join(group) + ")" for group in groups)
+    for phrase in excluded:
+        query = f"({query}) NOT {phrase}"
+    return query
+
+
+def fts5_unwanted(text: str) -> str | None:
+    """A query of only ``-word``s: the FTS5 query of what must not match (PostgreSQL then finds
+    every message without them, and so does SQLite)."""
+    groups, excluded = _fts5_terms(text)
+    return " OR ".join(excluded) if excluded and not groups else None
+
+
+def _fts5_terms(text: str) -> tuple[list[list[str]], list[str]]:
+    """(every group must match, each any of its phrases; no phrase of these may match)."""
+    groups: list[list[str]] = []
     excluded: list[str] = []
     either = False
     for match in _TOKEN.finditer(text):
@@ -121,14 +141,7 @@ def fts5_query(text: str, *, positive_only: bool = False) -> str | None:
         else:
             groups.append([phrase])
         either = False
-    if not groups:
-        return None
-    if positive_only:
-        return " OR ".join(phrase for group in groups for phrase in group)
-    query = " AND ".join("(" + " OR ".join(group) + ")" for group in groups)
-    for phrase in excluded:
-        query = f"({query}) NOT {phrase}"
-    return query
+    return groups, excluded
 
 
 @dataclass(frozen=True)
@@ -268,12 +281,12 @@ def _matching(messages: QuerySet, text: str, query: SearchQuery | None) -> Query
     if query is not None:
         column = RawSQL(f'"{Message._meta.db_table}"."search_vector"', [], output_field=SearchVectorField())  # noqa: S611 (no user text)
         return messages.annotate(document=column).filter(document=query)
-    fts = fts5_query(text)
-    if fts is None:
-        return messages.none()
     sql = f'SELECT rowid FROM "{FTS_TABLE}" WHERE "{FTS_TABLE}" MATCH %s'  # noqa: S608 (a fixed name; the query a parameter)
-    found = RawSQL(sql, [fts])  # noqa: S611 (fts5_query quotes every term)
-    return messages.filter(pk__in=found)
+    if (wanted := fts5_query(text)) is not None:
+        return messages.filter(pk__in=RawSQL(sql, [wanted]))  # noqa: S611 (fts5_query quotes every term)
+    if (unwanted := fts5_unwanted(text)) is not None:
+        return messages.exclude(pk__in=RawSQL(sql, [unwanted]))  # noqa: S611 (quoted as well)
+    return messages.none()
 
 
 def _pending_changes(rows: list[tuple]) -> dict[tuple[int, int], tuple[dict | None, bool]]:
@@ -314,12 +327,13 @@ def _not_matching(bodies: dict[tuple[int, int], str], text: str, *, postgres: bo
                 [[bodies[key] for key in keys], SEARCH_CONFIG, SEARCH_CONFIG, text],
             )
             return {keys[i - 1] for (i,) in cursor}
-    fts = fts5_query(text)
-    if fts is None:
+    wanted, unwanted = fts5_query(text), fts5_unwanted(text)
+    if wanted is None and unwanted is None:
         return set(keys)
     with _fts5_scratch(keys, bodies) as scratch:
-        matching = {keys[rowid - 1] for (rowid,) in scratch.execute("SELECT rowid FROM t WHERE t MATCH ?", [fts])}
-    return set(keys) - matching
+        rows = scratch.execute("SELECT rowid FROM t WHERE t MATCH ?", [wanted or unwanted])
+        matched = {keys[rowid - 1] for (rowid,) in rows}
+    return set(keys) - matched if wanted is not None else matched
 
 
 def _marked_by_lexemes(bodies: dict[tuple[int, int], str], text: str) -> dict[tuple[int, int], str]:
