@@ -22,8 +22,10 @@ SQLITE_LEG = (
     "messaging/tests/test_room_counters.py",
     "messaging/tests/test_consumer.py",
     "rooms/tests/test_direct_messages.py",
+    "pubsub_site/tests/test_live_status.py",
     "pubsub_site/tests/test_sqlite.py",
     "tests/test_sqlite_processes.py",
+    "tests/test_message_path.py",
     "tests/browser/test_live_chat.py::test_two_people_chat_live_both_ways",
 )
 

@@ -1,4 +1,8 @@
-"""Copying what Redis acknowledged into PostgreSQL: the work of the persistence job.
+"""Copying what Redis acknowledged into the database: the work of the persistence job.
+
+The database is PostgreSQL, or SQLite (the ``make run`` default): every statement here is
+portable (the ORM, one CASE update for the read markers), and tests/test_sqlite_processes.py
+runs a worker on each.
 
 Every step is idempotent: rows are inserted with ON CONFLICT DO NOTHING (the unique
 (room, seq) constraint), state is written as absolute values, and Redis watermarks
