@@ -7,6 +7,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 # The test suite runs on real PostgreSQL and Redis; these are the local defaults.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pubsub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+# The SQLite leg (the `make run` default): the tests conftest.SQLITE_LEG names, on a test
+# database file next to this one (var/test_suite.sqlite3). SQLITE_PYTEST_ARGS: its own options.
+TEST_SQLITE_DATABASE_URL ?= sqlite:///$(CURDIR)/var/suite.sqlite3
 
 .PHONY: run demo test chaos lint cluster bench bench-search venv clean
 
@@ -29,11 +32,15 @@ demo: venv
 
 ## The whole suite against real PostgreSQL and Redis, after ruff; installs the system
 ## packages it needs first (scripts/test-deps.sh: Chromium, docker-compose, an emoji font).
+## Then the SQLite leg: the tests marked `sqlite` (conftest.SQLITE_LEG) again, on SQLite.
 test: venv
 	scripts/test-deps.sh
 	$(VENV)/bin/ruff check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
+	mkdir -p var
+	DATABASE_URL=$(TEST_SQLITE_DATABASE_URL) REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(VENV)/bin/pytest -m sqlite $(SQLITE_PYTEST_ARGS)
 
 ## The fault suite (tests/faults and the scale-out tests) alone: prints the table of acked,
 ## stored, delivered, lost and duplicated per fault and writes it into docs/reliability.md.
@@ -45,7 +52,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3 var/staticfiles
+	rm -rf $(VENV) var/*.sqlite3 var/*.sqlite3-wal var/*.sqlite3-shm var/staticfiles
 
 ## The production shape without Docker: WEB web processes on consecutive ports from PORT, WORKERS workers.
 WEB ?= 3

@@ -8,6 +8,45 @@ from django.conf import settings
 from pubsub_site import async_db
 from pubsub_site.redis_client import all_room_redis_urls, get_redis
 
+# The SQLite leg of `make test` (DATABASE_URL=sqlite:///…, `pytest -m sqlite`): these files and
+# tests get the `sqlite` mark here, the one place that says which. They are what SQLite, the
+# `make run` default, must do as PostgreSQL does: persistence, read positions, search,
+# mentions and their e-mails, claps and edits, the worker over real processes, and a
+# conversation in the browser. The PostgreSQL leg runs everything, these included.
+SQLITE_LEG = (
+    "messaging/tests/test_persistence.py",
+    "messaging/tests/test_search.py",
+    "messaging/tests/test_interactions.py",
+    "messaging/tests/test_mention_emails.py",
+    "messaging/tests/test_replies.py",
+    "messaging/tests/test_room_counters.py",
+    "messaging/tests/test_consumer.py",
+    "rooms/tests/test_direct_messages.py",
+    "pubsub_site/tests/test_live_status.py",
+    "pubsub_site/tests/test_sqlite.py",
+    "tests/test_sqlite_processes.py",
+    "tests/test_message_path.py",
+    "tests/browser/test_live_chat.py::test_two_people_chat_live_both_ways",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SQLITE_LEG):
+            item.add_marker(pytest.mark.sqlite)
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.postgresql_only(reason=...)``: skipped on another database, saying why."""
+    marker = item.get_closest_marker("postgresql_only")
+    if marker is None:
+        return
+    reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+    if not reason:
+        raise pytest.UsageError(f"{item.nodeid}: postgresql_only needs a reason")
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip(f"PostgreSQL only: {reason}")
+
 
 @pytest.fixture(autouse=True)
 def clean_redis():

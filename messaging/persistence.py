@@ -1,4 +1,8 @@
-"""Copying what Redis acknowledged into PostgreSQL: the work of the persistence job.
+"""Copying what Redis acknowledged into the database: the work of the persistence job.
+
+The database is PostgreSQL, or SQLite (the ``make run`` default): every statement here is
+portable (the ORM, one CASE update for the read markers), and tests/test_sqlite_processes.py
+runs a worker on each.
 
 Every step is idempotent: rows are inserted with ON CONFLICT DO NOTHING (the unique
 (room, seq) constraint), state is written as absolute values, and Redis watermarks
@@ -16,7 +20,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import Case, IntegerField, Value, When
 from django.utils.dateparse import parse_datetime
 
 from messaging import buffer, changes, metrics
@@ -142,21 +147,20 @@ def changes_persist_room(*, room_id: int) -> None:
 
 
 def reads_persist_room(*, room_id: int) -> None:
-    """Raise the read markers of the room's members in one statement (every sender's moves)."""
+    """Raise the read markers of the room's members in one statement (every sender's moves).
+
+    Portable SQL (STYLE.md rule 13): a CASE over the members rather than PostgreSQL's
+    ``UPDATE … FROM (VALUES …)``, which SQLite (the ``make run`` default) cannot parse."""
     reads = buffer.unpersisted_reads(room_id=room_id)
     if not reads:
         return
-    membership = Membership._meta
-    fields = {f.attname: f.column for f in membership.concrete_fields}
-    rows = ", ".join(["(%s, %s)"] * len(reads))
-    sql = (
-        f'UPDATE "{membership.db_table}" AS m SET "{fields["last_read_seq"]}" = v.seq '  # noqa: S608 (names from the model)
-        f"FROM (VALUES {rows}) AS v(user_id, seq) "
-        f'WHERE m."{fields["room_id"]}" = %s AND m."{fields["user_id"]}" = v.user_id '
-        f'AND m."{fields["last_read_seq"]}" < v.seq'
+    marker = Case(
+        *(When(user_id=user_id, then=Value(seq)) for user_id, seq in reads.items()),
+        output_field=IntegerField(),
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*(value for pair in reads.items() for value in pair), room_id])
+    Membership.objects.filter(room_id=room_id, user_id__in=list(reads), last_read_seq__lt=marker).update(
+        last_read_seq=marker
+    )
     buffer.mark_reads_persisted(room_id=room_id, reads=reads)
 
 

@@ -11,8 +11,12 @@
   (``english``: stemmed, stop words left out) with a GIN index (migration 0003), queried with
   ``websearch_to_tsquery``: words (all must match), "a phrase", ``-word``, ``a or b``.
   Excerpts come from ``ts_headline``.
-- Elsewhere (SQLite, the development default): every word and phrase as ``icontains``,
-  ``-word`` excluded; highlighting in Python.
+- SQLite (the ``make run`` default): FTS5 on ``messaging_message_fts`` (messaging/search_index.py:
+  kept by triggers on every write, English stems by the ``porter`` tokenizer, no stop words),
+  queried with the same language turned into an FTS5 query (``fts5_query``): words (all must
+  match), "a phrase", ``-word``, ``a or b``. Matches are marked by FTS5's ``highlight`` over
+  the page's bodies in a scratch in-memory FTS5 table with the same tokenizer, which also
+  decides whether a body edited in Redis still matches.
 - ``in:room`` (slug or name, quoted if it has spaces) and ``from:user`` (username) are taken
   out of the query; several of one kind mean any of them.
 - Results are newest first (``sent_at``, then id), 50 a page, the next page after a cursor.
@@ -20,8 +24,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +44,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from messaging.buffer import RoomKeys
 from messaging.models import Message
+from messaging.search_index import FTS_TABLE, TOKENIZE
 from pubsub_site.redis_client import get_redis
 from rooms.models import Room
 from rooms.selectors import room_ids_readable_by
@@ -53,6 +61,7 @@ _LEXEME = re.compile(r"'((?:[^']|'')*)'")
 
 _FILTER = re.compile(r'(?<!\S)(in|from):(?:"([^"]*)"|(\S*))', re.IGNORECASE)
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(-?)(\S+)')
+_FTS5_WORD = re.compile(r"[^\W_]+")  # what FTS5's unicode61 tokenizer takes as words (it splits at "_")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -86,25 +95,53 @@ def search_query_parse(q: str) -> ParsedQuery:
     return ParsedQuery(text=" ".join(text.split()), rooms=tuple(rooms), authors=tuple(authors))
 
 
-@dataclass(frozen=True)
-class _Term:
-    text: str
-    excluded: bool
+def fts5_query(text: str, *, positive_only: bool = False) -> str | None:
+    """The websearch text as an FTS5 query: words and "phrases" must all match, ``a or b`` is
+    either, ``-word`` and ``-"a phrase"`` must not; None when nothing is wanted (FTS5's NOT
+    needs something to its left: ``fts5_unwanted`` then). Each term becomes a quoted FTS5
+    phrase of its words only, so no text of the user is ever FTS5 syntax.
+    ``positive_only``: every wanted term as an alternative (for highlighting)."""
+    groups, excluded = _fts5_terms(text)
+    if not groups:
+        return None
+    if positive_only:
+        return " OR ".join(phrase for group in groups for phrase in group)
+    query = " AND ".join("(" + " OR ".join(group) + ")" for group in groups)
+    for phrase in excluded:
+        query = f"({query}) NOT {phrase}"
+    return query
 
 
-def _terms(text: str) -> list[_Term]:
-    """Words and "phrases", with ``-`` for exclusion: the part of websearch syntax both databases share."""
-    terms = []
+def fts5_unwanted(text: str) -> str | None:
+    """A query of only ``-word``s: the FTS5 query of what must not match (PostgreSQL then finds
+    every message without them, and so does SQLite)."""
+    groups, excluded = _fts5_terms(text)
+    return " OR ".join(excluded) if excluded and not groups else None
+
+
+def _fts5_terms(text: str) -> tuple[list[list[str]], list[str]]:
+    """(every group must match, each any of its phrases; no phrase of these may match)."""
+    groups: list[list[str]] = []
+    excluded: list[str] = []
+    either = False
     for match in _TOKEN.finditer(text):
-        if match.group(2) is not None:
-            value, excluded = match.group(2).strip(), bool(match.group(1))
+        quoted = match.group(2) is not None
+        value = match.group(2) if quoted else match.group(4)
+        if not quoted and value.lower() == "or":
+            either = bool(groups)
+            continue
+        words = _FTS5_WORD.findall(value)
+        if not words:
+            continue
+        phrase = '"' + " ".join(words) + '"'
+        if match.group(1 if quoted else 3):
+            excluded.append(phrase)
+        elif either:
+            groups[-1].append(phrase)
         else:
-            value, excluded = match.group(4), bool(match.group(3))
-            if value.lower() == "or":
-                continue
-        if value:
-            terms.append(_Term(value, excluded))
-    return terms
+            groups.append([phrase])
+        either = False
+    return groups, excluded
 
 
 @dataclass(frozen=True)
@@ -153,10 +190,10 @@ def message_search(
     messages = Message.objects.filter(room_id__in=room_ids, deleted_at__isnull=True, hidden_by__isnull=True)
     if author_ids is not None:
         messages = messages.filter(author_id__in=author_ids)
-    full_text = connection.vendor == "postgresql"
-    query = SearchQuery(parsed.text, config=SEARCH_CONFIG, search_type="websearch") if parsed.text else None
-    if query is not None:
-        messages = _matching(messages, parsed.text, query if full_text else None)
+    postgres = connection.vendor == "postgresql"  # the one switch: else SQLite's FTS5
+    query = SearchQuery(parsed.text, config=SEARCH_CONFIG, search_type="websearch") if postgres else None
+    if parsed.text:
+        messages = _matching(messages, parsed.text, query)
     cursor = _cursor_parse(before)
     if cursor is not None:
         sent_at, pk = cursor
@@ -183,14 +220,15 @@ def message_search(
             edited_since.add((room_id, seq))
         else:
             bodies[(room_id, seq)] = body
-    if query is not None and edited_since:
-        for key in _not_matching({key: bodies[key] for key in edited_since}, parsed.text, full_text=full_text):
+    if parsed.text and edited_since:
+        for key in _not_matching({key: bodies[key] for key in edited_since}, parsed.text, postgres=postgres):
             del bodies[key]
-    if full_text and query is not None:
+    if not parsed.text:
+        marked = {key: _unmarked(body) for key, body in bodies.items()}
+    elif postgres:
         marked = _marked_by_lexemes(bodies, parsed.text)
     else:
-        terms = [t.text for t in _terms(parsed.text) if not t.excluded]
-        marked = {key: _marked_by_substrings(text, terms) for key, text in bodies.items()}
+        marked = _marked_by_fts5(bodies, parsed.text)
     rooms = {r.pk: r for r in Room.objects.filter(pk__in={row[1] for row in rows}).only("slug", "name")}
     names = dict(get_user_model().objects.filter(pk__in={row[3] for row in rows}).values_list("pk", "username"))
     hits = []
@@ -239,17 +277,16 @@ def _users_named(names: tuple[str, ...]) -> tuple[list[int], tuple[str, ...]]:
 
 
 def _matching(messages: QuerySet, text: str, query: SearchQuery | None) -> QuerySet:
+    """PostgreSQL: ``query`` against the tsvector column; SQLite (``query`` None): FTS5."""
     if query is not None:
         column = RawSQL(f'"{Message._meta.db_table}"."search_vector"', [], output_field=SearchVectorField())  # noqa: S611 (no user text)
         return messages.annotate(document=column).filter(document=query)
-    terms = _terms(text)
-    if not any(not t.excluded for t in terms):
-        return messages.none()
-    for term in terms:
-        messages = (
-            messages.exclude(body__icontains=term.text) if term.excluded else messages.filter(body__icontains=term.text)
-        )
-    return messages
+    sql = f'SELECT rowid FROM "{FTS_TABLE}" WHERE "{FTS_TABLE}" MATCH %s'  # noqa: S608 (a fixed name; the query a parameter)
+    if (wanted := fts5_query(text)) is not None:
+        return messages.filter(pk__in=RawSQL(sql, [wanted]))  # noqa: S611 (fts5_query quotes every term)
+    if (unwanted := fts5_unwanted(text)) is not None:
+        return messages.exclude(pk__in=RawSQL(sql, [unwanted]))  # noqa: S611 (quoted as well)
+    return messages.none()
 
 
 def _pending_changes(rows: list[tuple]) -> dict[tuple[int, int], tuple[dict | None, bool]]:
@@ -279,10 +316,10 @@ def _pending_changes(rows: list[tuple]) -> dict[tuple[int, int], tuple[dict | No
     return found
 
 
-def _not_matching(bodies: dict[tuple[int, int], str], text: str, *, full_text: bool) -> set[tuple[int, int]]:
+def _not_matching(bodies: dict[tuple[int, int], str], text: str, *, postgres: bool) -> set[tuple[int, int]]:
     """The keys of the bodies that the query does not match, as ``_matching`` decides."""
     keys = list(bodies)
-    if full_text:
+    if postgres:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT i FROM unnest(%s::text[]) WITH ORDINALITY AS t(body, i)"
@@ -290,12 +327,13 @@ def _not_matching(bodies: dict[tuple[int, int], str], text: str, *, full_text: b
                 [[bodies[key] for key in keys], SEARCH_CONFIG, SEARCH_CONFIG, text],
             )
             return {keys[i - 1] for (i,) in cursor}
-    terms = _terms(text)
-    return {
-        key
-        for key, body in bodies.items()
-        if any((term.text.lower() in body.lower()) == term.excluded for term in terms)
-    }
+    wanted, unwanted = fts5_query(text), fts5_unwanted(text)
+    if wanted is None and unwanted is None:
+        return set(keys)
+    with _fts5_scratch(keys, bodies) as scratch:
+        rows = scratch.execute("SELECT rowid FROM t WHERE t MATCH ?", [wanted or unwanted])
+        matched = {keys[rowid - 1] for (rowid,) in rows}
+    return set(keys) - matched if wanted is not None else matched
 
 
 def _marked_by_lexemes(bodies: dict[tuple[int, int], str], text: str) -> dict[tuple[int, int], str]:
@@ -319,14 +357,34 @@ def _marked_by_lexemes(bodies: dict[tuple[int, int], str], text: str) -> dict[tu
     return {key: _WORD.sub(mark, _unmarked(body)) for key, body in bodies.items()}
 
 
-def _marked_by_substrings(text: str, terms: list[str]) -> str:
-    """Every case-insensitive occurrence of a term marked (where there is no full-text search)."""
-    text = _unmarked(text)
-    terms = sorted({t for t in terms if t}, key=len, reverse=True)
-    if not terms:
-        return text
-    pattern = re.compile("|".join(re.escape(t) for t in terms), re.IGNORECASE)
-    return pattern.sub(lambda m: f"{MARK_START}{m.group(0)}{MARK_STOP}", text)
+def _marked_by_fts5(bodies: dict[tuple[int, int], str], text: str) -> dict[tuple[int, int], str]:
+    """The bodies with every match of a wanted word or phrase marked, as SQLite's FTS5 matches
+    them (the same tokenizer as the index: ``deploying`` for ``deploy``), by ``highlight``."""
+    keys = list(bodies)
+    marked = {key: _unmarked(body) for key, body in bodies.items()}
+    wanted = fts5_query(text, positive_only=True)
+    if wanted is None or not keys:
+        return marked
+    with _fts5_scratch(keys, marked) as scratch:
+        rows = scratch.execute(
+            "SELECT rowid, highlight(t, 0, ?, ?) FROM t WHERE t MATCH ?", [MARK_START, MARK_STOP, wanted]
+        )
+        for rowid, body in rows:
+            marked[keys[rowid - 1]] = body
+    return marked
+
+
+@contextlib.contextmanager
+def _fts5_scratch(keys: list, bodies: dict) -> Iterator[sqlite3.Connection]:
+    """A private in-memory FTS5 table ``t`` of these bodies (rowid = position in ``keys``, from 1),
+    tokenized as the index is: for the few bodies of one page of results."""
+    scratch = sqlite3.connect(":memory:")
+    try:
+        scratch.execute(f"CREATE VIRTUAL TABLE t USING fts5(body, tokenize='{TOKENIZE}')")
+        scratch.executemany("INSERT INTO t(rowid, body) VALUES (?, ?)", [(i, bodies[k]) for i, k in enumerate(keys, 1)])
+        yield scratch
+    finally:
+        scratch.close()
 
 
 def _unmarked(text: str) -> str:

@@ -142,6 +142,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "max_size": _pool_max,
             "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
         }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite (the `make run` default) is written by the web process and the worker at once.
+    # WAL lets readers go on while one writes; every transaction takes the write lock when it
+    # begins (IMMEDIATE), so two writers queue on the busy timeout (SQLITE_TIMEOUT seconds)
+    # instead of one failing with "database is locked" when its read turns into a write.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", env_float("SQLITE_TIMEOUT", 20.0))
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    _sqlite_name = str(DATABASES["default"]["NAME"])
+    if _sqlite_name and _sqlite_name != ":memory:" and not _sqlite_name.startswith("file:"):
+        # The test database is a file next to it (test_<name>), not Django's in-memory one:
+        # the suite's real processes (web, worker) must open the same database.
+        _sqlite_path = Path(_sqlite_name)
+        DATABASES["default"]["TEST"] = {"NAME": str(_sqlite_path.with_name(f"test_{_sqlite_path.name}"))}
 
 # Every Redis setting takes a plain URL (redis://host:port/db) or a Sentinel service
 # (redis+sentinel://host:port,host:port,host:port/mastername/db: the Sentinels, the name

@@ -15,7 +15,11 @@ from pubsub_site.cluster import Cluster
 
 
 def database_url() -> str:
+    """The test database as the processes' DATABASE_URL: PostgreSQL's, or SQLite's file
+    (a file-backed test database: settings give SQLite one, so that processes share it)."""
     db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 

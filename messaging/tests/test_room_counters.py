@@ -35,6 +35,7 @@ async def test_it_matches_room_counters_when_redis_holds_them_without_a_database
     assert await aroom_counters(room_id=public_room.pk) == expected
 
 
+@pytest.mark.postgresql_only(reason="PostgreSQL is read on the event loop (async_db); other databases take the hop")
 async def test_it_matches_room_counters_after_redis_was_flushed_and_fills_redis_again(
     room_with_three_messages, monkeypatch
 ):
@@ -51,6 +52,15 @@ async def test_it_matches_room_counters_after_redis_was_flushed_and_fills_redis_
         assert await aroom_counters(room_id=public_room.pk) == before
     assert await buffer.acounters(room_id=public_room.pk) == before
     assert await database_sync_to_async(room_counters)(room_id=public_room.pk) == before
+
+
+async def test_it_reads_room_counters_from_the_database_after_redis_was_flushed(room_with_three_messages):
+    """On every database: what the job wrote gives Redis its counters back (on SQLite through the hop)."""
+    public_room = room_with_three_messages
+    before = await database_sync_to_async(room_counters)(room_id=public_room.pk)
+    await database_sync_to_async(get_redis(public_room.pk).flushdb)()
+    assert await aroom_counters(room_id=public_room.pk) == before == (3, 3)
+    assert await buffer.acounters(room_id=public_room.pk) == before
 
 
 async def test_a_room_without_messages_counts_zero(public_room):

@@ -51,6 +51,7 @@ def found(user, q: str) -> list[str]:
 # --- The index ----------------------------------------------------------------------------
 
 
+@pytest.mark.postgresql_only(reason="the tsvector column and its GIN index are PostgreSQL's; SQLite has FTS5")
 def test_the_body_has_a_stored_generated_tsvector_with_a_gin_index():
     with connection.cursor() as cursor:
         cursor.execute(
@@ -179,10 +180,7 @@ def test_a_deletion_still_only_in_redis_hides_the_message_at_once(alice, bob, pu
     assert found(alice, "from:alice") == ["another regrettable one"]
 
 
-@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
-def test_an_edit_still_only_in_redis_is_what_the_results_show_and_match(monkeypatch, alice, bob, public_room, vendor):
-    if vendor == "sqlite":
-        monkeypatch.setattr("messaging.search.connection", type("Sqlite", (), {"vendor": "sqlite"})())
+def test_an_edit_still_only_in_redis_is_what_the_results_show_and_match(alice, bob, public_room):
     first = stored(public_room, alice, "lunch at noon, bring apples", minutes=1)
     second = stored(public_room, alice, "apples are on the table", minutes=2)
     room_counters(room_id=public_room.pk)
@@ -447,14 +445,23 @@ def test_an_outsider_cannot_open_a_private_room_around_a_message(client, alice, 
     assert client.get(reverse("room-messages", args=[private_room.slug]), {"around": 1}).status_code == 404
 
 
-def test_without_full_text_search_words_and_phrases_match_as_text(monkeypatch, alice, public_room):
-    """SQLite, the development default: icontains, and the same escaping."""
-    monkeypatch.setattr("messaging.search.connection", type("Sqlite", (), {"vendor": "sqlite"})())
+def test_words_phrases_exclusions_and_or_find_the_same_on_both_databases(alice, public_room):
+    """PostgreSQL's websearch_to_tsquery and SQLite's FTS5 (fts5_query): the same language."""
     stored(public_room, alice, "Deploy <now> please", minutes=1)
-    stored(public_room, alice, "we rolled back", minutes=2)
-    stored(public_room, alice, "back, rolled", minutes=3)
-    [hit] = message_search(user=alice, q="deploy").hits
+    stored(public_room, alice, "we rolled back the apples", minutes=2)
+    stored(public_room, alice, "back, rolled pears", minutes=3)
+    [hit] = message_search(user=alice, q="deploying").hits
     assert hit.excerpt == "<mark>Deploy</mark> &lt;now&gt; please"
-    assert found(alice, '"rolled back"') == ["we rolled back"]
-    assert found(alice, "rolled -we") == ["back, rolled"]
-    assert found(alice, "-rolled") == []
+    assert found(alice, '"rolled back"') == ["we rolled back the apples"]
+    assert found(alice, "rolled -apples") == ["back, rolled pears"]
+    assert found(alice, 'rolled -"rolled back"') == ["back, rolled pears"]
+    assert found(alice, "apples or pears") == ["back, rolled pears", "we rolled back the apples"]
+    assert found(alice, "-rolled") == ["Deploy &lt;now&gt; please"]
+    assert found(alice, "deploy or") == ["Deploy &lt;now&gt; please"]
+
+
+def test_query_syntax_of_the_user_is_never_fts5_syntax(alice, public_room):
+    stored(public_room, alice, "NEAR the column: body* AND (stars)", minutes=1)
+    for q in ["NEAR(", "body*", "column:", "(stars", '"unclosed', "AND", "^start", "*", "'"]:
+        message_search(user=alice, q=q)  # no error, whatever the database
+    assert found(alice, "stars)") == ["NEAR the column: body* AND (stars)"]

@@ -10,7 +10,13 @@ from psycopg import pq
 
 from pubsub_site import async_db
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("async_cleanup"),
+    pytest.mark.postgresql_only(
+        reason="async_db reads on psycopg's asyncio connections; other databases take the thread hop"
+    ),
+]
 
 
 async def test_it_reads_rows_and_reuses_its_connection():

@@ -47,6 +47,7 @@ def test_a_bad_pool_setting_stops_the_process(env, message):
     assert message in result.stderr
 
 
+@pytest.mark.postgresql_only(reason="SQLite is not pooled")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("async_cleanup")
 async def test_database_hops_reuse_pooled_connections_to_the_test_database():

@@ -84,6 +84,7 @@ def test_it_makes_no_query_without_a_session(django_assert_num_queries):
     assert identity.memberships == {}
 
 
+@pytest.mark.postgresql_only(reason="the handshake reads on the event loop (async_db) on PostgreSQL only")
 @closes_async_clients
 async def test_on_postgresql_the_handshake_makes_no_hop_and_puts_memberships_on_the_scope(bob, private_room, hops):
     await database_sync_to_async(Membership.objects.filter(room=private_room, user=bob).update)(last_read_seq=7)
