@@ -7,7 +7,7 @@ finds ``deploy``, as PostgreSQL's ``english`` configuration does) over Unicode w
 and accents folded. Triggers on insert, on an edit of ``body`` and on delete keep it in step
 with every write: the persistence job's inserts and edits, the admin's, a flush.
 
-Migration 0005 creates it; ``sqlite_search_index_ensure`` runs after every ``migrate`` as
+Migration 0006 creates it; ``sqlite_search_index_ensure`` runs after every ``migrate`` as
 well, because SQLite's schema editor rebuilds a table for some changes (a new table, the
 rows copied, the old one dropped): the triggers go with the old table, and this puts them
 back and rebuilds the index. PostgreSQL has its own index (migration 0003) and nothing here
@@ -49,7 +49,7 @@ REBUILD = """INSERT INTO "messaging_message_fts"("messaging_message_fts") VALUES
 def sqlite_search_index_ensure(connection: BaseDatabaseWrapper, *, create: bool = True) -> bool:
     """Create the FTS5 table and its triggers where any is missing, and then index every
     message again; returns whether anything was missing. ``create=False`` (after a migrate)
-    only repairs an index that exists: before migration 0005, or after it was reversed,
+    only repairs an index that exists: before migration 0006, or after it was reversed,
     there is none to repair. Nothing on PostgreSQL."""
     if connection.vendor != "sqlite":
         return False

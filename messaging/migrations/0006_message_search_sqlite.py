@@ -17,7 +17,7 @@ def drop_index(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("messaging", "0004_message_reply_to_seq"),
+        ("messaging", "0005_message_client_id_per_author"),
     ]
 
     operations = [
