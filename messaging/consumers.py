@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, metrics, online, presence, throttle
+from messaging import changes, frames, metrics, online, presence, throttle
 from messaging.events import activity_group, room_group, session_fingerprint, user_group
 from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
@@ -163,7 +163,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for key in ("session", "user", "memberships"):
             self.scope.pop(key, None)
         self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
+        # PostgreSQL's read markers; a newer one may be in Redis until it is persisted, and
+        # it is read from there at the room's first activity (room_activity).
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
+        self.markers_checked: set[int] = set()
         self.latest_seen: dict[int, int] = {}
         await self.channel_layer.group_add_all(
             [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
@@ -490,6 +493,14 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if slug is None:
             return
         self.latest_seen[room_id] = max(self.latest_seen.get(room_id, 0), event["seq"])
+        authors = event.get("authors", ())
+        if room_id not in self.markers_checked or authors is None or self.user_id in authors:
+            # The marker PostgreSQL gave at connect may be old, and one of the user's messages
+            # (sent from another tab) moved it: Redis has the newest.
+            self.markers_checked.add(room_id)
+            marker = await changes.aread_marker(room_id=room_id, user_id=self.user_id)
+            if marker is not None:
+                self.read_markers[room_id] = max(self.read_markers.get(room_id, 0), marker)
         await self._send_unread(room_id, slug)
 
     async def user_read(self, event: dict) -> None:

@@ -97,9 +97,34 @@ def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awai
     return per_loop[name]
 
 
-async def _flush_activity(room_id: int, seq: int) -> None:
+# Past this many authors in one coalesced activity event, it names none: every socket
+# then reads its user's read marker again (messaging.consumers.RoomsConsumer.room_activity).
+ACTIVITY_AUTHORS_MAX = 50
+
+
+def _activity_add(room_id: int, seq: int, author_id: int) -> None:
+    """New messages up to ``seq`` in the room, one by ``author_id``: the members' sockets hear
+    of it once per ACTIVITY_COALESCE_SECONDS, with who wrote (an author's read marker moved
+    with their message, which their other tabs learn from this)."""
+    coalescer = _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity)
+    latest, authors = coalescer.pending.get(room_id) or (0, set())
+    if authors is not None:
+        authors.add(author_id)
+        if len(authors) > ACTIVITY_AUTHORS_MAX:
+            authors = None
+    coalescer.add(room_id, (max(latest, seq), authors))
+
+
+async def _flush_activity(room_id: int, payload: tuple[int, set[int] | None]) -> None:
+    seq, authors = payload
     await get_channel_layer().group_send(
-        activity_group(room_id), {"type": "room.activity", "room_id": room_id, "seq": seq}
+        activity_group(room_id),
+        {
+            "type": "room.activity",
+            "room_id": room_id,
+            "seq": seq,
+            "authors": sorted(authors) if authors is not None else None,
+        },
     )
 
 
@@ -222,7 +247,7 @@ async def message_send(
             # Its first attempt may have been answered `unavailable` before a replica had
             # it, and then it was not broadcast: now it is confirmed, it goes out.
             await _broadcast_stored(layer, group, room_id, result.seq, result.record)
-            _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
+            _activity_add(room_id, result.seq, author_id)
         return SendResult(seq=result.seq, created=False)
 
     # From here on the message is stored: a failure must not turn the ack into
@@ -232,7 +257,7 @@ async def message_send(
     metrics.MESSAGES_SENT.inc()
     if not result.broadcast:
         await _broadcast_stored(layer, group, room_id, result.seq, result.record)
-    _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
+    _activity_add(room_id, result.seq, author_id)
     if result.schedule_persist:
         try:
             await _schedule_persist(room_id)
