@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.text import Truncator
 
@@ -42,14 +43,22 @@ def room_get_for_reader(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Mem
 
 
 def room_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
-    """Public rooms and the user's own (not banned), with their member counts."""
-    mine = Q(memberships__user=user, memberships__banned=False)
+    """Public rooms and the user's own (not banned), with their member counts: every member
+    of the room (not banned), whoever looks. The rooms are chosen by subqueries, not a join
+    on the memberships, which would leave only the viewer's own to count."""
+    mine = Membership.objects.filter(user=user, banned=False).values("room_id")
     banned_from = Membership.objects.filter(user=user, banned=True).values("room_id")
+    members = (
+        Membership.objects.filter(room=OuterRef("pk"), banned=False)
+        .order_by()
+        .values("room")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
     return (
-        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | mine, kind=Room.Kind.ROOM)
+        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(pk__in=mine), kind=Room.Kind.ROOM)
         .exclude(pk__in=banned_from)
-        .annotate(member_count=Count("memberships", filter=Q(memberships__banned=False), distinct=True))
-        .distinct()
+        .annotate(member_count=Coalesce(Subquery(members, output_field=IntegerField()), 0))
         .order_by("name")
     )
 
