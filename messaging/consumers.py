@@ -449,6 +449,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if self._sub_for(event) is not None:
             await self.send(text_data=event["frame"])
 
+    async def room_notice(self, event: dict) -> None:
+        """The room's name, topic or members changed (messaging.events.room_notice_on_commit)."""
+        if self._sub_for(event) is not None:
+            await self.send(text_data=event["frame"])
+
     async def room_claps(self, event: dict) -> None:
         sub = self._sub_for(event)
         if sub is None:

@@ -19,10 +19,12 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from messaging import buffer, changes, metrics, presence
-from messaging.events import activity_group, room_group, user_group
+from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
+from messaging.models import Notification
 from messaging.selectors import message_get, room_counters
 from messaging.wire import (
     claps_wire,
@@ -432,3 +434,30 @@ async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
         room_group(room_id),
         {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves, "count": count},
     )
+
+
+# --- Notifications -------------------------------------------------------------
+
+
+def notification_invite(*, room, user, by) -> Notification:
+    """Tell ``user`` that ``by`` added them to ``room``: a notification (one per room: an
+    invitation after a removal is new again) and, on commit, a `notification` frame to their
+    open connections. The caller holds the transaction that made the membership."""
+    notification, _ = Notification.objects.update_or_create(
+        user=user,
+        room=room,
+        seq=0,
+        kind=Notification.Kind.INVITE,
+        defaults={"from_user": by, "excerpt": room.name[:200], "created_at": timezone.now(), "read_at": None},
+    )
+    frame = {
+        "type": "notification",
+        "kind": "invite",
+        "room": room.slug,
+        "seq": 0,
+        "from": user_wire(by.pk, by.get_username()),
+        "excerpt": "",
+        "title": room.name,
+    }
+    send_to_group_on_commit(user_group(user.pk), {"type": "user.notify", "frame": encode(frame)})
+    return notification

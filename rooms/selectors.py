@@ -56,17 +56,26 @@ def room_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
         .values("count")
     )
     return (
-        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(pk__in=mine), kind=Room.Kind.ROOM)
+        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(pk__in=mine), kind=Room.Kind.ROOM, archived=False)
         .exclude(pk__in=banned_from)
         .annotate(member_count=Coalesce(Subquery(members, output_field=IntegerField()), 0))
         .order_by("name")
     )
 
 
-def rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
-    """The rooms (not direct conversations) the user belongs to, not banned: the sidebar."""
+def archived_rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
+    """The archived rooms the user belongs to (not banned): the room list names them apart."""
     return list(
-        Room.objects.filter(kind=Room.Kind.ROOM, memberships__user=user, memberships__banned=False)
+        Room.objects.filter(kind=Room.Kind.ROOM, archived=True, memberships__user=user, memberships__banned=False)
+        .order_by("name")
+        .only("name", "slug")
+    )
+
+
+def rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
+    """The rooms (not direct conversations, not archived) the user belongs to, not banned: the sidebar."""
+    return list(
+        Room.objects.filter(kind=Room.Kind.ROOM, archived=False, memberships__user=user, memberships__banned=False)
         .order_by("name")
         .only("name", "slug")
     )

@@ -13,16 +13,19 @@ from django.views.decorators.http import require_POST
 
 from messaging.selectors import message_get, message_history
 from pubsub_site.ratelimit import per_user, rate_limited
-from rooms import moderation, services
+from rooms import moderation, room_settings, services
 from rooms.forms import (
+    DeleteRoomForm,
     DirectForm,
     InviteForm,
     MemberActForm,
     MuteForm,
     ReasonForm,
+    RenameForm,
     ReportForm,
     RoomForm,
     SlowModeForm,
+    TopicForm,
 )
 from rooms.models import Membership
 from rooms.selectors import (
@@ -385,3 +388,68 @@ def room_report_act(request: HttpRequest, slug: str, report_id: int, act: str) -
         return _REPORT_DONE[act]
 
     return _moderate(request, slug, ReasonForm, run)
+
+
+# --- Room settings (rooms/room_settings.py) ---------------------------------------
+
+
+@login_required
+@require_POST
+def room_rename(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_rename(room=room, actor=request.user, name=data["name"], reason=data["reason"])
+        return f"The room is now called {room.name}."
+
+    return _moderate(request, slug, RenameForm, run)
+
+
+@login_required
+@require_POST
+def room_topic(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_set_topic(room=room, actor=request.user, topic=data["topic"], reason=data["reason"])
+        return "The topic is saved." if room.topic else "The topic is removed."
+
+    return _moderate(request, slug, TopicForm, run)
+
+
+@login_required
+@require_POST
+def room_archive(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_archive(room=room, actor=request.user, reason=data["reason"])
+        return "The room is archived: it is read-only and no longer in the room list."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+@login_required
+@require_POST
+def room_unarchive(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_unarchive(room=room, actor=request.user, reason=data["reason"])
+        return "The room is back: members can post again."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+@login_required
+@require_POST
+def room_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    """Delete the room (its owner, naming it to confirm); then the room list."""
+    room, _ = room_get_for_moderator(slug=slug, user=request.user)
+    back = redirect("room-moderation", slug=room.slug)
+    form = DeleteRoomForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors_text(form))
+        return back
+    name = room.name
+    try:
+        room_settings.room_delete(
+            room=room, actor=request.user, confirm=form.cleaned_data["confirm"], reason=form.cleaned_data["reason"]
+        )
+    except (PermissionDenied, ValidationError) as error:
+        messages.error(request, _refusal_text(error))
+        return back
+    messages.success(request, f"{name} is deleted.")
+    return redirect("room-list")
