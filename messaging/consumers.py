@@ -70,6 +70,7 @@ class Subscription:
     presence_member: str = ""
     clap_revs: dict[int, int] = field(default_factory=dict)
     last_typing: float = 0.0
+    sent_since_typing: bool = False  # a message went out since the last typing frame
 
     @property
     def seen_seq(self) -> int:
@@ -363,6 +364,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             reply=reply,
         )
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
+        # The message ended the author's typing (their readers stop showing it): the next
+        # keystroke announces the next one at once, not after TYPING_INTERVAL.
+        sub.last_typing, sub.sent_since_typing = 0.0, True
         await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
 
     async def handle_clap(self, frame: dict, ref: object) -> None:
@@ -399,7 +403,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if now - sub.last_typing < settings.TYPING_INTERVAL:
             return  # extra typing frames are dropped
         sub.last_typing = now
-        await typing_announce(room_id=sub.access.room_id, user_id=self.user_id, username=self.user_json["username"])
+        renew, sub.sent_since_typing = sub.sent_since_typing, False
+        await typing_announce(
+            room_id=sub.access.room_id, user_id=self.user_id, username=self.user_json["username"], renew=renew
+        )
 
     async def handle_read(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)

@@ -401,10 +401,11 @@ async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
         await _schedule_persist(room_id)
 
 
-async def typing_announce(*, room_id: int, user_id: int, username: str) -> bool:
-    """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs."""
+async def typing_announce(*, room_id: int, user_id: int, username: str, renew: bool = False) -> bool:
+    """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs;
+    with ``renew`` (they sent a message since, which ended their typing) at once."""
     key = f"{buffer.RoomKeys(room_id).prefix}:typing:{user_id}"
-    claimed = await get_async_redis(room_id).set(key, 1, nx=True, px=int(settings.TYPING_INTERVAL * 1000))
+    claimed = await get_async_redis(room_id).set(key, 1, nx=not renew, px=int(settings.TYPING_INTERVAL * 1000))
     if not claimed:
         return False
     await get_channel_layer().group_send(

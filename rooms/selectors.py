@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.text import Truncator
 
-from rooms.models import AuditLog, Membership, Report, Room
+from rooms.models import AuditLog, Membership, Report, Room, RoomSlugAlias
 
 
 def membership_get(*, room: Room, user: AbstractBaseUser) -> Membership | None:
@@ -40,6 +40,16 @@ def room_get_for_reader(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Mem
     if not room_can_read(room=room, membership=membership):
         raise Http404("No such room.")
     return room, membership
+
+
+def room_moved_for_reader(*, slug: str, user: AbstractBaseUser) -> Room | None:
+    """The room that had the address ``slug`` before (rooms.models.RoomSlugAlias), when the
+    user may read it; None otherwise (an outsider learns nothing of it)."""
+    alias = RoomSlugAlias.objects.filter(slug=slug).select_related("room").first()
+    if alias is None:
+        return None
+    room = alias.room
+    return room if room_can_read(room=room, membership=membership_get(room=room, user=user)) else None
 
 
 def room_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:

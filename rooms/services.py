@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.text import Truncator, slugify
 
 from pubsub_site import async_db
-from rooms.models import Membership, Room
+from rooms.models import Membership, Room, RoomSlugAlias
 
 
 def _unique_slug(name: str) -> str:
@@ -110,6 +110,20 @@ def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
 DIRECT_MAX_MEMBERS = 8
 
 
+def direct_slug(usernames: list[str]) -> str:
+    """A direct conversation's address: its people's names, then a random suffix (the same
+    people may have had another conversation's address, a renamed user someone else's)."""
+    names = slugify("-".join(sorted(usernames, key=str.lower)))[:80].strip("-") or "direct"
+    return f"{names}-{secrets.token_hex(4)}"
+
+
+def _free_direct_slug(usernames: list[str]) -> str:
+    while True:
+        slug = direct_slug(usernames)
+        if not Room.objects.filter(slug=slug).exists() and not RoomSlugAlias.objects.filter(slug=slug).exists():
+            return slug
+
+
 def direct_key(user_ids) -> str:
     """The key of a direct conversation: its people's ids, sorted. The same people, the same key."""
     return ",".join(str(pk) for pk in sorted(set(user_ids)))
@@ -158,8 +172,8 @@ def direct_open(*, opener: AbstractBaseUser, usernames: list[str]) -> Room:
                         visibility=Room.Visibility.PRIVATE,
                         # The page names a conversation after the others; this name is for the admin.
                         name=Truncator(", ".join(sorted((u.get_username() for u in people), key=str.lower))).chars(80),
-                        # Random: the address of a conversation says nothing of who is in it.
-                        slug=secrets.token_urlsafe(12),
+                        # The address names the people in it (what the page shows), made unique.
+                        slug=_free_direct_slug([u.get_username() for u in people]),
                         created_by=opener,
                     )
                     Membership.objects.bulk_create(

@@ -40,6 +40,7 @@ from rooms.selectors import (
     room_list_for_user,
     room_members,
     room_members_for_moderation,
+    room_moved_for_reader,
     room_title_for,
     user_find,
 )
@@ -79,7 +80,15 @@ def room_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    room, membership = room_get_for_reader(slug=slug, user=request.user)
+    try:
+        room, membership = room_get_for_reader(slug=slug, user=request.user)
+    except Http404:
+        moved = room_moved_for_reader(slug=slug, user=request.user)
+        if moved is None:
+            raise
+        # An old address (a direct conversation's, from before it was named after its people).
+        query = request.META.get("QUERY_STRING", "")
+        return redirect(moved.get_absolute_url() + (f"?{query}" if query else ""), permanent=True)
     # ?around=<seq>: the page around one message (a search result), the newer ones behind a button.
     raw_around = request.GET.get("around", "")
     around = int(raw_around) if raw_around.isdigit() and len(raw_around) < 16 else None
