@@ -6,8 +6,10 @@ commit, so no client hears of a change that was rolled back.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -40,7 +42,17 @@ def session_fingerprint(session_key: str | None) -> str:
 
 
 def send_to_group(group: str, event: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(group, event)
+    send = async_to_sync(get_channel_layer().group_send)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        send(group, event)
+        return
+    # Synchronous code on a thread whose event loop is running (Playwright's sync API marks
+    # the browser tests' main thread so): async_to_sync refuses to run there, so the send
+    # runs on a thread of its own. Views, jobs and commands never take this branch.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(send, group, event).result(timeout=30)
 
 
 def send_to_group_on_commit(group: str, event: dict) -> None:
