@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -59,6 +60,33 @@ def room_create(
         # Another request took the name (or slug) between the check and the insert.
         raise ValidationError({"name": "A room with this name already exists."}) from None
     return room
+
+
+DEFAULT_ROOM_TOPIC = "Everyone starts here: say hello."
+
+
+def room_welcome(*, user: AbstractBaseUser) -> Room | None:
+    """Put a new account in the site's default room (``settings.DEFAULT_ROOM``, by name):
+    the room it lands in. The room is made, public, when it does not exist yet (its maker owns
+    it, as any room's). None when there is no default room, or it is archived or private."""
+    name = settings.DEFAULT_ROOM
+    if not name:
+        return None
+    for _ in range(2):
+        room = Room.objects.filter(kind=Room.Kind.ROOM, name__iexact=name).first()
+        if room is None:
+            try:
+                return room_create(creator=user, name=name, topic=DEFAULT_ROOM_TOPIC)
+            except ValidationError:
+                continue  # made by someone else meanwhile: join theirs
+        if room.archived or not room.is_public:
+            return None
+        try:
+            room_join(room=room, user=user)
+        except PermissionDenied:
+            return None
+        return room
+    return None
 
 
 def _public_room_membership(*, room: Room, user: AbstractBaseUser, role: str, private_refusal: str) -> Membership:

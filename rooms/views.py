@@ -29,6 +29,7 @@ from rooms.forms import (
 )
 from rooms.models import Membership
 from rooms.selectors import (
+    archived_rooms_of_user,
     audit_log_for_room,
     direct_banned_members,
     membership_is_actionable_by,
@@ -58,10 +59,13 @@ def _apply_validation_error(form, error: ValidationError) -> None:
             form.add_error(None, message)
 
 
-@login_required
 def room_list(request: HttpRequest) -> HttpResponse:
+    """The rooms of a signed-in user; to anyone else, what the site is (the landing page)."""
+    if not request.user.is_authenticated:
+        return render(request, "landing.html")
     rooms = room_list_for_user(user=request.user)
-    return render(request, "rooms/room_list.html", {"rooms": rooms})
+    archived = archived_rooms_of_user(user=request.user)
+    return render(request, "rooms/room_list.html", {"rooms": rooms, "archived_rooms": archived})
 
 
 @login_required
