@@ -262,3 +262,16 @@ def test_nobody_is_notified_by_an_outsiders_invitation(room, charlie, make_user)
     with pytest.raises(PermissionDenied):
         room_invite(room=room, by=charlie, username="frank")
     assert not Notification.objects.exists()
+
+
+def test_the_room_list_names_archived_rooms_apart_for_their_members_only(client, room, alice, bob, charlie):
+    room_settings.room_archive(room=room, actor=alice)
+    client.force_login(bob)
+    page = client.get(reverse("room-list"))
+    assert room not in page.context["rooms"]
+    assert page.context["archived_rooms"] == [room]
+    assert "Archived" in page.content.decode()
+    client.force_login(charlie)
+    page = client.get(reverse("room-list"))
+    assert page.context["archived_rooms"] == []
+    assert "Secret Plans" not in page.content.decode()
