@@ -519,8 +519,13 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         room_id = event["room_id"]
         self.read_markers[room_id] = max(self.read_markers.get(room_id, 0), event["seq"])
         slug = self.activity_rooms.get(room_id)
-        if slug is not None and room_id in self.latest_seen:
-            await self._send_unread(room_id, slug)
+        if slug is None:
+            return
+        if room_id not in self.latest_seen:
+            # No activity since this socket opened: its page shows the count it was rendered
+            # with, which a read in another tab changes too.
+            self.latest_seen[room_id] = (await aroom_counters(room_id=room_id))[0]
+        await self._send_unread(room_id, slug)
 
     async def user_notify(self, event: dict) -> None:
         await self.send(text_data=event["frame"])

@@ -13,6 +13,7 @@ from messaging import changes
 from messaging.selectors import unread_counts
 from messaging.tests.wsclient import connected
 from rooms.models import Membership
+from rooms.tests.conftest import post_message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
@@ -75,3 +76,17 @@ async def test_an_outsider_hears_no_unread_counts_of_a_private_room(alice, charl
     assert await charlie_ws.nothing_more(1.5)
     await alice_ws.close()
     await charlie_ws.close()
+
+
+async def test_a_read_in_one_tab_clears_the_badge_another_tab_was_rendered_with(alice, bob, private_room):
+    # Three messages from before bob's tabs opened: no activity reaches them afterwards.
+    for i in range(3):
+        await database_sync_to_async(post_message)(private_room, alice, f"earlier {i}")
+    bob_other_tab = await connected(bob, ignore=QUIET)  # its page shows 3 unread
+    bob_tab = await connected(bob, ignore=QUIET)
+    await bob_tab.subscribe(private_room.slug)
+    await bob_tab.send({"type": "read", "room": private_room.slug, "seq": 3})
+    unread = await unread_for(bob_other_tab, private_room.slug, 3)
+    assert unread["count"] == 0
+    await bob_tab.close()
+    await bob_other_tab.close()
