@@ -25,7 +25,8 @@ from rooms.models import Membership, Room, RoomSlugAlias
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:90] or "room"
     slug, n = base, 1
-    while Room.objects.filter(slug=slug).exists():
+    # Not an old address either (rooms.models.RoomSlugAlias): that one leads elsewhere.
+    while Room.objects.filter(slug=slug).exists() or RoomSlugAlias.objects.filter(slug=slug).exists():
         n += 1
         slug = f"{base}-{n}"
     return slug

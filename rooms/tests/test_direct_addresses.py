@@ -63,3 +63,10 @@ def test_the_room_list_of_an_outsider_names_no_conversation(client, charlie, dm)
     client.force_login(charlie)
     html = client.get(reverse("room-list")).content.decode()
     assert dm.slug not in html and "alice-bob" not in html
+
+
+def test_a_new_room_does_not_take_an_old_address(alice, dm):
+    from rooms.services import room_create
+
+    RoomSlugAlias.objects.create(slug="book-club", room=dm)
+    assert room_create(creator=alice, name="Book Club").slug == "book-club-2"
