@@ -59,3 +59,28 @@ def test_the_online_list_is_unknown_while_offline_and_comes_back(site, alice, bo
     bob_page.get_by_role("button", name="Reconnect now").click()
     expect(bob_page.locator("#connection")).to_have_text("connected")
     expect(online.locator(".online__user", has_text="alice")).to_be_visible()
+
+
+def test_the_owner_archives_then_deletes_the_room_and_a_member_sees_it_live(site, alice, bob, lobby):
+    bob_page = site.page_for(bob, lobby.get_absolute_url())
+    expect(bob_page.locator("#connection")).to_have_text("connected")
+    expect(bob_page.locator("#composer")).to_be_visible()
+    owner = site.page_for(alice, f"/rooms/{lobby.slug}/moderation/")
+
+    owner.get_by_role("button", name="Archive the room").click()
+    expect(owner.locator(".flash")).to_contain_text("The room is archived")
+    expect(bob_page.locator("#composer")).to_be_hidden()
+    expect(bob_page.locator("#archived-note")).to_have_text("This room is archived: it is read-only.")
+
+    # Deleting needs the room's name: a wrong one deletes nothing.
+    owner.get_by_text("Delete the room").click()
+    owner.get_by_label("Type Lobby to confirm").fill("Lobb")
+    owner.get_by_role("button", name="Delete Lobby").click()
+    expect(owner.locator(".flash")).to_contain_text("Type the room's name, Lobby, to delete it.")
+    owner.get_by_text("Delete the room").click()
+    owner.get_by_label("Type Lobby to confirm").fill("Lobby")
+    owner.get_by_role("button", name="Delete Lobby").click()
+    expect(owner.locator(".flash")).to_contain_text("Lobby is deleted.")
+    expect(owner).to_have_url(re.compile(r"/$"))
+    expect(bob_page.locator("#composer-error")).to_have_text("Lobby was deleted by alice.")
+    assert bob_page.goto(lobby.get_absolute_url()).status == 404
