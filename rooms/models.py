@@ -44,6 +44,10 @@ class Room(models.Model):
                 | models.Q(kind="direct", dm_key__isnull=False, visibility="private"),
                 name="room_direct_is_private_and_keyed",
             ),
+            # A direct conversation has no owner to archive it (rooms.room_settings).
+            models.CheckConstraint(
+                condition=models.Q(kind="room") | models.Q(archived=False), name="room_direct_never_archived"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -87,5 +87,12 @@ class Migration(migrations.Migration):
                 ),
             ],
         ),
+        migrations.AddConstraint(
+            model_name="room",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind", "room"), ("archived", False), _connector="OR"),
+                name="room_direct_never_archived",
+            ),
+        ),
         migrations.RunPython(name_direct_conversations, unname_direct_conversations),
     ]

@@ -275,3 +275,13 @@ def test_the_room_list_names_archived_rooms_apart_for_their_members_only(client,
     page = client.get(reverse("room-list"))
     assert page.context["archived_rooms"] == []
     assert "Secret Plans" not in page.content.decode()
+
+
+def test_the_database_refuses_an_archived_direct_conversation(alice, bob):
+    from django.db import IntegrityError, transaction
+
+    from rooms.services import direct_open
+
+    dm = direct_open(opener=alice, usernames=["bob"])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Room.objects.filter(pk=dm.pk).update(archived=True)
