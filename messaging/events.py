@@ -113,8 +113,13 @@ def member_left_on_commit(*, room: Room, user_id: int, username: str) -> None:
 
 def room_updated_on_commit(*, room: Room) -> None:
     """The room's name, topic or archive state changed."""
-    frame = {"type": "room_updated", "room": room.slug, "name": room.name, "topic": room.topic}
-    frame["archived"] = room.archived
+    frame = {
+        "type": "room_updated",
+        "room": room.slug,
+        "name": room.name,
+        "topic": room.topic,
+        "archived": room.archived,
+    }
     room_notice_on_commit(room_id=room.pk, frame=frame)
 
 
