@@ -10,6 +10,8 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 # The SQLite leg (the `make run` default): the tests conftest.SQLITE_LEG names, on a test
 # database file next to this one (var/test_suite.sqlite3). SQLITE_PYTEST_ARGS: its own options.
 TEST_SQLITE_DATABASE_URL ?= sqlite:///$(CURDIR)/var/suite.sqlite3
+# Where `make run`, `make demo` and `make cluster` listen (the first port of a cluster).
+PORT ?= 8000
 
 .PHONY: run demo test chaos lint cluster bench bench-search venv clean
 
@@ -23,12 +25,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt
 	@touch $@
 
 ## Bring the site up: web (uvicorn) and worker (django-rq), SQLite and a local Redis by default.
+## On another port: make run PORT=8080
 run: venv
-	@scripts/run.sh
+	@PORT=$(PORT) scripts/run.sh
 
 ## The same, with a few users, rooms and messages loaded first.
 demo: venv
-	@DEMO=1 scripts/run.sh
+	@DEMO=1 PORT=$(PORT) scripts/run.sh
 
 ## The whole suite against real PostgreSQL and Redis, after ruff; installs the system
 ## packages it needs first (scripts/test-deps.sh: Chromium, docker-compose, an emoji font).
@@ -57,7 +60,6 @@ clean:
 ## The production shape without Docker: WEB web processes on consecutive ports from PORT, WORKERS workers.
 WEB ?= 3
 WORKERS ?= 2
-PORT ?= 8000
 cluster: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) -m pubsub_site.cluster --web $(WEB) --workers $(WORKERS) --port $(PORT)

@@ -8,6 +8,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts.forms import EmailSettingsForm, SignUpForm
 from accounts.services import profile_get, profile_update_email
 from pubsub_site.ratelimit import per_ip, rate_limited
+from rooms.services import room_welcome
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -19,7 +20,16 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("room-list")
+        room = room_welcome(user=user)
+        if room is None:
+            messages.success(request, f"Welcome to pubsub, {user.get_username()}! Join a room to start talking.")
+            return redirect("room-list")
+        messages.success(
+            request,
+            f"Welcome to pubsub, {user.get_username()}! This is {room.name}, where everyone starts: say hello. "
+            "Other rooms are in the room list; anyone's name opens a direct message.",
+        )
+        return redirect(room)
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
 
 

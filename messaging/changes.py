@@ -344,6 +344,13 @@ def read_markers(*, room_id: int, user_ids: list[int]) -> dict[int, int]:
     return {u: int(v) for u, v in zip(user_ids, values, strict=True) if v is not None}
 
 
+async def aread_marker(*, room_id: int, user_id: int) -> int | None:
+    """The user's read marker in the room as Redis holds it (None: not there; PostgreSQL's
+    ``Membership.last_read_seq`` is then the newest)."""
+    value = await get_async_redis(room_id).hget(RoomKeys(room_id).reads, user_id)
+    return int(value) if value is not None else None
+
+
 def claps_by_user(*, room_id: int, seqs: list[int]) -> dict[int, dict[int, int]]:
     """seq -> {user id -> count} for these messages."""
     keys = RoomKeys(room_id)

@@ -39,7 +39,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, metrics, online, presence, throttle
+from messaging import changes, frames, metrics, online, presence, throttle
 from messaging.events import activity_group, room_group, session_fingerprint, user_group
 from messaging.fanout import Feed, RoomFanout
 from messaging.frames import ClientError
@@ -79,6 +79,7 @@ class Subscription:
     presence_member: str = ""
     clap_revs: dict[int, int] = field(default_factory=dict)
     last_typing: float = 0.0
+    sent_since_typing: bool = False  # a message went out since the last typing frame
 
     @property
     def seen_seq(self) -> int:
@@ -193,7 +194,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         for key in ("session", "user", "memberships"):
             self.scope.pop(key, None)
         self.activity_rooms = {room_id: slug for room_id, (slug, _) in memberships.items()}
+        # PostgreSQL's read markers; a newer one may be in Redis until it is persisted, and
+        # it is read from there at the room's first activity (room_activity).
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
+        self.markers_checked: set[int] = set()
         self.latest_seen: dict[int, int] = {}
         await self.channel_layer.group_add_all(
             [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name
@@ -431,6 +435,9 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             reply=reply,
         )
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
+        # The message ended the author's typing (their readers stop showing it): the next
+        # keystroke announces the next one at once, not after TYPING_INTERVAL.
+        sub.last_typing, sub.sent_since_typing = 0.0, True
         await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
 
     async def handle_clap(self, frame: dict, ref: object) -> None:
@@ -469,7 +476,10 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if now - sub.last_typing < settings.TYPING_INTERVAL:
             return  # extra typing frames are dropped
         sub.last_typing = now
-        await typing_announce(room_id=sub.access.room_id, user_id=self.user_id, username=self.user_json["username"])
+        renew, sub.sent_since_typing = sub.sent_since_typing, False
+        await typing_announce(
+            room_id=sub.access.room_id, user_id=self.user_id, username=self.user_json["username"], renew=renew
+        )
 
     async def handle_read(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)
@@ -531,6 +541,11 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if self._sub_for(event) is not None:
             await self.send(text_data=event["frame"])
 
+    async def room_notice(self, event: dict) -> None:
+        """The room's name, topic or members changed (messaging.events.room_notice_on_commit)."""
+        if self._sub_for(event) is not None:
+            await self.send(text_data=event["frame"])
+
     async def room_claps(self, event: dict) -> None:
         sub = self._sub_for(event)
         if sub is None:
@@ -575,14 +590,27 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if slug is None:
             return
         self.latest_seen[room_id] = max(self.latest_seen.get(room_id, 0), event["seq"])
+        authors = event.get("authors", ())
+        if room_id not in self.markers_checked or authors is None or self.user_id in authors:
+            # The marker PostgreSQL gave at connect may be old, and one of the user's messages
+            # (sent from another tab) moved it: Redis has the newest.
+            self.markers_checked.add(room_id)
+            marker = await changes.aread_marker(room_id=room_id, user_id=self.user_id)
+            if marker is not None:
+                self.read_markers[room_id] = max(self.read_markers.get(room_id, 0), marker)
         await self._send_unread(room_id, slug)
 
     async def user_read(self, event: dict) -> None:
         room_id = event["room_id"]
         self.read_markers[room_id] = max(self.read_markers.get(room_id, 0), event["seq"])
         slug = self.activity_rooms.get(room_id)
-        if slug is not None and room_id in self.latest_seen:
-            await self._send_unread(room_id, slug)
+        if slug is None:
+            return
+        if room_id not in self.latest_seen:
+            # No activity since this socket opened: its page shows the count it was rendered
+            # with, which a read in another tab changes too.
+            self.latest_seen[room_id] = (await aroom_counters(room_id=room_id))[0]
+        await self._send_unread(room_id, slug)
 
     async def user_notify(self, event: dict) -> None:
         await self.send(text_data=event["frame"])

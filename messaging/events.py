@@ -6,14 +6,17 @@ commit, so no client hears of a change that was rolled back.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from messaging.wire import encode, user_wire
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -39,7 +42,17 @@ def session_fingerprint(session_key: str | None) -> str:
 
 
 def send_to_group(group: str, event: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(group, event)
+    send = async_to_sync(get_channel_layer().group_send)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        send(group, event)
+        return
+    # Synchronous code on a thread whose event loop is running (Playwright's sync API marks
+    # the browser tests' main thread so): async_to_sync refuses to run there, so the send
+    # runs on a thread of its own. Views, jobs and commands never take this branch.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(send, group, event).result(timeout=30)
 
 
 def send_to_group_on_commit(group: str, event: dict) -> None:
@@ -67,16 +80,47 @@ def direct_joined_on_commit(*, user_id: int, room: Room, title: str) -> None:
 
 
 def room_state_changed_on_commit(*, room: Room) -> None:
-    """Tell the room's subscribers its lock or slow mode changed."""
+    """Tell the room's subscribers its lock, archive or slow mode changed (an archived room is
+    as read-only as a locked one)."""
     send_to_group_on_commit(
         room_group(room.pk),
         {
             "type": "room.state",
             "room_id": room.pk,
-            "locked": room.locked,
+            "locked": room.read_only,
             "slow_mode_seconds": room.slow_mode_seconds,
         },
     )
+
+
+def room_notice_on_commit(*, room_id: int, frame: dict) -> None:
+    """A frame about the room itself (its name, topic, members) to its subscribers, who
+    may see it all on the room page."""
+    send_to_group_on_commit(room_group(room_id), {"type": "room.notice", "room_id": room_id, "frame": encode(frame)})
+
+
+def member_updated_on_commit(*, room_id: int, room_slug: str, user_id: int, username: str, role: str) -> None:
+    """Someone joined the room, or their role in it changed: the member lists show it."""
+    frame = {"type": "member_updated", "room": room_slug, "user": user_wire(user_id, username), "role": role}
+    room_notice_on_commit(room_id=room_id, frame=frame)
+
+
+def member_left_on_commit(*, room: Room, user_id: int, username: str) -> None:
+    """Someone left the room, or was removed or banned from it."""
+    frame = {"type": "member_left", "room": room.slug, "user": user_wire(user_id, username)}
+    room_notice_on_commit(room_id=room.pk, frame=frame)
+
+
+def room_updated_on_commit(*, room: Room) -> None:
+    """The room's name, topic or archive state changed."""
+    frame = {
+        "type": "room_updated",
+        "room": room.slug,
+        "name": room.name,
+        "topic": room.topic,
+        "archived": room.archived,
+    }
+    room_notice_on_commit(room_id=room.pk, frame=frame)
 
 
 def session_logged_out(sender, request, user, **kwargs) -> None:

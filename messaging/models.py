@@ -72,10 +72,11 @@ class Clap(models.Model):
 
 
 class Notification(models.Model):
-    """A mention of the user in a room they can read."""
+    """A mention of the user in a room they can read, or an invitation to a room (``seq`` 0)."""
 
     class Kind(models.TextChoices):
         MENTION = "mention", "Mention"
+        INVITE = "invite", "Invitation"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MENTION)

@@ -19,10 +19,12 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from messaging import buffer, changes, metrics, presence
-from messaging.events import activity_group, room_group, user_group
+from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
+from messaging.models import Notification
 from messaging.selectors import message_get, room_counters
 from messaging.wire import (
     claps_wire,
@@ -97,9 +99,34 @@ def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awai
     return per_loop[name]
 
 
-async def _flush_activity(room_id: int, seq: int) -> None:
+# Past this many authors in one coalesced activity event, it names none: every socket
+# then reads its user's read marker again (messaging.consumers.RoomsConsumer.room_activity).
+ACTIVITY_AUTHORS_MAX = 50
+
+
+def _activity_add(room_id: int, seq: int, author_id: int) -> None:
+    """New messages up to ``seq`` in the room, one by ``author_id``: the members' sockets hear
+    of it once per ACTIVITY_COALESCE_SECONDS, with who wrote (an author's read marker moved
+    with their message, which their other tabs learn from this)."""
+    coalescer = _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity)
+    latest, authors = coalescer.pending.get(room_id) or (0, set())
+    if authors is not None:
+        authors.add(author_id)
+        if len(authors) > ACTIVITY_AUTHORS_MAX:
+            authors = None
+    coalescer.add(room_id, (max(latest, seq), authors))
+
+
+async def _flush_activity(room_id: int, payload: tuple[int, set[int] | None]) -> None:
+    seq, authors = payload
     await get_channel_layer().group_send(
-        activity_group(room_id), {"type": "room.activity", "room_id": room_id, "seq": seq}
+        activity_group(room_id),
+        {
+            "type": "room.activity",
+            "room_id": room_id,
+            "seq": seq,
+            "authors": sorted(authors) if authors is not None else None,
+        },
     )
 
 
@@ -222,7 +249,7 @@ async def message_send(
             # Its first attempt may have been answered `unavailable` before a replica had
             # it, and then it was not broadcast: now it is confirmed, it goes out.
             await _broadcast_stored(layer, group, room_id, result.seq, result.record)
-            _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
+            _activity_add(room_id, result.seq, author_id)
         return SendResult(seq=result.seq, created=False)
 
     # From here on the message is stored: a failure must not turn the ack into
@@ -232,7 +259,7 @@ async def message_send(
     metrics.MESSAGES_SENT.inc()
     if not result.broadcast:
         await _broadcast_stored(layer, group, room_id, result.seq, result.record)
-    _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity).add(room_id, result.seq)
+    _activity_add(room_id, result.seq, author_id)
     if result.schedule_persist:
         try:
             await _schedule_persist(room_id)
@@ -380,10 +407,11 @@ async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
         await _schedule_persist(room_id)
 
 
-async def typing_announce(*, room_id: int, user_id: int, username: str) -> bool:
-    """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs."""
+async def typing_announce(*, room_id: int, user_id: int, username: str, renew: bool = False) -> bool:
+    """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs;
+    with ``renew`` (they sent a message since, which ended their typing) at once."""
     key = f"{buffer.RoomKeys(room_id).prefix}:typing:{user_id}"
-    claimed = await get_async_redis(room_id).set(key, 1, nx=True, px=int(settings.TYPING_INTERVAL * 1000))
+    claimed = await get_async_redis(room_id).set(key, 1, nx=not renew, px=int(settings.TYPING_INTERVAL * 1000))
     if not claimed:
         return False
     await get_channel_layer().group_send(
@@ -413,3 +441,30 @@ async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
         room_group(room_id),
         {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves, "count": count},
     )
+
+
+# --- Notifications -------------------------------------------------------------
+
+
+def notification_invite(*, room, user, by) -> Notification:
+    """Tell ``user`` that ``by`` added them to ``room``: a notification (one per room: an
+    invitation after a removal is new again) and, on commit, a `notification` frame to their
+    open connections. The caller holds the transaction that made the membership."""
+    notification, _ = Notification.objects.update_or_create(
+        user=user,
+        room=room,
+        seq=0,
+        kind=Notification.Kind.INVITE,
+        defaults={"from_user": by, "excerpt": room.name[:200], "created_at": timezone.now(), "read_at": None},
+    )
+    frame = {
+        "type": "notification",
+        "kind": "invite",
+        "room": room.slug,
+        "seq": 0,
+        "from": user_wire(by.pk, by.get_username()),
+        "excerpt": "",
+        "title": room.name,
+    }
+    send_to_group_on_commit(user_group(user.pk), {"type": "user.notify", "frame": encode(frame)})
+    return notification

@@ -241,6 +241,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "room-list"
+# The room every new account joins and lands in after signing up, by name (created, public,
+# by the first one to sign up when it does not exist yet); empty: new accounts land on the room list.
+DEFAULT_ROOM = env_str("DEFAULT_ROOM", "Lobby").strip()
 LOGOUT_REDIRECT_URL = "login"
 
 # django-axes checks every log-in first; ModelBackend then authenticates (and is

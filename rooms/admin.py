@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 
-from rooms import moderation
+from rooms import moderation, room_settings
 from rooms.models import AuditLog, Membership, Report, Room
 
 
@@ -45,16 +45,46 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "slug", "visibility", "locked", "slow_mode_seconds", "created_by", "created_at"]
-    list_filter = ["kind", "visibility", "locked", "created_at"]
+    list_display = [
+        "name",
+        "kind",
+        "slug",
+        "visibility",
+        "locked",
+        "archived",
+        "slow_mode_seconds",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["kind", "visibility", "locked", "archived", "created_at"]
     search_fields = ["name", "slug", "topic", "created_by__username"]
     # Site staff see direct conversations here (the site's pages and sockets never let anyone
     # but their people in); what they are and who is in them is set by rooms.services.direct_open.
-    readonly_fields = ["created_at", "locked", "slow_mode_seconds", "kind", "dm_key"]
+    readonly_fields = ["created_at", "locked", "archived", "slow_mode_seconds", "kind", "dm_key"]
     autocomplete_fields = ["created_by"]
     inlines = [MembershipInline]
     date_hierarchy = "created_at"
-    actions = ["lock_rooms", "unlock_rooms"]
+    actions = ["lock_rooms", "unlock_rooms", "archive_rooms", "unarchive_rooms"]
+
+    @admin.action(description="Archive selected rooms", permissions=["change"])
+    def archive_rooms(self, request, queryset):
+        run_moderation_action(
+            self,
+            request,
+            queryset,
+            lambda room: room_settings.room_archive(room=room, actor=request.user, acting_as_staff=True),
+            "{count} room(s) archived.",
+        )
+
+    @admin.action(description="Unarchive selected rooms", permissions=["change"])
+    def unarchive_rooms(self, request, queryset):
+        run_moderation_action(
+            self,
+            request,
+            queryset,
+            lambda room: room_settings.room_unarchive(room=room, actor=request.user, acting_as_staff=True),
+            "{count} room(s) unarchived.",
+        )
 
     @admin.action(description="Lock selected rooms", permissions=["change"])
     def lock_rooms(self, request, queryset):

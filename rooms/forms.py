@@ -63,3 +63,20 @@ class ReportForm(forms.Form):
         strip=True,
         error_messages={"required": "Say why you report this message."},
     )
+
+
+class RenameForm(ReasonForm):
+    name = forms.CharField(max_length=80, strip=True, label="New name")
+
+
+class TopicForm(ReasonForm):
+    topic = forms.CharField(max_length=200, required=False, strip=True, label="Topic")
+
+
+class DeleteRoomForm(ReasonForm):
+    confirm = forms.CharField(
+        max_length=80,
+        strip=True,
+        label="Type the room's name to confirm",
+        error_messages={"required": "Type the room's name to confirm the deletion."},
+    )

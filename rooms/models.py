@@ -31,6 +31,8 @@ class Room(models.Model):
     # A direct conversation's people, as their sorted ids ("3,8"): opening one with the same
     # people again finds it. Null for rooms.
     dm_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
+    # An archived room is read-only and left out of the room list (rooms.services.room_archive).
+    archived = models.BooleanField(default=False, help_text="An archived room can be read but not posted in.")
 
     class Meta:
         ordering = ["name"]
@@ -41,6 +43,10 @@ class Room(models.Model):
                 condition=models.Q(kind="room", dm_key__isnull=True)
                 | models.Q(kind="direct", dm_key__isnull=False, visibility="private"),
                 name="room_direct_is_private_and_keyed",
+            ),
+            # A direct conversation has no owner to archive it (rooms.room_settings).
+            models.CheckConstraint(
+                condition=models.Q(kind="room") | models.Q(archived=False), name="room_direct_never_archived"
             ),
         ]
 
@@ -59,9 +65,25 @@ class Room(models.Model):
         return self.kind == self.Kind.DIRECT
 
     @property
+    def read_only(self) -> bool:
+        """Nobody posts: locked by a moderator, or archived by the owner."""
+        return self.locked or self.archived
+
+    @property
     def group_name(self) -> str:
         """The channel-layer group of the room's subscribers: built from the id, never from user text."""
         return f"room.{self.pk}"
+
+
+class RoomSlugAlias(models.Model):
+    """An address a room had before (a direct conversation's random slug before it was named
+    after its people): the room page redirects from it to the room's current address."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="slug_aliases")
+
+    def __str__(self) -> str:
+        return f"{self.slug} -> {self.room_id}"
 
 
 class Membership(models.Model):
@@ -178,6 +200,11 @@ class AuditLog(models.Model):
         HIDE_MESSAGE = "hide_message", "Hide message"
         RESOLVE_REPORT = "resolve_report", "Resolve report"
         DISMISS_REPORT = "dismiss_report", "Dismiss report"
+        RENAME = "rename", "Rename the room"
+        EDIT_TOPIC = "edit_topic", "Edit the topic"
+        ARCHIVE = "archive", "Archive the room"
+        UNARCHIVE = "unarchive", "Unarchive the room"
+        DELETE_ROOM = "delete_room", "Delete the room"
 
     # Entries outlive the room they are about (SET_NULL); an actor with entries cannot be deleted.
     room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")

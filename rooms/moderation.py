@@ -113,6 +113,13 @@ def _record(
     )
 
 
+def _tell_role(*, room: Room, user: AbstractBaseUser, role: str) -> None:
+    """The room's member lists show the new role."""
+    events.member_updated_on_commit(
+        room_id=room.pk, room_slug=room.slug, user_id=user.pk, username=user.get_username(), role=role
+    )
+
+
 def _with_reason(details: str, reason: str) -> str:
     reason = reason.strip()
     return f"{details}: {reason}" if reason else details
@@ -141,6 +148,7 @@ def membership_promote(
         membership.save(update_fields=["role"])
         _record(authority, room=room, action=AuditLog.Action.PROMOTE, target=user, reason=reason)
         events.membership_changed_on_commit(user_id=user.pk, room=room)
+        _tell_role(room=room, user=user, role=membership.role)
     return membership
 
 
@@ -160,6 +168,7 @@ def membership_demote(
         membership.save(update_fields=["role"])
         _record(authority, room=room, action=AuditLog.Action.DEMOTE, target=user, reason=reason)
         events.membership_changed_on_commit(user_id=user.pk, room=room)
+        _tell_role(room=room, user=user, role=membership.role)
     return membership
 
 
@@ -234,6 +243,7 @@ def membership_ban(
         events.user_kicked_on_commit(
             user_id=user.pk, room=room, reason=_with_reason("You were banned from this room", reason) + "."
         )
+        events.member_left_on_commit(room=room, user_id=user.pk, username=user.get_username())
     return membership
 
 
@@ -266,6 +276,7 @@ def membership_remove(
         events.user_kicked_on_commit(
             user_id=user.pk, room=room, reason=_with_reason("You were removed from this room", reason) + "."
         )
+        events.member_left_on_commit(room=room, user_id=user.pk, username=user.get_username())
 
 
 # --- The room ------------------------------------------------------------------

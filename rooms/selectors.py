@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.text import Truncator
 
-from rooms.models import AuditLog, Membership, Report, Room
+from rooms.models import AuditLog, Membership, Report, Room, RoomSlugAlias
 
 
 def membership_get(*, room: Room, user: AbstractBaseUser) -> Membership | None:
@@ -41,23 +42,50 @@ def room_get_for_reader(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Mem
     return room, membership
 
 
+def room_moved_for_reader(*, slug: str, user: AbstractBaseUser) -> Room | None:
+    """The room that had the address ``slug`` before (rooms.models.RoomSlugAlias), when the
+    user may read it; None otherwise (an outsider learns nothing of it)."""
+    alias = RoomSlugAlias.objects.filter(slug=slug).select_related("room").first()
+    if alias is None:
+        return None
+    room = alias.room
+    return room if room_can_read(room=room, membership=membership_get(room=room, user=user)) else None
+
+
 def room_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Room]:
-    """Public rooms and the user's own (not banned), with their member counts."""
-    mine = Q(memberships__user=user, memberships__banned=False)
+    """Public rooms and the user's own (not banned), with their member counts: every member
+    of the room (not banned), whoever looks. The rooms are chosen by subqueries, not a join
+    on the memberships, which would leave only the viewer's own to count."""
+    mine = Membership.objects.filter(user=user, banned=False).values("room_id")
     banned_from = Membership.objects.filter(user=user, banned=True).values("room_id")
+    members = (
+        Membership.objects.filter(room=OuterRef("pk"), banned=False)
+        .order_by()
+        .values("room")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
     return (
-        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | mine, kind=Room.Kind.ROOM)
+        Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(pk__in=mine), kind=Room.Kind.ROOM, archived=False)
         .exclude(pk__in=banned_from)
-        .annotate(member_count=Count("memberships", filter=Q(memberships__banned=False), distinct=True))
-        .distinct()
+        .annotate(member_count=Coalesce(Subquery(members, output_field=IntegerField()), 0))
         .order_by("name")
     )
 
 
-def rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
-    """The rooms (not direct conversations) the user belongs to, not banned: the sidebar."""
+def archived_rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
+    """The archived rooms the user belongs to (not banned): the room list names them apart."""
     return list(
-        Room.objects.filter(kind=Room.Kind.ROOM, memberships__user=user, memberships__banned=False)
+        Room.objects.filter(kind=Room.Kind.ROOM, archived=True, memberships__user=user, memberships__banned=False)
+        .order_by("name")
+        .only("name", "slug")
+    )
+
+
+def rooms_of_user(*, user: AbstractBaseUser) -> list[Room]:
+    """The rooms (not direct conversations, not archived) the user belongs to, not banned: the sidebar."""
+    return list(
+        Room.objects.filter(kind=Room.Kind.ROOM, archived=False, memberships__user=user, memberships__banned=False)
         .order_by("name")
         .only("name", "slug")
     )

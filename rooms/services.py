@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,13 +19,14 @@ from django.utils import timezone
 from django.utils.text import Truncator, slugify
 
 from pubsub_site import async_db
-from rooms.models import Membership, Room
+from rooms.models import Membership, Room, RoomSlugAlias
 
 
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:90] or "room"
     slug, n = base, 1
-    while Room.objects.filter(slug=slug).exists():
+    # Not an old address either (rooms.models.RoomSlugAlias): that one leads elsewhere.
+    while Room.objects.filter(slug=slug).exists() or RoomSlugAlias.objects.filter(slug=slug).exists():
         n += 1
         slug = f"{base}-{n}"
     return slug
@@ -61,6 +63,33 @@ def room_create(
     return room
 
 
+DEFAULT_ROOM_TOPIC = "Everyone starts here: say hello."
+
+
+def room_welcome(*, user: AbstractBaseUser) -> Room | None:
+    """Put a new account in the site's default room (``settings.DEFAULT_ROOM``, by name):
+    the room it lands in. The room is made, public, when it does not exist yet (its maker owns
+    it, as any room's). None when there is no default room, or it is archived or private."""
+    name = settings.DEFAULT_ROOM
+    if not name:
+        return None
+    for _ in range(2):
+        room = Room.objects.filter(kind=Room.Kind.ROOM, name__iexact=name).first()
+        if room is None:
+            try:
+                return room_create(creator=user, name=name, topic=DEFAULT_ROOM_TOPIC)
+            except ValidationError:
+                continue  # made by someone else meanwhile: join theirs
+        if room.archived or not room.is_public:
+            return None
+        try:
+            room_join(room=room, user=user)
+        except PermissionDenied:
+            return None
+        return room
+    return None
+
+
 def _public_room_membership(*, room: Room, user: AbstractBaseUser, role: str, private_refusal: str) -> Membership:
     """The user's membership, creating one with ``role`` in a public room."""
     membership = Membership.objects.filter(room=room, user=user).first()
@@ -70,8 +99,30 @@ def _public_room_membership(*, room: Room, user: AbstractBaseUser, role: str, pr
         return membership
     if not room.is_public:
         raise PermissionDenied(private_refusal)
-    membership, _ = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
+    membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
+    if created:
+        _tell_member_updated(membership)
     return membership
+
+
+def _tell_member_updated(membership: Membership, *, room_slug: str | None = None, username: str | None = None) -> None:
+    """The room's open pages list the member (joined, or with a new role)."""
+    # messaging.events imports rooms.models: imported here, as the other events are.
+    from messaging.events import member_updated_on_commit
+
+    member_updated_on_commit(
+        room_id=membership.room_id,
+        room_slug=room_slug or membership.room.slug,
+        user_id=membership.user_id,
+        username=username or membership.user.get_username(),
+        role=membership.role,
+    )
+
+
+def _tell_member_left(*, room: Room, user: AbstractBaseUser) -> None:
+    from messaging.events import member_left_on_commit
+
+    member_left_on_commit(room=room, user_id=user.pk, username=user.get_username())
 
 
 def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
@@ -86,6 +137,20 @@ def room_join(*, room: Room, user: AbstractBaseUser) -> Membership:
 
 # A direct conversation: its opener and up to 7 others.
 DIRECT_MAX_MEMBERS = 8
+
+
+def direct_slug(usernames: list[str]) -> str:
+    """A direct conversation's address: its people's names, then a random suffix (the same
+    people may have had another conversation's address, a renamed user someone else's)."""
+    names = slugify("-".join(sorted(usernames, key=str.lower)))[:80].strip("-") or "direct"
+    return f"{names}-{secrets.token_hex(4)}"
+
+
+def _free_direct_slug(usernames: list[str]) -> str:
+    while True:
+        slug = direct_slug(usernames)
+        if not Room.objects.filter(slug=slug).exists() and not RoomSlugAlias.objects.filter(slug=slug).exists():
+            return slug
 
 
 def direct_key(user_ids) -> str:
@@ -136,8 +201,8 @@ def direct_open(*, opener: AbstractBaseUser, usernames: list[str]) -> Room:
                         visibility=Room.Visibility.PRIVATE,
                         # The page names a conversation after the others; this name is for the admin.
                         name=Truncator(", ".join(sorted((u.get_username() for u in people), key=str.lower))).chars(80),
-                        # Random: the address of a conversation says nothing of who is in it.
-                        slug=secrets.token_urlsafe(12),
+                        # The address names the people in it (what the page shows), made unique.
+                        slug=_free_direct_slug([u.get_username() for u in people]),
                         created_by=opener,
                     )
                     Membership.objects.bulk_create(
@@ -160,11 +225,14 @@ def direct_open(*, opener: AbstractBaseUser, usernames: list[str]) -> Room:
 
 
 def _tell_direct_joined(*, room: Room, people: list[AbstractBaseUser], joined: list[AbstractBaseUser]) -> None:
-    from messaging.events import direct_joined_on_commit
+    from messaging.events import direct_joined_on_commit, member_updated_on_commit
 
     for user in joined:
         title = ", ".join(sorted((u.get_username() for u in people if u.pk != user.pk), key=str.lower))
         direct_joined_on_commit(user_id=user.pk, room=room, title=title)
+        member_updated_on_commit(
+            room_id=room.pk, room_slug=room.slug, user_id=user.pk, username=user.get_username(), role="member"
+        )
 
 
 def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
@@ -177,20 +245,32 @@ def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
     from messaging.events import user_kicked_on_commit
 
     user_kicked_on_commit(user_id=user.pk, room=room, reason="You left the room.")
+    _tell_member_left(room=room, user=user)
 
 
 def room_invite(*, room: Room, by: AbstractBaseUser, username: str) -> Membership:
+    """A moderator adds someone to the room; they hear of it in their notifications (and live
+    on their open pages), the room's open pages list them. Someone already in the room, or
+    banned from it, is refused with a sentence saying so."""
     inviter = Membership.objects.filter(room=room, user=by).first()
     if inviter is None or not inviter.can_moderate:
         raise PermissionDenied("Only the owner and moderators can invite.")
+    if room.is_direct:
+        raise PermissionDenied("A direct conversation has no invitations: open a new one with these people.")
     invitee = get_user_model().objects.filter(username__iexact=username.strip()).first()
     if invitee is None:
         raise ValidationError({"username": "There is no user with this name."})
-    membership, created = Membership.objects.get_or_create(room=room, user=invitee)
-    if not created:
-        if membership.banned:
-            raise ValidationError({"username": f"{invitee.username} is banned from this room."})
-        raise ValidationError({"username": f"{invitee.username} is already a member."})
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(room=room, user=invitee)
+        if not created:
+            if membership.banned:
+                raise ValidationError({"username": f"{invitee.username} is banned from this room."})
+            raise ValidationError({"username": f"{invitee.username} is already a member."})
+        _tell_member_updated(membership)
+        # messaging imports rooms: its notification service is imported here.
+        from messaging.services import notification_invite
+
+        notification_invite(room=room, user=invitee, by=by)
     return membership
 
 
@@ -245,7 +325,7 @@ def _room_access_sql() -> str:
         f'WHERE o."{m["room"]}" = r."{r["id"]}" AND NOT u."{u["is_active"]}") ELSE FALSE END'
     )
     return (
-        f'SELECT r."{r["id"]}", r."{r["slug"]}", r."{r["visibility"]}", r."{r["locked"]}", '  # noqa: S608 (model names)
+        f'SELECT r."{r["id"]}", r."{r["slug"]}", r."{r["visibility"]}", (r."{r["locked"]}" OR r."{r["archived"]}"), '  # noqa: S608 (model names)
         f'r."{r["slow_mode_seconds"]}", m."{m["id"]}", m."{m["role"]}", m."{m["banned"]}", m."{m["muted_until"]}", '
         f"{direct_blocked} "
         f'FROM "{Room._meta.db_table}" r LEFT JOIN "{Membership._meta.db_table}" m '
@@ -294,8 +374,12 @@ def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
     if membership_id is None:
         if visibility != Room.Visibility.PUBLIC:
             raise RoomNotFound
-        membership, _ = Membership.objects.get_or_create(room_id=room_id, user_id=user_id)
+        membership, created = Membership.objects.get_or_create(room_id=room_id, user_id=user_id)
         role, muted_until = membership.role, membership.muted_until
+        if created:  # a first visit: the member lists of the room's open pages show them
+            user_model = get_user_model()
+            username = user_model.objects.filter(pk=user_id).values_list(user_model.USERNAME_FIELD, flat=True).first()
+            _tell_member_updated(membership, room_slug=slug, username=username)
     elif banned:
         raise RoomBanned
     return RoomAccess(
@@ -324,6 +408,7 @@ def room_participate(*, room: Room, user: AbstractBaseUser) -> Membership:
         from messaging.events import membership_changed_on_commit
 
         membership_changed_on_commit(user_id=user.pk, room=room)
+        _tell_member_updated(membership)
     return membership
 
 

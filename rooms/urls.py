@@ -24,6 +24,11 @@ urlpatterns = [
     path("rooms/<slug:slug>/moderation/lock/", views.room_lock, name="room-lock"),
     path("rooms/<slug:slug>/moderation/unlock/", views.room_unlock, name="room-unlock"),
     path("rooms/<slug:slug>/moderation/slow-mode/", views.room_slow_mode, name="room-slow-mode"),
+    path("rooms/<slug:slug>/moderation/rename/", views.room_rename, name="room-rename"),
+    path("rooms/<slug:slug>/moderation/topic/", views.room_topic, name="room-topic"),
+    path("rooms/<slug:slug>/moderation/archive/", views.room_archive, name="room-archive"),
+    path("rooms/<slug:slug>/moderation/unarchive/", views.room_unarchive, name="room-unarchive"),
+    path("rooms/<slug:slug>/moderation/delete/", views.room_delete, name="room-delete"),
     path("rooms/<slug:slug>/moderation/messages/<int:seq>/hide/", views.room_message_hide, name="room-message-hide"),
     *(
         path(

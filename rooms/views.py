@@ -13,19 +13,23 @@ from django.views.decorators.http import require_POST
 
 from messaging.selectors import message_get, message_history
 from pubsub_site.ratelimit import per_user, rate_limited
-from rooms import moderation, services
+from rooms import moderation, room_settings, services
 from rooms.forms import (
+    DeleteRoomForm,
     DirectForm,
     InviteForm,
     MemberActForm,
     MuteForm,
     ReasonForm,
+    RenameForm,
     ReportForm,
     RoomForm,
     SlowModeForm,
+    TopicForm,
 )
 from rooms.models import Membership
 from rooms.selectors import (
+    archived_rooms_of_user,
     audit_log_for_room,
     direct_banned_members,
     membership_is_actionable_by,
@@ -37,6 +41,7 @@ from rooms.selectors import (
     room_list_for_user,
     room_members,
     room_members_for_moderation,
+    room_moved_for_reader,
     room_title_for,
     user_find,
 )
@@ -54,10 +59,13 @@ def _apply_validation_error(form, error: ValidationError) -> None:
             form.add_error(None, message)
 
 
-@login_required
 def room_list(request: HttpRequest) -> HttpResponse:
+    """The rooms of a signed-in user; to anyone else, what the site is (the landing page)."""
+    if not request.user.is_authenticated:
+        return render(request, "landing.html")
     rooms = room_list_for_user(user=request.user)
-    return render(request, "rooms/room_list.html", {"rooms": rooms})
+    archived = archived_rooms_of_user(user=request.user)
+    return render(request, "rooms/room_list.html", {"rooms": rooms, "archived_rooms": archived})
 
 
 @login_required
@@ -76,7 +84,15 @@ def room_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    room, membership = room_get_for_reader(slug=slug, user=request.user)
+    try:
+        room, membership = room_get_for_reader(slug=slug, user=request.user)
+    except Http404:
+        moved = room_moved_for_reader(slug=slug, user=request.user)
+        if moved is None:
+            raise
+        # An old address (a direct conversation's, from before it was named after its people).
+        query = request.META.get("QUERY_STRING", "")
+        return redirect(moved.get_absolute_url() + (f"?{query}" if query else ""), permanent=True)
     # ?around=<seq>: the page around one message (a search result), the newer ones behind a button.
     raw_around = request.GET.get("around", "")
     around = int(raw_around) if raw_around.isdigit() and len(raw_around) < 16 else None
@@ -385,3 +401,68 @@ def room_report_act(request: HttpRequest, slug: str, report_id: int, act: str) -
         return _REPORT_DONE[act]
 
     return _moderate(request, slug, ReasonForm, run)
+
+
+# --- Room settings (rooms/room_settings.py) ---------------------------------------
+
+
+@login_required
+@require_POST
+def room_rename(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_rename(room=room, actor=request.user, name=data["name"], reason=data["reason"])
+        return f"The room is now called {room.name}."
+
+    return _moderate(request, slug, RenameForm, run)
+
+
+@login_required
+@require_POST
+def room_topic(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_set_topic(room=room, actor=request.user, topic=data["topic"], reason=data["reason"])
+        return "The topic is saved." if room.topic else "The topic is removed."
+
+    return _moderate(request, slug, TopicForm, run)
+
+
+@login_required
+@require_POST
+def room_archive(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_archive(room=room, actor=request.user, reason=data["reason"])
+        return "The room is archived: it is read-only and no longer in the room list."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+@login_required
+@require_POST
+def room_unarchive(request: HttpRequest, slug: str) -> HttpResponse:
+    def run(*, room, data: dict) -> str:
+        room_settings.room_unarchive(room=room, actor=request.user, reason=data["reason"])
+        return "The room is back: members can post again."
+
+    return _moderate(request, slug, ReasonForm, run)
+
+
+@login_required
+@require_POST
+def room_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    """Delete the room (its owner, naming it to confirm); then the room list."""
+    room, _ = room_get_for_moderator(slug=slug, user=request.user)
+    back = redirect("room-moderation", slug=room.slug)
+    form = DeleteRoomForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors_text(form))
+        return back
+    name = room.name
+    try:
+        room_settings.room_delete(
+            room=room, actor=request.user, confirm=form.cleaned_data["confirm"], reason=form.cleaned_data["reason"]
+        )
+    except (PermissionDenied, ValidationError) as error:
+        messages.error(request, _refusal_text(error))
+        return back
+    messages.success(request, f"{name} is deleted.")
+    return redirect("room-list")

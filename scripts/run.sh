@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 PORT=${PORT:-8000}
+if ! [[ "$PORT" =~ ^[0-9]+$ ]] || (( PORT < 1 || PORT > 65535 )); then
+  echo "PORT=$PORT is not a port number: pick one from 1 to 65535, e.g. make run PORT=8080" >&2
+  exit 2
+fi
 mkdir -p var
 
 redis_answers() {

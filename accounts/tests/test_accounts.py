@@ -2,6 +2,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from rooms.models import Membership, Room
+
 pytestmark = pytest.mark.django_db
 
 
@@ -10,10 +12,49 @@ def test_it_signs_up_and_logs_the_new_user_in(client):
         reverse("signup"),
         {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
     )
+    # She lands in the default room (made for her: the site had none), with a welcome.
     assert response.status_code == 302
+    assert response.url == reverse("room-detail", kwargs={"slug": "lobby"})
+    dora = get_user_model().objects.get(username="dora")
+    assert Membership.objects.filter(room__name="Lobby", user=dora).exists()
+    page = client.get(response.url)
+    assert page.context["user"].username == "dora"
+    assert "Welcome to pubsub, dora! This is Lobby, where everyone starts: say hello." in page.content.decode()
+
+
+def test_a_new_user_joins_the_existing_default_room_and_its_members_see_it(client, public_room, bob, settings):
+    settings.DEFAULT_ROOM = "lobby"
+    response = client.post(
+        reverse("signup"),
+        {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
+    )
+    assert response.url == public_room.get_absolute_url()
+    assert Membership.objects.get(room=public_room, user__username="dora").role == Membership.Role.MEMBER
+    assert Room.objects.count() == 1
+
+
+def test_without_a_default_room_a_new_user_lands_on_the_room_list(client, settings):
+    settings.DEFAULT_ROOM = ""
+    response = client.post(
+        reverse("signup"),
+        {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
+    )
     assert response.url == reverse("room-list")
-    assert get_user_model().objects.filter(username="dora").exists()
-    assert client.get(reverse("room-list")).context["user"].username == "dora"
+    assert not Room.objects.exists()
+
+
+def test_a_private_or_archived_default_room_is_not_joined(client, private_room, alice, settings):
+    from rooms.room_settings import room_archive
+
+    settings.DEFAULT_ROOM = private_room.name
+    response = client.post(
+        reverse("signup"),
+        {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
+    )
+    assert response.url == reverse("room-list")
+    assert not Membership.objects.filter(user__username="dora").exists()
+    room_archive(room=private_room, actor=alice)
+    assert Room.objects.count() == 1
 
 
 def test_it_refuses_a_duplicate_username(client, alice):
@@ -76,7 +117,7 @@ def test_it_logs_in_and_out(client, alice):
     assert client.get(reverse("room-list")).status_code == 200
     response = client.post(reverse("logout"))
     assert response.status_code == 302
-    assert client.get(reverse("room-list")).status_code == 302
+    assert client.get(reverse("room-create")).status_code == 302
 
 
 def test_it_refuses_a_wrong_password_with_a_clear_error(client, alice):
@@ -86,6 +127,16 @@ def test_it_refuses_a_wrong_password_with_a_clear_error(client, alice):
 
 
 def test_pages_need_a_signed_in_user(client):
+    for name in ("room-create", "notifications", "search"):
+        response = client.get(reverse(name))
+        assert response.status_code == 302
+        assert response.url.startswith(reverse("login"))
+
+
+def test_the_logged_out_home_page_says_what_the_site_is(client, public_room, private_room):
     response = client.get(reverse("room-list"))
-    assert response.status_code == 302
-    assert response.url.startswith(reverse("login"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "chat rooms that stay live" in html
+    assert reverse("signup") in html and reverse("login") in html
+    assert "Secret Plans" not in html and "Lobby" not in html  # nothing of any room

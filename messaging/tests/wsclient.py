@@ -15,8 +15,10 @@ from tests import netclient
 session_key_for = database_sync_to_async(netclient.session_key_for)
 
 
-# Frames about who is around, skipped unless a test asks for them.
-AMBIENT = frozenset({"presence", "presence_diff", "unread", "typing", "clap_board"})
+# Frames about who is around (and about the room's members and details), skipped unless a test asks for them.
+AMBIENT = frozenset(
+    {"presence", "presence_diff", "unread", "typing", "clap_board", "member_updated", "member_left", "room_updated"}
+)
 
 
 class Client:

@@ -32,7 +32,7 @@ def test_wrong_passwords_lock_the_account_out_from_that_address_with_429(client,
     # Even the right password is refused while locked out.
     again = log_in(client, "alice", "correct-horse-battery")
     assert again.status_code == 429
-    assert client.get(reverse("room-list")).status_code == 302
+    assert client.get(reverse("room-create")).status_code == 302
 
 
 def test_the_lock_out_is_per_username_and_address(client, settings, alice, bob):
@@ -56,7 +56,7 @@ def test_sign_up_still_logs_the_new_user_in(client):
         reverse("signup"), {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"}
     )
     assert response.status_code == 302
-    assert client.get(reverse("room-list")).context["user"].username == "dora"
+    assert client.get(response.url).context["user"].username == "dora"
 
 
 # --- Rate limits --------------------------------------------------------------------

@@ -129,6 +129,21 @@ def test_locking_and_unlocking_rooms_from_the_admin(client, staff, room, public_
     assert actions == [("lock", True), ("lock", True), ("unlock", True)]
 
 
+def test_archiving_and_unarchiving_rooms_from_the_admin(client, staff, room):
+    client.force_login(staff)
+    assert run_action(client, "rooms_room_changelist", "archive_rooms", [room]) == ["1 room(s) archived."]
+    room.refresh_from_db()
+    assert room.archived
+    assert run_action(client, "rooms_room_changelist", "archive_rooms", [room]) == [
+        "Secret Plans: The room is already archived."
+    ]
+    assert run_action(client, "rooms_room_changelist", "unarchive_rooms", [room]) == ["1 room(s) unarchived."]
+    room.refresh_from_db()
+    assert not room.archived
+    actions = list(AuditLog.objects.order_by("pk").values_list("action", "as_staff"))
+    assert actions == [("archive", True), ("unarchive", True)]
+
+
 def test_hiding_messages_from_the_admin(client, staff, room, bob):
     first = post_message(room, bob, "spam one")
     second = post_message(room, bob, "spam two")

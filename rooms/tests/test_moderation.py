@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from messaging.selectors import message_get
+from messaging.wire import encode
 from rooms import moderation
 from rooms.models import AuditLog, Membership, Report
 from rooms.services import room_access_for_subscriber
@@ -25,6 +26,12 @@ def membership(room, user) -> Membership | None:
 
 def last_entry() -> AuditLog:
     return AuditLog.objects.order_by("-pk").first()
+
+
+def notice(room, frame: dict) -> dict:
+    """The event that brings ``frame`` (with the room's slug) to the room's subscribers."""
+    frame = {"type": frame["type"], "room": room.slug, **{k: v for k, v in frame.items() if k != "type"}}
+    return {"type": "room.notice", "room_id": room.pk, "frame": encode(frame)}
 
 
 # --- Roles ---------------------------------------------------------------------
@@ -44,13 +51,20 @@ def test_the_owner_promotes_a_member_and_demotes_them_again(
         bob,
         "trusted",
     )
-    assert sent_events == [(f"user.{bob.pk}", {"type": "user.membership", "room_id": room.pk})]
+    bob_json = {"id": bob.pk, "username": "bob"}
+    assert sent_events == [
+        (f"user.{bob.pk}", {"type": "user.membership", "room_id": room.pk}),
+        (f"room.{room.pk}", notice(room, {"type": "member_updated", "user": bob_json, "role": "moderator"})),
+    ]
 
     with django_capture_on_commit_callbacks(execute=True):
         moderation.membership_demote(room=room, actor=alice, user=bob)
     assert membership(room, bob).role == Membership.Role.MEMBER
     assert last_entry().action == AuditLog.Action.DEMOTE
-    assert len(sent_events) == 2
+    assert sent_events[2:] == [
+        (f"user.{bob.pk}", {"type": "user.membership", "room_id": room.pk}),
+        (f"room.{room.pk}", notice(room, {"type": "member_updated", "user": bob_json, "role": "member"})),
+    ]
 
 
 def test_a_moderator_cannot_promote_or_demote(dave, bob, alice, room):
@@ -207,7 +221,8 @@ def test_a_ban_ends_the_members_access_and_kicks_them_live(
                 "room": room.slug,
                 "reason": "You were banned from this room: spam.",
             },
-        )
+        ),
+        (f"room.{room.pk}", notice(room, {"type": "member_left", "user": {"id": bob.pk, "username": "bob"}})),
     ]
 
 

@@ -317,6 +317,7 @@
     onFrame: handle,
     onState(state) {
       if (state !== "connected") ready = false;
+      if (window.PubSubPanels) window.PubSubPanels.setConnection(state); // static/js/panels.js
       if (!connection) return;
       connection.dataset.state = state;
       connection.textContent = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", offline: "offline" }[state];
@@ -343,6 +344,7 @@
 
   function handle(frame) {
     if (window.PubSub.handleCommon(frame)) return;
+    if (window.PubSubPanels && window.PubSubPanels.handle(frame)) return; // members, name, topic
     if (frame.room !== undefined && frame.room !== room) return;
     if (typeof frame.rev === "number" && (lastRev === null || frame.rev > lastRev)) lastRev = frame.rev;
     switch (frame.type) {

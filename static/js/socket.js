@@ -191,7 +191,8 @@
     }
     if (frame.type === "notification") {
       bumpNotifications();
-      toast(`${frame.from.username} mentioned you: ${frame.excerpt}`);
+      if (frame.kind === "invite") toast(`${frame.from.username} invited you to ${frame.title}.`);
+      else toast(`${frame.from.username} mentioned you: ${frame.excerpt}`);
       return true;
     }
     return false;

@@ -21,9 +21,13 @@ def test_sign_up_create_a_private_room_invite_and_talk(site, bob, charlie):
     dora.get_by_label("Password", exact=True).fill("a-long-and-happy-passphrase")
     dora.get_by_label("Password confirmation").fill("a-long-and-happy-passphrase")
     dora.get_by_role("button", name="Sign up").click()
-    expect(dora).to_have_url(re.compile(r"/$"))
+    # She lands in the default room, welcomed (issue 21).
+    expect(dora).to_have_url(re.compile(r"/rooms/lobby/$"))
+    expect(dora.locator(".flash")).to_contain_text("Welcome to pubsub, dora!")
+    expect(dora.locator("#connection")).to_have_text("connected")
     expect(dora.locator(".topbar__user")).to_have_text("dora")
     assert get_user_model().objects.filter(username="dora").exists()
+    dora.goto("/")
 
     dora.get_by_role("link", name="New room", exact=True).first.click()
     dora.get_by_label("Name").fill("Book Club")

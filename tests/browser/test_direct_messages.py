@@ -31,7 +31,7 @@ def test_alice_opens_a_dm_with_bob_from_the_member_list_and_they_talk_live(site,
     alice_page.locator(".members").get_by_role("button", name="bob").click()
     expect(alice_page.locator("h1.room__name")).to_have_text("bob")
     dm_url = alice_page.url
-    assert re.search(r"/rooms/[-\w]{16}/$", dm_url) and "bob" not in dm_url
+    assert re.search(r"/rooms/alice-bob-[0-9a-f]{8}/$", dm_url)  # the address names its people (issue 21)
     expect(alice_page.locator("#connection")).to_have_text("connected")
     expect(alice_page.locator("#sidebar-directs .sidebar__room--current a")).to_have_text("bob")
 

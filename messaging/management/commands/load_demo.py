@@ -17,7 +17,8 @@ CONVERSATION = [
     ("alice", "Welcome to pubsub! This room is public: anyone can join."),
     ("bob", "Hi alice 👋 the messages arrive live, no reload needed."),
     ("carol", "Try opening this room in a second browser as bob."),
-    ("alice", "Claps, typing and presence come next. https://example.com links stay plain text for now."),
+    ("alice", "Clap a message you like, reply to one, or *format* a _few_ words; links like https://example.com work."),
+    ("bob", "Type @carol to mention her: she gets a notification. Her name in the member list opens a direct message."),
 ]
 
 

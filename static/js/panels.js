@@ -1,0 +1,135 @@
+// The room page's panels and header kept live (docs/protocol.md, "Room details and members"):
+// who joins and leaves the member list, the room's name, topic and archive state, and the
+// online list, which shows nobody as online while the socket is not connected (it does not
+// know). room.js hands every frame to `handle` and every connection state to `setConnection`.
+// User text is only ever inserted with textContent.
+(function () {
+  "use strict";
+
+  const root = document.getElementById("room");
+  if (!root) return;
+
+  const room = root.dataset.room;
+  const myId = Number(root.dataset.userId);
+  const members = document.getElementById("members");
+  const onlineList = document.getElementById("online");
+  const nameHeading = document.getElementById("room-name");
+  const topicLine = document.getElementById("room-topic");
+  const ROLE_NAMES = { owner: "owner", moderator: "moderator", spectator: "spectator" };
+
+  // The same markup as the members list of templates/rooms/room_detail.html.
+  function memberItem(user, role) {
+    const li = document.createElement("li");
+    li.className = "members__item";
+    li.dataset.userId = String(user.id);
+    li.dataset.username = user.username;
+    if (user.id === myId) {
+      li.append(user.username);
+    } else {
+      const dm = document.createElement("button");
+      dm.type = "submit";
+      dm.className = "link-button members__dm";
+      dm.setAttribute("form", "direct-form");
+      dm.name = "usernames";
+      dm.value = user.username;
+      dm.title = `Send ${user.username} a direct message`;
+      dm.textContent = user.username;
+      li.append(dm);
+    }
+    if (ROLE_NAMES[role]) {
+      const tag = document.createElement("span");
+      tag.className = "members__role";
+      tag.textContent = ROLE_NAMES[role];
+      li.append(" ", tag);
+    }
+    return li;
+  }
+
+  function memberEntry(userId) {
+    return members ? members.querySelector(`.members__item[data-user-id="${Number(userId)}"]`) : null;
+  }
+
+  function memberUpdated(user, role) {
+    if (!members) return;
+    const item = memberItem(user, role);
+    const current = memberEntry(user.id);
+    if (current) {
+      current.replaceWith(item);
+      return;
+    }
+    // A newcomer goes in name order among the others.
+    const after = Array.from(members.querySelectorAll(".members__item")).find(
+      (li) => (li.dataset.username || li.textContent.trim()).localeCompare(user.username) > 0,
+    );
+    members.insertBefore(item, after || null);
+  }
+
+  function memberLeft(user) {
+    const current = memberEntry(user.id);
+    if (current) current.remove();
+  }
+
+  function roomUpdated(frame) {
+    if (nameHeading && !root.dataset.direct) nameHeading.textContent = frame.name;
+    document.querySelectorAll(`.sidebar__room[data-room="${CSS.escape(room)}"] a`).forEach((a) => {
+      a.textContent = frame.name;
+    });
+    if (topicLine) {
+      topicLine.textContent = frame.topic;
+      topicLine.hidden = !frame.topic;
+    }
+    setArchived(frame.archived);
+  }
+
+  function setArchived(archived) {
+    const composer = document.getElementById("composer");
+    const hint = document.getElementById("composer-hint");
+    let note = document.getElementById("archived-note");
+    if (composer) composer.hidden = archived;
+    if (hint) hint.hidden = archived;
+    if (archived && !note) {
+      note = document.createElement("p");
+      note.id = "archived-note";
+      note.className = "composer composer--join";
+      note.setAttribute("role", "status");
+      note.textContent = "This room is archived: it is read-only.";
+      const main = document.querySelector(".room__main");
+      if (main) main.append(note);
+    } else if (!archived && note) {
+      note.remove();
+    }
+  }
+
+  // Until the socket is back and its subscription has sent `presence`, who is online is unknown.
+  function setConnection(state) {
+    if (!onlineList || state === "connected" || state === "connecting") return;
+    onlineList.dataset.unknown = "true";
+    const item = document.createElement("li");
+    item.className = "empty";
+    item.textContent = state === "offline" ? "Unknown while offline." : "Unknown while reconnecting…";
+    onlineList.replaceChildren(item);
+  }
+
+  // True when the frame was this module's (room.js then ignores it).
+  function handle(frame) {
+    if (frame.room !== room) return false;
+    switch (frame.type) {
+      case "member_updated":
+        memberUpdated(frame.user, frame.role);
+        return true;
+      case "member_left":
+        memberLeft(frame.user);
+        return true;
+      case "room_updated":
+        roomUpdated(frame);
+        return true;
+      case "presence":
+        if (onlineList) delete onlineList.dataset.unknown; // room.js renders the list
+        return false;
+      default:
+        return false;
+    }
+  }
+
+  window.PubSubPanels = { handle, setConnection };
+})();
