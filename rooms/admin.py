@@ -13,7 +13,6 @@ from django.http import HttpRequest
 from rooms import moderation
 from rooms.models import AuditLog, Membership, Report, Room
 
-
 ADMIN_REMOVED = "A site administrator removed you from this room."
 
 
