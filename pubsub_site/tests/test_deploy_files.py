@@ -651,7 +651,7 @@ def web_commands() -> dict[str, str]:
     }
     commands.update({f"bench: {key}": server.command for key, server in SERVERS.items() if "uvicorn" in server.command})
     # make run is honcho on the Procfile; make cluster (pubsub_site.cluster) runs its web line.
-    assert "honcho\" -f Procfile start" in (ROOT / "scripts" / "run.sh").read_text()
+    assert 'honcho" -f Procfile start' in (ROOT / "scripts" / "run.sh").read_text()
     assert Cluster().web_command is None  # None: the Procfile's web line
     assert "-m pubsub_site.cluster" in (ROOT / "Makefile").read_text()
     return commands
