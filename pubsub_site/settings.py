@@ -2,8 +2,9 @@
 
 DJANGO_ENV chooses the profile:
 - ``development`` (the default): DEBUG on, SQLite under var/, the local Redis.
-- ``production``: DEBUG off, and SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and
-  REDIS_URL must be set, or the process refuses to start.
+- ``production``: DEBUG off (DEBUG=1 is refused), and SECRET_KEY (not the development
+  one), ALLOWED_HOSTS, DATABASE_URL and REDIS_URL must be set, or the process refuses to
+  start; ``manage.py load_demo`` refuses to run.
 """
 
 from __future__ import annotations
@@ -37,14 +38,21 @@ if DJANGO_ENV not in {"development", "production"}:
     raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r}: use 'development' or 'production'.")
 PRODUCTION = DJANGO_ENV == "production"
 
+# Development only: it is in this public repository, so production refuses it.
+DEVELOPMENT_SECRET_KEY = "dev-insecure-9x!q2m#v7w@k4e8r1t5y0u3i6o-p_a&s*d(f)g=h+j"  # noqa: S105
 if PRODUCTION:
     SECRET_KEY = env_str("SECRET_KEY")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters in production.")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("dev-insecure-"):
+        raise ImproperlyConfigured("SECRET_KEY is the development key, which is public: set a secret one.")
 else:
-    SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-9x!q2m#v7w@k4e8r1t5y0u3i6o-p_a&s*d(f)g=h+j")
+    SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 
 DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # DEBUG shows settings and tracebacks to anyone, and keeps every query in memory.
+    raise ImproperlyConfigured("DEBUG cannot be on with DJANGO_ENV=production; unset DEBUG.")
 ALLOWED_HOSTS = (
     env_list("ALLOWED_HOSTS")
     if PRODUCTION
