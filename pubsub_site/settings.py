@@ -272,6 +272,10 @@ RATE_LIMITS = {
     "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
     "direct_open": _rate("RATE_LIMIT_DIRECT_OPEN", "60/hour"),  # direct conversations opened per user
     "search": _rate("RATE_LIMIT_SEARCH", "30/minute"),  # searches (/search/ with a query) per user
+    # Password spraying (pubsub_site.ratelimit.login_refused): failed log-ins per address over
+    # every username (more than AXES_FAILURE_LIMIT), and per username over every address.
+    "login_address": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", "20/hour"),
+    "login_account": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT", "15/hour"),
 }
 
 # WebSocket rate limits per user and room (messaging/throttle.py), in the room's
