@@ -26,7 +26,7 @@ def _seq_param(request: HttpRequest, name: str) -> int | None:
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 15:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
         raise ValueError(f"`{name}` must be a non-negative integer.")
     return int(raw)
 
@@ -68,7 +68,8 @@ def search(request: HttpRequest) -> HttpResponse:
     """Messages the user may read matching ``q`` (messaging/search.py), newest first, a page at a time.
 
     Each search costs a full-text query: ``RATE_LIMITS["search"]`` per user, past it a 429 page."""
-    q = request.GET.get("q", "")[:QUERY_MAX_CHARS]
+    # PostgreSQL takes no NUL in a string: it would fail the query (a 500), and it means nothing.
+    q = request.GET.get("q", "")[:QUERY_MAX_CHARS].replace("\x00", "")
     page = message_search(user=request.user, q=q, before=request.GET.get("before"))
     context = {"q": q, "search_q": q, "page": page, "per_page": RESULTS_PER_PAGE}
     return render(request, "messaging/search.html", context)
@@ -103,6 +104,6 @@ def claps(request: HttpRequest, slug: str) -> JsonResponse:
     """The room's clap board, and the user's own claps on the messages in ``?seqs=1,2,3``."""
     room, _ = room_get_for_reader(slug=slug, user=request.user)
     raw = request.GET.get("seqs", "")
-    seqs = [int(s) for s in raw.split(",") if s.isdigit() and len(s) < 16][:200]
+    seqs = [int(s) for s in raw.split(",") if s.isascii() and s.isdigit() and len(s) < 16][:200]
     mine = changes.user_claps(room_id=room.pk, user_id=request.user.pk, seqs=seqs)
     return JsonResponse({"room": room.slug, "board": clap_board(room=room), "mine": mine})
