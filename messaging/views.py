@@ -8,7 +8,14 @@ from django.utils import timezone
 from messaging import changes
 from messaging.models import Notification
 from messaging.search import QUERY_MAX_CHARS, RESULTS_PER_PAGE, message_search
-from messaging.selectors import HISTORY_MAX_LIMIT, clap_board, message_history, top_clapped_messages
+from messaging.selectors import (
+    HISTORY_MAX_LIMIT,
+    clap_board,
+    message_history,
+    notifications_not_deleted,
+    notifications_readable,
+    top_clapped_messages,
+)
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms.selectors import room_get_for_reader
 
@@ -78,9 +85,9 @@ def search(request: HttpRequest) -> HttpResponse:
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
     """The user's notifications, newest first; viewing them marks them read."""
-    page = Paginator(Notification.objects.filter(user=request.user).select_related("room", "from_user"), 50).get_page(
-        request.GET.get("page")
-    )
+    readable = notifications_readable(user=request.user).select_related("room", "from_user")
+    page = Paginator(readable, 50).get_page(request.GET.get("page"))
+    page.object_list = notifications_not_deleted(list(page.object_list))
     unread_ids = [n.pk for n in page if n.read_at is None]
     response = render(request, "messaging/notifications.html", {"page": page, "unread_ids": set(unread_ids)})
     Notification.objects.filter(pk__in=unread_ids).update(read_at=timezone.now())
