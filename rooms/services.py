@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import Truncator, slugify
@@ -21,8 +22,16 @@ from pubsub_site import async_db
 from rooms.models import Membership, Room
 
 
-def _unique_slug(name: str) -> str:
+def _unique_slug(name: str, *, private: bool = False) -> str:
+    """A public room's slug is its name's (``-2``, ``-3``... after the first); a private room's
+    carries a random part too, so that it never holds the slug a public room of the same name
+    would get: the suffix a creator is given must say nothing of rooms they cannot see."""
     base = slugify(name)[:90] or "room"
+    if private:
+        while True:
+            slug = f"{base}-{secrets.token_hex(4)}"
+            if not Room.objects.filter(slug=slug).exists():
+                return slug
     slug, n = base, 1
     while Room.objects.filter(slug=slug).exists():
         n += 1
@@ -47,12 +56,20 @@ def room_create(
         raise ValidationError({"name": "A room needs a name."})
     _refuse_invisible_controls(field="name", label="A room name", value=name)
     _refuse_invisible_controls(field="topic", label="A topic", value=topic)
-    if Room.objects.filter(kind=Room.Kind.ROOM, name__iexact=name).exists():
+    # Only a room the creator can see may refuse the name: a private room they are not in
+    # says nothing (its name is not unique: see Room.Meta).
+    visible = Q(visibility=Room.Visibility.PUBLIC) | Q(memberships__user=creator, memberships__banned=False)
+    if Room.objects.filter(visible, kind=Room.Kind.ROOM, name__iexact=name).exists():
         raise ValidationError({"name": "A room with this name already exists."})
+    private = visibility != Room.Visibility.PUBLIC
     try:
         with transaction.atomic():
             room = Room.objects.create(
-                name=name, slug=_unique_slug(name), topic=topic.strip(), visibility=visibility, created_by=creator
+                name=name,
+                slug=_unique_slug(name, private=private),
+                topic=topic.strip(),
+                visibility=visibility,
+                created_by=creator,
             )
             Membership.objects.create(room=room, user=creator, role=Membership.Role.OWNER)
     except IntegrityError:

@@ -43,7 +43,7 @@ class Command(BaseCommand):
         lobby = Room.objects.filter(slug="lobby").first() or room_create(
             creator=users["alice"], name="Lobby", topic="Say hello", visibility=Room.Visibility.PUBLIC
         )
-        team = Room.objects.filter(slug="team").first() or room_create(
+        team = Room.objects.filter(name="Team", created_by=users["alice"]).first() or room_create(
             creator=users["alice"], name="Team", topic="Private to the team", visibility=Room.Visibility.PRIVATE
         )
         for room in (lobby, team):
