@@ -162,7 +162,8 @@ def test_web_worker_and_migrate_share_one_image_and_one_environment(production):
         assert environment[name], name
     assert environment["DATABASE_URL"].startswith("postgres://pubsub:")
     assert "@postgres:5432/pubsub" in environment["DATABASE_URL"]
-    assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+    assert environment["REDIS_URL"].startswith("redis://pubsub:")  # the password: test_redis_auth.py
+    assert "@redis:6379/" in environment["REDIS_URL"]
     assert "command" not in web  # the image's CMD: uvicorn
     assert command_of(worker) == "python manage.py jobs_worker"
     assert command_of(migrate) == "python manage.py migrate --noinput"
