@@ -116,16 +116,16 @@ _USER_FIELDS = frozenset({"is_active", "password"})
 _ROOM_FIELDS = frozenset({"visibility"})
 
 
-def _before_save(instance, fields: frozenset[str], update_fields) -> dict | None:
-    if instance.pk is None or instance._state.adding:
+def _before_save(instance, fields: frozenset[str], update_fields, raw: bool = False) -> dict | None:
+    if raw or instance.pk is None or instance._state.adding:  # raw: loaddata, no socket concerned
         return None
     if update_fields is not None and not fields.intersection(update_fields):
         return None
     return type(instance)._default_manager.filter(pk=instance.pk).values(*sorted(fields)).first()
 
 
-def user_before_save(sender, instance, update_fields=None, **kwargs) -> None:
-    instance._sessions_before = _before_save(instance, _USER_FIELDS, update_fields)
+def user_before_save(sender, instance, update_fields=None, raw: bool = False, **kwargs) -> None:
+    instance._sessions_before = _before_save(instance, _USER_FIELDS, update_fields, raw)
 
 
 def user_after_save(sender, instance, created: bool = False, **kwargs) -> None:
@@ -138,8 +138,8 @@ def user_after_save(sender, instance, created: bool = False, **kwargs) -> None:
         user_sessions_ended_on_commit(user_id=instance.pk, detail="The password changed; sign in again.")
 
 
-def room_before_save(sender, instance, update_fields=None, **kwargs) -> None:
-    instance._visibility_before = _before_save(instance, _ROOM_FIELDS, update_fields)
+def room_before_save(sender, instance, update_fields=None, raw: bool = False, **kwargs) -> None:
+    instance._visibility_before = _before_save(instance, _ROOM_FIELDS, update_fields, raw)
 
 
 def room_after_save(sender, instance, created: bool = False, **kwargs) -> None:
