@@ -56,9 +56,13 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # uvicorn with websockets-sansio on uvloop: the fastest server in `make bench` that passes
 # the fault suite (docs/benchmarks.md). Per-message deflate is off: compressing every copy
-# of a room's message costs more CPU than the fan-out itself. nginx is the only client and
-# overwrites X-Forwarded-For and X-Forwarded-Proto, so uvicorn may trust them
-# (--proxy-headers, from any address on the compose network) for the client's address and scheme.
+# of a room's message costs more CPU than the fan-out itself. --ws-max-size is the
+# consumer's frame limit (settings.WS_FRAME_MAX_BYTES, 64 KiB): a bigger frame is
+# refused with 1009 from its header, before its payload is buffered (uvicorn's default is
+# 16 MiB). X-Forwarded-For and X-Forwarded-Proto (--proxy-headers) are believed only from
+# the addresses in FORWARDED_ALLOW_IPS, which uvicorn reads from the environment: here
+# loopback only; docker-compose.yml sets it to the proxy's own address on its network.
+ENV FORWARDED_ALLOW_IPS=127.0.0.1
 CMD ["uvicorn", "pubsub_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--loop", "uvloop", "--http", "httptools", \
-     "--lifespan", "off", "--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "*"]
+     "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-max-size", "65536", \
+     "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log", "--proxy-headers"]

@@ -131,5 +131,9 @@ def private_room(alice, bob):
     from rooms.services import room_create
 
     room = room_create(creator=alice, name="Secret Plans", visibility=Room.Visibility.PRIVATE)
+    # A private room's slug carries a random part (rooms.services._unique_slug); the tests
+    # name this one plainly.
+    Room.objects.filter(pk=room.pk).update(slug="secret-plans")
+    room.refresh_from_db()
     Membership.objects.create(room=room, user=bob)
     return room

@@ -6,6 +6,6 @@ from accounts import views
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("settings/", views.account_settings, name="account-settings"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.log_in, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -7,8 +8,26 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.forms import EmailSettingsForm, SignUpForm
 from accounts.services import profile_get, profile_update_email
-from pubsub_site.ratelimit import per_ip, rate_limited
+from pubsub_site.ratelimit import login_failed, login_refused, per_ip, rate_limited
 from rooms.services import room_welcome
+
+_login_view = auth_views.LoginView.as_view(redirect_authenticated_user=True)
+
+
+@sensitive_post_parameters("password")
+def log_in(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """Django's log-in page, with the spraying limits of pubsub_site.ratelimit around it: a
+    log-in POST from an address or for an account past its failures is answered 429 unread;
+    a POST the form refused (a wrong password: 200) counts one failure for both."""
+    if request.method != "POST":
+        return _login_view(request, *args, **kwargs)
+    refused = login_refused(request)
+    if refused is not None:
+        return refused
+    response = _login_view(request, *args, **kwargs)
+    if response.status_code == 200:
+        login_failed(request)
+    return response
 
 
 @sensitive_post_parameters("password1", "password2")

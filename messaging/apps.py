@@ -9,11 +9,21 @@ class MessagingConfig(AppConfig):
     name = "messaging"
 
     def ready(self) -> None:
+        from django.contrib.auth import get_user_model
         from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_save, pre_save
 
-        from messaging.events import session_logged_out
+        from messaging import events
+        from rooms.models import Room
 
-        user_logged_out.connect(session_logged_out, dispatch_uid="messaging.session_logged_out")
+        user_logged_out.connect(events.session_logged_out, dispatch_uid="messaging.session_logged_out")
+        # Open sockets follow a deactivation, a password change and a room made private
+        # wherever they are written (messaging.events).
+        user_model = get_user_model()
+        pre_save.connect(events.user_before_save, sender=user_model, dispatch_uid="messaging.user_before_save")
+        post_save.connect(events.user_after_save, sender=user_model, dispatch_uid="messaging.user_after_save")
+        pre_save.connect(events.room_before_save, sender=Room, dispatch_uid="messaging.room_before_save")
+        post_save.connect(events.room_after_save, sender=Room, dispatch_uid="messaging.room_after_save")
         post_migrate.connect(search_index_after_migrate, sender=self, dispatch_uid="messaging.search_index")
 
 

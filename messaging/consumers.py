@@ -638,6 +638,17 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         )
         self.activity_rooms = {}
 
+    async def user_sessions_ended(self, event: dict) -> None:
+        """Every session of the user ended (deactivated, or the password changed; see
+        messaging.events): the socket ends as a logged-out one does, says why, and closes."""
+        await self.user_logged_out({"session": self.session})
+        await self._send_error(ClientError("forbidden", event["detail"]), None)
+        await self.close(code=1008)
+
+    async def room_access_changed(self, event: dict) -> None:
+        """Who may read the room changed (it became private): read this subscriber's rights again."""
+        await self.user_membership(event)
+
     async def user_direct_joined(self, event: dict) -> None:
         """The user is in a new direct conversation: follow its activity, and tell the page."""
         room_id, slug = event["room_id"], event["room"]

@@ -31,9 +31,9 @@ def navigation(request: HttpRequest) -> dict:
         return unread_counts(user_id=user.pk, room_ids=[room.pk for room in [*my_rooms, *my_directs]])
 
     def notifications():
-        from messaging.models import Notification
+        from messaging.selectors import notifications_unread_count
 
-        return Notification.objects.filter(user=user, read_at__isnull=True).count()
+        return notifications_unread_count(user=user)
 
     return {
         "my_rooms": my_rooms,

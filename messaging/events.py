@@ -136,3 +136,59 @@ def session_logged_out(sender, request, user, **kwargs) -> None:
     except RedisError:
         # Logging out must work with Redis down; the sockets then close with the layer.
         logger.warning("could not tell the sockets of user %s that the session logged out", user.pk)
+
+
+def user_sessions_ended_on_commit(*, user_id: int, detail: str) -> None:
+    """Every session of the user ended (the account was deactivated, or its password
+    changed): each open socket of theirs ends as a logged-out one does, and closes (1008)."""
+    send_to_group_on_commit(user_group(user_id), {"type": "user.sessions_ended", "detail": detail})
+
+
+def room_access_changed_on_commit(*, room: Room) -> None:
+    """Who may read the room changed (it became private): every subscriber reads its rights
+    again, and one who may no longer read it is told `kicked`."""
+    send_to_group_on_commit(room_group(room.pk), {"type": "room.access_changed", "room_id": room.pk})
+
+
+# --- Writes made outside the services (the admin, `changepassword`, a shell) ---------------
+# Deactivating an account, changing its password and making a room private change who may
+# read what, wherever they are written. These receivers compare the saved row with the one
+# being saved and tell the sockets on commit; a save that names its fields (a log-in's
+# `last_login`) and none of these costs no query.
+
+_USER_FIELDS = frozenset({"is_active", "password"})
+_ROOM_FIELDS = frozenset({"visibility"})
+
+
+def _before_save(instance, fields: frozenset[str], update_fields, raw: bool = False) -> dict | None:
+    if raw or instance.pk is None or instance._state.adding:  # raw: loaddata, no socket concerned
+        return None
+    if update_fields is not None and not fields.intersection(update_fields):
+        return None
+    return type(instance)._default_manager.filter(pk=instance.pk).values(*sorted(fields)).first()
+
+
+def user_before_save(sender, instance, update_fields=None, raw: bool = False, **kwargs) -> None:
+    instance._sessions_before = _before_save(instance, _USER_FIELDS, update_fields, raw)
+
+
+def user_after_save(sender, instance, created: bool = False, **kwargs) -> None:
+    before = instance.__dict__.pop("_sessions_before", None)
+    if created or before is None:
+        return
+    if before["is_active"] and not instance.is_active:
+        user_sessions_ended_on_commit(user_id=instance.pk, detail="This account was deactivated.")
+    elif before["password"] != instance.password:
+        user_sessions_ended_on_commit(user_id=instance.pk, detail="The password changed; sign in again.")
+
+
+def room_before_save(sender, instance, update_fields=None, raw: bool = False, **kwargs) -> None:
+    instance._visibility_before = _before_save(instance, _ROOM_FIELDS, update_fields, raw)
+
+
+def room_after_save(sender, instance, created: bool = False, **kwargs) -> None:
+    before = instance.__dict__.pop("_visibility_before", None)
+    if created or before is None:
+        return
+    if before["visibility"] == Room.Visibility.PUBLIC and instance.visibility != Room.Visibility.PUBLIC:
+        room_access_changed_on_commit(room=instance)

@@ -165,7 +165,22 @@ def reads_persist_room(*, room_id: int) -> None:
 
 
 def notify_mentions(*, room_id: int, records: list[dict]) -> None:
-    """Store a notification for each @username who can read the room, and push it to them once."""
+    """Store a notification for each @username who can read the room, and push it to them once.
+
+    What counts is the message as it is now: one deleted (or hidden) before it was persisted
+    notifies no one, and one edited since is read in its edited form (Redis holds both)."""
+    if not records:
+        return
+    states = changes.states_of(room_id=room_id, seqs=[r["seq"] for r in records])
+    current = []
+    for record in records:
+        state = states.get(record["seq"])
+        if state is not None and state.deletion is not None:
+            continue
+        if state is not None and state.edit is not None:
+            record = {**record, "body": state.edit["body"]}
+        current.append(record)
+    records = [r for r in current if "@" in r["body"]]
     if not records:
         return
     room = Room.objects.get(pk=room_id)

@@ -412,6 +412,9 @@ def excerpt_html(marked: str) -> SafeString:
     return mark_safe("".join(out))  # noqa: S308 (every part of the text was escaped above)
 
 
+_BIGINT_MAX = 2**63 - 1
+
+
 def _cursor_format(sent_at: datetime, pk: int) -> str:
     return f"{(sent_at - _EPOCH) // timedelta(microseconds=1)}.{pk}"
 
@@ -421,6 +424,13 @@ def _cursor_parse(raw: str | None) -> tuple[datetime, int] | None:
     if not raw:
         return None
     micros, _, pk = raw.partition(".")
-    if not (micros.isdigit() and pk.isdigit() and len(micros) < 20 and len(pk) < 20):
+    # ASCII digits only (str.isdigit takes "²", which int() refuses), and values a datetime and
+    # a bigint can hold: ?before=9999999999999999999.1 overflowed into a 500.
+    if not (micros.isascii() and micros.isdigit() and pk.isascii() and pk.isdigit()):
         return None
-    return _EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    if len(micros) >= 20 or len(pk) >= 20 or int(pk) > _BIGINT_MAX:
+        return None
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    except OverflowError:
+        return None

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from messaging import buffer, changes
-from messaging.models import Message
+from messaging.models import Message, Notification
 from messaging.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
 from pubsub_site import async_db
-from rooms.models import Room
+from rooms.models import Membership, Room
 
 HISTORY_MAX_LIMIT = 200
 
@@ -288,3 +288,38 @@ def clap_board(*, room: Room) -> list[dict]:
         for u in user_ids
     ]
     return sorted(board, key=lambda row: (-(row["given"] + row["received"]), row["username"].lower()))
+
+
+def notifications_readable(*, user) -> QuerySet:
+    """The user's notifications they may still read, newest first: none from a room they are
+    banned from or (private) no longer in, and none of a message since deleted or hidden in
+    PostgreSQL (``notifications_not_deleted`` checks what Redis knows and PostgreSQL not yet)."""
+    membership = Membership.objects.filter(room=OuterRef("room"), user=user)
+    deleted = Message.objects.filter(room=OuterRef("room"), seq=OuterRef("seq"), deleted_at__isnull=False)
+    return (
+        Notification.objects.filter(user=user)
+        .filter(Q(room__visibility=Room.Visibility.PUBLIC) | Exists(membership))
+        .exclude(Exists(membership.filter(banned=True)))
+        .exclude(Exists(deleted))
+    )
+
+
+def notifications_not_deleted(notifications: list) -> list:
+    """``notifications`` less those of messages deleted or hidden in the last moments (in Redis,
+    not yet written to PostgreSQL by the persistence job)."""
+    seqs_by_room: dict[int, list[int]] = {}
+    for notification in notifications:
+        seqs_by_room.setdefault(notification.room_id, []).append(notification.seq)
+    deleted = {
+        (room_id, seq)
+        for room_id, seqs in seqs_by_room.items()
+        for seq, state in changes.states_of(room_id=room_id, seqs=seqs).items()
+        if state.deletion is not None
+    }
+    return [n for n in notifications if (n.room_id, n.seq) not in deleted]
+
+
+def notifications_unread_count(*, user) -> int:
+    """How many of ``notifications_readable`` are unread (Redis's deletions counted too)."""
+    unread = list(notifications_readable(user=user).filter(read_at__isnull=True).only("room_id", "seq"))
+    return len(notifications_not_deleted(unread))

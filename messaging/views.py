@@ -8,7 +8,14 @@ from django.utils import timezone
 from messaging import changes
 from messaging.models import Notification
 from messaging.search import QUERY_MAX_CHARS, RESULTS_PER_PAGE, message_search
-from messaging.selectors import HISTORY_MAX_LIMIT, clap_board, message_history, top_clapped_messages
+from messaging.selectors import (
+    HISTORY_MAX_LIMIT,
+    clap_board,
+    message_history,
+    notifications_not_deleted,
+    notifications_readable,
+    top_clapped_messages,
+)
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms.selectors import room_get_for_reader
 
@@ -26,7 +33,7 @@ def _seq_param(request: HttpRequest, name: str) -> int | None:
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 15:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
         raise ValueError(f"`{name}` must be a non-negative integer.")
     return int(raw)
 
@@ -68,7 +75,8 @@ def search(request: HttpRequest) -> HttpResponse:
     """Messages the user may read matching ``q`` (messaging/search.py), newest first, a page at a time.
 
     Each search costs a full-text query: ``RATE_LIMITS["search"]`` per user, past it a 429 page."""
-    q = request.GET.get("q", "")[:QUERY_MAX_CHARS]
+    # PostgreSQL takes no NUL in a string: it would fail the query (a 500), and it means nothing.
+    q = request.GET.get("q", "")[:QUERY_MAX_CHARS].replace("\x00", "")
     page = message_search(user=request.user, q=q, before=request.GET.get("before"))
     context = {"q": q, "search_q": q, "page": page, "per_page": RESULTS_PER_PAGE}
     return render(request, "messaging/search.html", context)
@@ -77,9 +85,9 @@ def search(request: HttpRequest) -> HttpResponse:
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
     """The user's notifications, newest first; viewing them marks them read."""
-    page = Paginator(Notification.objects.filter(user=request.user).select_related("room", "from_user"), 50).get_page(
-        request.GET.get("page")
-    )
+    readable = notifications_readable(user=request.user).select_related("room", "from_user")
+    page = Paginator(readable, 50).get_page(request.GET.get("page"))
+    page.object_list = notifications_not_deleted(list(page.object_list))
     unread_ids = [n.pk for n in page if n.read_at is None]
     response = render(request, "messaging/notifications.html", {"page": page, "unread_ids": set(unread_ids)})
     Notification.objects.filter(pk__in=unread_ids).update(read_at=timezone.now())
@@ -103,6 +111,6 @@ def claps(request: HttpRequest, slug: str) -> JsonResponse:
     """The room's clap board, and the user's own claps on the messages in ``?seqs=1,2,3``."""
     room, _ = room_get_for_reader(slug=slug, user=request.user)
     raw = request.GET.get("seqs", "")
-    seqs = [int(s) for s in raw.split(",") if s.isdigit() and len(s) < 16][:200]
+    seqs = [int(s) for s in raw.split(",") if s.isascii() and s.isdigit() and len(s) < 16][:200]
     mine = changes.user_claps(room_id=room.pk, user_id=request.user.pk, seqs=seqs)
     return JsonResponse({"room": room.slug, "board": clap_board(room=room), "mine": mine})

@@ -163,3 +163,65 @@ def axes_lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse
     )
     response["Retry-After"] = str(retry_after)
     return response
+
+
+# --- Password spraying ----------------------------------------------------------------
+# django-axes locks a (username, address) pair out after AXES_FAILURE_LIMIT failures: one
+# address may still try a password on every account, and a botnet every password on one
+# account. Two counters more, of failed log-ins only: per address across usernames
+# (RATE_LIMITS["login_address"], higher than the pair's limit) and per username across
+# addresses (RATE_LIMITS["login_account"]). Past either, log-in POSTs answer 429 before any
+# password is checked. A success resets neither: a sprayer could sign in to an account of
+# their own to wipe the slate.
+
+_LOGIN_SCOPES = {
+    "login_address": "Too many failed log-ins from your address.",
+    "login_account": "Too many failed log-ins for this account.",
+}
+
+
+def _login_identities(request: HttpRequest) -> dict[str, str]:
+    username = str(request.POST.get("username", ""))[:150].strip().casefold()
+    return {"login_address": f"ip:{client_ip(request)}", "login_account": f"name:{username}"}
+
+
+def login_refused(request: HttpRequest) -> HttpResponse | None:
+    """The 429 log-in page when the address or the account has used up its failures, else None."""
+    limiter = _limiter()
+    for scope, identity in _login_identities(request).items():
+        if scope not in settings.RATE_LIMITS:  # a test that set other limits only
+            continue
+        item = parse(settings.RATE_LIMITS[scope])
+        try:
+            if limiter.test(item, scope, identity):
+                continue
+            reset_at, _ = limiter.get_window_stats(item, scope, identity)
+        except StorageError:
+            logger.warning("log-in limit %s not checked: Redis failed", scope, exc_info=True)
+            continue
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        return _login_page_refusal(
+            request, f"{_LOGIN_SCOPES[scope]} Try again in {_wait_text(retry_after)}.", retry_after
+        )
+    return None
+
+
+def login_failed(request: HttpRequest) -> None:
+    """Count one failed log-in against its address and its account."""
+    limiter = _limiter()
+    for scope, identity in _login_identities(request).items():
+        if scope not in settings.RATE_LIMITS:
+            continue
+        try:
+            limiter.hit(parse(settings.RATE_LIMITS[scope]), scope, identity)
+        except StorageError:
+            logger.warning("log-in failure not counted (%s): Redis failed", scope, exc_info=True)
+
+
+def _login_page_refusal(request: HttpRequest, message: str, retry_after: int) -> HttpResponse:
+    form = _LockedOutForm(request, data={"username": request.POST.get("username", "")[:150]}, message=message)
+    response = render(
+        request, "registration/login.html", {"form": form, "next": request.POST.get("next", "")}, status=429
+    )
+    response["Retry-After"] = str(retry_after)
+    return response

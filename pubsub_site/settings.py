@@ -2,8 +2,9 @@
 
 DJANGO_ENV chooses the profile:
 - ``development`` (the default): DEBUG on, SQLite under var/, the local Redis.
-- ``production``: DEBUG off, and SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and
-  REDIS_URL must be set, or the process refuses to start.
+- ``production``: DEBUG off (DEBUG=1 is refused), and SECRET_KEY (not the development
+  one), ALLOWED_HOSTS, DATABASE_URL and REDIS_URL must be set, or the process refuses to
+  start; ``manage.py load_demo`` refuses to run.
 """
 
 from __future__ import annotations
@@ -37,14 +38,21 @@ if DJANGO_ENV not in {"development", "production"}:
     raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r}: use 'development' or 'production'.")
 PRODUCTION = DJANGO_ENV == "production"
 
+# Development only: it is in this public repository, so production refuses it.
+DEVELOPMENT_SECRET_KEY = "dev-insecure-9x!q2m#v7w@k4e8r1t5y0u3i6o-p_a&s*d(f)g=h+j"  # noqa: S105
 if PRODUCTION:
     SECRET_KEY = env_str("SECRET_KEY")
     if len(SECRET_KEY) < 50:
         raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters in production.")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("dev-insecure-"):
+        raise ImproperlyConfigured("SECRET_KEY is the development key, which is public: set a secret one.")
 else:
-    SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-9x!q2m#v7w@k4e8r1t5y0u3i6o-p_a&s*d(f)g=h+j")
+    SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 
 DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    # DEBUG shows settings and tracebacks to anyone, and keeps every query in memory.
+    raise ImproperlyConfigured("DEBUG cannot be on with DJANGO_ENV=production; unset DEBUG.")
 ALLOWED_HOSTS = (
     env_list("ALLOWED_HOSTS")
     if PRODUCTION
@@ -282,6 +290,10 @@ RATE_LIMITS = {
     "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
     "direct_open": _rate("RATE_LIMIT_DIRECT_OPEN", "60/hour"),  # direct conversations opened per user
     "search": _rate("RATE_LIMIT_SEARCH", "30/minute"),  # searches (/search/ with a query) per user
+    # Password spraying (pubsub_site.ratelimit.login_refused): failed log-ins per address over
+    # every username (more than AXES_FAILURE_LIMIT), and per username over every address.
+    "login_address": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", "20/hour"),
+    "login_account": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT", "15/hour"),
 }
 
 # WebSocket rate limits per user and room (messaging/throttle.py), in the room's
@@ -298,17 +310,18 @@ WS_FLOOD_WINDOW = 10
 # Subscribe frames one socket may send (counted by the socket itself, moving window); past
 # it a subscribe is answered `rate_limited`. A subscribe is the costliest frame (a replay).
 WS_SUBSCRIBE_RATE = _rate("WS_SUBSCRIBE_RATE", "20/10second")
-# The largest frame a client may send (bytes); a bigger one closes the socket with 1009. Web
-# servers get the same number as their own limit (uvicorn --ws-max-size), so that they refuse
-# such a frame before buffering it.
-WS_FRAME_MAX_BYTES = env_int("WS_FRAME_MAX_BYTES", 64 * 1024)
+# The largest frame a client may send (bytes); a bigger one closes the socket with 1009. Not
+# read from the environment: every web command (Procfile, Dockerfile, the benchmark) passes the
+# same number to uvicorn as --ws-max-size, so that it refuses such a frame from its header,
+# before buffering it (pubsub_site/tests/test_deploy_files.py holds them to it).
+WS_FRAME_MAX_BYTES = 64 * 1024
 # Open sockets one user may have in one web process (a tab is one); the next one is closed
 # with 1008 after an `error` frame `too_many_sockets`. 0: no cap. (The benchmark and the
 # reconnect storm test hold 50 tabs per user in one process.)
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 100)
 # Rooms one socket may follow at once; a subscribe past it is answered `too_many_subscriptions`.
 WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 100)
-for _name in ("WS_FRAME_MAX_BYTES", "WS_MAX_SUBSCRIPTIONS"):
+for _name in ("WS_MAX_SUBSCRIPTIONS",):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}={globals()[_name]}: at least 1.")
 if WS_MAX_SOCKETS_PER_USER < 0:

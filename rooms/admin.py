@@ -13,6 +13,18 @@ from django.http import HttpRequest
 from rooms import moderation, room_settings
 from rooms.models import AuditLog, Membership, Report, Room
 
+ADMIN_REMOVED = "A site administrator removed you from this room."
+
+
+def kick_removed_members(memberships: Iterable[Membership]) -> None:
+    """Memberships deleted here: their users' open sockets leave the room on commit, as a
+    kick's do (the moderation services and room_leave tell them themselves)."""
+    # Imported here: messaging sits above rooms, which must not import it at module level.
+    from messaging.events import user_kicked_on_commit
+
+    for membership in memberships:
+        user_kicked_on_commit(user_id=membership.user_id, room=membership.room, reason=ADMIN_REMOVED)
+
 
 def run_moderation_action(
     modeladmin: admin.ModelAdmin,
@@ -86,6 +98,11 @@ class RoomAdmin(admin.ModelAdmin):
             "{count} room(s) unarchived.",
         )
 
+    def save_formset(self, request, form, formset, change) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is Membership:
+            kick_removed_members(formset.deleted_objects)
+
     @admin.action(description="Lock selected rooms", permissions=["change"])
     def lock_rooms(self, request, queryset):
         run_moderation_action(
@@ -115,6 +132,15 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "room"]
     list_select_related = ["user", "room"]
     actions = ["ban_members", "unban_members", "promote_members", "demote_members", "unmute_members"]
+
+    def delete_model(self, request, obj: Membership) -> None:
+        super().delete_model(request, obj)
+        kick_removed_members([obj])
+
+    def delete_queryset(self, request, queryset) -> None:
+        removed = list(queryset.select_related("room"))
+        super().delete_queryset(request, queryset)
+        kick_removed_members(removed)
 
     def get_readonly_fields(self, request, obj=None):
         # A new membership starts as a plain member; afterwards only the actions change it.

@@ -37,8 +37,12 @@ class Room(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            # Direct conversations are named after their people: only rooms' names are unique.
-            models.UniqueConstraint(Lower("name"), condition=models.Q(kind="room"), name="room_name_unique_ci"),
+            # Public rooms' names are unique. A private room's name is its members' business: a
+            # public or private room may share it (else creating one would reveal the name), and
+            # direct conversations are named after their people.
+            models.UniqueConstraint(
+                Lower("name"), condition=models.Q(kind="room", visibility="public"), name="room_public_name_unique_ci"
+            ),
             models.CheckConstraint(
                 condition=models.Q(kind="room", dm_key__isnull=True)
                 | models.Q(kind="direct", dm_key__isnull=False, visibility="private"),

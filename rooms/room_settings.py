@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from messaging import events
 from rooms.models import AuditLog, Membership, Room
 from rooms.moderation import _authority, _record
-from rooms.services import _refuse_invisible_controls
+from rooms.services import _refuse_invisible_controls, room_name_taken
 
 NAME_MAX = Room._meta.get_field("name").max_length
 TOPIC_MAX = Room._meta.get_field("topic").max_length
@@ -58,8 +58,7 @@ def room_rename(
             current = _current(room)
             if current.name == name:
                 raise ValidationError({"name": f"The room is already called {name}."})
-            taken = Room.objects.filter(kind=Room.Kind.ROOM, name__iexact=name).exclude(pk=current.pk)
-            if taken.exists():
+            if room_name_taken(name=name, user=actor, exclude_pk=current.pk):
                 raise ValidationError({"name": "A room with this name already exists."})
             before = current.name
             current.name = name

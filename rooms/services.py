@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import Truncator, slugify
@@ -22,8 +23,16 @@ from pubsub_site import async_db
 from rooms.models import Membership, Room, RoomSlugAlias
 
 
-def _unique_slug(name: str) -> str:
+def _unique_slug(name: str, *, private: bool = False) -> str:
+    """A public room's slug is its name's (``-2``, ``-3``... after the first); a private room's
+    carries a random part too, so that it never holds the slug a public room of the same name
+    would get: the suffix a creator is given must say nothing of rooms they cannot see."""
     base = slugify(name)[:90] or "room"
+    if private:
+        while True:
+            slug = f"{base}-{secrets.token_hex(4)}"
+            if not Room.objects.filter(slug=slug).exists():
+                return slug
     slug, n = base, 1
     # Not an old address either (rooms.models.RoomSlugAlias): that one leads elsewhere.
     while Room.objects.filter(slug=slug).exists() or RoomSlugAlias.objects.filter(slug=slug).exists():
@@ -41,6 +50,14 @@ def _refuse_invisible_controls(*, field: str, label: str, value: str) -> None:
         raise ValidationError({field: f"{label} cannot contain control or text-direction characters."})
 
 
+def room_name_taken(*, name: str, user: AbstractBaseUser, exclude_pk: int | None = None) -> bool:
+    """Whether a room ``user`` can see already has ``name`` (any case). Only such a room may
+    refuse a name: a private room they are not in says nothing (its name is not unique: see
+    Room.Meta), whether they create a room or rename one."""
+    visible = Q(visibility=Room.Visibility.PUBLIC) | Q(memberships__user=user, memberships__banned=False)
+    return Room.objects.filter(visible, kind=Room.Kind.ROOM, name__iexact=name).exclude(pk=exclude_pk).exists()
+
+
 def room_create(
     *, creator: AbstractBaseUser, name: str, topic: str = "", visibility: str = Room.Visibility.PUBLIC
 ) -> Room:
@@ -49,12 +66,17 @@ def room_create(
         raise ValidationError({"name": "A room needs a name."})
     _refuse_invisible_controls(field="name", label="A room name", value=name)
     _refuse_invisible_controls(field="topic", label="A topic", value=topic)
-    if Room.objects.filter(kind=Room.Kind.ROOM, name__iexact=name).exists():
+    if room_name_taken(name=name, user=creator):
         raise ValidationError({"name": "A room with this name already exists."})
+    private = visibility != Room.Visibility.PUBLIC
     try:
         with transaction.atomic():
             room = Room.objects.create(
-                name=name, slug=_unique_slug(name), topic=topic.strip(), visibility=visibility, created_by=creator
+                name=name,
+                slug=_unique_slug(name, private=private),
+                topic=topic.strip(),
+                visibility=visibility,
+                created_by=creator,
             )
             Membership.objects.create(room=room, user=creator, role=Membership.Role.OWNER)
     except IntegrityError:

@@ -95,7 +95,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect(moved.get_absolute_url() + (f"?{query}" if query else ""), permanent=True)
     # ?around=<seq>: the page around one message (a search result), the newer ones behind a button.
     raw_around = request.GET.get("around", "")
-    around = int(raw_around) if raw_around.isdigit() and len(raw_around) < 16 else None
+    around = int(raw_around) if raw_around.isascii() and raw_around.isdigit() and len(raw_around) < 16 else None
     history = message_history(room=room, around=around, limit=PAGE_SIZE)
     context = {
         "room": room,

@@ -15,11 +15,18 @@
 #   REDIS_SELF          this machine's addresses, to recognise itself as the primary
 #                       (default: `hostname -i`)
 #   REDIS_SERVER        the command to run (default: the image's entrypoint with redis-server)
+#   REDIS_PASSWORD, REDIS_USERNAME   see auth.sh: with a password, the server starts from a
+#                       configuration file (REDIS_AUTH_DIR, /data) holding its users; the
+#                       Sentinels are asked with it too (REDISCLI_AUTH)
 #
 # Arguments are redis-server's (--appendonly yes ...).
 set -eu
+. "$(dirname "$0")/auth.sh"
 
 port="${REDIS_PORT:-6379}"
+if [ -n "${REDIS_PASSWORD:-}" ]; then
+  export REDISCLI_AUTH="$REDIS_PASSWORD"
+fi
 self="${REDIS_SELF:-$(hostname -i 2>/dev/null || true)}"
 primary=""
 for sentinel in ${REDIS_SENTINELS:-}; do
@@ -64,5 +71,12 @@ if [ -z "${REDIS_SERVER:-}" ]; then
   fi
 fi
 echo "redis-start: ${replicaof:-a primary} (the Sentinels said: ${primary:-nothing})" >&2
+if [ -n "${REDIS_PASSWORD:-}" ]; then
+  # A configuration file, not arguments: a password on the command line shows in `ps`.
+  conf="${REDIS_AUTH_DIR:-/data}/pubsub-auth.conf"
+  (umask 077 && redis_auth_conf > "$conf")
+  # shellcheck disable=SC2086 # word splitting wanted: a command and its options
+  exec $REDIS_SERVER "$conf" --port "$port" "$@" $replicaof
+fi
 # shellcheck disable=SC2086 # word splitting wanted: a command and its options
 exec $REDIS_SERVER --port "$port" "$@" $replicaof

@@ -12,7 +12,11 @@
 #   SENTINEL_FAILOVER_TIMEOUT_MS (30000)
 #   SENTINEL_DIR                 where the file lives (/data)
 #   SENTINEL_SERVER              the command to run (default: the image's entrypoint with redis-server)
+#   REDIS_PASSWORD               see auth.sh: the Redis servers', the other Sentinels' and this
+#                                one's password, written into the file at every start (so a
+#                                new password takes effect), past what Sentinel rewrote
 set -eu
+. "$(dirname "$0")/auth.sh"
 
 name="${REDIS_MASTER_NAME:-pubsub}"
 dir="${SENTINEL_DIR:-/data}"
@@ -38,6 +42,13 @@ sentinel failover-timeout $name ${SENTINEL_FAILOVER_TIMEOUT_MS:-30000}
 sentinel parallel-syncs $name 1
 CONF
 fi
+# The password lines, again at every start: dropped, then written from REDIS_PASSWORD.
+(
+  umask 077
+  grep -v -E '^(requirepass|masterauth|user |sentinel (auth-pass|auth-user|sentinel-pass|sentinel-user) )' "$conf" > "$conf.new" || true
+  sentinel_auth_conf "$name" >> "$conf.new"
+  cat "$conf.new" > "$conf" && rm -f "$conf.new"
+)
 if [ -z "${SENTINEL_SERVER:-}" ]; then
   if command -v docker-entrypoint.sh >/dev/null 2>&1; then
     SENTINEL_SERVER="docker-entrypoint.sh redis-server"  # drops root, as the image does

@@ -162,7 +162,8 @@ def test_web_worker_and_migrate_share_one_image_and_one_environment(production):
         assert environment[name], name
     assert environment["DATABASE_URL"].startswith("postgres://pubsub:")
     assert "@postgres:5432/pubsub" in environment["DATABASE_URL"]
-    assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+    assert environment["REDIS_URL"].startswith("redis://pubsub:")  # the password: test_redis_auth.py
+    assert "@redis:6379/" in environment["REDIS_URL"]
     assert "command" not in web  # the image's CMD: uvicorn
     assert command_of(worker) == "python manage.py jobs_worker"
     assert command_of(migrate) == "python manage.py migrate --noinput"
@@ -634,3 +635,46 @@ def test_the_worker_healthcheck_fails_when_redis_does_not_answer():
     result = run_healthcheck("worker", REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens on port 1
     assert result.returncode == 1
     assert "worker unhealthy" in result.stderr
+
+
+# --- every web command ----------------------------------------------------------
+
+
+def web_commands() -> dict[str, str]:
+    """Every command that starts the site's web server, by where it is written."""
+    from bench.runner import SERVERS
+    from pubsub_site.cluster import Cluster, procfile_commands
+
+    cmd = json.loads(dict(dockerfile_instructions())["CMD"])  # the last CMD: the runtime stage's
+    commands = {
+        "Procfile (make run, make cluster)": procfile_commands()["web"],
+        "Dockerfile CMD (docker-compose.yml's web)": " ".join(cmd),
+    }
+    commands.update({f"bench: {key}": server.command for key, server in SERVERS.items() if "uvicorn" in server.command})
+    # make run is honcho on the Procfile; make cluster (pubsub_site.cluster) runs its web line.
+    assert 'honcho" -f Procfile start' in (ROOT / "scripts" / "run.sh").read_text()
+    assert Cluster().web_command is None  # None: the Procfile's web line
+    assert "-m pubsub_site.cluster" in (ROOT / "Makefile").read_text()
+    return commands
+
+
+def test_every_web_command_caps_websocket_frames_at_the_consumers_limit(production):
+    """uvicorn buffers a frame up to --ws-max-size (16 MiB by default) before the consumer can
+    refuse it: every command that starts it passes the consumer's own limit."""
+    from django.conf import settings
+
+    FRAME_MAX_BYTES = settings.WS_FRAME_MAX_BYTES
+
+    assert "command" not in production["services"]["web"]  # compose runs the image's CMD
+    commands = web_commands()
+    assert len(commands) >= 4, commands
+    for where, command in commands.items():
+        assert command.split()[0] == "uvicorn", where
+        sizes = re.findall(r"--ws-max-size[ =](\d+)", command)
+        assert sizes == [str(FRAME_MAX_BYTES)], f"{where}: {command}"
+
+
+def test_no_web_command_trusts_forwarded_headers_from_everyone(production):
+    for where, command in web_commands().items():
+        assert not re.search(r"--forwarded-allow-ips[ =]['\"]?\*", command), where
+    assert production["services"]["web"]["environment"]["FORWARDED_ALLOW_IPS"] not in {"*", ""}

@@ -51,6 +51,40 @@ def test_a_successful_log_in_resets_the_count(client, settings, alice):
         assert log_in(client, "alice", "wrong").status_code == 200
 
 
+def test_thirty_failed_log_ins_over_thirty_names_from_one_address_meet_a_limit(client, settings, make_user):
+    """Password spraying: one password tried on every account. The (username, address) lock-out
+    never trips (one try per name); the address's own count of failures does, at
+    RATE_LIMITS["login_address"] (20 an hour), before the thirtieth name."""
+    victim = make_user("victim29")
+    statuses = [log_in(client, f"victim{i}" if i != 29 else "victim29", "Spring2026!", "203.0.113.7").status_code
+                for i in range(30)]  # fmt: skip
+    assert statuses[:20] == [200] * 20
+    assert statuses[20:] == [429] * 10
+    refused = log_in(client, victim.username, "correct-horse-battery", "203.0.113.7")
+    assert refused.status_code == 429  # no password is checked from that address
+    assert "Too many failed log-ins from your address." in refused.content.decode()
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    assert log_in(Client(), victim.username, "correct-horse-battery", "198.51.100.1").status_code == 302
+
+
+def test_failed_log_ins_for_one_account_from_many_addresses_lock_that_account_only(settings, alice, bob):
+    """A botnet tries passwords on alice from a new address each time: the account's count of
+    failures over every address (RATE_LIMITS["login_account"], 15 an hour) stops it."""
+    statuses = [log_in(Client(), "alice", f"guess-{i}", f"198.51.100.{i + 1}").status_code for i in range(16)]
+    assert statuses == [200] * 15 + [429]
+    refused = log_in(Client(), "alice", "correct-horse-battery", "192.0.2.99")
+    assert refused.status_code == 429
+    assert "Too many failed log-ins for this account." in refused.content.decode()
+    assert log_in(Client(), "bob", "correct-horse-battery", "192.0.2.99").status_code == 302
+
+
+def test_the_spraying_limits_count_usernames_whatever_their_case(settings, alice):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "login_account": "3/hour"}
+    for i, name in enumerate(["alice", "ALICE", "Alice"]):
+        assert log_in(Client(), name, "wrong", f"198.51.100.{i + 1}").status_code == 200
+    assert log_in(Client(), "aLiCe", "wrong", "198.51.100.9").status_code == 429
+
+
 def test_sign_up_still_logs_the_new_user_in(client):
     response = client.post(
         reverse("signup"), {"username": "dora", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"}

@@ -90,3 +90,26 @@ def test_a_bad_site_url_is_refused_loudly():
     result = run_manage("check", SITE_URL="chat.example.com")
     assert result.returncode != 0
     assert "SITE_URL='chat.example.com' is not an address" in result.stderr
+
+
+def test_production_refuses_to_turn_debug_on():
+    result = run_manage("check", **production_env(DEBUG="1"))
+    assert result.returncode != 0
+    assert "DEBUG cannot be on with DJANGO_ENV=production" in result.stderr
+
+
+def test_production_refuses_the_development_secret_key():
+    from pubsub_site.settings import DEVELOPMENT_SECRET_KEY
+
+    result = run_manage("check", **production_env(SECRET_KEY=DEVELOPMENT_SECRET_KEY))
+    assert result.returncode != 0
+    assert "SECRET_KEY is the development key" in result.stderr
+
+
+def test_load_demo_refuses_to_run_in_production():
+    """It would create a superuser `admin` with the password the README prints."""
+    env = production_env()
+    result = run_manage("load_demo", **env)
+    assert result.returncode != 0
+    assert "load_demo refuses to run with DJANGO_ENV=production" in result.stderr
+    assert "Traceback" not in result.stderr

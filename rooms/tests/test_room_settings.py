@@ -69,6 +69,18 @@ def test_a_bad_name_is_refused_and_nothing_changes(room, alice, public_room, nam
     assert not AuditLog.objects.filter(action=AuditLog.Action.RENAME).exists()
 
 
+def test_renaming_a_room_after_a_private_room_of_someone_else_reveals_nothing(public_room, alice, charlie, room):
+    """charlie owns a public room of his own; a private room he is not in already has the name
+    he picks: the rename goes through, as a creation would (nothing tells him it exists)."""
+    from rooms.services import room_create
+
+    his = room_create(creator=charlie, name="Charlie's corner")
+    renamed = room_settings.room_rename(room=his, actor=charlie, name=room.name.upper())
+    assert renamed.name == room.name.upper()
+    with pytest.raises(ValidationError, match="already exists"):
+        room_settings.room_rename(room=his, actor=charlie, name=public_room.name)
+
+
 def test_the_topic_is_set_and_removed(room, alice):
     room_settings.room_set_topic(room=room, actor=alice, topic="  World domination  ")
     room.refresh_from_db()

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -148,3 +150,46 @@ def test_a_private_room_cannot_be_joined_without_an_invitation(client, alice, ch
 
     with pytest.raises(PermissionDenied):
         room_join(room=private_room, user=charlie)
+
+
+# --- A private room's name says nothing to whoever is not in it -------------------------
+
+
+def test_creating_a_room_named_like_a_private_room_reveals_nothing(client, alice, charlie):
+    """charlie, the outsider, creates "Secret Plans" (public, then private): no "already
+    exists", and a slug no different from the one he would get if alice's private room did
+    not exist."""
+    from rooms.services import room_create
+
+    private_room = room_create(creator=alice, name="Secret Plans", visibility=Room.Visibility.PRIVATE)
+    client.force_login(charlie)
+    response = client.post(reverse("room-create"), {"name": "secret plans", "visibility": "public"})
+    assert response.status_code == 302
+    public = Room.objects.get(created_by=charlie, visibility=Room.Visibility.PUBLIC)
+    assert public.slug == "secret-plans"  # what it would be were there no private room
+    response = client.post(reverse("room-create"), {"name": "Secret Plans!", "visibility": "private"})
+    assert response.status_code == 302
+    mine = Room.objects.get(created_by=charlie, visibility=Room.Visibility.PRIVATE)
+    assert mine.slug.startswith("secret-plans-") and mine.slug != private_room.slug
+
+
+def test_a_private_rooms_slug_never_holds_the_slug_its_name_gives(alice):
+    from rooms.services import room_create
+
+    room = room_create(creator=alice, name="Quiet Corner", visibility=Room.Visibility.PRIVATE)
+    assert re.fullmatch(r"quiet-corner-[0-9a-f]{8}", room.slug)
+    assert not Room.objects.filter(slug="quiet-corner").exists()
+
+
+def test_a_member_of_the_private_room_is_still_told_its_name_is_taken(client, bob, private_room):
+    client.force_login(bob)
+    response = client.post(reverse("room-create"), {"name": "SECRET PLANS", "visibility": "private"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["name"] == ["A room with this name already exists."]
+
+
+def test_public_room_names_stay_unique_in_the_database(alice, bob, public_room):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Room.objects.create(name="LOBBY", slug="lobby-again", created_by=bob)

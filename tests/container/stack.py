@@ -43,6 +43,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "pubsubct"
 IMAGE = "pubsub-container-test:latest"
 NOFILE_WANTED = 65536
+# The password of every Redis, replica and Sentinel of the test's stacks (REDIS_PASSWORD);
+# the site's URLs carry it. redis-cli in the containers reads it from REDISCLI_AUTH.
+REDIS_PASSWORD = secrets.token_hex(16)
 # A cap, not a reservation: a tmpfs takes memory only for what it holds (about 3 GiB).
 DATA_ROOT_TMPFS_SIZE = "12g"
 
@@ -403,7 +406,8 @@ def write_project_files(
         "CSRF_TRUSTED_ORIGINS": f"https://localhost:{https_port}",
         "POSTGRES_PASSWORD": password,
         "DATABASE_URL": f"postgres://pubsub:{password}@postgres:5432/pubsub",
-        "REDIS_URL": "redis://redis:6379/0",
+        "REDIS_PASSWORD": REDIS_PASSWORD,
+        "REDIS_URL": f"redis://pubsub:{REDIS_PASSWORD}@redis:6379/0",
         "PUBSUB_IMAGE": IMAGE,
         "HTTP_PORT": f"127.0.0.1:{http_port}",
         "HTTPS_PORT": f"127.0.0.1:{https_port}",

@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.container.conftest import LONG_RUNNING, PASSWORD, running
 from tests.container.stack import (
+    REDIS_PASSWORD,
     TIMINGS,
     Browser,
     Container,
@@ -44,7 +45,10 @@ PROJECT = "pubsubha"
 MASTER = "pubsub"
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 REPLICAS = ("redis-replica", "redis-replica-2")
-SENTINEL_URL = f"redis+sentinel://{','.join(f'{s}:26379' for s in SENTINELS)}/{MASTER}/0"
+SENTINEL_URL = (
+    f"redis+sentinel://pubsub:{REDIS_PASSWORD}@{','.join(f'{s}:26379' for s in SENTINELS)}/{MASTER}/0"
+    f"?sentinel_password={REDIS_PASSWORD}"
+)
 HA_SETTINGS = {"REDIS_URL": SENTINEL_URL, "REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "500"}
 HA_RUNNING = {**LONG_RUNNING, **dict.fromkeys(REPLICAS, 1), **dict.fromkeys(SENTINELS, 1)}
 SEND_INTERVAL = 0.3  # each sender: the next message this long after the last was acked (under 10 per 2 s)

@@ -1,8 +1,16 @@
 """Malformed and hostile frames from a fuzzer (hypothesis): random text and JSON, known
 frame types with wrong field types, huge numbers, unknown rooms, negative `since`, binary
-and oversized frames. Every frame gets an `error` frame, or the connection a clean close
-(1009 for a frame over 64 KiB); the web process logs no traceback; a bystander in a room
-meanwhile sends and receives as if nothing happened."""
+and oversized frames. Every frame gets an `error` frame, or the connection a clean close;
+the web process logs no traceback; a bystander in a room meanwhile sends and receives as if
+nothing happened.
+
+A frame over 64 KiB is refused by uvicorn from its header (`--ws-max-size`, issue 20
+defect 5: before, it buffered up to 16 MiB first). uvicorn then fails the connection at
+once, as RFC 6455 lets it: it writes a 1009 close and closes the socket, so the frames of
+the same burst it had not yet handed to the consumer get no answer, and the client may see
+the connection reset (no close frame: the kernel resets a socket closed with unread data)
+instead of the 1009. What is asserted for such a batch: the answers that came are those of
+the frames before it, in order, and the connection ended with 1009 or no close frame."""
 
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ pytestmark = pytest.mark.processes
 
 TYPES = ["subscribe", "unsubscribe", "send", "clap", "typing", "read", "edit", "delete"]
 SENTINEL = "fuzz-done"
+CUT = -1  # the connection ended without a close frame
 
 json_values = st.recursive(
     st.none()
@@ -88,7 +97,8 @@ class Bystander:
 
 
 async def throw(port: int, key: str, batch: list[tuple[str, object]]) -> tuple[list[dict], int | None]:
-    """Send the batch, then a ping; return what came back before its pong, and the close code."""
+    """Send the batch, then a ping; return what came back before its pong, and the close code
+    (None: the pong came, the connection is open; CUT: it ended without a close frame)."""
     replies: list[dict] = []
     async with connect(
         f"ws://127.0.0.1:{port}/ws/", additional_headers={"Cookie": f"sessionid={key}"}, max_size=2**22
@@ -103,7 +113,7 @@ async def throw(port: int, key: str, batch: list[tuple[str, object]]) -> tuple[l
                     return replies, None
                 replies.append(frame)
         except ConnectionClosed as closed:
-            return replies, closed.rcvd.code if closed.rcvd else None
+            return replies, closed.rcvd.code if closed.rcvd else CUT
 
 
 def test_hostile_frames_get_errors_or_a_clean_close_and_break_nothing(make_cluster, alice, bob):
@@ -133,7 +143,7 @@ def test_hostile_frames_get_errors_or_a_clean_close_and_break_nothing(make_clust
         if oversized is None:
             assert code is None and len(replies) == len(batch), (batch, replies)
         else:
-            assert code == 1009 and len(replies) == oversized, (batch, replies, code)
+            assert code in (1009, CUT) and len(replies) <= oversized, (batch, replies, code)
             seen["closes"][code] = seen["closes"].get(code, 0) + 1
         assert all(r.get("type") == "error" for r in replies), replies
 

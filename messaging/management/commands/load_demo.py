@@ -3,8 +3,9 @@
 import uuid
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from messaging.selectors import room_counters
 from messaging.services import message_send
@@ -26,6 +27,9 @@ class Command(BaseCommand):
     help = "Create demo users (alice, bob, carol), two rooms, a short conversation and a direct message."
 
     def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            # It creates a superuser `admin` whose password is printed in the README.
+            raise CommandError("load_demo refuses to run with DJANGO_ENV=production: its users' passwords are public.")
         User = get_user_model()
         users = {}
         for name in ("alice", "bob", "carol"):
@@ -40,7 +44,7 @@ class Command(BaseCommand):
         lobby = Room.objects.filter(slug="lobby").first() or room_create(
             creator=users["alice"], name="Lobby", topic="Say hello", visibility=Room.Visibility.PUBLIC
         )
-        team = Room.objects.filter(slug="team").first() or room_create(
+        team = Room.objects.filter(name="Team", created_by=users["alice"]).first() or room_create(
             creator=users["alice"], name="Team", topic="Private to the team", visibility=Room.Visibility.PRIVATE
         )
         for room in (lobby, team):
