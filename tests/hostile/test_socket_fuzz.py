@@ -1,0 +1,405 @@
+"""Hostile frames over a real socket to a live web process (uvicorn, as the Procfile runs it).
+
+A signed-in member (bob) sends, for every client frame type of docs/protocol.md and for
+frames of no known type, frames that Hypothesis spoils: fields dropped, of the wrong type,
+added, nested 600 deep, strings of 60 KB, lone surrogates, NUL, right-to-left marks, numbers
+past 2**63, `NaN`, text that is not JSON, binary frames, frames over 64 KiB. Each frame is
+followed by a ping (or, in a burst, the whole batch is), and what came back before its
+pong is the frame's answer. The properties:
+
+- every frame gets an answer, an `error` frame (with a documented code, never
+  `unavailable`: nothing is down) or the type's normal reply, or a clean close (1009 for a
+  frame over 64 KiB, 1008 for a flood); an answer that carries a `ref` carries the frame's;
+- the web process never logs a traceback or an ERROR record;
+- another member (alice, a process of her own, subscribed to the same rooms) pings in
+  round trips all along: none takes 100 ms or more, and none goes unanswered;
+- afterwards presence (Redis), each room's fan-out (one probe message per room reaches
+  exactly the sockets subscribed to it, counted by `pubsub_messages_delivered_total`), and
+  the connection and subscription gauges of /metrics are back to what they were before.
+
+The rooms: a public one (Lobby), a private one bob is in, a private one he is not in, and a
+public one with 8,000 edited messages in PostgreSQL (History), where a subscribe with an old
+`rev` reads what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from messaging.buffer import RoomKeys
+from messaging.models import Message
+from pubsub_site.cluster import ROOT
+from pubsub_site.redis_client import get_redis
+from rooms.models import Membership, Room
+from rooms.services import room_create
+from tests.conftest import wait_until
+from tests.hostile import strategies as s
+from tests.hostile.kit import WebLog, fuzz_settings, metric, scrape, unhandled
+from tests.netclient import session_key_for
+
+pytestmark = [pytest.mark.processes, pytest.mark.fuzz]
+
+HISTORY_MESSAGES = 8000
+ERROR_CODES = {
+    "bad_request",
+    "unknown_type",
+    "not_found",
+    "forbidden",
+    "not_subscribed",
+    "too_large",
+    "rate_limited",
+    "room_locked",
+    "muted",
+    "banned",
+}  # docs/protocol.md's codes but `unavailable`: no backing service fails here
+REPLAYED = ("message", "message_updated", "message_deleted", "claps")
+CLEAN_CLOSES = {1000, 1008}  # 1009 only for a frame over 64 KiB
+ANSWER_TIMEOUT = 10.0
+PING_BOUND_MS = 100.0
+
+
+def seed_history(room: Room, author) -> None:
+    """8,000 messages, each edited once (rev = seq), in PostgreSQL only: the first subscriber
+    reads the room's counters from there (Redis holds nothing for the room)."""
+    now = timezone.now()
+    Message.objects.bulk_create(
+        [
+            Message(
+                room=room,
+                seq=seq,
+                author=author,
+                body=f"old message {seq}",
+                client_id=uuid.uuid4(),
+                sent_at=now,
+                edited_at=now,
+                rev=seq,
+            )
+            for seq in range(1, HISTORY_MESSAGES + 1)
+        ],
+        batch_size=2000,
+    )
+    redis = get_redis(room.pk)
+    for key in redis.scan_iter(match=f"{RoomKeys(room.pk).prefix}*"):
+        redis.delete(key)
+
+
+def refs_equal(sent: object, echoed: object) -> bool:
+    return orjson.dumps(sent, option=orjson.OPT_SORT_KEYS) == orjson.dumps(echoed, option=orjson.OPT_SORT_KEYS)
+
+
+def echoable(ref: object) -> bool:
+    """A `ref` any server must copy into its answer (a short string or a number)."""
+    if isinstance(ref, bool):
+        return False
+    return (isinstance(ref, str) and len(ref) <= 64) or isinstance(ref, int | float)
+
+
+@dataclass
+class Verdicts:
+    frames: int = 0
+    examples: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    replies: int = 0
+    closes: dict[int, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+async def open_socket(port: int, key: str) -> ClientConnection:
+    return await connect(
+        f"ws://127.0.0.1:{port}/ws/",
+        additional_headers={"Cookie": f"sessionid={key}"},
+        max_size=2**25,
+        open_timeout=20,
+    )
+
+
+async def until_pong(ws: ClientConnection, sentinel: str) -> list[dict]:
+    """Frames received until the pong for ``sentinel`` (excluded)."""
+    got: list[dict] = []
+    async with asyncio.timeout(ANSWER_TIMEOUT):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame.get("type") == "pong" and frame.get("ref") == sentinel:
+                return got
+            got.append(frame)
+
+
+def judge_answers(wires: list[s.Wire], received: list[dict], tally: Verdicts) -> list[str]:
+    """What is wrong with the answers to ``wires`` (sent together, none oversized)."""
+    problems = []
+    needed = 0
+    reply_types = set()
+    refs = []
+    for wire in wires:
+        frame = wire.frame
+        kind = frame.get("type") if frame is not None else None
+        if frame is None or not isinstance(kind, str) or kind not in s.CLIENT_FRAMES:
+            needed += 1  # only an error answers it
+        elif s.CLIENT_FRAMES[kind] is not None:
+            needed += 1
+            reply_types.add(s.CLIENT_FRAMES[kind])
+        if frame is not None and frame.get("ref") is not None:
+            refs.append(frame["ref"])
+    answers = [f for f in received if f.get("type") == "error" or f.get("type") in reply_types]
+    for answer in answers:
+        if answer["type"] == "error":
+            tally.errors[answer.get("code")] = tally.errors.get(answer.get("code"), 0) + 1
+            if answer.get("code") not in ERROR_CODES:
+                problems.append(f"error code {answer.get('code')!r} ({answer.get('detail')!r})")
+        else:
+            tally.replies += 1
+        if "ref" in answer and not any(refs_equal(ref, answer["ref"]) for ref in refs):
+            problems.append(f"an answer carries a ref the frame did not have: {answer!r:.300}")
+    # No read on the socket path grows with the room's history: a subscribe replays at most
+    # MESSAGE_REPLAY_LIMIT messages and as many changes, else it answers `recovered: false`.
+    subscribes = sum(1 for w in wires if (w.frame or {}).get("type") == "subscribe")
+    for replayed_type in REPLAYED:
+        replayed = sum(1 for f in received if f.get("type") == replayed_type)
+        if replayed > subscribes * django_settings.MESSAGE_REPLAY_LIMIT:
+            problems.append(
+                f"{subscribes} subscribe(s) answered with {replayed} {replayed_type} frames "
+                f"(more than MESSAGE_REPLAY_LIMIT = {django_settings.MESSAGE_REPLAY_LIMIT} each)"
+            )
+    if len(answers) < needed:
+        problems.append(f"{needed} frame(s) need an answer, {len(answers)} came: {received!r:.400}")
+    if len(wires) == 1 and refs and echoable(refs[0]) and answers and not any("ref" in a for a in answers):
+        problems.append(f"the answer does not carry the frame's ref {refs[0]!r}: {answers!r:.300}")
+    return problems
+
+
+async def throw(
+    port: int, key: str, prelude: list[str], wires: list[s.Wire], burst: bool, tally: Verdicts
+) -> list[str]:
+    """One connection: subscribe to the prelude's rooms, send the frames, judge the answers."""
+    problems: list[str] = []
+    ws = await open_socket(port, key)
+    try:
+        for slug in prelude:
+            await ws.send(json.dumps({"type": "subscribe", "room": slug}))
+        if prelude:
+            await until_pong_or_close(ws, "prelude")
+        batches = [wires] if burst else [[wire] for wire in wires]
+        for n, batch in enumerate(batches):
+            sentinel = f"fuzz-sentinel-{n}"
+            tally.frames += len(batch)
+            try:
+                for wire in batch:
+                    await ws.send(wire.payload)
+                    if wire.oversized:
+                        break
+                await ws.send(json.dumps({"type": "ping", "ref": sentinel}))
+                received = await until_pong(ws, sentinel)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else None
+                tally.closes[code] = tally.closes.get(code, 0) + 1
+                oversized = any(w.oversized for w in batch)
+                if oversized and code != 1009:
+                    problems.append(f"a frame over 64 KiB closed with {code}, not 1009: {batch!r:.600}")
+                elif not oversized and code not in CLEAN_CLOSES:
+                    problems.append(f"the connection was closed with {code} (not clean): {batch!r:.600}")
+                return problems
+            except TimeoutError:
+                problems.append(f"no answer within {ANSWER_TIMEOUT} s: {batch!r:.600}")
+                return problems
+            if any(w.oversized for w in batch):
+                problems.append(f"a frame over 64 KiB did not close the connection: {batch!r:.300}")
+                return problems
+            problems += [f"{p}; frames {batch!r:.600}" for p in judge_answers(batch, received, tally)]
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 5)
+    return problems
+
+
+async def until_pong_or_close(ws: ClientConnection, sentinel: str) -> None:
+    await ws.send(json.dumps({"type": "ping", "ref": sentinel}))
+    await until_pong(ws, sentinel)
+
+
+def explicit_examples(kind: str, lobby: str, history: str) -> list[tuple[list[str], list[s.Wire], bool]]:
+    """Hostile frames every run sends, whatever Hypothesis draws: a `ref` nested 300 deep on
+    a frame of each type (orjson writes 254 levels), and for `subscribe` twenty subscribes with
+    `rev` 0 to the room of 8,000 edited messages, in one burst."""
+    frame_type = kind if kind != "raw" else "ping"
+    deep_ref = s.Wire(s.dump({"type": frame_type, "room": lobby, "ref": s.deep(300, "list")}))
+    examples = [([lobby], [deep_ref], False)]
+    if kind == "subscribe":
+        stale = s.Wire(json.dumps({"type": "subscribe", "room": history, "since": HISTORY_MESSAGES, "rev": 0}))
+        examples.append(([], [stale] * 20, True))
+    return examples
+
+
+def fuzzer(kind: str, frames, preludes, throw_one) -> Callable[[], None]:
+    """The Hypothesis test of one kind of frame: each example is a connection."""
+
+    def fuzz(prelude: list[str], wires: list[s.Wire], burst: bool) -> None:
+        problems = asyncio.run(throw_one(prelude, wires, burst))
+        assert not problems, f"[{kind}] " + "\n".join(problems)
+
+    fuzz = given(prelude=preludes, wires=st.lists(frames, min_size=1, max_size=4), burst=st.booleans())(fuzz)
+    return fuzz_settings()(fuzz)
+
+
+class Pinger:
+    """alice, in a process of her own (tests.hostile.pinger)."""
+
+    def __init__(self, port: int, key: str, rooms: list[str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.hostile.pinger", str(port), key, *rooms],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def stop(self) -> dict:
+        out, _ = self.process.communicate(input="", timeout=60)
+        return json.loads(out.strip().splitlines()[-1])
+
+
+async def probe(port: int, key: str, rooms: list[str]) -> float:
+    """alice posts one message in each room from a new socket: how many copies the rooms'
+    fan-outs delivered (one per socket subscribed to the room, this one included)."""
+    ws = await open_socket(port, key)
+    try:
+        for slug in rooms:
+            await ws.send(json.dumps({"type": "subscribe", "room": slug}))
+        await until_pong_or_close(ws, "probe-subscribed")
+        before = metric(await asyncio.to_thread(scrape, port), "pubsub_messages_delivered_total")
+        ids = {str(uuid.uuid4()): slug for slug in rooms}
+        for client_id, slug in ids.items():
+            await ws.send(json.dumps({"type": "send", "room": slug, "body": "probe", "client_id": client_id}))
+        seen: set[str] = set()
+        async with asyncio.timeout(20):
+            while seen != set(ids):
+                frame = json.loads(await ws.recv())
+                assert frame.get("type") != "error", frame
+                if frame.get("type") == "message" and frame.get("client_id") in ids:
+                    seen.add(frame["client_id"])
+        after = metric(await asyncio.to_thread(scrape, port), "pubsub_messages_delivered_total")
+        return after - before
+    finally:
+        await ws.close()
+
+
+def presence_entries(rooms: list[Room]) -> dict[str, list[str]]:
+    return {
+        room.slug: sorted(e.decode() for e in get_redis(room.pk).zrange(RoomKeys(room.pk).presence, 0, -1))
+        for room in rooms
+    }
+
+
+def settle(read: Callable[[], object], expected: object, timeout: float = 15) -> object:
+    """``read()`` once it equals ``expected`` (what a socket releases, it may release a moment
+    after its close), or its last value after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+def gauges(port: int) -> dict[str, float]:
+    values = scrape(port)
+    return {name: metric(values, name) for name in ("pubsub_ws_connections", "pubsub_ws_subscriptions")}
+
+
+def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice, bob, charlie, capsys):
+    lobby = room_create(creator=alice, name="Lobby")
+    ours = room_create(creator=alice, name="Ours", visibility=Room.Visibility.PRIVATE)
+    Membership.objects.create(room=ours, user=bob)
+    theirs = room_create(creator=charlie, name="Theirs", visibility=Room.Visibility.PRIVATE)
+    history = room_create(creator=alice, name="History")
+    seed_history(history, alice)
+    rooms = [lobby, ours, history]  # alice's: the pinger and the probe are in all three
+    slugs = [r.slug for r in rooms] + [theirs.slug, "no-such-room"]
+    known_seqs = [0, 1, 2, 3, 5, HISTORY_MESSAGES - 1, HISTORY_MESSAGES, HISTORY_MESSAGES + 1]
+
+    port = cluster.start_web()
+    log = WebLog(cluster, port)
+    alice_key, bob_key = session_key_for(alice), session_key_for(bob)
+    pinger = Pinger(port, alice_key, [r.slug for r in rooms])
+    try:
+        before_delivered = asyncio.run(probe(port, alice_key, [r.slug for r in rooms]))
+        before_presence = wait_until(lambda: presence_entries(rooms), timeout=10)
+        before_gauges = gauges(port)
+        tally = Verdicts()
+        started = time.monotonic()
+        strategies = s.client_frames(slugs, latest=HISTORY_MESSAGES)
+        strategies["subscribe"] = st.one_of(
+            strategies["subscribe"],
+            st.builds(
+                lambda slug, since, rev: s.Wire(
+                    json.dumps({"type": "subscribe", "room": slug, "since": since, "rev": rev})
+                ),
+                st.sampled_from(slugs),
+                st.sampled_from(known_seqs),
+                st.sampled_from(known_seqs),
+            ),
+        )
+        preludes = st.lists(st.sampled_from([lobby.slug, ours.slug]), unique=True, max_size=2)
+
+        async def one_connection(prelude: list[str], wires: list[s.Wire], burst: bool) -> list[str]:
+            tally.examples += 1
+            problems = await throw(port, bob_key, prelude, wires, burst, tally)
+            if trace := unhandled(log.new()):
+                problems.append(f"the web process logged:\n{trace}")
+            return problems
+
+        for kind, frames in strategies.items():
+            for prelude, wires, burst in explicit_examples(kind, lobby.slug, history.slug):
+                if problems := asyncio.run(one_connection(prelude, wires, burst)):
+                    tally.failures.append(f"[{kind}, every run] " + "\n".join(problems))
+            try:
+                fuzzer(kind, frames, preludes, one_connection)()
+            except Exception as failure:  # every kind is fuzzed; the failures are listed at the end
+                tally.failures.append(f"[{kind}, hypothesis] {failure!s:.3000}")
+        fuzz_seconds = time.monotonic() - started
+
+        # Everything the fuzzer held is released: its sockets are all closed by now.
+        after_presence = settle(lambda: presence_entries(rooms), before_presence)
+        after_gauges = settle(lambda: gauges(port), before_gauges)
+        after_delivered = asyncio.run(probe(port, alice_key, [r.slug for r in rooms]))
+    finally:
+        pings = pinger.stop()
+    leftovers = unhandled(log.everything())
+    summary = (
+        f"socket fuzz ({fuzz_settings().max_examples} examples per kind, {len(strategies)} kinds): "
+        f"{tally.frames} frames in {tally.examples} connections in {fuzz_seconds:.1f} s; errors {tally.errors}; "
+        f"replies {tally.replies}; closes {tally.closes}; alice's pings {pings}"
+    )
+    problems = list(tally.failures)
+    if pings["timeouts"] or pings["max_ms"] is None or pings["max_ms"] >= PING_BOUND_MS:
+        problems.append(f"another member's ping: {pings} (bound {PING_BOUND_MS} ms, no timeout)")
+    if after_presence != before_presence:
+        problems.append(f"presence not back: before {before_presence}, after {after_presence}")
+    if after_gauges != before_gauges:
+        problems.append(f"gauges not back: before {before_gauges}, after {after_gauges}")
+    if after_delivered != before_delivered:
+        problems.append(
+            f"fan-out not back: a probe message per room was delivered {after_delivered:g} times, "
+            f"{before_delivered:g} before"
+        )
+    if leftovers:
+        problems.append(f"the web log has:\n{leftovers}")
+    with capsys.disabled():
+        print("\n" + summary + "".join(f"\n\nFAILED {problem}" for problem in problems))
+    assert not problems, summary + "\n\n" + "\n\n".join(problems)
