@@ -1,5 +1,7 @@
 """Another member, in a process of its own: subscribed to the fuzzed rooms, it pings the web
-process in round trips until its stdin closes, then prints the round trips' figures (JSON).
+process in round trips until its stdin closes, then prints the round trips' figures and what
+it saw in each room (JSON): how many frames of each type, by whom (a message's author, a
+typing user; "" for frames that name nobody).
 
     python -m tests.hostile.pinger PORT SESSION_KEY ROOM [ROOM...]
 
@@ -26,6 +28,13 @@ async def main(port: int, session_key: str, rooms: list[str]) -> dict:
     loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(1) else None)
     rtts: list[float] = []
     timeouts = 0
+    seen: dict[str, int] = {}
+
+    def note(frame: dict) -> None:
+        who = (frame.get("author") or frame.get("user") or {}).get("username", "")
+        key = f"{frame.get('room')}|{frame.get('type')}|{who}"
+        seen[key] = seen.get(key, 0) + 1
+
     async with connect(
         f"ws://127.0.0.1:{port}/ws/", additional_headers={"Cookie": f"sessionid={session_key}"}, max_size=2**24
     ) as ws:
@@ -45,6 +54,7 @@ async def main(port: int, session_key: str, rooms: list[str]) -> dict:
                         frame = json.loads(await ws.recv())
                         if frame.get("type") == "pong" and frame.get("ref") == n:
                             break
+                        note(frame)
                 rtts.append(time.perf_counter() - started)
             except TimeoutError:
                 timeouts += 1
@@ -57,6 +67,7 @@ async def main(port: int, session_key: str, rooms: list[str]) -> dict:
         "p50_ms": round(rtts[len(rtts) // 2] * 1000, 1) if rtts else None,
         "p99_ms": round(rtts[int(len(rtts) * 0.99)] * 1000, 1) if rtts else None,
         "over_100_ms": sum(r > 0.1 for r in rtts),
+        "seen": seen,
     }
 
 

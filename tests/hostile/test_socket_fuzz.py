@@ -30,9 +30,11 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import orjson
 import pytest
@@ -48,7 +50,9 @@ from messaging.models import Message
 from pubsub_site.cluster import ROOT
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership, Room
+from rooms.moderation import membership_mute, room_lock
 from rooms.services import room_create
+from rooms.tests.conftest import post_message
 from tests.conftest import wait_until
 from tests.hostile import strategies as s
 from tests.hostile.kit import WebLog, fuzz_settings, metric, scrape, unhandled
@@ -118,6 +122,7 @@ class Verdicts:
     errors: dict[str, int] = field(default_factory=dict)
     replies: int = 0
     closes: dict[int, int] = field(default_factory=dict)
+    acks: list[dict] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
@@ -165,12 +170,14 @@ def judge_answers(wires: list[s.Wire], received: list[dict], tally: Verdicts) ->
                 problems.append(f"error code {answer.get('code')!r} ({answer.get('detail')!r})")
         else:
             tally.replies += 1
+            if answer["type"] == "ack":
+                tally.acks.append(answer)
         if "ref" in answer and not any(refs_equal(ref, answer["ref"]) for ref in refs):
             problems.append(f"an answer carries a ref the frame did not have: {answer!r:.300}")
     # No read on the socket path grows with the room's history: a subscribe replays at most
     # MESSAGE_REPLAY_LIMIT messages and as many changes, else it answers `recovered: false`.
     subscribes = sum(1 for w in wires if (w.frame or {}).get("type") == "subscribe")
-    for replayed_type in REPLAYED:
+    for replayed_type in REPLAYED if subscribes else ():
         replayed = sum(1 for f in received if f.get("type") == replayed_type)
         if replayed > subscribes * django_settings.MESSAGE_REPLAY_LIMIT:
             problems.append(
@@ -233,16 +240,39 @@ async def until_pong_or_close(ws: ClientConnection, sentinel: str) -> None:
     await until_pong(ws, sentinel)
 
 
-def explicit_examples(kind: str, lobby: str, history: str) -> list[tuple[list[str], list[s.Wire], bool]]:
+def describe(failure: BaseException) -> str:
+    """The failure, and those it groups (Hypothesis raises a group for an example that failed
+    once and then passed: the parts say why it failed)."""
+    text = str(failure)
+    if isinstance(failure, BaseExceptionGroup):
+        text += "".join(f"\n  - {describe(part)}" for part in failure.exceptions)
+    return text
+
+
+def explicit_examples(
+    kind: str, lobby: str, history: str, forbidden: list[str], alices_ids: dict[str, str]
+) -> list[tuple[list[str], list[s.Wire], bool]]:
     """Hostile frames every run sends, whatever Hypothesis draws: a `ref` nested 300 deep on
-    a frame of each type (orjson writes 254 levels), and for `subscribe` twenty subscribes with
-    `rev` 0 to the room of 8,000 edited messages, in one burst."""
+    a frame of each type (orjson writes 254 levels); for `subscribe` twenty subscribes with
+    `rev` 0 to the room of 8,000 edited messages, in one burst; `edit` and `typing` where bob
+    is muted or the room is locked; `send` with alice's `client_id`s."""
     frame_type = kind if kind != "raw" else "ping"
     deep_ref = s.Wire(s.dump({"type": frame_type, "room": lobby, "ref": s.deep(300, "list")}))
     examples = [([lobby], [deep_ref], False)]
     if kind == "subscribe":
         stale = s.Wire(json.dumps({"type": "subscribe", "room": history, "since": HISTORY_MESSAGES, "rev": 0}))
         examples.append(([], [stale] * 20, True))
+    if kind in ("edit", "typing", "send"):
+        frame = {"edit": {"seq": 1, "body": "rewritten"}, "typing": {}, "send": {"body": "hi", "client_id": None}}[kind]
+        for room in forbidden:
+            wire = s.Wire(json.dumps({"type": kind, "room": room, **frame, "client_id": s.uuid_text()}))
+            examples.append(([room], [wire], False))
+    if kind == "send":
+        wires = [
+            s.Wire(json.dumps({"type": "send", "room": room, "body": "mine", "client_id": client_id}))
+            for client_id, room in alices_ids.items()
+        ]
+        examples.append(([room for room in alices_ids.values() if room not in forbidden], wires, False))
     return examples
 
 
@@ -276,9 +306,10 @@ class Pinger:
         return json.loads(out.strip().splitlines()[-1])
 
 
-async def probe(port: int, key: str, rooms: list[str]) -> float:
+async def probe(port: int, key: str, rooms: list[str]) -> tuple[float, dict[str, str]]:
     """alice posts one message in each room from a new socket: how many copies the rooms'
-    fan-outs delivered (one per socket subscribed to the room, this one included)."""
+    fan-outs delivered (one per socket subscribed to the room, this one included), and the
+    messages' client_ids (-> room)."""
     ws = await open_socket(port, key)
     try:
         for slug in rooms:
@@ -296,9 +327,20 @@ async def probe(port: int, key: str, rooms: list[str]) -> float:
                 if frame.get("type") == "message" and frame.get("client_id") in ids:
                     seen.add(frame["client_id"])
         after = metric(await asyncio.to_thread(scrape, port), "pubsub_messages_delivered_total")
-        return after - before
+        return after - before, ids
     finally:
         await ws.close()
+
+
+def history_message(port: int, session_key: str, slug: str, seq: int) -> dict | None:
+    """Message ``seq`` of the room, from the history endpoint (docs/protocol.md)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/rooms/{slug}/messages/?after={seq - 1}&limit=1",
+        headers={"Cookie": f"sessionid={session_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (our own server)
+        messages = json.loads(response.read())["messages"]
+    return messages[0] if messages else None
 
 
 def presence_entries(rooms: list[Room]) -> dict[str, list[str]]:
@@ -329,7 +371,15 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
     theirs = room_create(creator=charlie, name="Theirs", visibility=Room.Visibility.PRIVATE)
     history = room_create(creator=alice, name="History")
     seed_history(history, alice)
-    rooms = [lobby, ours, history]  # alice's: the pinger and the probe are in all three
+    # Where bob may not post: muted in one, the other locked; a message of his in each.
+    quiet = room_create(creator=alice, name="Quiet")
+    frozen = room_create(creator=alice, name="Frozen")
+    for room in (quiet, frozen):
+        Membership.objects.create(room=room, user=bob)
+        post_message(room, bob, "written before")
+    membership_mute(room=quiet, actor=alice, user=bob, duration=timedelta(hours=1))
+    room_lock(room=frozen, actor=alice)
+    rooms = [lobby, ours, history, quiet, frozen]  # alice's: the pinger and the probe are in all
     slugs = [r.slug for r in rooms] + [theirs.slug, "no-such-room"]
     known_seqs = [0, 1, 2, 3, 5, HISTORY_MESSAGES - 1, HISTORY_MESSAGES, HISTORY_MESSAGES + 1]
 
@@ -338,7 +388,8 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
     alice_key, bob_key = session_key_for(alice), session_key_for(bob)
     pinger = Pinger(port, alice_key, [r.slug for r in rooms])
     try:
-        before_delivered = asyncio.run(probe(port, alice_key, [r.slug for r in rooms]))
+        probed = [r.slug for r in rooms if r != frozen]  # nobody posts in a locked room
+        before_delivered, alices_ids = asyncio.run(probe(port, alice_key, probed))
         before_presence = wait_until(lambda: presence_entries(rooms), timeout=10)
         before_gauges = gauges(port)
         tally = Verdicts()
@@ -355,29 +406,44 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
                 st.sampled_from(known_seqs),
             ),
         )
-        preludes = st.lists(st.sampled_from([lobby.slug, ours.slug]), unique=True, max_size=2)
+        preludes = st.lists(st.sampled_from([lobby.slug, ours.slug, quiet.slug, frozen.slug]), unique=True, max_size=3)
+        theirs_ids = st.sampled_from(sorted(alices_ids))
+        strategies["send"] = st.one_of(
+            strategies["send"],
+            st.builds(  # a client_id of alice's, in her room or another
+                lambda slug, client_id: s.Wire(
+                    json.dumps({"type": "send", "room": slug, "body": "mine", "client_id": client_id})
+                ),
+                st.sampled_from(slugs),
+                theirs_ids,
+            ),
+        )
+        forbidden_rooms = [quiet.slug, frozen.slug]
 
         async def one_connection(prelude: list[str], wires: list[s.Wire], burst: bool) -> list[str]:
             tally.examples += 1
+            closes = sum(tally.closes.values())
             problems = await throw(port, bob_key, prelude, wires, burst, tally)
+            if sum(tally.closes.values()) > closes:
+                await asyncio.sleep(0.5)  # what the server logs about a close, it logs as it closes
             if trace := unhandled(log.new()):
                 problems.append(f"the web process logged:\n{trace}")
             return problems
 
         for kind, frames in strategies.items():
-            for prelude, wires, burst in explicit_examples(kind, lobby.slug, history.slug):
+            for prelude, wires, burst in explicit_examples(kind, lobby.slug, history.slug, forbidden_rooms, alices_ids):
                 if problems := asyncio.run(one_connection(prelude, wires, burst)):
                     tally.failures.append(f"[{kind}, every run] " + "\n".join(problems))
             try:
                 fuzzer(kind, frames, preludes, one_connection)()
             except Exception as failure:  # every kind is fuzzed; the failures are listed at the end
-                tally.failures.append(f"[{kind}, hypothesis] {failure!s:.3000}")
+                tally.failures.append(f"[{kind}, hypothesis] {describe(failure):.3000}")
         fuzz_seconds = time.monotonic() - started
 
         # Everything the fuzzer held is released: its sockets are all closed by now.
         after_presence = settle(lambda: presence_entries(rooms), before_presence)
         after_gauges = settle(lambda: gauges(port), before_gauges)
-        after_delivered = asyncio.run(probe(port, alice_key, [r.slug for r in rooms]))
+        after_delivered, _ = asyncio.run(probe(port, alice_key, probed))
     finally:
         pings = pinger.stop()
     leftovers = unhandled(log.everything())
@@ -398,6 +464,16 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
             f"fan-out not back: a probe message per room was delivered {after_delivered:g} times, "
             f"{before_delivered:g} before"
         )
+    # Moderation holds: nothing of bob's reached alice where he is muted or the room locked.
+    for key, count in sorted(pings["seen"].items()):
+        room, frame_type, who = key.split("|")
+        if room in forbidden_rooms and (frame_type == "message_updated" or (who == "bob" and frame_type != "presence")):
+            problems.append(f"in {room} (bob muted, or locked) alice received {count} {frame_type} frame(s) of {who!r}")
+    # Every ack bob got names a message of his own, with the client_id he sent.
+    for ack in tally.acks:
+        stored = history_message(port, alice_key, ack["room"], ack["seq"])
+        if stored is None or stored["author"]["username"] != "bob" or stored["client_id"] != ack["client_id"]:
+            problems.append(f"bob's ack {ack} names the message {stored}")
     if leftovers:
         problems.append(f"the web log has:\n{leftovers}")
     with capsys.disabled():
