@@ -8,7 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pubsub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run demo test chaos lint cluster bench bench-search venv clean
+.PHONY: run demo test chaos fuzz lint cluster bench bench-search venv clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ test: venv
 chaos: venv
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		CHAOS_REPORT=docs/reliability.md $(VENV)/bin/pytest tests/faults tests/test_scaleout.py $(PYTEST_ARGS)
+
+## The hostile-input fuzzers (tests/hostile: Hypothesis against a live web process, over its
+## socket and every URL) with the `fuzz` profile: many more examples than `make test`'s `ci`.
+fuzz: venv
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		FUZZ_PROFILE=fuzz $(VENV)/bin/pytest tests/hostile $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
