@@ -12,7 +12,9 @@ pong is the frame's answer. The properties:
   frame over 64 KiB, 1008 for a flood); an answer that carries a `ref` carries the frame's;
 - the web process never logs a traceback or an ERROR record;
 - another member (alice, a process of her own, subscribed to the same rooms) pings in
-  round trips all along: none takes 100 ms or more, and none goes unanswered;
+  round trips all along: none goes unanswered, and none takes 100 ms or more beyond what the
+  web process and she waited for a CPU (the machine is shared; tests.hostile.pinger): a
+  loop held up by work or by a blocking call counts, a busy machine does not;
 - afterwards presence (Redis), each room's fan-out (one probe message per room reaches
   exactly the sockets subscribed to it, counted by `pubsub_messages_delivered_total`), and
   the connection and subscription gauges of /metrics are back to what they were before.
@@ -53,7 +55,6 @@ from rooms.models import Membership, Room
 from rooms.moderation import membership_mute, room_lock
 from rooms.services import room_create
 from rooms.tests.conftest import post_message
-from tests.conftest import wait_until
 from tests.hostile import strategies as s
 from tests.hostile.kit import WebLog, fuzz_settings, metric, scrape, unhandled
 from tests.netclient import session_key_for
@@ -290,9 +291,9 @@ def fuzzer(kind: str, frames, preludes, throw_one) -> Callable[[], None]:
 class Pinger:
     """alice, in a process of her own (tests.hostile.pinger)."""
 
-    def __init__(self, port: int, key: str, rooms: list[str]):
+    def __init__(self, port: int, web_pid: int, key: str, rooms: list[str]):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.hostile.pinger", str(port), key, *rooms],
+            [sys.executable, "-m", "tests.hostile.pinger", str(port), str(web_pid), key, *rooms],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -386,12 +387,13 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
     port = cluster.start_web()
     log = WebLog(cluster, port)
     alice_key, bob_key = session_key_for(alice), session_key_for(bob)
-    pinger = Pinger(port, alice_key, [r.slug for r in rooms])
+    pinger = Pinger(port, cluster.webs[port].pid, alice_key, [r.slug for r in rooms])
     try:
+        # Before: the pinger alone (its subscriptions answered, so its presence is written).
+        before_presence = presence_entries(rooms)
+        before_gauges = gauges(port)
         probed = [r.slug for r in rooms if r != frozen]  # nobody posts in a locked room
         before_delivered, alices_ids = asyncio.run(probe(port, alice_key, probed))
-        before_presence = wait_until(lambda: presence_entries(rooms), timeout=10)
-        before_gauges = gauges(port)
         tally = Verdicts()
         started = time.monotonic()
         strategies = s.client_frames(slugs, latest=HISTORY_MESSAGES)
@@ -453,8 +455,11 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
         f"replies {tally.replies}; closes {tally.closes}; alice's pings {pings}"
     )
     problems = list(tally.failures)
-    if pings["timeouts"] or pings["max_ms"] is None or pings["max_ms"] >= PING_BOUND_MS:
-        problems.append(f"another member's ping: {pings} (bound {PING_BOUND_MS} ms, no timeout)")
+    # A round trip of 100 ms or more counts unless the machine explains it: less than 100 ms of
+    # it is left once the time the web process and the pinger waited for a CPU is taken off
+    # (tests.hostile.pinger). The longest round trip is reported either way.
+    if pings["timeouts"] or not pings["pings"] or pings["stalled"]:
+        problems.append(f"another member's ping: {pings} (bound {PING_BOUND_MS} ms beyond the waits for a CPU)")
     if after_presence != before_presence:
         problems.append(f"presence not back: before {before_presence}, after {after_presence}")
     if after_gauges != before_gauges:
