@@ -96,6 +96,15 @@ def unhandled(text: str) -> str | None:
     return f"exceptions: {sorted(ends)}\n{excerpt}"
 
 
+def describe(failure: BaseException) -> str:
+    """The failure, and those it groups (Hypothesis raises a group for an example that failed
+    once and then passed: the parts say why it failed)."""
+    text = str(failure)
+    if isinstance(failure, BaseExceptionGroup):
+        text += "".join(f"\n  - {describe(part)}" for part in failure.exceptions)
+    return text
+
+
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
     """One /metrics scrape of the live process: (sample name, sorted labels) -> value."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")

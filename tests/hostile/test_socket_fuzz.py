@@ -56,7 +56,7 @@ from rooms.moderation import membership_mute, room_lock
 from rooms.services import room_create
 from rooms.tests.conftest import post_message
 from tests.hostile import strategies as s
-from tests.hostile.kit import WebLog, fuzz_settings, metric, scrape, unhandled
+from tests.hostile.kit import WebLog, describe, fuzz_settings, metric, scrape, unhandled
 from tests.netclient import session_key_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.fuzz]
@@ -239,15 +239,6 @@ async def throw(
 async def until_pong_or_close(ws: ClientConnection, sentinel: str) -> None:
     await ws.send(json.dumps({"type": "ping", "ref": sentinel}))
     await until_pong(ws, sentinel)
-
-
-def describe(failure: BaseException) -> str:
-    """The failure, and those it groups (Hypothesis raises a group for an example that failed
-    once and then passed: the parts say why it failed)."""
-    text = str(failure)
-    if isinstance(failure, BaseExceptionGroup):
-        text += "".join(f"\n  - {describe(part)}" for part in failure.exceptions)
-    return text
 
 
 def explicit_examples(
