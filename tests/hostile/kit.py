@@ -86,8 +86,9 @@ def unhandled(text: str) -> str | None:
                 first = n
         elif line.startswith("Traceback") and level not in ("WARNING", "INFO", "DEBUG") and first is None:
             first = n
-        elif first is not None and EXCEPTION_LINE.match(line):
-            ends.add(line[:200])
+        elif EXCEPTION_LINE.match(line):
+            if first is not None:
+                ends.add(line[:200])  # (a chained traceback's goes on under the same record)
         elif line and not line[0].isspace() and not line.startswith(("Traceback", "The above", "During handling")):
             level = None  # output that is no record's (a warning printed by Python, say)
     if first is None:
