@@ -1,7 +1,7 @@
 """Another member, in a process of its own: subscribed to the fuzzed rooms, it pings the web
 process in round trips until its stdin closes, then prints the round trips' figures and what
 it saw in each room (JSON): how many frames of each type, by whom (a message's author, a
-typing user; "" for frames that name nobody).
+typing user, the author of an edited or deleted message; "" for frames that name nobody).
 
     python -m tests.hostile.pinger PORT WEB_PID SESSION_KEY ROOM [ROOM...]
 
@@ -59,8 +59,19 @@ async def main(port: int, web_pid: int, session_key: str, rooms: list[str]) -> d
     timeouts = 0
     seen: dict[str, int] = {}
 
+    authors: dict[tuple[str, int], str] = {}  # (room, seq) -> who wrote it
+
+    latest: dict[str, int] = {}  # room -> its latest seq when subscribed: what is replayed
+
     def note(frame: dict) -> None:
         who = (frame.get("author") or frame.get("user") or {}).get("username", "")
+        where = (frame.get("room"), frame.get("seq"))
+        if frame.get("type") == "message":
+            authors[where] = who
+            if frame["seq"] <= latest.get(frame["room"], 0):
+                return  # written before: replayed, not seen happening
+        elif frame.get("type") in ("message_updated", "message_deleted"):
+            who = authors.get(where, "?")
         key = f"{frame.get('room')}|{frame.get('type')}|{who}"
         seen[key] = seen.get(key, 0) + 1
 
@@ -68,9 +79,11 @@ async def main(port: int, web_pid: int, session_key: str, rooms: list[str]) -> d
         f"ws://127.0.0.1:{port}/ws/", additional_headers={"Cookie": f"sessionid={session_key}"}, max_size=2**24
     ) as ws:
         for room in rooms:
-            await ws.send(json.dumps({"type": "subscribe", "room": room, "ref": room}))
+            # With `since` 0: the rooms' messages so far are replayed, and their authors known.
+            await ws.send(json.dumps({"type": "subscribe", "room": room, "since": 0}))
             while (frame := json.loads(await ws.recv())).get("type") != "subscribed":
-                pass
+                note(frame)
+            latest[room] = frame["seq"]
         print("ready", flush=True)
         n = 0
         while not stop.is_set():

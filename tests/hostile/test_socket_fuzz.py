@@ -242,12 +242,13 @@ async def until_pong_or_close(ws: ClientConnection, sentinel: str) -> None:
 
 
 def explicit_examples(
-    kind: str, lobby: str, history: str, forbidden: list[str], alices_ids: dict[str, str]
+    kind: str, lobby: str, history: str, forbidden: list[str], ranked: str, alices_ids: dict[str, str]
 ) -> list[tuple[list[str], list[s.Wire], bool]]:
     """Hostile frames every run sends, whatever Hypothesis draws: a `ref` nested 300 deep on
     a frame of each type (orjson writes 254 levels); for `subscribe` twenty subscribes with
-    `rev` 0 to the room of 8,000 edited messages, in one burst; `edit` and `typing` where bob
-    is muted or the room is locked; `send` with alice's `client_id`s."""
+    `rev` 0 to the room of 8,000 edited messages, in one burst; `edit`, `typing` and `send`
+    where bob is muted, only watches or the room is locked; `send` with alice's `client_id`s;
+    `delete` of the owner's message by bob, a moderator below her."""
     frame_type = kind if kind != "raw" else "ping"
     deep_ref = s.Wire(s.dump({"type": frame_type, "room": lobby, "ref": s.deep(300, "list")}))
     examples = [([lobby], [deep_ref], False)]
@@ -259,6 +260,8 @@ def explicit_examples(
         for room in forbidden:
             wire = s.Wire(json.dumps({"type": kind, "room": room, **frame, "client_id": s.uuid_text()}))
             examples.append(([room], [wire], False))
+    if kind == "delete":
+        examples.append(([ranked], [s.Wire(json.dumps({"type": "delete", "room": ranked, "seq": 1}))], False))
     if kind == "send":
         wires = [
             s.Wire(json.dumps({"type": "send", "room": room, "body": "mine", "client_id": client_id}))
@@ -371,7 +374,14 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
         post_message(room, bob, "written before")
     membership_mute(room=quiet, actor=alice, user=bob, duration=timedelta(hours=1))
     room_lock(room=frozen, actor=alice)
-    rooms = [lobby, ours, history, quiet, frozen]  # alice's: the pinger and the probe are in all
+    watched = room_create(creator=alice, name="Watched")  # bob only watches, since his message
+    Membership.objects.create(room=watched, user=bob, role=Membership.Role.SPECTATOR)
+    post_message(watched, bob, "written before")
+    # bob moderates, below alice: he may not delete what the owner wrote.
+    ranked = room_create(creator=alice, name="Ranked")
+    Membership.objects.create(room=ranked, user=bob, role=Membership.Role.MODERATOR)
+    post_message(ranked, alice, "the owner's word")
+    rooms = [lobby, ours, history, quiet, frozen, watched, ranked]  # alice's: the pinger and the probe are in all
     slugs = [r.slug for r in rooms] + [theirs.slug, "no-such-room"]
     known_seqs = [0, 1, 2, 3, 5, HISTORY_MESSAGES - 1, HISTORY_MESSAGES, HISTORY_MESSAGES + 1]
 
@@ -399,7 +409,11 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
                 st.sampled_from(known_seqs),
             ),
         )
-        preludes = st.lists(st.sampled_from([lobby.slug, ours.slug, quiet.slug, frozen.slug]), unique=True, max_size=3)
+        preludes = st.lists(
+            st.sampled_from([lobby.slug, ours.slug, quiet.slug, frozen.slug, watched.slug, ranked.slug]),
+            unique=True,
+            max_size=3,
+        )
         theirs_ids = st.sampled_from(sorted(alices_ids))
         strategies["send"] = st.one_of(
             strategies["send"],
@@ -411,7 +425,7 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
                 theirs_ids,
             ),
         )
-        forbidden_rooms = [quiet.slug, frozen.slug]
+        forbidden_rooms = [quiet.slug, frozen.slug, watched.slug]
 
         async def one_connection(prelude: list[str], wires: list[s.Wire], burst: bool) -> list[str]:
             tally.examples += 1
@@ -424,7 +438,9 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
             return problems
 
         for kind, frames in strategies.items():
-            for prelude, wires, burst in explicit_examples(kind, lobby.slug, history.slug, forbidden_rooms, alices_ids):
+            for prelude, wires, burst in explicit_examples(
+                kind, lobby.slug, history.slug, forbidden_rooms, ranked.slug, alices_ids
+            ):
                 if problems := asyncio.run(one_connection(prelude, wires, burst)):
                     tally.failures.append(f"[{kind}, every run] " + "\n".join(problems))
             try:
@@ -460,11 +476,17 @@ def test_it_answers_every_hostile_frame_and_leaves_nothing_behind(cluster, alice
             f"fan-out not back: a probe message per room was delivered {after_delivered:g} times, "
             f"{before_delivered:g} before"
         )
-    # Moderation holds: nothing of bob's reached alice where he is muted or the room locked.
+    # Moderation holds: nothing of bob's reached alice where he is muted or only watches or the
+    # room is locked, and he deleted nothing of hers where he moderates below her.
     for key, count in sorted(pings["seen"].items()):
         room, frame_type, who = key.split("|")
         if room in forbidden_rooms and (frame_type == "message_updated" or (who == "bob" and frame_type != "presence")):
-            problems.append(f"in {room} (bob muted, or locked) alice received {count} {frame_type} frame(s) of {who!r}")
+            problems.append(
+                f"in {room} (bob muted, watching, or the room locked) alice received {count} {frame_type} "
+                f"frame(s) about {who!r}"
+            )
+        if room == ranked.slug and frame_type == "message_deleted" and who != "bob":
+            problems.append(f"in {room} bob, a moderator, deleted {count} message(s) of {who!r}, the owner")
     # Every ack bob got names a message of his own, with the client_id he sent.
     for ack in tally.acks:
         stored = history_message(port, alice_key, ack["room"], ack["seq"])
