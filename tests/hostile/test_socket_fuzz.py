@@ -110,10 +110,11 @@ def refs_equal(sent: object, echoed: object) -> bool:
 
 
 def echoable(ref: object) -> bool:
-    """A `ref` any server must copy into its answer (a short string or a number)."""
-    if isinstance(ref, bool):
-        return False
-    return (isinstance(ref, str) and len(ref) <= 64) or isinstance(ref, int | float)
+    """A `ref` the server must copy into its answer: a string or a number of at most 64
+    characters (issue 20; a longer or other `ref` may be refused)."""
+    if isinstance(ref, str):
+        return len(ref) <= 64
+    return isinstance(ref, int | float) and not isinstance(ref, bool) and len(orjson.dumps(ref)) <= 64
 
 
 @dataclass
