@@ -45,7 +45,7 @@ chaos: venv
 ## socket and every URL) with the `fuzz` profile: many more examples than `make test`'s `ci`.
 fuzz: venv
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		FUZZ_PROFILE=fuzz $(VENV)/bin/pytest tests/hostile $(PYTEST_ARGS)
+		FUZZ_PROFILE=fuzz $(VENV)/bin/pytest tests/hostile --timeout=7200 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
