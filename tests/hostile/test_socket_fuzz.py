@@ -15,13 +15,22 @@ pong is the frame's answer. The properties:
   round trips all along: none goes unanswered, and none takes 100 ms or more beyond what the
   web process and she waited for a CPU (the machine is shared; tests.hostile.pinger): a
   loop held up by work or by a blocking call counts, a busy machine does not;
+- a subscribe replays at most MESSAGE_REPLAY_LIMIT messages and as many changes (no read
+  on the socket path grows with the room's history);
+- moderation holds: nothing of bob's reaches alice from a room where he is muted, only
+  watches, or that is locked (no message, edit or typing), he deletes nothing of hers where
+  he moderates below her, and every `ack` he gets names a message of his own (a `client_id`
+  of hers is no retry of his);
 - afterwards presence (Redis), each room's fan-out (one probe message per room reaches
   exactly the sockets subscribed to it, counted by `pubsub_messages_delivered_total`), and
   the connection and subscription gauges of /metrics are back to what they were before.
 
-The rooms: a public one (Lobby), a private one bob is in, a private one he is not in, and a
-public one with 8,000 edited messages in PostgreSQL (History), where a subscribe with an old
-`rev` reads what changed.
+The rooms, all alice's but one: a public one (Lobby), a private one bob is in, a private one
+of charlie's he is not in, a public one with 8,000 edited messages in PostgreSQL (History),
+where a subscribe with an old `rev` reads what changed, and one each where bob is muted,
+only watches, moderates, or that is locked. Each kind of frame is fuzzed in turn and every
+failure is listed at the end (Hypothesis stops a kind at its first), with the frames that
+caused it.
 """
 
 from __future__ import annotations
