@@ -43,6 +43,7 @@ from tests.netclient import session_key_for
 pytestmark = [pytest.mark.processes, pytest.mark.fuzz]
 
 RATE_LIMITED = ["signup", "room_create", "report", "direct_open", "search"]  # settings.RATE_LIMITS
+METHODS = ["GET", "POST", "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]  # mostly GET and POST
 CSRF = "h" * 32  # a token of our own in the cookie and the header: Django compares the two
 # The query parameters each view reads (request.GET in its code), by URL name.
 READS = {
@@ -156,7 +157,7 @@ def request(port: int, method: str, path: str, pairs, form, session: str | None)
     cookies = [f"csrftoken={CSRF}"] + ([f"sessionid={session}"] if session else [])
     headers = {"Host": f"127.0.0.1:{port}", "Cookie": "; ".join(cookies), "X-CSRFToken": CSRF}
     body = None
-    if method == "POST":
+    if method in ("POST", "PUT"):
         body = form if isinstance(form, bytes) else query(form).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     target = path + ("?" + query(pairs) if pairs else "")
@@ -178,7 +179,7 @@ forms = st.one_of(
 
 def fuzzer(route: Route, scale: float, personas: list[str], check) -> Callable[[], None]:
     @fuzz_settings(scale)
-    @given(persona=st.sampled_from(personas), method=st.sampled_from(["GET", "POST"]), pairs=s.params, form=forms)
+    @given(persona=st.sampled_from(personas), method=st.sampled_from(METHODS), pairs=s.params, form=forms)
     def fuzz(persona, method, pairs, form):
         check(persona, method, route.path, pairs, form)
 
