@@ -62,7 +62,7 @@ class WebLog:
 # A log record's first line: Django's format (pubsub_site.settings.LOGGING) or uvicorn's.
 RECORD = re.compile(r"^(?:\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<logger>\S+)|(?P<uvicorn>[A-Z]+):\s)")
 # The last line of a traceback: the exception, at the start of a line.
-EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*$")
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:: .*)?$")  # (module.)Class[: message]
 
 
 def unhandled(text: str) -> str | None:

@@ -43,6 +43,7 @@ from tests.netclient import session_key_for
 pytestmark = [pytest.mark.processes, pytest.mark.fuzz]
 
 RATE_LIMITED = ["signup", "room_create", "report", "direct_open", "search"]  # settings.RATE_LIMITS
+NEXT_VALUES = ["723236841494630144", "room-list", "x", "//evil.example/", "javascript:alert(1)", "/\x00", ""]
 METHODS = ["GET", "POST", "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]  # mostly GET and POST
 CSRF = "h" * 32  # a token of our own in the cookie and the header: Django compares the two
 # The query parameters each view reads (request.GET in its code), by URL name.
@@ -237,8 +238,18 @@ def test_it_answers_hostile_query_strings_and_forms_with_4xx_never_500(
         target = f"{path}?{query(pairs)}" if pairs else path
         assert not problems, "; ".join(problems) + f"\n  on {persona} {method} {target:.500} form={form!r:.300}"
 
-    # The sweep: each path parameter's hostile values, and each query parameter a view reads
-    # with each hostile value alone.
+    # The sweep. First the moderation forms' `next` (where to go back to), posted by the owner
+    # who passes their checks, before anything else may take her rights away (a POST to
+    # /leave/, say).
+    for route in all_routes:
+        if route.real and "/moderation/" in route.path:
+            for value in NEXT_VALUES:
+                try:
+                    check("alice", "POST", route.path, [], [("next", value)])
+                except AssertionError as failure:
+                    tally.failures.append(f"[sweep] {failure!s:.2000}")
+    # Then each path parameter's hostile values, and each query parameter a view reads with
+    # each hostile value alone.
     for route in all_routes:
         if not route.real:
             for persona in ("anonymous", "bob"):
