@@ -13,7 +13,7 @@ TEST_SQLITE_DATABASE_URL ?= sqlite:///$(CURDIR)/var/suite.sqlite3
 # Where `make run`, `make demo` and `make cluster` listen (the first port of a cluster).
 PORT ?= 8000
 
-.PHONY: run demo test chaos lint cluster bench bench-search venv clean
+.PHONY: run demo test chaos fuzz lint cluster bench bench-search venv clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ test: venv
 chaos: venv
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		CHAOS_REPORT=docs/reliability.md $(VENV)/bin/pytest tests/faults tests/test_scaleout.py $(PYTEST_ARGS)
+
+## The hostile-input fuzzers (tests/hostile: Hypothesis against a live web process, over its
+## socket and every URL) with the `fuzz` profile: many more examples than `make test`'s `ci`.
+fuzz: venv
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		FUZZ_PROFILE=fuzz $(VENV)/bin/pytest tests/hostile --timeout=7200 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

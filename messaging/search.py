@@ -91,7 +91,9 @@ def search_query_parse(q: str) -> ParsedQuery:
             (rooms if kind == "in" else authors).append(value)
         return " "
 
-    text = _FILTER.sub(take, q[:QUERY_MAX_CHARS])
+    # A NUL is a space: no stored text holds one (PostgreSQL cannot), and PostgreSQL refuses
+    # a query that does.
+    text = _FILTER.sub(take, q[:QUERY_MAX_CHARS].replace("\x00", " "))
     return ParsedQuery(text=" ".join(text.split()), rooms=tuple(rooms), authors=tuple(authors))
 
 

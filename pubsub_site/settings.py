@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pubsub_site.middleware.RqDashboardIndexMiddleware",
     # Last, as django-axes asks: it turns a lock-out into its answer.
     "axes.middleware.AxesMiddleware",
 ]

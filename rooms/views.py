@@ -281,9 +281,10 @@ def _form_errors_text(form) -> str:
 
 
 def _back_url(request: HttpRequest, *, default: str) -> str:
-    """Where to go after an act: the page it came from (``next``, on this site only), else ``default``."""
+    """Where to go after an act: the page it came from (``next``, a path on this site only), else
+    ``default``. (A word is no path: redirect() would read it as a URL pattern's name.)"""
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target

@@ -366,6 +366,17 @@ def test_a_bad_cursor_starts_from_the_newest(client, alice, public_room):
     assert response.status_code == 200 and len(response.context["page"].hits) == 1
 
 
+@pytest.mark.parametrize("q", ["\x00", "apple\x00", "in:lob\x00by apple", "from:@al\x00ice"])
+def test_a_nul_in_the_query_is_a_space_not_a_500(client, alice, public_room, q):
+    """PostgreSQL text cannot hold NUL (no message body does: frames.body refuses it), and a
+    query holding one was passed to it as it was (found by tests/hostile/test_http_fuzz.py)."""
+    stored(public_room, alice, "apple")
+    client.force_login(alice)
+    response = client.get(reverse("search"), {"q": q})
+    assert response.status_code == 200
+    assert search_query_parse(q) == search_query_parse(q.replace("\x00", " "))
+
+
 def test_searches_past_the_limit_answer_429_with_retry_after_per_user(client, settings, alice, bob, public_room):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "search": "3/minute"}
     stored(public_room, alice, "apple pie")

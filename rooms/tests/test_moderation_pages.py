@@ -205,6 +205,17 @@ def test_an_act_from_the_room_page_goes_back_there_but_never_off_site(client, ro
     assert response.url == url("room-moderation", room)
 
 
+@pytest.mark.parametrize("target", ["723236841494630144", "room-list", "admin:index", "lobby", "./x", "//evil.example"])
+def test_a_next_that_is_no_path_of_this_site_goes_back_to_the_moderation_page(client, room, dave, target):
+    """Django's redirect() reads a word as a URL pattern's name: `next=723236841494630144` was a
+    500 (NoReverseMatch), found by tests/hostile/test_http_fuzz.py. Only a path of this site is
+    followed."""
+    client.force_login(dave)
+    response = client.post(url("room-lock", room), {"next": target})
+    assert response.status_code == 302
+    assert response.url == url("room-moderation", room)
+
+
 def test_a_moderator_hides_a_message_from_the_page(client, room, dave, bob):
     seq = post_message(room, bob, "spam")
     client.force_login(dave)
