@@ -10,3 +10,8 @@ class ProfileAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__email")
     # The digests' marks move only in the claim that sends one (messaging.mention_emails).
     readonly_fields = ("user", "last_mention_email_at", "mention_emailed_upto")
+
+    def has_add_permission(self, request) -> bool:
+        # A profile is made with its user when first needed (accounts.services.profile_get);
+        # the add form could name no user (it is read-only here): it answered 500.
+        return False

@@ -57,3 +57,12 @@ def test_the_admin_lists_profiles(admin_client, bob):
     response = admin_client.get(reverse("admin:accounts_profile_changelist"))
     assert response.status_code == 200
     assert "bob" in response.content.decode()
+
+
+def test_the_admin_offers_no_profile_without_a_user(client, django_user_model):
+    """Found by tests/hostile/test_http_fuzz.py: the add form's user is read-only, so a post
+    made a profile of nobody (a 500). Profiles come with their users."""
+    staff = django_user_model.objects.create_superuser("root", "root@example.com", "correct-horse-battery")
+    client.force_login(staff)
+    assert client.get("/admin/accounts/profile/add/").status_code == 403
+    assert client.post("/admin/accounts/profile/add/", {"mention_emails": "on"}).status_code == 403
