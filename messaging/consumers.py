@@ -525,6 +525,15 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         )
         self.activity_rooms = {}
 
+    async def user_sessions_ended(self, event: dict) -> None:
+        """The user's password changed or their account was deleted
+        (accounts.services.user_sessions_end): unless this socket's session is one of those
+        kept, it ends as a logged-out one does, and closes."""
+        if self.session in event["keep"]:
+            return
+        await self.user_logged_out({"session": self.session})
+        await self.close(code=1008)
+
     async def user_direct_joined(self, event: dict) -> None:
         """The user is in a new direct conversation: follow its activity, and tell the page."""
         room_id, slug = event["room_id"], event["room"]
