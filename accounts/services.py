@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+import warnings
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime
@@ -289,7 +290,10 @@ def avatar_image(data: bytes) -> bytes:
     if len(data) > settings.AVATAR_MAX_BYTES:
         raise ValidationError(f"The image is too large: at most {settings.AVATAR_MAX_BYTES // (1024 * 1024)} MB.")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
             if image.format not in AVATAR_FORMATS:
                 raise ValidationError("Upload a JPEG, PNG, GIF or WebP image.")
             if image.width * image.height > AVATAR_MAX_PIXELS:
@@ -302,7 +306,9 @@ def avatar_image(data: bytes) -> bytes:
                 background.paste(rgba, mask=rgba.getchannel("A"))
                 upright = background
             square = ImageOps.fit(upright.convert("RGB"), (settings.AVATAR_SIZE, settings.AVATAR_SIZE))
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ValidationError("The image has too many pixels: at most 40 megapixels.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ValidationError("This file is not an image that can be read.") from None
     out = io.BytesIO()
     square.save(out, format="JPEG", quality=85)  # no exif= argument: nothing of the original's metadata
