@@ -6,7 +6,9 @@ who share a room see."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+import re
+import zoneinfo
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.files.storage import default_storage
@@ -167,6 +169,11 @@ def test_a_member_sees_the_card_of_someone_they_share_a_room_with(client, alice,
     assert response.status_code == 200
     page = response.content.decode()
     assert "Alice A." in page and "@alice" in page and "writing the plan" in page and "Asia/Tokyo" in page
+    tokyo = timezone.now().astimezone(zoneinfo.ZoneInfo("Asia/Tokyo"))
+    shown = re.search(r'<time datetime="([^"]+)">(\d\d:\d\d)</time>', page)
+    assert shown.group(1).endswith("+09:00")  # the person's time, not the site's (UTC)
+    assert abs(datetime.fromisoformat(shown.group(1)) - tokyo) < timedelta(minutes=2)
+    assert shown.group(2) == datetime.fromisoformat(shown.group(1)).strftime("%H:%M")
 
 
 def test_an_outsider_sees_no_card(client, alice, charlie, private_room):
