@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zoneinfo
+
 import django_rq
 from django.conf import settings
 from django.contrib import messages
@@ -10,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
@@ -148,8 +151,14 @@ def account_delete_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def profile_edit(request: HttpRequest) -> HttpResponse:
-    """Display name, status (and when it clears), time zone, and the avatar."""
+    """Display name, status (and when it clears), time zone, and the avatar. The time the
+    status clears is shown and read in the user's time zone (the one saved before this POST)."""
     profile = profile_get(user=request.user)
+    with timezone.override(zoneinfo.ZoneInfo(profile.time_zone) if profile.time_zone else None):
+        return _profile_edit(request, profile)
+
+
+def _profile_edit(request: HttpRequest, profile) -> HttpResponse:
     initial = {
         "display_name": profile.display_name,
         "status": profile.status,

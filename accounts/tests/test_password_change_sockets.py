@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from messaging.tests.wsclient import Client, connect, connected
+from messaging.tests.wsclient import Client, connect, connected, session_key_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
@@ -39,7 +39,8 @@ async def test_a_password_change_closes_the_other_sessions_sockets_and_keeps_thi
     browser = HttpClient()
     await sync_to_async(browser.force_login)(bob)
     here = await connected_with_session(browser.session.session_key)
-    elsewhere = await connected(bob)  # another browser: a session of its own
+    elsewhere_key = await session_key_for(bob)  # another browser: a session of its own
+    elsewhere = await connected_with_session(elsewhere_key)
     await elsewhere.subscribe(public_room.slug)
 
     response = await sync_to_async(browser.post)(
@@ -55,6 +56,8 @@ async def test_a_password_change_closes_the_other_sessions_sockets_and_keeps_thi
     assert (await sync_to_async(browser.get)(reverse("account-settings"))).status_code == 200
     again = await connected_with_session(browser.session.session_key)
     await again.close()
+    refused, _, _ = await connect(None, extra_headers=[(b"cookie", f"sessionid={elsewhere_key}".encode())])
+    assert not refused
     await here.close()
 
 

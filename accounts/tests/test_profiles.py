@@ -214,3 +214,14 @@ def test_the_member_list_shows_display_names_avatars_and_statuses(client, alice,
     assert "Alice A.</button>" in page and "writing the plan" in page
     assert f'src="/media/{Profile.objects.get(user=bob).avatar}"' in page
     assert f'data-profile-card="{reverse("profile-card", args=[alice.pk])}"' in page
+
+
+def test_the_status_expiry_is_read_in_the_users_time_zone(client, bob):
+    Profile.objects.create(user=bob, time_zone="Asia/Tokyo")
+    client.force_login(bob)
+    client.post(
+        reverse("profile-edit"),
+        {"form": "profile", "status": "at lunch", "status_expires_at": "2030-01-02T13:00", "time_zone": "Asia/Tokyo"},
+    )
+    expires = Profile.objects.get(user=bob).status_expires_at
+    assert expires == datetime(2030, 1, 2, 4, 0, tzinfo=zoneinfo.ZoneInfo("UTC"))  # 13:00 in Tokyo
