@@ -155,7 +155,7 @@ def profile_update_email(*, user: AbstractBaseUser, email: str, mention_emails: 
 # --- Sessions and sockets --------------------------------------------------
 
 
-def user_sessions_end(*, user: AbstractBaseUser, keep_session_keys: Iterable[str | None] = ()) -> None:
+def user_sessions_end(*, user: AbstractBaseUser, detail: str, keep_session_keys: Iterable[str | None] = ()) -> None:
     """End every open socket of the user except those of the sessions named in
     ``keep_session_keys`` (the browser that changed the password), after the commit.
 
@@ -163,9 +163,10 @@ def user_sessions_end(*, user: AbstractBaseUser, keep_session_keys: Iterable[str
     that Django (and pubsub_site.wsauth at a handshake) checks, and a deactivated user is
     refused by both. The sockets are told through the user's group, as a log-out tells
     its own session's sockets (``user.logged_out``), with the kept sessions named by their
-    fingerprints; each consumer compares them with its own and closes (1008)."""
+    fingerprints; each other consumer sends ``detail`` in a ``forbidden`` error and closes (1008)."""
     event = {
         "type": "user.sessions_ended",
+        "detail": detail,
         "keep": sorted({session_fingerprint(key) for key in keep_session_keys if key}),
     }
     group = user_group(user.pk)
@@ -183,7 +184,7 @@ def user_sessions_end(*, user: AbstractBaseUser, keep_session_keys: Iterable[str
 def password_changed(*, user: AbstractBaseUser, keep_session_keys: Iterable[str | None] = ()) -> None:
     """The user's password changed (changed in the settings, or reset by mail): every
     other session's sockets end."""
-    user_sessions_end(user=user, keep_session_keys=keep_session_keys)
+    user_sessions_end(user=user, detail="The password changed; sign in again.", keep_session_keys=keep_session_keys)
 
 
 # --- Deletion --------------------------------------------------------------
@@ -218,7 +219,7 @@ def account_delete(*, user: AbstractBaseUser) -> None:
     )
     Notification.objects.filter(user=user).delete()
     room_ids = list(Membership.objects.filter(user=user).values_list("room_id", flat=True))
-    user_sessions_end(user=user)
+    user_sessions_end(user=user, detail="This account was deleted.")
     transaction.on_commit(lambda: _rename_buffered_records(user_id=user.pk, username=user.username, room_ids=room_ids))
     if avatar:
         transaction.on_commit(lambda: default_storage.delete(avatar))

@@ -526,12 +526,14 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.activity_rooms = {}
 
     async def user_sessions_ended(self, event: dict) -> None:
-        """The user's password changed or their account was deleted
-        (accounts.services.user_sessions_end): unless this socket's session is one of those
-        kept, it ends as a logged-out one does, and closes."""
-        if self.session in event["keep"]:
+        """The user's sessions ended (the password changed, the account was deleted:
+        accounts.services.user_sessions_end): unless this socket's session is one of those
+        kept (the browser that changed the password), it ends as a logged-out one does,
+        says why, and closes (1008)."""
+        if self.session in event.get("keep", ()):
             return
         await self.user_logged_out({"session": self.session})
+        await self._send_error(ClientError("forbidden", event["detail"]), None)
         await self.close(code=1008)
 
     async def user_direct_joined(self, event: dict) -> None:

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from accounts.models import Profile
 from accounts.services import account_delete
-from accounts.tests.test_password_change_sockets import closed_with
+from accounts.tests.test_password_change_sockets import ending
 from messaging.models import Message
 from messaging.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
@@ -40,7 +40,7 @@ async def test_a_deleted_account_leaves_its_direct_conversation_readable_as_dele
     await sync_to_async(browser.force_login)(bob)
     response = await sync_to_async(browser.post)(reverse("account-delete"), {"password": "correct-horse-battery"})
     assert response.status_code == 302 and response.url == reverse("login")
-    assert await closed_with(bobs) == 1008
+    assert await ending(bobs) == (1008, [("forbidden", "This account was deleted.")])
 
     deleted_name = f"deleted user #{bob.pk}"
     # On the wire: a new subscriber replays both, under the new name, with the same author id.

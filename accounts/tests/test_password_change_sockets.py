@@ -29,10 +29,20 @@ async def connected_with_session(session_key: str) -> Client:
 
 async def closed_with(client: Client, timeout: float = 5) -> int:
     """The close code the server ends the socket with (frames before it are skipped)."""
+    code, _ = await ending(client, timeout)
+    return code
+
+
+async def ending(client: Client, timeout: float = 5) -> tuple[int, list[str]]:
+    """The close code, and the errors (code, detail) the server sent before it."""
+    errors = []
     while True:
         output = await client.ws.receive_output(timeout=timeout)
         if output["type"] == "websocket.close":
-            return output["code"]
+            return output["code"], errors
+        frame = json.loads(output.get("text", "{}"))
+        if frame.get("type") == "error":
+            errors.append((frame["code"], frame["detail"]))
 
 
 async def test_a_password_change_closes_the_other_sessions_sockets_and_keeps_this_one(bob, public_room):
@@ -49,7 +59,7 @@ async def test_a_password_change_closes_the_other_sessions_sockets_and_keeps_thi
     )
     assert response.status_code == 302 and response.url == reverse("password_change_done")
 
-    assert await closed_with(elsewhere) == 1008
+    assert await ending(elsewhere) == (1008, [("forbidden", "The password changed; sign in again.")])
     await here.send({"type": "ping", "ref": "still-here"})
     assert await here.recv() == {"type": "pong", "ref": "still-here"}
     # This browser's new session works; the other browser's session is refused at a handshake.
