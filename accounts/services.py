@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+import smtplib
 import warnings
 import zoneinfo
 from collections.abc import Iterable
@@ -80,19 +81,24 @@ def email_verification_send(*, user: AbstractBaseUser, email: str) -> bool:
         return False
     link = _absolute(reverse("email-verify", args=[email_verification_token(user=user, email=email)]))
     context = {"user": user, "email": email, "link": link, "hours": settings.EMAIL_VERIFY_TIMEOUT // 3600}
-    send_mail(
-        "Confirm your e-mail address",
-        render_to_string("accounts/email/verify.txt", context),
-        None,
-        [email],
-    )
-    if user.email and user.email.lower() != email.lower():
+    try:
         send_mail(
-            "Your e-mail address is being changed",
-            render_to_string("accounts/email/change_notice.txt", context),
+            "Confirm your e-mail address",
+            render_to_string("accounts/email/verify.txt", context),
             None,
-            [user.email],
+            [email],
         )
+        if user.email and user.email.lower() != email.lower():
+            send_mail(
+                "Your e-mail address is being changed",
+                render_to_string("accounts/email/change_notice.txt", context),
+                None,
+                [user.email],
+            )
+    except (OSError, smtplib.SMTPException):
+        # The sign-up or the settings still saved; the user can ask for the link again.
+        logger.warning("could not send the verification link of user %s", user.pk, exc_info=True)
+        return False
     return True
 
 

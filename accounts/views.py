@@ -44,8 +44,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         if form.cleaned_data.get("email"):
-            email_verification_send(user=user, email=form.cleaned_data["email"])
-            messages.info(request, f"We sent a link to {form.cleaned_data['email']}: follow it to confirm the address.")
+            if email_verification_send(user=user, email=form.cleaned_data["email"]):
+                messages.info(
+                    request, f"We sent a link to {form.cleaned_data['email']}: follow it to confirm the address."
+                )
+            else:
+                messages.error(request, "We could not send the confirmation link: ask for it again in Settings.")
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("room-list")
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
@@ -64,7 +68,9 @@ def account_settings(request: HttpRequest) -> HttpResponse:
                 request, f"We sent a link to {form.cleaned_data['email']}: the address changes when you follow it."
             )
         elif form.cleaned_data["email"] and form.cleaned_data["email"] != request.user.email:
-            messages.error(request, "Too many address changes: try again in an hour.")
+            messages.error(
+                request, "The link to the new address could not be sent (too many asked for?): try again later."
+            )
         messages.success(request, "Settings saved.")
         return redirect("account-settings")
     context = {"form": form, "profile": profile, "email_verified": profile.email_verified and bool(request.user.email)}
@@ -87,7 +93,7 @@ def email_verify_resend(request: HttpRequest) -> HttpResponse:
         if email_verification_send(user=request.user, email=request.user.email):
             messages.info(request, f"We sent a new link to {request.user.email}.")
         else:
-            messages.error(request, "Too many links asked for: try again in an hour.")
+            messages.error(request, "The link could not be sent (too many asked for?): try again later.")
     return redirect("account-settings")
 
 

@@ -5,10 +5,12 @@ one is told."""
 from __future__ import annotations
 
 import re
+import smtplib
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import signing
+from django.core.mail.backends.base import BaseEmailBackend
 from django.urls import reverse
 
 from accounts.models import Profile
@@ -96,3 +98,16 @@ def test_the_links_asked_for_are_limited(client, bob, settings, mailoutbox):
     client.post(reverse("account-settings"), {"email": "bob@example.com"})
     client.post(reverse("account-settings"), {"email": "bob@other.example"})
     assert [m.to for m in mailoutbox] == [["bob@example.com"]]
+
+
+class FailingBackend(BaseEmailBackend):
+    def send_messages(self, email_messages):
+        raise smtplib.SMTPServerDisconnected("the SMTP server went away")
+
+
+def test_a_sign_up_stands_when_the_link_cannot_be_sent(client, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.FailingBackend"
+    response = client.post(reverse("signup"), {**SIGN_UP, "email": "dora@example.com"}, follow=True)
+    assert response.status_code == 200
+    assert "We could not send the confirmation link: ask for it again in Settings." in response.content.decode()
+    assert response.context["user"].username == "dora"
