@@ -5,7 +5,8 @@ from django.db import models
 
 
 class Profile(models.Model):
-    """What a user chose about e-mail, and what the mention digests already covered.
+    """Who the user shows themselves as, what they chose about e-mail, and what the mention
+    digests already covered.
 
     Made when first needed (a user without a row has the defaults). The two digest fields
     move together, in the one conditional UPDATE with which a worker claims a digest
@@ -22,6 +23,16 @@ class Profile(models.Model):
     last_mention_email_at = models.DateTimeField(null=True, blank=True)
     # The highest Notification id a digest covered (or passed over as read): never e-mailed again.
     mention_emailed_upto = models.PositiveBigIntegerField(default=0)
+
+    # True once the address in ``user.email`` was confirmed by its link (accounts.services):
+    # an unconfirmed address gets no password-reset mail and no digest.
+    email_verified = models.BooleanField(default=False)
+    display_name = models.CharField("Display name", max_length=50, blank=True)
+    # The storage name (default_storage) of the square avatar made from an upload.
+    avatar = models.CharField(max_length=200, blank=True)
+    status = models.CharField("Status", max_length=80, blank=True)
+    status_expires_at = models.DateTimeField(null=True, blank=True)
+    time_zone = models.CharField("Time zone", max_length=64, blank=True)  # blank: the site's
 
     def __str__(self) -> str:
         return f"profile of {self.user_id}"

@@ -639,8 +639,12 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         self.activity_rooms = {}
 
     async def user_sessions_ended(self, event: dict) -> None:
-        """Every session of the user ended (deactivated, or the password changed; see
-        messaging.events): the socket ends as a logged-out one does, says why, and closes."""
+        """The user's sessions ended (deactivated, the password changed, the account deleted:
+        messaging.events, accounts.services.user_sessions_end): unless this socket's session is one of those
+        kept (the browser that changed the password), it ends as a logged-out one does,
+        says why, and closes (1008)."""
+        if self.session in event.get("keep", ()):
+            return
         await self.user_logged_out({"session": self.session})
         await self._send_error(ClientError("forbidden", event["detail"]), None)
         await self.close(code=1008)

@@ -172,9 +172,17 @@ def user_before_save(sender, instance, update_fields=None, raw: bool = False, **
     instance._sessions_before = _before_save(instance, _USER_FIELDS, update_fields, raw)
 
 
+def sessions_end_told_by_caller(user) -> None:
+    """The code about to save ``user`` tells the sockets itself, with more to say than this
+    module knows (accounts.services.user_sessions_end: which session changed the password and
+    stays, that the account was deleted): ``user_after_save`` then sends nothing for this save."""
+    user._sessions_end_told = True
+
+
 def user_after_save(sender, instance, created: bool = False, **kwargs) -> None:
     before = instance.__dict__.pop("_sessions_before", None)
-    if created or before is None:
+    told = instance.__dict__.pop("_sessions_end_told", False)
+    if created or before is None or told:
         return
     if before["is_active"] and not instance.is_active:
         user_sessions_ended_on_commit(user_id=instance.pk, detail="This account was deactivated.")

@@ -67,10 +67,10 @@ def absolute_url(path: str) -> str:
 
 def mention_digest_candidates(*, now: datetime, limit: int = USERS_PER_SWEEP) -> list[int]:
     """Users with unread mentions older than the delay and not yet covered, who want
-    e-mail, have an address, and had no digest within the interval."""
-    no_profile_yet = Q(user__profile__isnull=True)  # the defaults: e-mails on, nothing sent
+    e-mail, have a verified address, and had no digest within the interval."""
     may_get_one = Q(
         user__profile__mention_emails=True,
+        user__profile__email_verified=True,  # a user without a profile row has no verified address
         id__gt=F("user__profile__mention_emailed_upto"),
     ) & (
         Q(user__profile__last_mention_email_at__isnull=True)
@@ -85,7 +85,7 @@ def mention_digest_candidates(*, now: datetime, limit: int = USERS_PER_SWEEP) ->
             user__is_active=True,
         )
         .exclude(user__email="")
-        .filter(no_profile_yet | may_get_one)
+        .filter(may_get_one)
     )
     return list(due.order_by("user_id").values_list("user_id", flat=True).distinct()[:limit])
 
@@ -192,7 +192,7 @@ def mention_digest_send(*, user_id: int, now: datetime) -> bool:
     """Send the user's digest if one is due; True when an e-mail went out."""
     profile, _ = Profile.objects.select_related("user").get_or_create(user_id=user_id)
     user = profile.user
-    if not (profile.mention_emails and user.email and user.is_active):
+    if not (profile.mention_emails and profile.email_verified and user.email and user.is_active):
         return False
     if profile.last_mention_email_at is not None and profile.last_mention_email_at > now - MENTION_EMAIL_INTERVAL:
         return False  # the hourly cap: the next sweep after it takes them

@@ -85,6 +85,16 @@ def too_many_requests(request: HttpRequest, *, message: str, retry_after: int, j
     return response
 
 
+def allow(scope: str, identity: str) -> bool:
+    """Count one event of ``scope`` for ``identity`` outside a view (a job's own limit):
+    False past ``settings.RATE_LIMITS[scope]``; True when Redis fails, as for the views."""
+    try:
+        return _limiter().hit(parse(settings.RATE_LIMITS[scope]), scope, identity)
+    except StorageError:
+        logger.warning("rate limit %s not checked: Redis failed", scope, exc_info=True)
+        return True
+
+
 def is_post(request: HttpRequest) -> bool:
     return request.method == "POST"
 

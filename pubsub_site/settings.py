@@ -248,6 +248,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# A password-reset link works this long (seconds), and once: Django's token is made from the
+# password's hash and the last log-in, so using it (or logging in) spends it.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+# An address-verification link (accounts.services) works this long (seconds).
+EMAIL_VERIFY_TIMEOUT = env_int("EMAIL_VERIFY_TIMEOUT", 3 * 24 * 3600)
+# Whether sign-up asks for an e-mail address (it is always verified before it is used).
+SIGNUP_EMAIL_REQUIRED = env_bool("SIGNUP_EMAIL_REQUIRED", False)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "room-list"
 # The room every new account joins and lands in after signing up, by name (created, public,
@@ -295,6 +302,13 @@ RATE_LIMITS = {
     # every username (more than AXES_FAILURE_LIMIT), and per username over every address.
     "login_address": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", "20/hour"),
     "login_account": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT", "15/hour"),
+    # Password-reset requests per client address, per e-mail address asked about, and the
+    # mails actually sent per account (accounts.jobs: whatever the spelling of the address).
+    "password_reset": _rate("RATE_LIMIT_PASSWORD_RESET", "20/hour"),
+    "password_reset_email": _rate("RATE_LIMIT_PASSWORD_RESET_EMAIL", "5/hour"),
+    "password_reset_account": _rate("RATE_LIMIT_PASSWORD_RESET_ACCOUNT", "5/hour"),
+    # Verification links sent per user (sign-up address, address changes).
+    "email_verify": _rate("RATE_LIMIT_EMAIL_VERIFY", "10/hour"),
 }
 
 # WebSocket rate limits per user and room (messaging/throttle.py), in the room's
@@ -338,6 +352,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+# Uploads (avatars), through default_storage. The site serves MEDIA_URL itself unless
+# SERVE_MEDIA is off (a proxy or a bucket serving it instead: docs/deploy.md).
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
+SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
+AVATAR_MAX_BYTES = env_int("AVATAR_MAX_BYTES", 5 * 1024 * 1024)
+AVATAR_SIZE = 256  # pixels, square
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from accounts.views import media
 from pubsub_site import live_status, views
 
 admin.site.site_header = "pubsub moderation"
@@ -13,6 +14,7 @@ urlpatterns = [
     path("admin/live-status/", admin.site.admin_view(live_status.live_status), name="admin-live-status"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    re_path(r"^media/(?P<path>.+)$", media, name="media"),
     path("", include("messaging.urls")),
     path("", include("rooms.urls")),
 ]

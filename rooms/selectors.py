@@ -143,7 +143,8 @@ def room_ids_readable_by(*, user: AbstractBaseUser) -> list[int]:
 
 
 def room_members(*, room: Room) -> QuerySet[Membership]:
-    return room.memberships.filter(banned=False).select_related("user").order_by("role", "user__username")
+    # With the profile: the member list shows display names, avatars and statuses.
+    return room.memberships.filter(banned=False).select_related("user__profile").order_by("role", "user__username")
 
 
 def room_get_for_moderator(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Membership]:

@@ -22,12 +22,14 @@ def test_mention_emails_are_on_by_default(client, bob):
     assert 'id="id_mention_emails" checked' in response.content.decode()
 
 
-def test_it_turns_the_mention_emails_off_and_saves_the_address(client, bob):
+def test_it_turns_the_mention_emails_off_and_sends_the_new_address_its_link(client, bob, mailoutbox):
     client.force_login(bob)
     response = client.post(reverse("account-settings"), {"email": "bob@example.com"})  # box unticked
     assert response.status_code == 302
     bob.refresh_from_db()
-    assert bob.email == "bob@example.com"
+    assert bob.email == ""  # until the link is followed
+    (verify,) = mailoutbox
+    assert verify.to == ["bob@example.com"]
     assert Profile.objects.get(user=bob).mention_emails is False
     assert "Settings saved." in client.get(reverse("account-settings")).content.decode()
 

@@ -35,6 +35,7 @@ def bob(make_user):
     user = make_user("bob")
     user.email = "bob@example.com"
     user.save()
+    Profile.objects.create(user=user, email_verified=True)  # digests go to verified addresses only
     return user
 
 
@@ -117,7 +118,7 @@ async def test_it_waits_while_the_user_has_a_socket_open_and_sends_once_they_lea
 
 
 def test_it_sends_nothing_to_a_user_who_turned_the_emails_off(alice, bob, private_room):
-    Profile.objects.create(user=bob, mention_emails=False)
+    Profile.objects.filter(user=bob).update(mention_emails=False)
     mention(private_room, alice, bob)
 
     assert mention_digests_send(now=LATER) == 0
@@ -263,3 +264,10 @@ def test_the_queued_job_run_by_a_worker_sends_the_digest(settings, alice, bob, p
     (email,) = mail.outbox
     assert email.to == ["bob@example.com"] and "@bob the job found me" in email.body
     assert queue.finished_job_registry.count == 1 and queue.failed_job_registry.count == 0
+
+
+def test_it_sends_nothing_to_an_address_not_yet_verified(alice, bob, private_room):
+    Profile.objects.filter(user=bob).update(email_verified=False)
+    mention(private_room, alice, bob)
+    mention_digests_send(now=LATER)
+    assert mail.outbox == []

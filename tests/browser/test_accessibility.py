@@ -59,10 +59,18 @@ def signed_in_pages(lived_in) -> list[tuple[str, str, str | None]]:
         ("new room", "/rooms/new/", None),
         ("new direct message", "/direct/new/", None),
         ("most clapped", f"/rooms/{lobby.slug}/top/", None),
+        ("profile", "/accounts/profile/", None),
+        ("password change", "/accounts/password/change/", None),
+        ("account deletion", "/accounts/delete/", None),
     ]
 
 
-ANONYMOUS_PAGES = [("landing", "/", None), ("log in", "/accounts/login/", None), ("sign up", "/accounts/signup/", None)]
+ANONYMOUS_PAGES = [
+    ("landing", "/", None),
+    ("log in", "/accounts/login/", None),
+    ("sign up", "/accounts/signup/", None),
+    ("password reset", "/accounts/password/reset/", None),
+]
 
 
 def no_sideways_scroll(page: Page) -> bool:

@@ -99,7 +99,7 @@ def looks_the_same(old: bytes, new: bytes) -> bool:
     if old == new:
         return True
     try:
-        from PIL import Image, ImageChops  # not a dependency: where it is missing, any change is written
+        from PIL import Image, ImageChops  # Pillow (requirements.txt, for avatars); without it, any change is written
     except ImportError:
         return False
     with Image.open(io.BytesIO(old)) as a, Image.open(io.BytesIO(new)) as b:
