@@ -19,7 +19,7 @@ pong is the frame's answer. The properties:
   round trips all along: none goes unanswered, and none takes 100 ms or more beyond what the
   web process and she waited for a CPU (the machine is shared; tests.hostile.pinger): a
   loop held up by work or by a blocking call counts, a busy machine does not;
-- a subscribe replays at most MESSAGE_REPLAY_LIMIT messages and as many changes (no read
+- a subscribe replays at most MESSAGE_REPLAY_LIMIT messages and CHANGE_REPLAY_LIMIT changes (no read
   on the socket path grows with the room's history);
 - moderation holds: nothing of bob's reaches alice from a room where he is muted, only
   watches, or that is locked (no message, edit or typing), he deletes nothing of hers where
@@ -191,14 +191,17 @@ def judge_answers(wires: list[s.Wire], received: list[dict], tally: Verdicts) ->
         if "ref" in answer and not any(refs_equal(ref, answer["ref"]) for ref in refs):
             problems.append(f"an answer carries a ref the frame did not have: {answer!r:.300}")
     # No read on the socket path grows with the room's history: a subscribe replays at most
-    # MESSAGE_REPLAY_LIMIT messages and as many changes, else it answers `recovered: false`.
+    # MESSAGE_REPLAY_LIMIT messages and CHANGE_REPLAY_LIMIT changes, else it answers
+    # `recovered: false`.
     subscribes = sum(1 for w in wires if (w.frame or {}).get("type") == "subscribe")
     for replayed_type in REPLAYED if subscribes else ():
         replayed = sum(1 for f in received if f.get("type") == replayed_type)
-        if replayed > subscribes * django_settings.MESSAGE_REPLAY_LIMIT:
+        name = "MESSAGE_REPLAY_LIMIT" if replayed_type == "message" else "CHANGE_REPLAY_LIMIT"
+        limit = getattr(django_settings, name)
+        if replayed > subscribes * limit:
             problems.append(
                 f"{subscribes} subscribe(s) answered with {replayed} {replayed_type} frames "
-                f"(more than MESSAGE_REPLAY_LIMIT = {django_settings.MESSAGE_REPLAY_LIMIT} each)"
+                f"(more than {name} = {limit} each)"
             )
     if len(answers) < needed:
         problems.append(f"{needed} frame(s) need an answer, {len(answers)} came: {received!r:.400}")
