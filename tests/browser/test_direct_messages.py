@@ -28,7 +28,7 @@ def test_alice_opens_a_dm_with_bob_from_the_member_list_and_they_talk_live(site,
     bob_page = site.page_for(bob, lobby.get_absolute_url())
     expect(bob_page.locator("#connection")).to_have_text("connected")
     alice_page = site.page_for(alice, lobby.get_absolute_url())
-    alice_page.locator(".members").get_by_role("button", name="bob").click()
+    alice_page.locator(".members").get_by_role("button", name="bob", exact=True).click()
     expect(alice_page.locator("h1.room__name")).to_have_text("bob")
     dm_url = alice_page.url
     assert re.search(r"/rooms/alice-bob-[0-9a-f]{8}/$", dm_url)  # the address names its people (issue 21)
