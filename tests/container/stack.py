@@ -493,7 +493,8 @@ class Browser:
         status, url, body = self.post_form(
             "/accounts/signup/", {"username": username, "password1": password, "password2": password}
         )
-        assert (status, urllib.parse.urlsplit(url).path) == (200, "/"), (status, url, body[:2000])
+        # A new account lands in the default room (DEFAULT_ROOM, Lobby: issue 21).
+        assert (status, urllib.parse.urlsplit(url).path) == (200, "/rooms/lobby/"), (status, url, body[:2000])
         assert self.cookie("sessionid"), "signed up but no session cookie"
 
     def create_room(self, name: str) -> str:
