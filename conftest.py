@@ -8,11 +8,13 @@ from django.conf import settings
 from pubsub_site import async_db
 from pubsub_site.redis_client import all_room_redis_urls, get_redis
 
-# The SQLite leg of `make test` (DATABASE_URL=sqlite:///…, `pytest -m sqlite`): these files and
-# tests get the `sqlite` mark here, the one place that says which. They are what SQLite, the
-# `make run` default, must do as PostgreSQL does: persistence, read positions, search,
-# mentions and their e-mails, claps and edits, the worker over real processes, and a
-# conversation in the browser. The PostgreSQL leg runs everything, these included.
+# The SQLite leg of `make test` (DATABASE_URL=sqlite:///…, `pytest -m sqlite`): every test that
+# starts no process, no browser and no container, and besides these files and tests that do,
+# get the `sqlite` mark here, the one place that says which. They are what SQLite, the
+# `make run` default, must do as PostgreSQL does: all the unit and socket tests, and over real
+# processes persistence, read positions, search, mentions, the worker, and a conversation in
+# the browser. The PostgreSQL leg runs everything, these included.
+HEAVY_MARKS = ("processes", "browser", "container")
 SQLITE_LEG = (
     "messaging/tests/test_persistence.py",
     "messaging/tests/test_search.py",
@@ -32,7 +34,8 @@ SQLITE_LEG = (
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.nodeid.startswith(SQLITE_LEG):
+        light = not any(item.get_closest_marker(mark) for mark in HEAVY_MARKS)
+        if light or item.nodeid.startswith(SQLITE_LEG):
             item.add_marker(pytest.mark.sqlite)
 
 
