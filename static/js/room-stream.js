@@ -1,8 +1,8 @@
 // One room's stream over the socket (docs/protocol.md): what the page has seen and what it
 // still owes the server, with no DOM. It guarantees the page every message once and in seq
 // order: a gap resubscribes with the last `since` and `rev` seen (the server replays the
-// rest), an older or repeated seq is never appended twice, and a reply the server could not
-// replay (`recovered: false`) asks the page to reload its history. Messages written here wait
+// rest), an older or repeated seq is never appended twice, and a replay the server cut short
+// (`recovered: false`) asks the page to reload its history. Messages written here wait
 // (`pending`, by client_id) until their author's own broadcast or ack confirms them, and go
 // out again, with the same client_id, after every resubscribe or a retryable error: they can
 // never appear twice.
@@ -13,7 +13,7 @@
 //   onAck(clientId)     the server stored our message
 //   onFailed(clientId)  our message was refused for good
 //   onReloadHistory()   the replay was cut short: what the page shows may have holes
-//   onSubscribed()      the subscription stands (after the replay and the resends)
+//   onSubscribed()      the subscription stands (and the pending messages went out again)
 //   onEvent(frame)      every other frame of this room (edits, claps, presence, errors, …)
 // Loaded as a plain script (window.PubSubRoomStream) and, for its unit test, by Node.
 (function (root) {
