@@ -1,0 +1,159 @@
+// One room's stream over the socket (docs/protocol.md): what the page has seen and what it
+// still owes the server, with no DOM. It guarantees the page every message once and in seq
+// order: a gap resubscribes with the last `since` and `rev` seen (the server replays the
+// rest), an older or repeated seq is never appended twice, and a replay the server cut short
+// (`recovered: false`) asks the page to reload its history. Messages written here wait
+// (`pending`, by client_id) until their author's own broadcast or ack confirms them, and go
+// out again, with the same client_id, after every resubscribe or a retryable error: they can
+// never appear twice.
+//
+// The page (room.js) renders; it hears of events through the callbacks given to `create`:
+//   onMessage(m)        a new message, the next in seq order (also our own, confirming it)
+//   onMessageAgain(m)   a message already delivered, sent again (a replay): its state may be newer
+//   onAck(clientId)     the server stored our message
+//   onFailed(clientId)  our message was refused for good
+//   onReloadHistory()   the replay was cut short: what the page shows may have holes
+//   onSubscribed()      the subscription stands (and the pending messages went out again)
+//   onEvent(frame)      every other frame of this room (edits, claps, presence, errors, …)
+// Loaded as a plain script (window.PubSubRoomStream) and, for its unit test, by Node.
+(function (root) {
+  "use strict";
+
+  function uuid4() {
+    const crypto = root.crypto;
+    if (crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  // send(frame) -> bool puts a frame on the socket (false when it is not open).
+  // `timers` (setTimeout/clearTimeout/random) are the browser's unless a test gives its own.
+  function create({ room, userId, lastSeq = 0, send, timers = {}, ...on }) {
+    const setTimer = timers.setTimeout || root.setTimeout.bind(root);
+    const clearTimer = timers.clearTimeout || root.clearTimeout.bind(root);
+    const random = timers.random || Math.random;
+    const call = (name, ...args) => { if (on[name]) on[name](...args); };
+
+    let seq = Number(lastSeq) || 0;
+    let rev = null;
+    // Subscribed on the current connection: until then new messages wait in `pending`
+    // and go out after the ones before them, in the order they were written.
+    let ready = false;
+    let kicked = false;
+    let retryTimer = null;
+    const pending = new Map(); // client_id -> {body, replyTo}
+
+    function subscribe() {
+      if (kicked) return; // the subscription ended for good; a reload shows why
+      send({ type: "subscribe", room, since: seq, rev });
+    }
+
+    function sendFrame(clientId, { body, replyTo }) {
+      const frame = { type: "send", room, body, client_id: clientId, ref: clientId };
+      if (replyTo) frame.reply_to = replyTo;
+      return frame;
+    }
+
+    function resendPending() {
+      for (const [clientId, message] of pending) send(sendFrame(clientId, message));
+    }
+
+    function receiveMessage(m) {
+      if (m.seq <= seq) {
+        call("onMessageAgain", m);
+        return;
+      }
+      if (m.seq > seq + 1) {
+        subscribe(); // a gap: resubscribing replays everything after `seq`
+        return;
+      }
+      seq = m.seq;
+      // Our own broadcast confirms our message. A client_id is its author's: another
+      // user's message may carry the same one, and it is theirs, never our confirmation.
+      if (m.author && m.author.id === userId) pending.delete(m.client_id);
+      call("onMessage", m);
+    }
+
+    function receiveError(frame) {
+      if (frame.ref && pending.has(frame.ref)) {
+        if (frame.code === "unavailable" || frame.code === "rate_limited") {
+          // Kept pending: retried with the same client_id, so it can never appear twice.
+          clearTimer(retryTimer);
+          retryTimer = setTimer(resendPending, ((frame.retry_after || 1) * 1000) + random() * 500);
+        } else {
+          pending.delete(frame.ref);
+          call("onFailed", frame.ref);
+        }
+      }
+      call("onEvent", frame); // the page says why
+    }
+
+    // A frame from the socket, already past the frames every page understands.
+    function receive(frame) {
+      if (frame.room !== undefined && frame.room !== room) return;
+      if (typeof frame.rev === "number" && (rev === null || frame.rev > rev)) rev = frame.rev;
+      switch (frame.type) {
+        case "subscribed":
+          ready = true;
+          if (!frame.recovered) call("onReloadHistory");
+          resendPending();
+          call("onSubscribed");
+          break;
+        case "message":
+          receiveMessage(frame);
+          break;
+        case "ack":
+          pending.delete(frame.client_id);
+          call("onAck", frame.client_id);
+          break;
+        case "error":
+          receiveError(frame);
+          break;
+        case "kicked":
+          kicked = true;
+          call("onEvent", frame);
+          break;
+        default:
+          call("onEvent", frame);
+          break;
+      }
+    }
+
+    return {
+      receive,
+      // The socket (re)opened: subscribe, from what the page already has.
+      opened() {
+        ready = false;
+        subscribe();
+      },
+      // The socket's state (socket.js): anything but "connected" waits for the next `subscribed`.
+      stateChanged(state) {
+        if (state !== "connected") ready = false;
+      },
+      // A message written here: kept until confirmed, sent now if subscribed (else after the
+      // resubscribe). Returns its client_id, which its pending copy on the page carries.
+      post(body, replyTo = null) {
+        const clientId = uuid4();
+        const message = { body, replyTo };
+        pending.set(clientId, message);
+        if (ready) send(sendFrame(clientId, message));
+        return clientId;
+      },
+      // Messages the page got otherwise (history over HTTP): the stream goes on after them.
+      seen(upTo) {
+        seq = Math.max(seq, Number(upTo) || 0);
+      },
+      lastSeq: () => seq,
+      lastRev: () => rev,
+      isPending: (clientId) => pending.has(clientId),
+      isKicked: () => kicked,
+    };
+  }
+
+  const api = { create, uuid4 };
+  if (typeof module === "object" && module.exports) module.exports = api;
+  else root.PubSubRoomStream = api;
+})(typeof window !== "undefined" ? window : globalThis);
