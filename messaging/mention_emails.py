@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Profile
-from messaging import changes, online
+from messaging import changes, job_paths, online
 from messaging.models import Message, Notification
 from rooms.models import Membership
 from rooms.selectors import room_can_read
@@ -217,11 +217,10 @@ def mention_digest_send(*, user_id: int, now: datetime) -> bool:
 def mention_digests_schedule(*, client) -> bool:
     """Queue the digest job if no worker did in the last MENTION_EMAIL_SWEEP_SECONDS (every
     worker calls this from its sweep thread; one of them wins each period)."""
-    from messaging.jobs import send_mention_digests
-
     if not client.set(SWEEP_KEY, 1, nx=True, ex=settings.MENTION_EMAIL_SWEEP_SECONDS):
         return False
-    django_rq.get_queue("default").enqueue(send_mention_digests)
+    # By its path, as rq stores it: messaging.jobs imports this module.
+    django_rq.get_queue("default").enqueue(job_paths.SEND_MENTION_DIGESTS)
     return True
 
 

@@ -31,12 +31,9 @@ import logging
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from messaging.consumers import RoomsConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +148,16 @@ JOBS = Counter(
 
 
 # --- Hooks ----------------------------------------------------------------------------------
+
+
+class RoomsConsumer(Protocol):
+    """What the hooks read of a socket's consumer (messaging.consumers.RoomsConsumer): a shape,
+    not an import, so that the consumer imports the metrics and not the other way round."""
+
+    scope: dict[str, Any]
+    outbox: Any
+    cut_off: bool
+
 
 # The open connections of this process, for the backlog sampler.
 _open: set[RoomsConsumer] = set()

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from messaging import buffer, changes, metrics, presence
+from messaging import buffer, changes, job_paths, metrics, presence
 from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
 from messaging.models import Notification
 from messaging.selectors import message_get, room_counters
@@ -159,11 +159,11 @@ def _schedule_persist(room_id: int) -> Awaitable[None]:
 
 
 def persist_enqueue(*, server: int) -> None:
-    from messaging.jobs import persist_messages
-
+    # By its path (messaging.job_paths), as rq stores it: messaging.jobs is not imported here.
     # Through the process's client for the queue's Redis: one pool (a Sentinel service's
     # included), not a connection per job as django-rq would make from RQ_QUEUES.
-    django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL)).enqueue(persist_messages, server)
+    queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
+    queue.enqueue(job_paths.PERSIST_MESSAGES, server)
 
 
 # --- Messages ----------------------------------------------------------------
