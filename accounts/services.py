@@ -43,7 +43,13 @@ from redis.exceptions import RedisError, WatchError
 
 from accounts.models import Profile
 from messaging.buffer import RoomKeys
-from messaging.events import send_to_group, session_fingerprint, sessions_end_told_by_caller, user_group
+from messaging.events import (
+    send_to_group,
+    session_fingerprint,
+    sessions_end_told_by_caller,
+    user_group,
+    user_sessions_ended_event,
+)
 from messaging.models import Notification
 from pubsub_site.ratelimit import allow
 from pubsub_site.redis_client import get_redis
@@ -170,11 +176,9 @@ def user_sessions_end(*, user: AbstractBaseUser, detail: str, keep_session_keys:
     refused by both. The sockets are told through the user's group, as a log-out tells
     its own session's sockets (``user.logged_out``), with the kept sessions named by their
     fingerprints; each other consumer sends ``detail`` in a ``forbidden`` error and closes (1008)."""
-    event = {
-        "type": "user.sessions_ended",
-        "detail": detail,
-        "keep": sorted({session_fingerprint(key) for key in keep_session_keys if key}),
-    }
+    event = user_sessions_ended_event(
+        detail=detail, keep=sorted({session_fingerprint(key) for key in keep_session_keys if key})
+    )
     group = user_group(user.pk)
 
     def send() -> None:

@@ -59,7 +59,23 @@ from messaging.services import (
     typing_announce,
 )
 from messaging.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_inbox, server_socket
-from messaging.wire import claps_wire, encode, message_wire, user_wire
+from messaging.wire import (
+    ack_frame,
+    claps_wire,
+    direct_joined_frame,
+    encode,
+    error_frame,
+    kicked_frame,
+    message_wire,
+    pong_frame,
+    presence_diff_frame,
+    presence_frame,
+    subscribed_frame,
+    typing_frame,
+    unread_frame,
+    unsubscribed_frame,
+    user_wire,
+)
 from pubsub_site.handshakes import handshake_done, try_again_later
 from rooms import moderation
 from rooms.services import RoomAccess, RoomBanned, RoomNotFound, aroom_access_for_subscriber
@@ -295,7 +311,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         return sub
 
     async def handle_ping(self, frame: dict, ref: object) -> None:
-        await self._send_frame({"type": "pong"}, ref)
+        await self._send_frame(pong_frame(), ref)
 
     async def handle_subscribe(self, frame: dict, ref: object) -> None:
         if self.subscribe_window is None:
@@ -382,7 +398,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                         recovered, replay = False, []
                     else:
                         change_frames = found
-        subscribed = {"type": "subscribed", "room": slug, "seq": latest, "rev": rev, "recovered": recovered}
+        subscribed = subscribed_frame(room=slug, seq=latest, rev=rev, recovered=recovered)
         if ref is not None:
             subscribed["ref"] = ref
         texts = [encode(subscribed)]
@@ -394,8 +410,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
             if change["type"] == "claps":
                 sub.clap_revs[change["seq"]] = change["rev"]
             texts.append(encode(change))
-        presence_frame = {"type": "presence", "room": slug, "online": joined.online.users, "count": joined.online.count}
-        texts.append(encode(presence_frame))
+        texts.append(encode(presence_frame(room=slug, online=joined.online.users, count=joined.online.count)))
         # In one write where the server takes frames directly (each write is a system call),
         # before the messages the fan-out held for the socket since it attached.
         await self._send_texts(texts)
@@ -407,7 +422,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def handle_unsubscribe(self, frame: dict, ref: object) -> None:
         sub = self._subscription(frame)
         await self._end_subscription(sub.access.slug)
-        await self._send_frame({"type": "unsubscribed", "room": sub.access.slug}, ref)
+        await self._send_frame(unsubscribed_frame(room=sub.access.slug), ref)
 
     async def handle_send(self, frame: dict, ref: object) -> None:
         frames.required_str(frame, "room")
@@ -438,7 +453,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         # The message ended the author's typing (their readers stop showing it): the next
         # keystroke announces the next one at once, not after TYPING_INTERVAL.
         sub.last_typing, sub.sent_since_typing = 0.0, True
-        await self._send_frame({"type": "ack", "room": access.slug, "client_id": client_id, "seq": result.seq}, ref)
+        await self._send_frame(ack_frame(room=access.slug, client_id=client_id, seq=result.seq), ref)
 
     async def handle_clap(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)
@@ -558,7 +573,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def room_typing(self, event: dict) -> None:
         sub = self._sub_for(event)
         if sub is not None and event["user"]["id"] != self.user_id:
-            await self.send(text_data=encode({"type": "typing", "room": sub.access.slug, "user": event["user"]}))
+            await self.send(text_data=encode(typing_frame(room=sub.access.slug, user=event["user"])))
 
     async def room_presence(self, event: dict) -> None:
         sub = self._sub_for(event)
@@ -568,13 +583,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         joins = [u for u in event["joins"] if u["id"] != self.user_id]
         leaves = [u for u in event["leaves"] if u["id"] != self.user_id]
         if joins or leaves:
-            frame = {
-                "type": "presence_diff",
-                "room": sub.access.slug,
-                "joins": joins,
-                "leaves": leaves,
-                "count": event["count"],
-            }
+            frame = presence_diff_frame(room=sub.access.slug, joins=joins, leaves=leaves, count=event["count"])
             await self.send(text_data=encode(frame))
 
     async def room_state(self, event: dict) -> None:
@@ -623,7 +632,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if slug is None:
             return
         await self._end_subscription(slug)
-        await self.send(text_data=encode({"type": "kicked", "room": slug, "reason": event["reason"]}))
+        await self.send(text_data=encode(kicked_frame(room=slug, reason=event["reason"])))
 
     async def user_logged_out(self, event: dict) -> None:
         """This socket's session logged out (in another tab): it hears nothing more, and its
@@ -659,7 +668,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
         if room_id not in self.activity_rooms:
             self.activity_rooms[room_id] = slug
             await self.channel_layer.group_add(activity_group(room_id), self.channel_name)
-        await self.send(text_data=encode({"type": "direct_joined", "room": slug, "title": event["title"]}))
+        await self.send(text_data=encode(direct_joined_frame(room=slug, title=event["title"])))
 
     async def user_membership(self, event: dict) -> None:
         """The user's rights in a room changed: read them again."""
@@ -691,7 +700,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
     async def _send_unread(self, room_id: int, slug: str) -> None:
         latest = self.latest_seen.get(room_id, 0)
         count = max(0, latest - self.read_markers.get(room_id, 0))
-        await self.send(text_data=encode({"type": "unread", "room": slug, "count": count, "seq": latest}))
+        await self.send(text_data=encode(unread_frame(room=slug, count=count, seq=latest)))
 
     async def _end_subscription(self, slug: str, *, follow_activity: bool = True) -> None:
         sub = self._drop_subscription(slug)
@@ -778,7 +787,7 @@ class RoomsConsumer(AsyncWebsocketConsumer):
 
     async def _send_error(self, error: ClientError | ActionRefused, ref: object) -> None:
         metrics.error_sent(error.code)
-        frame = {"type": "error", "code": error.code, "detail": error.detail, **error.extra}
+        frame = error_frame(code=error.code, detail=error.detail, **error.extra)
         await self._send_frame(frame, ref)
 
 
@@ -792,15 +801,8 @@ def _check_may_post(access: RoomAccess) -> None:
         raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
 
 
-# Frame type -> the consumer's method that handles it (the contract's client frames).
+# Frame type -> the consumer's method that handles it: one per type of the contract's client
+# frames (messaging.frames.FRAME_TYPES, the list the metrics count by too).
 FRAME_HANDLERS: dict[str, Callable[[RoomsConsumer, dict, object], Awaitable[None]]] = {
-    "subscribe": RoomsConsumer.handle_subscribe,
-    "unsubscribe": RoomsConsumer.handle_unsubscribe,
-    "send": RoomsConsumer.handle_send,
-    "clap": RoomsConsumer.handle_clap,
-    "typing": RoomsConsumer.handle_typing,
-    "read": RoomsConsumer.handle_read,
-    "edit": RoomsConsumer.handle_edit,
-    "delete": RoomsConsumer.handle_delete,
-    "ping": RoomsConsumer.handle_ping,
+    frame_type: getattr(RoomsConsumer, f"handle_{frame_type}") for frame_type in frames.FRAME_TYPES
 }

@@ -37,13 +37,13 @@ from channels_redis.serializers import MsgPackSerializer
 from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from redis.asyncio.client import PubSub
 
-from messaging import metrics
+from messaging import events, metrics
 from messaging.fanout import RoomFanout
 from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)
 
-RECONNECTED = {"type": "layer.reconnected"}
+RECONNECTED = events.LAYER_RECONNECTED
 # How long the process stays subscribed to a group after its last local member left.
 UNSUBSCRIBE_AFTER_SECONDS = 10.0
 

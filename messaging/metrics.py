@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from messaging.frames import FRAME_TYPES
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,7 +67,6 @@ _handshake = {outcome: HANDSHAKES.labels(outcome) for outcome in HANDSHAKE_OUTCO
 FRAMES_RECEIVED = Counter(
     "pubsub_ws_frames_received", "Frames received from clients, by `type` (`unknown` for any other).", ["type"]
 )
-FRAME_TYPES = ("subscribe", "unsubscribe", "send", "clap", "typing", "read", "edit", "delete", "ping")
 _frame = {frame_type: FRAMES_RECEIVED.labels(frame_type) for frame_type in (*FRAME_TYPES, "unknown")}
 _unknown_frame = _frame["unknown"]
 

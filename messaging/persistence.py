@@ -24,10 +24,10 @@ from django.db import transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.utils.dateparse import parse_datetime
 
-from messaging import buffer, changes, metrics
+from messaging import buffer, changes, events, metrics
 from messaging.events import user_group
 from messaging.models import Clap, Message, Notification
-from messaging.wire import encode, user_wire
+from messaging.wire import notification_frame, user_wire
 from pubsub_site.redis_client import all_room_redis_urls
 from rooms.models import Membership, Room
 from rooms.selectors import room_can_read
@@ -207,12 +207,11 @@ def notify_mentions(*, room_id: int, records: list[dict]) -> None:
                 defaults={"from_user_id": record["author"]["id"], "excerpt": record["body"][:200]},
             )
             if created:
-                frame = {
-                    "type": "notification",
-                    "kind": "mention",
-                    "room": room.slug,
-                    "seq": record["seq"],
-                    "from": user_wire(record["author"]["id"], record["author"]["username"]),
-                    "excerpt": notification.excerpt,
-                }
-                async_to_sync(layer.group_send)(user_group(user.pk), {"type": "user.notify", "frame": encode(frame)})
+                frame = notification_frame(
+                    kind="mention",
+                    room=room.slug,
+                    seq=record["seq"],
+                    sender=user_wire(record["author"]["id"], record["author"]["username"]),
+                    excerpt=notification.excerpt,
+                )
+                async_to_sync(layer.group_send)(user_group(user.pk), events.user_notify_event(frame=frame))

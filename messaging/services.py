@@ -22,15 +22,16 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from messaging import buffer, changes, job_paths, metrics, presence
+from messaging import buffer, changes, events, job_paths, metrics, presence
 from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
 from messaging.models import Notification
 from messaging.selectors import message_get, room_counters
 from messaging.wire import (
+    clap_board_frame,
     claps_wire,
-    encode,
     message_deleted_wire,
     message_updated_wire,
+    notification_frame,
     now_iso,
     reply_wire,
     user_wire,
@@ -121,12 +122,7 @@ async def _flush_activity(room_id: int, payload: tuple[int, set[int] | None]) ->
     seq, authors = payload
     await get_channel_layer().group_send(
         activity_group(room_id),
-        {
-            "type": "room.activity",
-            "room_id": room_id,
-            "seq": seq,
-            "authors": sorted(authors) if authors is not None else None,
-        },
+        events.room_activity_event(room_id=room_id, seq=seq, authors=sorted(authors) if authors is not None else None),
     )
 
 
@@ -136,21 +132,9 @@ async def _flush_claps(key: tuple[int, int], payload: tuple[str, dict, int, set[
     total, rev = await changes.aclap_snapshot(room_id=room_id, seq=seq)
     board = await changes.aclap_board_for(room_id=room_id, user_ids=sorted(board_users))
     frame = claps_wire(room=room_slug, seq=seq, total=total, rev=rev, user=last_user, user_total=last_user_total)
-    board_frame = {
-        "type": "clap_board",
-        "room": room_slug,
-        "users": [{"id": u, "given": g, "received": r} for u, (g, r) in board.items()],
-    }
+    board_frame = clap_board_frame(room=room_slug, board=board)
     await get_channel_layer().group_send(
-        room_group(room_id),
-        {
-            "type": "room.claps",
-            "room_id": room_id,
-            "seq": seq,
-            "rev": rev,
-            "frame": encode(frame),
-            "board": encode(board_frame),
-        },
+        room_group(room_id), events.room_claps_event(room_id=room_id, seq=seq, rev=rev, frame=frame, board=board_frame)
     )
 
 
@@ -175,7 +159,7 @@ async def _broadcast_stored(layer, group: str, room_id: int, seq: int, record: b
     delivery latency (messaging.metrics). A failure is logged: the subscribers' gap fill or
     resubscription recovers the message from the buffer."""
     record = record.decode() if isinstance(record, bytes) else record
-    event = {"type": "room.message", "room_id": room_id, "seq": seq, "record": record, "ts": time.time()}
+    event = events.room_message_event(room_id=room_id, seq=seq, record=record, ts=time.time())
     try:
         await layer.group_send(group, event)
     except RedisError as error:
@@ -334,9 +318,7 @@ async def message_edit(*, room_id: int, room_slug: str, seq: int, user_id: int, 
     if result.status < 0:
         raise _refuse(result.status)
     frame = message_updated_wire(room=room_slug, seq=seq, body=body, rev=result.rev)
-    await get_channel_layer().group_send(
-        room_group(room_id), {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
-    )
+    await get_channel_layer().group_send(room_group(room_id), events.room_change_event(room_id=room_id, frame=frame))
     if result.schedule_persist:
         await _schedule_persist(room_id)
     return result.rev
@@ -361,14 +343,8 @@ async def message_delete(*, room_id: int, room_slug: str, seq: int, user_id: int
     result = await changes.adelete(room_id=room_id, seq=seq, at=now_iso(), by=user_id, hidden=False)
     if result.status < 0:
         raise _refuse(result.status)
-    await get_channel_layer().group_send(
-        room_group(room_id),
-        {
-            "type": "room.change",
-            "room_id": room_id,
-            "frame": encode(message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)),
-        },
-    )
+    frame = message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)
+    await get_channel_layer().group_send(room_group(room_id), events.room_change_event(room_id=room_id, frame=frame))
     if result.schedule_persist:
         await _schedule_persist(room_id)
     return result.rev
@@ -390,7 +366,7 @@ def message_hide(*, room_id: int, room_slug: str, seq: int, moderator_id: int) -
         raise _refuse(result.status)
     frame = message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)
     async_to_sync(get_channel_layer().group_send)(
-        room_group(room_id), {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
+        room_group(room_id), events.room_change_event(room_id=room_id, frame=frame)
     )
     if result.schedule_persist:
         persist_enqueue(server=all_room_redis_urls().index(room_redis_url(room_id)))
@@ -400,9 +376,7 @@ def message_hide(*, room_id: int, room_slug: str, seq: int, moderator_id: int) -
 async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
     raised, marker, schedule = await changes.mark_read(room_id=room_id, user_id=user_id, seq=seq)
     if raised:
-        await get_channel_layer().group_send(
-            user_group(user_id), {"type": "user.read", "room_id": room_id, "seq": marker}
-        )
+        await get_channel_layer().group_send(user_group(user_id), events.user_read_event(room_id=room_id, seq=marker))
     if schedule:
         await _schedule_persist(room_id)
 
@@ -415,7 +389,7 @@ async def typing_announce(*, room_id: int, user_id: int, username: str, renew: b
     if not claimed:
         return False
     await get_channel_layer().group_send(
-        room_group(room_id), {"type": "room.typing", "room_id": room_id, "user": user_wire(user_id, username)}
+        room_group(room_id), events.room_typing_event(room_id=room_id, user=user_wire(user_id, username))
     )
     return True
 
@@ -439,7 +413,7 @@ async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
     joins, leaves, count = await presence.changes(room_id=room_id, users=users)
     await get_channel_layer().group_send(
         room_group(room_id),
-        {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves, "count": count},
+        events.room_presence_event(room_id=room_id, joins=joins, leaves=leaves, count=count),
     )
 
 
@@ -457,14 +431,8 @@ def notification_invite(*, room, user, by) -> Notification:
         kind=Notification.Kind.INVITE,
         defaults={"from_user": by, "excerpt": room.name[:200], "created_at": timezone.now(), "read_at": None},
     )
-    frame = {
-        "type": "notification",
-        "kind": "invite",
-        "room": room.slug,
-        "seq": 0,
-        "from": user_wire(by.pk, by.get_username()),
-        "excerpt": "",
-        "title": room.name,
-    }
-    send_to_group_on_commit(user_group(user.pk), {"type": "user.notify", "frame": encode(frame)})
+    frame = notification_frame(
+        kind="invite", room=room.slug, seq=0, sender=user_wire(by.pk, by.get_username()), excerpt="", title=room.name
+    )
+    send_to_group_on_commit(user_group(user.pk), events.user_notify_event(frame=frame))
     return notification
