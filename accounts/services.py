@@ -42,7 +42,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from redis.exceptions import RedisError, WatchError
 
 from accounts.models import Profile
-from messaging.buffer import RoomKeys
 from messaging.events import (
     send_to_group,
     session_fingerprint,
@@ -51,6 +50,7 @@ from messaging.events import (
     user_sessions_ended_event,
 )
 from messaging.models import Notification
+from messaging.store.keys import RoomKeys
 from pubsub_site.ratelimit import allow
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership

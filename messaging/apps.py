@@ -14,6 +14,8 @@ class MessagingConfig(AppConfig):
         from django.db.models.signals import post_save, pre_save
 
         from messaging import events
+        from messaging.notifications.mentions import notify_mentions
+        from messaging.store import persistence
         from rooms.models import Room
 
         user_logged_out.connect(events.session_logged_out, dispatch_uid="messaging.session_logged_out")
@@ -24,6 +26,9 @@ class MessagingConfig(AppConfig):
         post_save.connect(events.user_after_save, sender=user_model, dispatch_uid="messaging.user_after_save")
         pre_save.connect(events.room_before_save, sender=Room, dispatch_uid="messaging.room_before_save")
         post_save.connect(events.room_after_save, sender=Room, dispatch_uid="messaging.room_after_save")
+        # The persistence job notifies the mentions of each batch it writes.
+        if notify_mentions not in persistence.AFTER_BATCH:
+            persistence.AFTER_BATCH.append(notify_mentions)
         post_migrate.connect(search_index_after_migrate, sender=self, dispatch_uid="messaging.search_index")
 
 

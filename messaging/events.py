@@ -5,7 +5,7 @@ commit, so no client hears of a change that was rolled back. Every layer event i
 here, one function each (its ``"type"`` names the consumer's handler: ``room.message`` ->
 ``room_message``), as ``messaging.wire`` builds every client frame; no other module
 writes an event's ``"type"`` (tests/test_catalogues.py). One exception by necessity: the
-append script publishes ``room.message`` from Lua (messaging.buffer), the shape of
+append script publishes ``room.message`` from Lua (messaging.store.buffer), the shape of
 ``room_message_event``.
 """
 
@@ -48,7 +48,7 @@ def session_fingerprint(session_key: str | None) -> str:
 
 # --- The layer events, one builder each --------------------------------------------------
 
-# Told to every consumer of a process whose layer connection came back (messaging.layers).
+# Told to every consumer of a process whose layer connection came back (messaging.realtime.layers).
 LAYER_RECONNECTED = {"type": "layer.reconnected"}
 
 

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 
 # The frames a client may send (docs/protocol.md): the consumer has one handler for each
-# (``handle_<type>``, messaging.consumers.FRAME_HANDLERS is built from this list), and the
+# (``handle_<type>``, messaging.realtime.consumers.FRAME_HANDLERS is built from this list), and the
 # metrics count each by name (messaging.metrics.FRAMES_RECEIVED).
 FRAME_TYPES = ("subscribe", "unsubscribe", "send", "clap", "typing", "read", "edit", "delete", "ping")
 

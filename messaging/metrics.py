@@ -152,7 +152,7 @@ JOBS = Counter(
 
 
 class RoomsConsumer(Protocol):
-    """What the hooks read of a socket's consumer (messaging.consumers.RoomsConsumer): a shape,
+    """What the hooks read of a socket's consumer (messaging.realtime.consumers.RoomsConsumer): a shape,
     not an import, so that the consumer imports the metrics and not the other way round."""
 
     scope: dict[str, Any]

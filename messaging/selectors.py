@@ -9,8 +9,8 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
-from messaging import buffer, changes
 from messaging.models import Message, Notification
+from messaging.store import buffer, changes
 from messaging.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
 from pubsub_site import async_db
 from rooms.models import Membership, Room

@@ -1,5 +1,5 @@
 """Writes of messages and their state. The per-message path touches Redis only;
-PostgreSQL gets the rows later, from the persistence job (messaging.persistence).
+PostgreSQL gets the rows later, from the persistence job (messaging.store.persistence).
 
 Order inside each service: the Redis write, then the broadcast, then the job enqueue.
 """
@@ -22,10 +22,12 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from messaging import buffer, changes, events, job_paths, metrics, presence
+from messaging import events, job_paths, metrics
 from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
 from messaging.models import Notification
 from messaging.selectors import message_get, room_counters
+from messaging.store import buffer, changes
+from messaging.store.keys import RoomKeys
 from messaging.wire import (
     clap_board_frame,
     claps_wire,
@@ -93,7 +95,7 @@ def _log_failure(task: asyncio.Task) -> None:
 _coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Coalescer]] = weakref.WeakKeyDictionary()
 
 
-def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awaitable[None]]) -> Coalescer:
+def coalescer_for(name: str, delay: float, flush: Callable[[Hashable, object], Awaitable[None]]) -> Coalescer:
     per_loop = _coalescers.setdefault(asyncio.get_running_loop(), {})
     if name not in per_loop:
         per_loop[name] = Coalescer(delay, flush)
@@ -101,7 +103,7 @@ def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awai
 
 
 # Past this many authors in one coalesced activity event, it names none: every socket
-# then reads its user's read marker again (messaging.consumers.RoomsConsumer.room_activity).
+# then reads its user's read marker again (messaging.realtime.consumers.RoomsConsumer.room_activity).
 ACTIVITY_AUTHORS_MAX = 50
 
 
@@ -109,7 +111,7 @@ def _activity_add(room_id: int, seq: int, author_id: int) -> None:
     """New messages up to ``seq`` in the room, one by ``author_id``: the members' sockets hear
     of it once per ACTIVITY_COALESCE_SECONDS, with who wrote (an author's read marker moved
     with their message, which their other tabs learn from this)."""
-    coalescer = _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity)
+    coalescer = coalescer_for("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity)
     latest, authors = coalescer.pending.get(room_id) or (0, set())
     if authors is not None:
         authors.add(author_id)
@@ -155,7 +157,7 @@ def persist_enqueue(*, server: int) -> None:
 
 async def _broadcast_stored(layer, group: str, room_id: int, seq: int, record: bytes | str) -> None:
     """Publish a stored message to its room's group: the event the append script would have
-    published (messaging.fanout.RoomFanout.offer); `ts`, when it goes out, for the fan-outs'
+    published (messaging.realtime.fanout.RoomFanout.offer); `ts`, when it goes out, for the fan-outs'
     delivery latency (messaging.metrics). A failure is logged: the subscribers' gap fill or
     resubscription recovers the message from the buffer."""
     record = record.decode() if isinstance(record, bytes) else record
@@ -180,7 +182,7 @@ async def message_send(
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
     The caller has checked the rights and validated ``body`` and ``client_id``, and says
-    which ``limits`` apply (``messaging.throttle.send_limits``): they are checked and
+    which ``limits`` apply (``messaging.realtime.throttle.send_limits``): they are checked and
     counted in the Redis call that stores the message. A retry of a stored ``client_id``
     is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
     with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
@@ -298,7 +300,7 @@ async def message_clap(
     if result.status < 0:
         raise _refuse(result.status)
     if result.status == 1:
-        coalescer = _coalescer("claps", settings.CLAP_COALESCE_SECONDS, _flush_claps)
+        coalescer = coalescer_for("claps", settings.CLAP_COALESCE_SECONDS, _flush_claps)
         previous = coalescer.pending.get((room_id, seq))
         board_users = {user_id, result.author_id} | (previous[3] if previous else set())
         coalescer.add((room_id, seq), (room_slug, user_wire(user_id, username), result.user_total, board_users))
@@ -384,7 +386,7 @@ async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
 async def typing_announce(*, room_id: int, user_id: int, username: str, renew: bool = False) -> bool:
     """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs;
     with ``renew`` (they sent a message since, which ended their typing) at once."""
-    key = f"{buffer.RoomKeys(room_id).prefix}:typing:{user_id}"
+    key = f"{RoomKeys(room_id).prefix}:typing:{user_id}"
     claimed = await get_async_redis(room_id).set(key, 1, nx=not renew, px=int(settings.TYPING_INTERVAL * 1000))
     if not claimed:
         return False
@@ -392,29 +394,6 @@ async def typing_announce(*, room_id: int, user_id: int, username: str, renew: b
         room_group(room_id), events.room_typing_event(room_id=room_id, user=user_wire(user_id, username))
     )
     return True
-
-
-async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[dict]) -> None:
-    """Tell the room who came and went: at most one event per PRESENCE_COALESCE_SECONDS,
-    room and process, with each user's state when it goes out (a join then a leave within
-    the interval is announced as a leave)."""
-    coalescer = _coalescer("presence", settings.PRESENCE_COALESCE_SECONDS, _flush_presence)
-    users = coalescer.pending.get(room_id) or {}
-    users.update({user["id"]: user for user in [*joins, *leaves]})
-    coalescer.add(room_id, users)
-
-
-async def presence_left(room_id: int, users: list[dict]) -> None:
-    """Users whose every presence entry expired (their web process died) have left."""
-    await presence_broadcast(room_id=room_id, joins=[], leaves=users)
-
-
-async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
-    joins, leaves, count = await presence.changes(room_id=room_id, users=users)
-    await get_channel_layer().group_send(
-        room_group(room_id),
-        events.room_presence_event(room_id=room_id, joins=joins, leaves=leaves, count=count),
-    )
 
 
 # --- Notifications -------------------------------------------------------------

@@ -188,10 +188,10 @@ if REDIS_WAIT_REPLICAS and not REDIS_WAIT_TIMEOUT_MS:
     # WAIT's 0 is "forever": a lost replica would hang every send.
     raise ImproperlyConfigured("REDIS_WAIT_TIMEOUT_MS must be more than 0 with REDIS_WAIT_REPLICAS.")
 
-# The channel layer: messaging.layers.FanoutChannelLayer, channels-redis's pub/sub layer
+# The channel layer: messaging.realtime.layers.FanoutChannelLayer, channels-redis's pub/sub layer
 # (one Redis subscription per group and process, one PUBLISH per group send) with each
 # room's messages ordered once per process and written to every subscribed socket
-# (messaging.fanout), and a resync of every consumer of the process when its connection to
+# (messaging.realtime.fanout), and a resync of every consumer of the process when its connection to
 # Redis came back. It may drop what it cannot deliver: the per-room buffer in Redis is the
 # source of truth, and the fan-out fills any gap in `seq` from it. A web process that
 # cannot keep up is disconnected by Redis (its pubsub output buffer limit), and then every
@@ -206,7 +206,7 @@ CHANNEL_REDIS_URLS = env_redis_urls("CHANNEL_REDIS_URLS", [REDIS_URL])
 _channel_db = database_of(CHANNEL_REDIS_URLS[0]) if CHANNEL_REDIS_URLS else 0
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "messaging.layers.FanoutChannelLayer",
+        "BACKEND": "messaging.realtime.layers.FanoutChannelLayer",
         "CONFIG": {
             "hosts": [channel_layer_host(url) for url in CHANNEL_REDIS_URLS],
             "prefix": env_str("CHANNEL_LAYER_PREFIX", f"pubsub:layer:{_channel_db}:"),
@@ -311,7 +311,7 @@ RATE_LIMITS = {
     "email_verify": _rate("RATE_LIMIT_EMAIL_VERIFY", "10/hour"),
 }
 
-# WebSocket rate limits per user and room (messaging/throttle.py), in the room's
+# WebSocket rate limits per user and room (messaging/realtime/throttle.py), in the room's
 # Redis, so they hold across web processes. "10/2second" is 5 a second on average
 # with bursts of 10.
 WS_RATE_LIMITS = {
@@ -413,7 +413,7 @@ PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)
 # carries a batch (the ack-to-row lag grows by as much; its target is p99 < 1 s).
 PERSIST_LINGER_SECONDS = env_float("PERSIST_LINGER_SECONDS", 0.1)
 # A client that stops reading: once this much waits for it beyond what the server and the
-# kernel buffer for its socket, its connection is closed (bytes; see messaging.sockets.Outbox).
+# kernel buffer for its socket, its connection is closed (bytes; see messaging.realtime.sockets.Outbox).
 WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
 # WebSocket handshakes at work at once per web process; more wait their turn for up to
 # WS_HANDSHAKE_WAIT seconds, then are closed with 1013 and the clients retry with backoff
@@ -479,7 +479,7 @@ CLAP_COALESCE_SECONDS = 0.1
 # New-message activity (unread counts) is broadcast at most this often per room and process.
 ACTIVITY_COALESCE_SECONDS = 1.0
 
-# --- E-mail (the digests of missed mentions: messaging.mention_emails) -------
+# --- E-mail (the digests of missed mentions: messaging.notifications.digests) -------
 
 # The site's address as people reach it, for links in e-mails. Production: https and the
 # first ALLOWED_HOSTS, unless set.

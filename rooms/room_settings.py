@@ -125,8 +125,8 @@ def room_delete(
     """Delete the room with its messages, for good. ``confirm`` must be the room's name
     (whatever its case): a deletion is never one click. The audit entry outlives the room
     (it names it); every member's open pages are told, and its Redis state is dropped."""
-    # The buffer's module is imported here: the rooms app reaches the store only to drop it.
-    from messaging import buffer
+    # The store is imported here: the rooms app reaches it only to drop a deleted room's state.
+    from messaging.store import watermarks
 
     with transaction.atomic():
         authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff)
@@ -142,7 +142,7 @@ def room_delete(
             events.user_kicked_on_commit(user_id=user_id, room=current, reason=f"{current.name} was deleted by {who}.")
         room_id = current.pk
         current.delete()
-        transaction.on_commit(lambda: buffer.forget_room(room_id=room_id))
+        transaction.on_commit(lambda: watermarks.forget_room(room_id=room_id))
 
 
 def _with(details: str, reason: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ast
 
-from messaging import consumers, frames, metrics
+from messaging import frames, metrics
+from messaging.realtime import consumers
 from tests.test_import_graph import project_modules
 
 ASGI_PREFIXES = ("websocket.", "http.", "lifespan.")

@@ -17,9 +17,10 @@ from django.utils import timezone
 from rq import SimpleWorker
 
 from accounts.models import Profile
-from messaging import changes, online
-from messaging.mention_emails import mention_digests_schedule, mention_digests_send
 from messaging.models import Message, Notification
+from messaging.notifications.digests import mention_digests_schedule, mention_digests_send
+from messaging.realtime import online
+from messaging.store import changes
 from messaging.tests.wsclient import connected, eventually
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership

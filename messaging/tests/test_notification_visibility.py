@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from messaging.models import Notification
-from messaging.persistence import messages_persist_server
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
 from rooms import moderation
 from rooms.models import Membership

@@ -1,4 +1,4 @@
-"""Whether a user has an open socket in any web process (messaging.online)."""
+"""Whether a user has an open socket in any web process (messaging.realtime.online)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from messaging import online
+from messaging.realtime import online
 from messaging.tests.wsclient import connected, eventually
 from pubsub_site.redis_client import get_redis
 

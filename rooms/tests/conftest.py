@@ -8,8 +8,8 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 
-from messaging import buffer
 from messaging.selectors import room_counters
+from messaging.store import buffer
 from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms.models import Membership
 

@@ -26,9 +26,9 @@ from django_rq.utils import reset_db_connections
 from django_rq.workers import get_worker
 from rq.logutils import setup_loghandlers
 
-from messaging import buffer
-from messaging.mention_emails import mention_digests_schedule
+from messaging.notifications.digests import mention_digests_schedule
 from messaging.services import persist_enqueue
+from messaging.store import watermarks
 from pubsub_site.metrics_http import start_worker_listener
 from pubsub_site.redis_client import all_room_redis_urls, new_redis
 
@@ -40,7 +40,7 @@ RESTART_DELAY_SECONDS = 2
 def sweep(clients: list[redis.Redis]) -> None:
     for server, client in enumerate(clients):
         try:
-            if buffer.claim_sweep(client=client):
+            if watermarks.claim_sweep(client=client):
                 persist_enqueue(server=server)
         except redis.RedisError as error:
             logger.warning("persistence sweep of room server %d failed: %r", server, error)
