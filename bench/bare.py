@@ -11,7 +11,7 @@ load generator uses, on the same Redis as the site:
   same keys and arguments as ``messaging.store.buffer.append``), then one PUBLISH, then ``ack``;
   when the script says so, the persistence job is queued for the project's rq worker
   (``messaging.jobs.persist_messages``), so persistence is on as for the site
-- ``message`` frames with the fields of ``messaging.wire.message_wire``; ``ping`` -> ``pong``
+- ``message`` frames with the fields of ``protocol.wire.message_wire``; ``ping`` -> ``pong``
 
 One Redis SUBSCRIBE per room per process; each published frame is decoded once and the
 same ASGI event is written to every local socket of the room. Sends go through one
@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 # Only the script texts, key names and the wire form: none of them sets Django up.
 from messaging.store.buffer import APPEND_SCRIPT, INIT_SCRIPT
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
-from messaging.wire import message_wire, now_iso
+from protocol.wire import message_wire, now_iso
 
 logger = logging.getLogger("bench.bare")
 

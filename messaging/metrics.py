@@ -33,6 +33,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
+from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
 from messaging.frames import FRAME_TYPES
@@ -259,8 +260,6 @@ def _ensure_sampler() -> None:
 
 
 async def _sample_forever() -> None:
-    from django.conf import settings
-
     interval = settings.METRICS_SAMPLE_SECONDS
     loop = asyncio.get_running_loop()
     while True:

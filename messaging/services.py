@@ -19,21 +19,19 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils import timezone
 from redis.exceptions import RedisError
 
-from messaging import events, job_paths, metrics
-from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
-from messaging.models import Notification
+from messaging import job_paths, metrics
 from messaging.selectors import message_get, room_counters
 from messaging.store import buffer, changes
 from messaging.store.keys import RoomKeys
-from messaging.wire import (
+from protocol import events
+from protocol.events import activity_group, room_group, user_group
+from protocol.wire import (
     clap_board_frame,
     claps_wire,
     message_deleted_wire,
     message_updated_wire,
-    notification_frame,
     now_iso,
     reply_wire,
     user_wire,
@@ -255,7 +253,7 @@ async def message_send(
 
 
 async def message_reply_quote(*, room_id: int, seq: int) -> dict:
-    """The quote a reply to message ``seq`` of the room carries (messaging.wire.reply_wire):
+    """The quote a reply to message ``seq`` of the room carries (protocol.wire.reply_wire):
     one read of the original, from the buffer or PostgreSQL. A reply to a deleted message is
     allowed (its quote says so); to a message the room does not have, refused."""
     found = await database_sync_to_async(message_get)(room_id=room_id, seq=seq)
@@ -328,7 +326,7 @@ async def message_edit(*, room_id: int, room_slug: str, seq: int, user_id: int, 
 
 class NotTheAuthor(ActionRefused):
     """The message is someone else's. A moderator hides it instead, through the moderation
-    act that checks the role order and records it (rooms.moderation.room_message_hide)."""
+    act that checks the role order and records it (messaging.moderation.room_message_hide)."""
 
     def __init__(self) -> None:
         super().__init__("forbidden", "Only the author or a moderator can delete a message.")
@@ -394,24 +392,3 @@ async def typing_announce(*, room_id: int, user_id: int, username: str, renew: b
         room_group(room_id), events.room_typing_event(room_id=room_id, user=user_wire(user_id, username))
     )
     return True
-
-
-# --- Notifications -------------------------------------------------------------
-
-
-def notification_invite(*, room, user, by) -> Notification:
-    """Tell ``user`` that ``by`` added them to ``room``: a notification (one per room: an
-    invitation after a removal is new again) and, on commit, a `notification` frame to their
-    open connections. The caller holds the transaction that made the membership."""
-    notification, _ = Notification.objects.update_or_create(
-        user=user,
-        room=room,
-        seq=0,
-        kind=Notification.Kind.INVITE,
-        defaults={"from_user": by, "excerpt": room.name[:200], "created_at": timezone.now(), "read_at": None},
-    )
-    frame = notification_frame(
-        kind="invite", room=room.slug, seq=0, sender=user_wire(by.pk, by.get_username()), excerpt="", title=room.name
-    )
-    send_to_group_on_commit(user_group(user.pk), events.user_notify_event(frame=frame))
-    return notification

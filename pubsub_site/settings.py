@@ -14,10 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import dj_database_url
 import limits
 from django.core.exceptions import ImproperlyConfigured
 
+from pubsub_site.databases import databases_from_env
 from pubsub_site.env import (
     env_bool,
     env_float,
@@ -116,56 +116,10 @@ TEMPLATES = [
 
 # --- Data stores -----------------------------------------------------------
 
-if PRODUCTION:
-    _database_url = env_str("DATABASE_URL")
-else:
-    _database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
-DB_POOL = env_bool("DB_POOL", True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
-    if DB_POOL:
-        # Under ASGI each HTTP request runs in a thread of its own (and the WebSockets'
-        # database calls in one more), so persistent connections (CONN_MAX_AGE > 0) would
-        # stay open, one per thread that ever ran. Without them, every database_sync_to_async
-        # hop and every request opened a new PostgreSQL connection: a handshake paid a few
-        # of them, and a reconnect storm queued behind the connects. psycopg's pool, shared
-        # by the process's threads, fixes both: closing a connection (at the end of each hop
-        # and request) returns it to the pool, which keeps DB_POOL_MIN_SIZE open and opens
-        # up to DB_POOL_MAX_SIZE; a thread that finds none free waits DB_POOL_TIMEOUT
-        # seconds, then fails. Django requires CONN_MAX_AGE=0 with a pool. No health check on
-        # checkout: it is a round trip per database hop (7% of a handshake's CPU in the
-        # benchmark's profile); a connection that died while idle (PostgreSQL restarted) fails
-        # the one call that drew it (the WebSocket answers `unavailable`, the client retries),
-        # and psycopg's pool drops it when it comes back broken.
-        if DATABASES["default"]["CONN_MAX_AGE"] != 0:
-            raise ImproperlyConfigured("DB_CONN_MAX_AGE must be 0 with the connection pool (or set DB_POOL=0).")
-        _pool_min, _pool_max = env_int("DB_POOL_MIN_SIZE", 2), env_int("DB_POOL_MAX_SIZE", 10)
-        if not 0 <= _pool_min <= _pool_max or _pool_max < 1:
-            raise ImproperlyConfigured(
-                f"DB_POOL_MIN_SIZE={_pool_min} and DB_POOL_MAX_SIZE={_pool_max}: need 0 <= min <= max, max >= 1."
-            )
-        DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": _pool_min,
-            "max_size": _pool_max,
-            "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
-        }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # SQLite (the `make run` default) is written by the web process and the worker at once.
-    # WAL lets readers go on while one writes; every transaction takes the write lock when it
-    # begins (IMMEDIATE), so two writers queue on the busy timeout (SQLITE_TIMEOUT seconds)
-    # instead of one failing with "database is locked" when its read turns into a write.
-    DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("timeout", env_float("SQLITE_TIMEOUT", 20.0))
-    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
-    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-    _sqlite_name = str(DATABASES["default"]["NAME"])
-    if _sqlite_name and _sqlite_name != ":memory:" and not _sqlite_name.startswith("file:"):
-        # The test database is a file next to it (test_<name>), not Django's in-memory one:
-        # the suite's real processes (web, worker) must open the same database.
-        _sqlite_path = Path(_sqlite_name)
-        DATABASES["default"]["TEST"] = {"NAME": str(_sqlite_path.with_name(f"test_{_sqlite_path.name}"))}
+# DATABASE_URL (PostgreSQL, or SQLite by default outside production) with psycopg's pool
+# (DB_POOL, DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE, DB_POOL_TIMEOUT) or SQLite's WAL and busy
+# timeout (SQLITE_TIMEOUT): pubsub_site.databases says why each is as it is.
+DATABASES, DB_POOL = databases_from_env(production=PRODUCTION, var_dir=VAR_DIR)
 
 # Every Redis setting takes a plain URL (redis://host:port/db) or a Sentinel service
 # (redis+sentinel://host:port,host:port,host:port/mastername/db: the Sentinels, the name

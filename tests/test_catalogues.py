@@ -1,4 +1,4 @@
-"""Every layer event is built in messaging/events.py and every client frame in messaging/wire.py.
+"""Every layer event is built in protocol/events.py and every client frame in protocol/wire.py.
 
 A ``"type": …`` literal in a dict (or ``type=`` in ``dict(…)``) anywhere else in the
 project's modules fails this test: a new event or frame goes into its catalogue, where
@@ -16,8 +16,8 @@ from messaging.realtime import consumers
 from tests.test_import_graph import project_modules
 
 ASGI_PREFIXES = ("websocket.", "http.", "lifespan.")
-LAYER_EVENTS = "messaging.events"
-CLIENT_FRAMES = "messaging.wire"
+LAYER_EVENTS = "protocol.events"
+CLIENT_FRAMES = "protocol.wire"
 
 
 def type_literals(tree: ast.AST) -> list[tuple[int, str]]:

@@ -14,11 +14,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 
-from messaging import events
-from messaging.events import user_group
 from messaging.models import Notification
 from messaging.store import changes
-from messaging.wire import notification_frame, user_wire
+from protocol import events
+from protocol.events import user_group
+from protocol.wire import notification_frame, user_wire
 from rooms.models import Membership, Room
 from rooms.selectors import room_can_read
 

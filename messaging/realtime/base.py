@@ -38,7 +38,7 @@ from messaging.realtime.sockets import Outbox, daphne_protocol, send_close_below
 from messaging.services import (
     ActionRefused,
 )
-from messaging.wire import (
+from protocol.wire import (
     encode,
     error_frame,
 )

@@ -29,8 +29,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from messaging import frames
-from messaging.events import activity_group, session_fingerprint, user_group
+from messaging import frames, moderation
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
 from messaging.realtime import online, throttle
@@ -48,13 +47,13 @@ from messaging.services import (
     message_send,
     typing_announce,
 )
-from messaging.wire import (
+from protocol.events import activity_group, session_fingerprint, user_group
+from protocol.wire import (
     ack_frame,
     claps_wire,
     pong_frame,
     user_wire,
 )
-from rooms import moderation
 from rooms.services import RoomAccess
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from messaging import metrics
 from messaging.realtime.sockets import Framed
 from messaging.selectors import messages_between
-from messaging.wire import encode, message_wire
+from protocol.wire import encode, message_wire
 
 if TYPE_CHECKING:
     from messaging.realtime.sockets import Outbox

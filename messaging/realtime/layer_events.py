@@ -1,4 +1,4 @@
-"""What a socket does with each layer event (messaging.events): one method per event type.
+"""What a socket does with each layer event (protocol.events): one method per event type.
 
 A handler named after the event type (``room.claps`` -> ``room_claps``) only sends, or
 updates what the socket knows of its rooms (rights, read markers, activity). A room's
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from messaging.events import activity_group, user_group
 from messaging.frames import ClientError
 from messaging.selectors import aroom_counters
 from messaging.store import changes
-from messaging.wire import (
+from protocol.events import activity_group, user_group
+from protocol.wire import (
     direct_joined_frame,
     encode,
     kicked_frame,
@@ -43,7 +43,7 @@ class LayerEvents:
             await self.send(text_data=event["frame"])
 
     async def room_notice(self, event: dict) -> None:
-        """The room's name, topic or members changed (messaging.events.room_notice_on_commit)."""
+        """The room's name, topic or members changed (protocol.events.room_notice_on_commit)."""
         if self._sub_for(event) is not None:
             await self.send(text_data=event["frame"])
 
@@ -135,7 +135,7 @@ class LayerEvents:
 
     async def user_sessions_ended(self, event: dict) -> None:
         """The user's sessions ended (deactivated, the password changed, the account deleted:
-        messaging.events, accounts.services.user_sessions_end): unless this socket's session is one of those
+        protocol.events, accounts.services.user_sessions_end): unless this socket's session is one of those
         kept (the browser that changed the password), it ends as a logged-out one does,
         says why, and closes (1008)."""
         if self.session in event.get("keep", ()):

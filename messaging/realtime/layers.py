@@ -37,8 +37,9 @@ from channels_redis.serializers import MsgPackSerializer
 from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from redis.asyncio.client import PubSub
 
-from messaging import events, metrics
+from messaging import metrics
 from messaging.realtime.fanout import RoomFanout
+from protocol import events
 from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)

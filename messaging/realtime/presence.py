@@ -30,11 +30,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import events, metrics
-from messaging.events import room_group
+from messaging import metrics
 from messaging.services import coalescer_for
 from messaging.store.keys import RoomKeys
 from messaging.store.lua import LuaScript
+from protocol import events
+from protocol.events import room_group
 from pubsub_site.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from messaging import frames, metrics
-from messaging.events import activity_group, room_group, user_group
 from messaging.frames import ClientError
 from messaging.realtime import presence, throttle
 from messaging.realtime.fanout import Feed, RoomFanout
 from messaging.selectors import aroom_counters, changes_after, messages_replay
-from messaging.wire import (
+from protocol.events import activity_group, room_group, user_group
+from protocol.wire import (
     encode,
     message_wire,
     presence_frame,

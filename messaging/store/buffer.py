@@ -5,7 +5,7 @@ Each room's log is a sorted set of records on the room's server, beside its coun
 ``messaging.store.keys``, and every script runs through ``messaging.store.lua``.
 
 A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``,
-``client_id``, ``sent_at``. ``messaging.wire`` turns it into frames.
+``client_id``, ``sent_at``. ``protocol.wire`` turns it into frames.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import orjson
 from messaging.models import CLAP_CAP
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
-from messaging.wire import MessageState
+from protocol.wire import MessageState
 from pubsub_site.redis_client import get_async_redis, get_redis
 
 NOT_INITIALISED = -1

@@ -20,7 +20,7 @@ and per server ``pubsub:dirty`` (rooms with messages to persist) and
 ``pubsub:persist:scheduled`` (a persistence job is queued or running).
 
 A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``,
-``client_id``, ``sent_at``. ``messaging.wire`` turns it into frames.
+``client_id``, ``sent_at``. ``protocol.wire`` turns it into frames.
 """
 
 from __future__ import annotations

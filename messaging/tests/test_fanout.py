@@ -15,13 +15,13 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from messaging.events import room_group
 from messaging.realtime import fanout
 from messaging.realtime.fanout import RoomFanout
 from messaging.realtime.sockets import Outbox, ServerSocket, UnblockingSocket
 from messaging.selectors import room_counters
 from messaging.services import message_send
 from messaging.store import buffer
+from protocol.events import room_group
 from pubsub_site.redis_client import room_redis_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

@@ -17,13 +17,13 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from prometheus_client import REGISTRY
 
-from messaging.events import room_group, user_group
 from messaging.realtime import presence
 from messaging.realtime.presence import presence_left
 from messaging.selectors import aroom_counters
 from messaging.store import buffer, changes
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connect, connected, eventually
+from protocol.events import room_group, user_group
 from rooms.services import room_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

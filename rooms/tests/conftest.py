@@ -67,5 +67,5 @@ def post_message(room, author, body: str) -> int:
 def sent_events(monkeypatch):
     """What the services send to connected clients (on commit), as (group, event) pairs."""
     sent: list[tuple[str, dict]] = []
-    monkeypatch.setattr("messaging.events.send_to_group", lambda group, event: sent.append((group, event)))
+    monkeypatch.setattr("protocol.events.send_to_group", lambda group, event: sent.append((group, event)))
     return sent

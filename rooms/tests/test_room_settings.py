@@ -14,13 +14,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
 from messaging.models import Message, Notification
+from messaging.notifications.invites import room_invite
 from messaging.store import buffer, watermarks
 from messaging.store.persistence import messages_persist_server
-from messaging.wire import encode
+from protocol.wire import encode
 from rooms import room_settings
 from rooms.models import AuditLog, Room
 from rooms.selectors import room_list_for_user, rooms_of_user
-from rooms.services import room_access_for_subscriber, room_invite
+from rooms.services import room_access_for_subscriber
 from rooms.tests.conftest import post_message
 
 pytestmark = pytest.mark.django_db

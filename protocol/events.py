@@ -3,7 +3,7 @@
 Group names come from ids only. Events that follow a database write go out on
 commit, so no client hears of a change that was rolled back. Every layer event is built
 here, one function each (its ``"type"`` names the consumer's handler: ``room.message`` ->
-``room_message``), as ``messaging.wire`` builds every client frame; no other module
+``room_message``), as ``protocol.wire`` builds every client frame; no other module
 writes an event's ``"type"`` (tests/test_catalogues.py). One exception by necessity: the
 append script publishes ``room.message`` from Lua (messaging.store.buffer), the shape of
 ``room_message_event``.
@@ -21,7 +21,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from messaging.wire import encode, member_left_frame, member_updated_frame, room_updated_frame, user_wire
+from protocol.wire import encode, member_left_frame, member_updated_frame, room_updated_frame, user_wire
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)

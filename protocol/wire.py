@@ -3,7 +3,7 @@
 The wire form of messages first: the consumer, the history endpoint, the room page and
 the jobs all go through ``message_wire``; the JS client builds its markup from the same
 fields. Then every other frame, one function each: this module is the catalogue of client
-frames, as ``messaging.events`` is that of layer events; no other module writes a frame's
+frames, as ``protocol.events`` is that of layer events; no other module writes a frame's
 ``"type"`` (tests/test_catalogues.py).
 """
 
