@@ -186,7 +186,7 @@ def handshake_finished(consumer: RoomsConsumer) -> None:
     _handshake["unauthenticated" if unauthenticated else "error"].inc()
 
 
-def connection_closed(consumer: RoomsConsumer) -> None:
+def socket_ended(consumer: RoomsConsumer) -> None:
     """The consumer is done (its ``__call__`` returns): whatever it still counted goes."""
     if consumer.__dict__.pop("metrics_open", False):
         CONNECTIONS.dec()

@@ -253,7 +253,7 @@ def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
 def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
     """The room's most clapped messages in their wire form, most clapped first."""
     pairs = []
-    for seq, _ in changes.top_clapped(room_id=room.pk, limit=limit):
+    for seq, _ in changes.top_clapped_seqs(room_id=room.pk, limit=limit):
         pair = message_get(room_id=room.pk, seq=seq)
         if pair is not None and not pair[1].deleted:
             pairs.append(pair)
@@ -278,7 +278,7 @@ def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
 
 def clap_board(*, room: Room) -> list[dict]:
     """Claps given and received per member in the room, most active first."""
-    given, received = changes.clap_board(room_id=room.pk)
+    given, received = changes.clap_counts(room_id=room.pk)
     user_ids = set(given) | set(received)
     names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
     board = [

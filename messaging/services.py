@@ -130,7 +130,7 @@ async def _flush_claps(key: tuple[int, int], payload: tuple[str, dict, int, set[
     room_id, seq = key
     room_slug, last_user, last_user_total, board_users = payload
     total, rev = await changes.aclap_snapshot(room_id=room_id, seq=seq)
-    board = await changes.aclap_board_for(room_id=room_id, user_ids=sorted(board_users))
+    board = await changes.aclap_counts_for(room_id=room_id, user_ids=sorted(board_users))
     frame = claps_wire(room=room_slug, seq=seq, total=total, rev=rev, user=last_user, user_total=last_user_total)
     board_frame = clap_board_frame(room=room_slug, board=board)
     await get_channel_layer().group_send(

@@ -121,7 +121,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             self.channel_layer.drop_channel(self.channel_name)
             if self.outbox is not None:
                 self.outbox.close()
-            metrics.connection_closed(self)
+            metrics.socket_ended(self)
             online.connection_closed(channel=self.channel_name)
             with contextlib.suppress(Exception):
                 await self.release_in_redis(held)

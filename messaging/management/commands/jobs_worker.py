@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 RESTART_DELAY_SECONDS = 2
 
 
-def sweep(clients: list[redis.Redis]) -> None:
+def persistence_sweep(clients: list[redis.Redis]) -> None:
     for server, client in enumerate(clients):
         try:
             if watermarks.claim_sweep(client=client):
@@ -52,7 +52,7 @@ def sweep_forever(interval: float) -> None:
     clients = [new_redis(url, socket_timeout=5, socket_connect_timeout=2) for url in all_room_redis_urls()]
     while True:
         time.sleep(interval)
-        sweep(clients)
+        persistence_sweep(clients)
         try:
             mention_digests_schedule(client=clients[0])
         except redis.RedisError as error:
