@@ -10,7 +10,8 @@ per MARK_BATCH users) and re-adds any entry a racing close removed; a process th
 without saying goodbye leaves entries that expire after PRESENCE_TTL. A user is online
 while any of their entries has not expired.
 
-The sets live on the first room server (``get_redis(None)``), where the worker reads them.
+The sets live on the first room server (``get_redis(None)``), where the worker reads them
+(``messaging.store.online.users_online``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from redis.exceptions import RedisError
 
 from messaging.realtime.presence import every_heartbeat
 from messaging.store.lua import LuaScript
-from messaging.store.online import online_key, users_online  # noqa: F401 (the module's reads, for its callers)
+from messaging.store.online import online_key
 from pubsub_site.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)
