@@ -8,7 +8,7 @@ class ProfileAdmin(admin.ModelAdmin):
     list_display = ("user", "mention_emails", "last_mention_email_at")
     list_filter = ("mention_emails",)
     search_fields = ("user__username", "user__email")
-    # The digests' marks move only in the claim that sends one (messaging.mention_emails).
+    # The digests' marks move only in the claim that sends one (messaging.notifications.digests).
     readonly_fields = ("user", "last_mention_email_at", "mention_emailed_upto")
 
     def has_add_permission(self, request) -> bool:

@@ -10,7 +10,7 @@ class Profile(models.Model):
 
     Made when first needed (a user without a row has the defaults). The two digest fields
     move together, in the one conditional UPDATE with which a worker claims a digest
-    (messaging.mention_emails): two workers never send the same one.
+    (messaging.notifications.digests): two workers never send the same one.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True)

@@ -7,7 +7,7 @@ Guarantees:
   and the old address is told.
 - When a password changes or an account is deleted, every socket of the user's other
   sessions ends at once (``user_sessions_end``), the same way a log-out ends its own
-  session's sockets (messaging.events.session_logged_out); their HTTP sessions already fail
+  session's sockets (protocol.events.session_logged_out); their HTTP sessions already fail
   Django's session hash check.
 - A deleted account's row stays, inactive and anonymous: messages (PostgreSQL rows and
   records still in Redis waiting for the persistence job) keep their author id, and show
@@ -27,6 +27,7 @@ from datetime import datetime
 
 import orjson
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.core.exceptions import ValidationError
@@ -42,9 +43,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from redis.exceptions import RedisError, WatchError
 
 from accounts.models import Profile
-from messaging.buffer import RoomKeys
-from messaging.events import send_to_group, session_fingerprint, sessions_end_told_by_caller, user_group
 from messaging.models import Notification
+from messaging.store.keys import RoomKeys
+from protocol.events import (
+    send_to_group,
+    session_fingerprint,
+    sessions_end_told_by_caller,
+    user_group,
+    user_sessions_ended_event,
+)
 from pubsub_site.ratelimit import allow
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership
@@ -106,8 +113,6 @@ def email_verification_send(*, user: AbstractBaseUser, email: str) -> bool:
 def email_verify(*, token: str) -> AbstractBaseUser:
     """Follow a verification link: the address becomes the user's, verified. Raises
     ValidationError for a link that is forged, expired, or made before a later change."""
-    from django.contrib.auth import get_user_model  # the user model is known once apps load
-
     try:
         data = signing.loads(token, salt=EMAIL_VERIFY_SALT, max_age=settings.EMAIL_VERIFY_TIMEOUT)
     except signing.SignatureExpired:
@@ -170,11 +175,9 @@ def user_sessions_end(*, user: AbstractBaseUser, detail: str, keep_session_keys:
     refused by both. The sockets are told through the user's group, as a log-out tells
     its own session's sockets (``user.logged_out``), with the kept sessions named by their
     fingerprints; each other consumer sends ``detail`` in a ``forbidden`` error and closes (1008)."""
-    event = {
-        "type": "user.sessions_ended",
-        "detail": detail,
-        "keep": sorted({session_fingerprint(key) for key in keep_session_keys if key}),
-    }
+    event = user_sessions_ended_event(
+        detail=detail, keep=sorted({session_fingerprint(key) for key in keep_session_keys if key})
+    )
     group = user_group(user.pk)
 
     def send() -> None:

@@ -32,7 +32,7 @@ from accounts.services import (
     profile_update,
     profile_update_email,
 )
-from messaging.events import sessions_end_told_by_caller
+from protocol.events import sessions_end_told_by_caller
 from pubsub_site.ratelimit import login_failed, login_refused, per_ip, rate_limited
 from rooms.services import room_welcome
 

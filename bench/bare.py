@@ -7,11 +7,11 @@ load generator uses, on the same Redis as the site:
   author's id and name come from a Redis hash the benchmark fills, ``SESSIONS_KEY``;
   no database); otherwise 403
 - ``subscribe`` -> ``subscribed`` (with ``since``: the buffered messages after it first)
-- ``send`` -> the project's own append script (``messaging.buffer.APPEND_SCRIPT``, the
-  same keys and arguments as ``messaging.buffer.append``), then one PUBLISH, then ``ack``;
+- ``send`` -> the project's own append script (``messaging.store.buffer.APPEND_SCRIPT``, the
+  same keys and arguments as ``messaging.store.buffer.append``), then one PUBLISH, then ``ack``;
   when the script says so, the persistence job is queued for the project's rq worker
   (``messaging.jobs.persist_messages``), so persistence is on as for the site
-- ``message`` frames with the fields of ``messaging.wire.message_wire``; ``ping`` -> ``pong``
+- ``message`` frames with the fields of ``protocol.wire.message_wire``; ``ping`` -> ``pong``
 
 One Redis SUBSCRIBE per room per process; each published frame is decoded once and the
 same ASGI event is written to every local socket of the room. Sends go through one
@@ -34,8 +34,9 @@ import orjson
 import redis.asyncio as aioredis
 
 # Only the script texts, key names and the wire form: none of them sets Django up.
-from messaging.buffer import APPEND_SCRIPT, DIRTY_KEY, INIT_SCRIPT, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
-from messaging.wire import message_wire, now_iso
+from messaging.store.buffer import APPEND_SCRIPT, INIT_SCRIPT
+from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
+from protocol.wire import message_wire, now_iso
 
 logger = logging.getLogger("bench.bare")
 
@@ -254,7 +255,7 @@ class Hub:
         for conn, room, record, _ in batch:
             keys = room.keys
             author = conn.author["id"]
-            # The keys and arguments of messaging.buffer.append.
+            # The keys and arguments of messaging.store.buffer.append.
             names = [keys.seq, keys.rev, keys.buf, keys.client_id(record["client_id"], author), DIRTY_KEY,
                      SCHEDULED_KEY, keys.reads, keys.reads_dirty]  # fmt: skip
             args = [orjson.dumps(record), DEDUP_TTL, room.id, SCHEDULED_TTL_MS, author]

@@ -20,7 +20,7 @@ def area_of(path: str) -> str:
     """Which library or part of the project a source file belongs to.
 
     py-spy names files relative to their sys.path entry (``asyncio/events.py``,
-    ``channels_redis/core.py``, ``messaging/consumers.py``), or by full path.
+    ``channels_redis/core.py``, ``messaging/realtime/consumers.py``), or by full path.
     """
     if "site-packages/" in path:
         path = path.split("site-packages/", 1)[1]

@@ -46,8 +46,8 @@ def check_worker() -> bool:
     rq keeps a worker's key alive with a heartbeat; a worker that died or hung stops
     renewing it, and rq drops it from the registry once the key expires.
     """
-    import redis
-    from rq import Worker
+    import redis  # noqa: PLC0415 (the worker check alone needs redis and rq; the web check imports neither)
+    from rq import Worker  # noqa: PLC0415 (the worker check alone needs redis and rq; the web check imports neither)
 
     connection = redis_client(os.environ["REDIS_URL"])
     hostname = socket.gethostname()
@@ -68,7 +68,7 @@ def redis_client(url: str):
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from pubsub_site.redis_urls import sync_client
+    from pubsub_site.redis_urls import sync_client  # noqa: PLC0415 (once the project's root is on sys.path, above)
 
     return sync_client(url, socket_connect_timeout=3, socket_timeout=3)
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
+from messaging import moderation
 from messaging.models import Clap, Message
-from rooms import moderation
 from rooms.admin import run_moderation_action
 
 

@@ -13,17 +13,26 @@ class MessagingConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_save, pre_save
 
-        from messaging import events
+        from messaging.notifications.mentions import notify_mentions
+        from messaging.store import persistence, watermarks
+        from protocol import events
+        from rooms import room_settings
         from rooms.models import Room
 
         user_logged_out.connect(events.session_logged_out, dispatch_uid="messaging.session_logged_out")
         # Open sockets follow a deactivation, a password change and a room made private
-        # wherever they are written (messaging.events).
+        # wherever they are written (protocol.events).
         user_model = get_user_model()
         pre_save.connect(events.user_before_save, sender=user_model, dispatch_uid="messaging.user_before_save")
         post_save.connect(events.user_after_save, sender=user_model, dispatch_uid="messaging.user_after_save")
         pre_save.connect(events.room_before_save, sender=Room, dispatch_uid="messaging.room_before_save")
         post_save.connect(events.room_after_save, sender=Room, dispatch_uid="messaging.room_after_save")
+        # The persistence job notifies the mentions of each batch it writes.
+        if notify_mentions not in persistence.AFTER_BATCH:
+            persistence.AFTER_BATCH.append(notify_mentions)
+        # A deleted room's state in Redis goes after the deletion's commit.
+        if watermarks.forget_room not in room_settings.AFTER_DELETE:
+            room_settings.AFTER_DELETE.append(watermarks.forget_room)
         post_migrate.connect(search_index_after_migrate, sender=self, dispatch_uid="messaging.search_index")
 
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from django.db import close_old_connections
 
 from messaging import metrics
-from messaging.mention_emails import mention_digests_send
-from messaging.persistence import messages_persist_server
+from messaging.notifications.digests import mention_digests_send
+from messaging.store.persistence import messages_persist_server
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def persist_messages(server: int = 0) -> int:
 
 
 def send_mention_digests() -> int:
-    """E-mail the digests of missed mentions that are due (messaging.mention_emails)."""
+    """E-mail the digests of missed mentions that are due (messaging.notifications.digests)."""
     sent = _run_job("send_mention_digests", mention_digests_send)
     if sent:
         logger.info("sent %d mention digests", sent)

@@ -31,12 +31,12 @@ import logging
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from messaging.consumers import RoomsConsumer
+from messaging.frames import FRAME_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ _handshake = {outcome: HANDSHAKES.labels(outcome) for outcome in HANDSHAKE_OUTCO
 FRAMES_RECEIVED = Counter(
     "pubsub_ws_frames_received", "Frames received from clients, by `type` (`unknown` for any other).", ["type"]
 )
-FRAME_TYPES = ("subscribe", "unsubscribe", "send", "clap", "typing", "read", "edit", "delete", "ping")
 _frame = {frame_type: FRAMES_RECEIVED.labels(frame_type) for frame_type in (*FRAME_TYPES, "unknown")}
 _unknown_frame = _frame["unknown"]
 
@@ -152,6 +151,16 @@ JOBS = Counter(
 
 # --- Hooks ----------------------------------------------------------------------------------
 
+
+class RoomsConsumer(Protocol):
+    """What the hooks read of a socket's consumer (messaging.realtime.consumers.RoomsConsumer): a shape,
+    not an import, so that the consumer imports the metrics and not the other way round."""
+
+    scope: dict[str, Any]
+    outbox: Any
+    cut_off: bool
+
+
 # The open connections of this process, for the backlog sampler.
 _open: set[RoomsConsumer] = set()
 _samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
@@ -177,7 +186,7 @@ def handshake_finished(consumer: RoomsConsumer) -> None:
     _handshake["unauthenticated" if unauthenticated else "error"].inc()
 
 
-def connection_closed(consumer: RoomsConsumer) -> None:
+def socket_ended(consumer: RoomsConsumer) -> None:
     """The consumer is done (its ``__call__`` returns): whatever it still counted goes."""
     if consumer.__dict__.pop("metrics_open", False):
         CONNECTIONS.dec()
@@ -251,8 +260,6 @@ def _ensure_sampler() -> None:
 
 
 async def _sample_forever() -> None:
-    from django.conf import settings
-
     interval = settings.METRICS_SAMPLE_SECONDS
     loop = asyncio.get_running_loop()
     while True:

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from rq import Worker
 
-from messaging.buffer import DIRTY_KEY, RoomKeys
+from messaging.store.keys import DIRTY_KEY, RoomKeys
 from pubsub_site.redis_client import all_room_redis_urls, get_redis
 
 logger = logging.getLogger(__name__)

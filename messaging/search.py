@@ -42,9 +42,9 @@ from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from messaging.buffer import RoomKeys
 from messaging.models import Message
 from messaging.search_index import FTS_TABLE, TOKENIZE
+from messaging.store.keys import RoomKeys
 from pubsub_site.redis_client import get_redis
 from rooms.models import Room
 from rooms.selectors import room_ids_readable_by

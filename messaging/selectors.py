@@ -6,14 +6,16 @@ import functools
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.utils.text import Truncator
 
-from messaging import buffer, changes
 from messaging.models import Message, Notification
-from messaging.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
+from messaging.store import buffer, changes
+from protocol.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
 from pubsub_site import async_db
-from rooms.models import Membership, Room
+from rooms.models import Membership, Report, Room
 
 HISTORY_MAX_LIMIT = 200
 
@@ -237,8 +239,6 @@ def message_get(*, room_id: int, seq: int) -> tuple[dict, MessageState] | None:
 
 def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
     """Messages after the user's read marker, per room (Redis first, PostgreSQL's marker else)."""
-    from rooms.models import Membership
-
     stored = dict(
         Membership.objects.filter(user_id=user_id, room_id__in=room_ids).values_list("room_id", "last_read_seq")
     )
@@ -253,7 +253,7 @@ def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
 def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
     """The room's most clapped messages in their wire form, most clapped first."""
     pairs = []
-    for seq, _ in changes.top_clapped(room_id=room.pk, limit=limit):
+    for seq, _ in changes.top_clapped_seqs(room_id=room.pk, limit=limit):
         pair = message_get(room_id=room.pk, seq=seq)
         if pair is not None and not pair[1].deleted:
             pairs.append(pair)
@@ -278,9 +278,7 @@ def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
 
 def clap_board(*, room: Room) -> list[dict]:
     """Claps given and received per member in the room, most active first."""
-    from django.contrib.auth import get_user_model
-
-    given, received = changes.clap_board(room_id=room.pk)
+    given, received = changes.clap_counts(room_id=room.pk)
     user_ids = set(given) | set(received)
     names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
     board = [
@@ -323,3 +321,42 @@ def notifications_unread_count(*, user) -> int:
     """How many of ``notifications_readable`` are unread (Redis's deletions counted too)."""
     unread = list(notifications_readable(user=user).filter(read_at__isnull=True).only("room_id", "seq"))
     return len(notifications_not_deleted(unread))
+
+
+# --- Reports (the moderation page's list; the acts: messaging.moderation) ---
+
+
+@dataclass(frozen=True)
+class ReportedMessage:
+    """A report with what the moderators need to judge it."""
+
+    report: Report
+    author: str
+    excerpt: str
+    exists: bool
+    deleted: bool
+
+
+REPORT_EXCERPT_CHARS = 200
+
+
+def report_list_open(*, room: Room, limit: int = 100) -> list[ReportedMessage]:
+    """The room's open reports, oldest first, each with its message as the room shows it now."""
+    reports = room.reports.filter(status=Report.Status.OPEN).select_related("reporter").order_by("created_at", "pk")
+    found_by_seq: dict[int, dict | None] = {}
+    listed = []
+    for report in reports[:limit]:
+        if report.seq not in found_by_seq:
+            found = message_get(room_id=room.pk, seq=report.seq)
+            found_by_seq[report.seq] = message_wire(found[0], room=room.slug, state=found[1]) if found else None
+        wire = found_by_seq[report.seq]
+        listed.append(
+            ReportedMessage(
+                report=report,
+                author=wire["author"]["username"] if wire else "",
+                excerpt=Truncator(wire["body"]).chars(REPORT_EXCERPT_CHARS) if wire else "",
+                exists=wire is not None,
+                deleted=bool(wire and wire["deleted"]),
+            )
+        )
+    return listed

@@ -1,5 +1,5 @@
 """Writes of messages and their state. The per-message path touches Redis only;
-PostgreSQL gets the rows later, from the persistence job (messaging.persistence).
+PostgreSQL gets the rows later, from the persistence job (messaging.store.persistence).
 
 Order inside each service: the Redis write, then the broadcast, then the job enqueue.
 """
@@ -19,16 +19,17 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils import timezone
 from redis.exceptions import RedisError
 
-from messaging import buffer, changes, metrics, presence
-from messaging.events import activity_group, room_group, send_to_group_on_commit, user_group
-from messaging.models import Notification
+from messaging import job_paths, metrics
 from messaging.selectors import message_get, room_counters
-from messaging.wire import (
+from messaging.store import buffer, changes
+from messaging.store.keys import RoomKeys
+from protocol import events
+from protocol.events import activity_group, room_group, user_group
+from protocol.wire import (
+    clap_board_frame,
     claps_wire,
-    encode,
     message_deleted_wire,
     message_updated_wire,
     now_iso,
@@ -92,7 +93,7 @@ def _log_failure(task: asyncio.Task) -> None:
 _coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Coalescer]] = weakref.WeakKeyDictionary()
 
 
-def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awaitable[None]]) -> Coalescer:
+def coalescer_for(name: str, delay: float, flush: Callable[[Hashable, object], Awaitable[None]]) -> Coalescer:
     per_loop = _coalescers.setdefault(asyncio.get_running_loop(), {})
     if name not in per_loop:
         per_loop[name] = Coalescer(delay, flush)
@@ -100,7 +101,7 @@ def _coalescer(name: str, delay: float, flush: Callable[[Hashable, object], Awai
 
 
 # Past this many authors in one coalesced activity event, it names none: every socket
-# then reads its user's read marker again (messaging.consumers.RoomsConsumer.room_activity).
+# then reads its user's read marker again (messaging.realtime.consumers.RoomsConsumer.room_activity).
 ACTIVITY_AUTHORS_MAX = 50
 
 
@@ -108,7 +109,7 @@ def _activity_add(room_id: int, seq: int, author_id: int) -> None:
     """New messages up to ``seq`` in the room, one by ``author_id``: the members' sockets hear
     of it once per ACTIVITY_COALESCE_SECONDS, with who wrote (an author's read marker moved
     with their message, which their other tabs learn from this)."""
-    coalescer = _coalescer("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity)
+    coalescer = coalescer_for("activity", settings.ACTIVITY_COALESCE_SECONDS, _flush_activity)
     latest, authors = coalescer.pending.get(room_id) or (0, set())
     if authors is not None:
         authors.add(author_id)
@@ -121,12 +122,7 @@ async def _flush_activity(room_id: int, payload: tuple[int, set[int] | None]) ->
     seq, authors = payload
     await get_channel_layer().group_send(
         activity_group(room_id),
-        {
-            "type": "room.activity",
-            "room_id": room_id,
-            "seq": seq,
-            "authors": sorted(authors) if authors is not None else None,
-        },
+        events.room_activity_event(room_id=room_id, seq=seq, authors=sorted(authors) if authors is not None else None),
     )
 
 
@@ -134,23 +130,11 @@ async def _flush_claps(key: tuple[int, int], payload: tuple[str, dict, int, set[
     room_id, seq = key
     room_slug, last_user, last_user_total, board_users = payload
     total, rev = await changes.aclap_snapshot(room_id=room_id, seq=seq)
-    board = await changes.aclap_board_for(room_id=room_id, user_ids=sorted(board_users))
+    board = await changes.aclap_counts_for(room_id=room_id, user_ids=sorted(board_users))
     frame = claps_wire(room=room_slug, seq=seq, total=total, rev=rev, user=last_user, user_total=last_user_total)
-    board_frame = {
-        "type": "clap_board",
-        "room": room_slug,
-        "users": [{"id": u, "given": g, "received": r} for u, (g, r) in board.items()],
-    }
+    board_frame = clap_board_frame(room=room_slug, board=board)
     await get_channel_layer().group_send(
-        room_group(room_id),
-        {
-            "type": "room.claps",
-            "room_id": room_id,
-            "seq": seq,
-            "rev": rev,
-            "frame": encode(frame),
-            "board": encode(board_frame),
-        },
+        room_group(room_id), events.room_claps_event(room_id=room_id, seq=seq, rev=rev, frame=frame, board=board_frame)
     )
 
 
@@ -159,11 +143,11 @@ def _schedule_persist(room_id: int) -> Awaitable[None]:
 
 
 def persist_enqueue(*, server: int) -> None:
-    from messaging.jobs import persist_messages
-
+    # By its path (messaging.job_paths), as rq stores it: messaging.jobs is not imported here.
     # Through the process's client for the queue's Redis: one pool (a Sentinel service's
     # included), not a connection per job as django-rq would make from RQ_QUEUES.
-    django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL)).enqueue(persist_messages, server)
+    queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
+    queue.enqueue(job_paths.PERSIST_MESSAGES, server)
 
 
 # --- Messages ----------------------------------------------------------------
@@ -171,11 +155,11 @@ def persist_enqueue(*, server: int) -> None:
 
 async def _broadcast_stored(layer, group: str, room_id: int, seq: int, record: bytes | str) -> None:
     """Publish a stored message to its room's group: the event the append script would have
-    published (messaging.fanout.RoomFanout.offer); `ts`, when it goes out, for the fan-outs'
+    published (messaging.realtime.fanout.RoomFanout.offer); `ts`, when it goes out, for the fan-outs'
     delivery latency (messaging.metrics). A failure is logged: the subscribers' gap fill or
     resubscription recovers the message from the buffer."""
     record = record.decode() if isinstance(record, bytes) else record
-    event = {"type": "room.message", "room_id": room_id, "seq": seq, "record": record, "ts": time.time()}
+    event = events.room_message_event(room_id=room_id, seq=seq, record=record, ts=time.time())
     try:
         await layer.group_send(group, event)
     except RedisError as error:
@@ -196,7 +180,7 @@ async def message_send(
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
     The caller has checked the rights and validated ``body`` and ``client_id``, and says
-    which ``limits`` apply (``messaging.throttle.send_limits``): they are checked and
+    which ``limits`` apply (``messaging.realtime.throttle.send_limits``): they are checked and
     counted in the Redis call that stores the message. A retry of a stored ``client_id``
     is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
     with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
@@ -269,7 +253,7 @@ async def message_send(
 
 
 async def message_reply_quote(*, room_id: int, seq: int) -> dict:
-    """The quote a reply to message ``seq`` of the room carries (messaging.wire.reply_wire):
+    """The quote a reply to message ``seq`` of the room carries (protocol.wire.reply_wire):
     one read of the original, from the buffer or PostgreSQL. A reply to a deleted message is
     allowed (its quote says so); to a message the room does not have, refused."""
     found = await database_sync_to_async(message_get)(room_id=room_id, seq=seq)
@@ -314,7 +298,7 @@ async def message_clap(
     if result.status < 0:
         raise _refuse(result.status)
     if result.status == 1:
-        coalescer = _coalescer("claps", settings.CLAP_COALESCE_SECONDS, _flush_claps)
+        coalescer = coalescer_for("claps", settings.CLAP_COALESCE_SECONDS, _flush_claps)
         previous = coalescer.pending.get((room_id, seq))
         board_users = {user_id, result.author_id} | (previous[3] if previous else set())
         coalescer.add((room_id, seq), (room_slug, user_wire(user_id, username), result.user_total, board_users))
@@ -334,9 +318,7 @@ async def message_edit(*, room_id: int, room_slug: str, seq: int, user_id: int, 
     if result.status < 0:
         raise _refuse(result.status)
     frame = message_updated_wire(room=room_slug, seq=seq, body=body, rev=result.rev)
-    await get_channel_layer().group_send(
-        room_group(room_id), {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
-    )
+    await get_channel_layer().group_send(room_group(room_id), events.room_change_event(room_id=room_id, frame=frame))
     if result.schedule_persist:
         await _schedule_persist(room_id)
     return result.rev
@@ -344,7 +326,7 @@ async def message_edit(*, room_id: int, room_slug: str, seq: int, user_id: int, 
 
 class NotTheAuthor(ActionRefused):
     """The message is someone else's. A moderator hides it instead, through the moderation
-    act that checks the role order and records it (rooms.moderation.room_message_hide)."""
+    act that checks the role order and records it (messaging.moderation.room_message_hide)."""
 
     def __init__(self) -> None:
         super().__init__("forbidden", "Only the author or a moderator can delete a message.")
@@ -361,14 +343,8 @@ async def message_delete(*, room_id: int, room_slug: str, seq: int, user_id: int
     result = await changes.adelete(room_id=room_id, seq=seq, at=now_iso(), by=user_id, hidden=False)
     if result.status < 0:
         raise _refuse(result.status)
-    await get_channel_layer().group_send(
-        room_group(room_id),
-        {
-            "type": "room.change",
-            "room_id": room_id,
-            "frame": encode(message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)),
-        },
-    )
+    frame = message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)
+    await get_channel_layer().group_send(room_group(room_id), events.room_change_event(room_id=room_id, frame=frame))
     if result.schedule_persist:
         await _schedule_persist(room_id)
     return result.rev
@@ -390,7 +366,7 @@ def message_hide(*, room_id: int, room_slug: str, seq: int, moderator_id: int) -
         raise _refuse(result.status)
     frame = message_deleted_wire(room=room_slug, seq=seq, rev=result.rev)
     async_to_sync(get_channel_layer().group_send)(
-        room_group(room_id), {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
+        room_group(room_id), events.room_change_event(room_id=room_id, frame=frame)
     )
     if result.schedule_persist:
         persist_enqueue(server=all_room_redis_urls().index(room_redis_url(room_id)))
@@ -400,9 +376,7 @@ def message_hide(*, room_id: int, room_slug: str, seq: int, moderator_id: int) -
 async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
     raised, marker, schedule = await changes.mark_read(room_id=room_id, user_id=user_id, seq=seq)
     if raised:
-        await get_channel_layer().group_send(
-            user_group(user_id), {"type": "user.read", "room_id": room_id, "seq": marker}
-        )
+        await get_channel_layer().group_send(user_group(user_id), events.user_read_event(room_id=room_id, seq=marker))
     if schedule:
         await _schedule_persist(room_id)
 
@@ -410,61 +384,11 @@ async def message_mark_read(*, room_id: int, user_id: int, seq: int) -> None:
 async def typing_announce(*, room_id: int, user_id: int, username: str, renew: bool = False) -> bool:
     """Tell the room the user is typing, at most once per TYPING_INTERVAL across their tabs;
     with ``renew`` (they sent a message since, which ended their typing) at once."""
-    key = f"{buffer.RoomKeys(room_id).prefix}:typing:{user_id}"
+    key = f"{RoomKeys(room_id).prefix}:typing:{user_id}"
     claimed = await get_async_redis(room_id).set(key, 1, nx=not renew, px=int(settings.TYPING_INTERVAL * 1000))
     if not claimed:
         return False
     await get_channel_layer().group_send(
-        room_group(room_id), {"type": "room.typing", "room_id": room_id, "user": user_wire(user_id, username)}
+        room_group(room_id), events.room_typing_event(room_id=room_id, user=user_wire(user_id, username))
     )
     return True
-
-
-async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[dict]) -> None:
-    """Tell the room who came and went: at most one event per PRESENCE_COALESCE_SECONDS,
-    room and process, with each user's state when it goes out (a join then a leave within
-    the interval is announced as a leave)."""
-    coalescer = _coalescer("presence", settings.PRESENCE_COALESCE_SECONDS, _flush_presence)
-    users = coalescer.pending.get(room_id) or {}
-    users.update({user["id"]: user for user in [*joins, *leaves]})
-    coalescer.add(room_id, users)
-
-
-async def presence_left(room_id: int, users: list[dict]) -> None:
-    """Users whose every presence entry expired (their web process died) have left."""
-    await presence_broadcast(room_id=room_id, joins=[], leaves=users)
-
-
-async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
-    joins, leaves, count = await presence.changes(room_id=room_id, users=users)
-    await get_channel_layer().group_send(
-        room_group(room_id),
-        {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves, "count": count},
-    )
-
-
-# --- Notifications -------------------------------------------------------------
-
-
-def notification_invite(*, room, user, by) -> Notification:
-    """Tell ``user`` that ``by`` added them to ``room``: a notification (one per room: an
-    invitation after a removal is new again) and, on commit, a `notification` frame to their
-    open connections. The caller holds the transaction that made the membership."""
-    notification, _ = Notification.objects.update_or_create(
-        user=user,
-        room=room,
-        seq=0,
-        kind=Notification.Kind.INVITE,
-        defaults={"from_user": by, "excerpt": room.name[:200], "created_at": timezone.now(), "read_at": None},
-    )
-    frame = {
-        "type": "notification",
-        "kind": "invite",
-        "room": room.slug,
-        "seq": 0,
-        "from": user_wire(by.pk, by.get_username()),
-        "excerpt": "",
-        "title": room.name,
-    }
-    send_to_group_on_commit(user_group(user.pk), {"type": "user.notify", "frame": encode(frame)})
-    return notification

@@ -5,7 +5,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from messaging import changes
 from messaging.models import Notification
 from messaging.search import QUERY_MAX_CHARS, RESULTS_PER_PAGE, message_search
 from messaging.selectors import (
@@ -16,6 +15,7 @@ from messaging.selectors import (
     notifications_readable,
     top_clapped_messages,
 )
+from messaging.store import changes
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms.selectors import room_get_for_reader
 

@@ -14,7 +14,7 @@ def _prepare_metrics_dir() -> None:
     if not path:
         return
     os.makedirs(path, exist_ok=True)
-    from prometheus_client.multiprocess import mark_process_dead
+    from prometheus_client.multiprocess import mark_process_dead  # noqa: PLC0415 (prometheus_client only once the directory exists: it reads it when imported)
 
     mark_process_dead(os.getpid(), path)
 

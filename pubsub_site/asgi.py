@@ -13,8 +13,8 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from messaging import metrics  # noqa: E402
-from messaging.routing import websocket_urlpatterns  # noqa: E402
-from pubsub_site.handshakes import HandshakeLimit  # noqa: E402
+from messaging.realtime.handshakes import HandshakeLimit  # noqa: E402
+from messaging.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):

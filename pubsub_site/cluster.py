@@ -132,7 +132,7 @@ class Cluster:
         """A process is dead: its open connections and the like no longer count (its counters do)."""
         path = self.metrics_dir()
         if path is not None and Path(path).is_dir():
-            from prometheus_client.multiprocess import mark_process_dead
+            from prometheus_client.multiprocess import mark_process_dead  # noqa: PLC0415 (only with a metrics directory: the runner itself makes no metrics)
 
             mark_process_dead(process.pid, path)
 

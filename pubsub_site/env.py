@@ -11,6 +11,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, split_redis_urls
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -74,8 +76,6 @@ def env_list(name: str, default: list[str] | _Missing = MISSING) -> list[str]:
 def env_redis_url(name: str, default: str | _Missing = MISSING) -> str:
     """A Redis URL: plain (``redis://host:port/db``) or a Sentinel service
     (``redis+sentinel://host:port,host:port/master/db``; ``pubsub_site.redis_urls``)."""
-    from pubsub_site.redis_urls import RedisUrlError, parse_redis_url
-
     value = env_str(name, default).strip()
     try:
         parse_redis_url(value)
@@ -86,8 +86,6 @@ def env_redis_url(name: str, default: str | _Missing = MISSING) -> str:
 
 def env_redis_urls(name: str, default: list[str] | _Missing = MISSING) -> list[str]:
     """A comma-separated list of Redis URLs, Sentinel URLs (with commas of their own) included."""
-    from pubsub_site.redis_urls import RedisUrlError, split_redis_urls
-
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         if isinstance(default, _Missing):

@@ -45,6 +45,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from messaging import metrics
+from messaging.metrics_collector import RedisStateCollector
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +148,6 @@ def scrape_collector(*, with_redis: bool = True) -> _Collectors:
     """What a scrape of a web process reads: the processes' values and, by default, Redis's state."""
     collectors = [process_collector()]
     if with_redis:
-        from messaging.metrics_collector import RedisStateCollector
-
         collectors.append(RedisStateCollector())
     return _Collectors(collectors)
 

@@ -54,7 +54,7 @@ class RqDashboardIndexMiddleware:
         return self.get_response(request)
 
     def _check(self, path: str) -> None:
-        from django_rq.queues import get_queues_list  # django-rq's settings, read at the first dashboard URL
+        from django_rq.queues import get_queues_list  # noqa: PLC0415 (django-rq's settings, read at the first dashboard URL)
 
         try:
             kwargs = resolve(path).kwargs

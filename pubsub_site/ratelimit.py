@@ -51,7 +51,7 @@ def _limiter() -> MovingWindowRateLimiter:
 
 def client_ip(request: HttpRequest) -> str:
     """The client's address, as django-axes sees it (one definition for lock-outs and limits)."""
-    from axes.helpers import get_client_ip_address
+    from axes.helpers import get_client_ip_address  # noqa: PLC0415 (django-axes' helpers, imported at their first use, once the apps are ready)
 
     return get_client_ip_address(request) or "unknown"
 
@@ -155,7 +155,7 @@ def axes_lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse
     (``AXES_LOCKOUT_CALLABLE``; axes passes the original response and the credentials
     in an order that differs between its sync and async paths, so neither is used.)
     """
-    from axes.helpers import get_cool_off
+    from axes.helpers import get_cool_off  # noqa: PLC0415 (django-axes' helpers, imported at their first use, once the apps are ready)
 
     cool_off = get_cool_off(request) or timedelta(hours=1)
     retry_after = max(1, int(cool_off.total_seconds()))

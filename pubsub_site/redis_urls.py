@@ -240,8 +240,8 @@ def _blocking_sentinel_pool_class(sentinel_module, blocking_pool):
 def sync_pool(url: str, *, blocking_timeout: float | None = None, **options):
     """A new synchronous connection pool for ``url`` (a ``BlockingConnectionPool`` waiting
     ``blocking_timeout`` seconds for a free connection when given; else a plain one)."""
-    import redis
-    import redis.sentinel
+    import redis  # noqa: PLC0415 (redis only where a client is made: parsing a URL, as the settings do, needs none)
+    import redis.sentinel  # noqa: PLC0415 (redis only where a client is made: parsing a URL, as the settings do, needs none)
 
     service = parse_redis_url(url)
     if service is None:
@@ -258,8 +258,8 @@ def sync_pool(url: str, *, blocking_timeout: float | None = None, **options):
 
 def async_pool(url: str, *, blocking_timeout: float | None = None, **options):
     """The same for redis.asyncio: bound to the running event loop's first use."""
-    import redis.asyncio as aioredis
-    import redis.asyncio.sentinel
+    import redis.asyncio as aioredis  # noqa: PLC0415 (redis only where a client is made: parsing a URL, as the settings do, needs none)
+    import redis.asyncio.sentinel  # noqa: PLC0415 (redis only where a client is made: parsing a URL, as the settings do, needs none)
 
     service = parse_redis_url(url)
     if service is None:
@@ -283,7 +283,7 @@ def _driver(options: dict) -> dict:
 def sync_client(url: str, **options):
     """A new synchronous client of its own for ``url`` (plain or Sentinel), as
     ``redis.Redis.from_url`` makes one."""
-    import redis
+    import redis  # noqa: PLC0415 (redis only where a client is made: parsing a URL, as the settings do, needs none)
 
     return redis.Redis(connection_pool=sync_pool(url, **options))
 

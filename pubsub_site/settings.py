@@ -14,10 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import dj_database_url
 import limits
 from django.core.exceptions import ImproperlyConfigured
 
+from pubsub_site.databases import databases_from_env
 from pubsub_site.env import (
     env_bool,
     env_float,
@@ -116,56 +116,10 @@ TEMPLATES = [
 
 # --- Data stores -----------------------------------------------------------
 
-if PRODUCTION:
-    _database_url = env_str("DATABASE_URL")
-else:
-    _database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
-DB_POOL = env_bool("DB_POOL", True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
-    if DB_POOL:
-        # Under ASGI each HTTP request runs in a thread of its own (and the WebSockets'
-        # database calls in one more), so persistent connections (CONN_MAX_AGE > 0) would
-        # stay open, one per thread that ever ran. Without them, every database_sync_to_async
-        # hop and every request opened a new PostgreSQL connection: a handshake paid a few
-        # of them, and a reconnect storm queued behind the connects. psycopg's pool, shared
-        # by the process's threads, fixes both: closing a connection (at the end of each hop
-        # and request) returns it to the pool, which keeps DB_POOL_MIN_SIZE open and opens
-        # up to DB_POOL_MAX_SIZE; a thread that finds none free waits DB_POOL_TIMEOUT
-        # seconds, then fails. Django requires CONN_MAX_AGE=0 with a pool. No health check on
-        # checkout: it is a round trip per database hop (7% of a handshake's CPU in the
-        # benchmark's profile); a connection that died while idle (PostgreSQL restarted) fails
-        # the one call that drew it (the WebSocket answers `unavailable`, the client retries),
-        # and psycopg's pool drops it when it comes back broken.
-        if DATABASES["default"]["CONN_MAX_AGE"] != 0:
-            raise ImproperlyConfigured("DB_CONN_MAX_AGE must be 0 with the connection pool (or set DB_POOL=0).")
-        _pool_min, _pool_max = env_int("DB_POOL_MIN_SIZE", 2), env_int("DB_POOL_MAX_SIZE", 10)
-        if not 0 <= _pool_min <= _pool_max or _pool_max < 1:
-            raise ImproperlyConfigured(
-                f"DB_POOL_MIN_SIZE={_pool_min} and DB_POOL_MAX_SIZE={_pool_max}: need 0 <= min <= max, max >= 1."
-            )
-        DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": _pool_min,
-            "max_size": _pool_max,
-            "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
-        }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # SQLite (the `make run` default) is written by the web process and the worker at once.
-    # WAL lets readers go on while one writes; every transaction takes the write lock when it
-    # begins (IMMEDIATE), so two writers queue on the busy timeout (SQLITE_TIMEOUT seconds)
-    # instead of one failing with "database is locked" when its read turns into a write.
-    DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("timeout", env_float("SQLITE_TIMEOUT", 20.0))
-    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
-    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-    _sqlite_name = str(DATABASES["default"]["NAME"])
-    if _sqlite_name and _sqlite_name != ":memory:" and not _sqlite_name.startswith("file:"):
-        # The test database is a file next to it (test_<name>), not Django's in-memory one:
-        # the suite's real processes (web, worker) must open the same database.
-        _sqlite_path = Path(_sqlite_name)
-        DATABASES["default"]["TEST"] = {"NAME": str(_sqlite_path.with_name(f"test_{_sqlite_path.name}"))}
+# DATABASE_URL (PostgreSQL, or SQLite by default outside production) with psycopg's pool
+# (DB_POOL, DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE, DB_POOL_TIMEOUT) or SQLite's WAL and busy
+# timeout (SQLITE_TIMEOUT): pubsub_site.databases says why each is as it is.
+DATABASES, DB_POOL = databases_from_env(production=PRODUCTION, var_dir=VAR_DIR)
 
 # Every Redis setting takes a plain URL (redis://host:port/db) or a Sentinel service
 # (redis+sentinel://host:port,host:port,host:port/mastername/db: the Sentinels, the name
@@ -188,10 +142,10 @@ if REDIS_WAIT_REPLICAS and not REDIS_WAIT_TIMEOUT_MS:
     # WAIT's 0 is "forever": a lost replica would hang every send.
     raise ImproperlyConfigured("REDIS_WAIT_TIMEOUT_MS must be more than 0 with REDIS_WAIT_REPLICAS.")
 
-# The channel layer: messaging.layers.FanoutChannelLayer, channels-redis's pub/sub layer
+# The channel layer: messaging.realtime.layers.FanoutChannelLayer, channels-redis's pub/sub layer
 # (one Redis subscription per group and process, one PUBLISH per group send) with each
 # room's messages ordered once per process and written to every subscribed socket
-# (messaging.fanout), and a resync of every consumer of the process when its connection to
+# (messaging.realtime.fanout), and a resync of every consumer of the process when its connection to
 # Redis came back. It may drop what it cannot deliver: the per-room buffer in Redis is the
 # source of truth, and the fan-out fills any gap in `seq` from it. A web process that
 # cannot keep up is disconnected by Redis (its pubsub output buffer limit), and then every
@@ -206,7 +160,7 @@ CHANNEL_REDIS_URLS = env_redis_urls("CHANNEL_REDIS_URLS", [REDIS_URL])
 _channel_db = database_of(CHANNEL_REDIS_URLS[0]) if CHANNEL_REDIS_URLS else 0
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "messaging.layers.FanoutChannelLayer",
+        "BACKEND": "messaging.realtime.layers.FanoutChannelLayer",
         "CONFIG": {
             "hosts": [channel_layer_host(url) for url in CHANNEL_REDIS_URLS],
             "prefix": env_str("CHANNEL_LAYER_PREFIX", f"pubsub:layer:{_channel_db}:"),
@@ -311,7 +265,7 @@ RATE_LIMITS = {
     "email_verify": _rate("RATE_LIMIT_EMAIL_VERIFY", "10/hour"),
 }
 
-# WebSocket rate limits per user and room (messaging/throttle.py), in the room's
+# WebSocket rate limits per user and room (messaging/realtime/throttle.py), in the room's
 # Redis, so they hold across web processes. "10/2second" is 5 a second on average
 # with bursts of 10.
 WS_RATE_LIMITS = {
@@ -413,7 +367,7 @@ PERSIST_SWEEP_SECONDS = env_int("PERSIST_SWEEP_SECONDS", 10)
 # carries a batch (the ack-to-row lag grows by as much; its target is p99 < 1 s).
 PERSIST_LINGER_SECONDS = env_float("PERSIST_LINGER_SECONDS", 0.1)
 # A client that stops reading: once this much waits for it beyond what the server and the
-# kernel buffer for its socket, its connection is closed (bytes; see messaging.sockets.Outbox).
+# kernel buffer for its socket, its connection is closed (bytes; see messaging.realtime.sockets.Outbox).
 WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
 # WebSocket handshakes at work at once per web process; more wait their turn for up to
 # WS_HANDSHAKE_WAIT seconds, then are closed with 1013 and the clients retry with backoff
@@ -479,7 +433,7 @@ CLAP_COALESCE_SECONDS = 0.1
 # New-message activity (unread counts) is broadcast at most this often per room and process.
 ACTIVITY_COALESCE_SECONDS = 1.0
 
-# --- E-mail (the digests of missed mentions: messaging.mention_emails) -------
+# --- E-mail (the digests of missed mentions: messaging.notifications.digests) -------
 
 # The site's address as people reach it, for links in e-mails. Production: https and the
 # first ALLOWED_HOSTS, unless set.

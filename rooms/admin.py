@@ -10,6 +10,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 
+from messaging import moderation as message_moderation
+from protocol.events import user_kicked_on_commit
 from rooms import moderation, room_settings
 from rooms.models import AuditLog, Membership, Report, Room
 
@@ -19,9 +21,6 @@ ADMIN_REMOVED = "A site administrator removed you from this room."
 def kick_removed_members(memberships: Iterable[Membership]) -> None:
     """Memberships deleted here: their users' open sockets leave the room on commit, as a
     kick's do (the moderation services and room_leave tell them themselves)."""
-    # Imported here: messaging sits above rooms, which must not import it at module level.
-    from messaging.events import user_kicked_on_commit
-
     for membership in memberships:
         user_kicked_on_commit(user_id=membership.user_id, room=membership.room, reason=ADMIN_REMOVED)
 
@@ -205,15 +204,15 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resolve selected reports", permissions=["change"])
     def resolve_reports(self, request, queryset):
-        self._each(request, queryset, moderation.report_resolve, "{count} report(s) resolved.")
+        self._each(request, queryset, message_moderation.report_resolve, "{count} report(s) resolved.")
 
     @admin.action(description="Dismiss selected reports", permissions=["change"])
     def dismiss_reports(self, request, queryset):
-        self._each(request, queryset, moderation.report_dismiss, "{count} report(s) dismissed.")
+        self._each(request, queryset, message_moderation.report_dismiss, "{count} report(s) dismissed.")
 
     @admin.action(description="Hide the reported messages (and resolve their reports)", permissions=["change"])
     def hide_reported_messages(self, request, queryset):
-        self._each(request, queryset, moderation.report_hide_message, "Messages of {count} report(s) hidden.")
+        self._each(request, queryset, message_moderation.report_hide_message, "Messages of {count} report(s) hidden.")
 
 
 @admin.register(AuditLog)

@@ -31,7 +31,7 @@ class Room(models.Model):
     # A direct conversation's people, as their sorted ids ("3,8"): opening one with the same
     # people again finds it. Null for rooms.
     dm_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
-    # An archived room is read-only and left out of the room list (rooms.services.room_archive).
+    # An archived room is read-only and left out of the room list (rooms.room_settings.room_archive).
     archived = models.BooleanField(default=False, help_text="An archived room can be read but not posted in.")
 
     class Meta:

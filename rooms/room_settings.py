@@ -14,13 +14,16 @@ Who may do what:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
-from messaging import events
+from protocol import events
 from rooms.models import AuditLog, Membership, Room
-from rooms.moderation import _authority, _record
+from rooms.moderation import audit_record, authority_for
 from rooms.services import _refuse_invisible_controls, room_name_taken
 
 NAME_MAX = Room._meta.get_field("name").max_length
@@ -54,7 +57,7 @@ def room_rename(
     _refuse_invisible_controls(field="name", label="A room name", value=name)
     try:
         with transaction.atomic():
-            authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff)
+            authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
             current = _current(room)
             if current.name == name:
                 raise ValidationError({"name": f"The room is already called {name}."})
@@ -64,7 +67,7 @@ def room_rename(
             current.name = name
             current.save(update_fields=["name"])
             details = f"{before} → {name}"
-            _record(authority, room=current, action=AuditLog.Action.RENAME, reason=_with(details, reason))
+            audit_record(authority, room=current, action=AuditLog.Action.RENAME, reason=_with(details, reason))
             events.room_updated_on_commit(room=current)
     except IntegrityError:
         # Another room took the name between the check and the update.
@@ -81,21 +84,21 @@ def room_set_topic(
         raise ValidationError({"topic": f"A topic has at most {TOPIC_MAX} characters."})
     _refuse_invisible_controls(field="topic", label="A topic", value=topic)
     with transaction.atomic():
-        authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
         current = _current(room)
         if current.topic == topic:
             raise ValidationError({"topic": "The topic is already this."})
         current.topic = topic
         current.save(update_fields=["topic"])
         details = f"“{topic}”" if topic else "removed"
-        _record(authority, room=current, action=AuditLog.Action.EDIT_TOPIC, reason=_with(details, reason))
+        audit_record(authority, room=current, action=AuditLog.Action.EDIT_TOPIC, reason=_with(details, reason))
         events.room_updated_on_commit(room=current)
     return _copy(current, room, ["topic"])
 
 
 def _set_archived(*, room: Room, actor: AbstractBaseUser, archived: bool, reason: str, acting_as_staff: bool) -> Room:
     with transaction.atomic():
-        authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
         _owner_only(authority, "archive" if archived else "unarchive")
         current = _current(room)
         if current.archived == archived:
@@ -103,7 +106,7 @@ def _set_archived(*, room: Room, actor: AbstractBaseUser, archived: bool, reason
         current.archived = archived
         current.save(update_fields=["archived"])
         action = AuditLog.Action.ARCHIVE if archived else AuditLog.Action.UNARCHIVE
-        _record(authority, room=current, action=action, reason=reason)
+        audit_record(authority, room=current, action=action, reason=reason)
         # The subscribers' cached rights (nobody posts in an archived room), then the pages.
         events.room_state_changed_on_commit(room=current)
         events.room_updated_on_commit(room=current)
@@ -119,30 +122,34 @@ def room_unarchive(*, room: Room, actor: AbstractBaseUser, reason: str = "", act
     return _set_archived(room=room, actor=actor, archived=False, reason=reason, acting_as_staff=acting_as_staff)
 
 
+# What a room's deletion lets go of after its commit, given the room's id: its state in
+# Redis (messaging.store.watermarks.forget_room, registered by messaging.apps). A hook, not
+# an import: rooms' domain code does not import messaging.
+AFTER_DELETE: list[Callable[..., None]] = []
+
+
 def room_delete(
     *, room: Room, actor: AbstractBaseUser, confirm: str, reason: str = "", acting_as_staff: bool = False
 ) -> None:
     """Delete the room with its messages, for good. ``confirm`` must be the room's name
     (whatever its case): a deletion is never one click. The audit entry outlives the room
     (it names it); every member's open pages are told, and its Redis state is dropped."""
-    # The buffer's module is imported here: the rooms app reaches the store only to drop it.
-    from messaging import buffer
-
     with transaction.atomic():
-        authority = _authority(room=room, actor=actor, acting_as_staff=acting_as_staff)
+        authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
         _owner_only(authority, "delete")
         current = _current(room)
         if (confirm or "").strip().lower() != current.name.lower():
             raise ValidationError({"confirm": f"Type the room's name, {current.name}, to delete it."})
         details = f"{current.name} ({current.slug})"
-        _record(authority, room=current, action=AuditLog.Action.DELETE_ROOM, reason=_with(details, reason))
+        audit_record(authority, room=current, action=AuditLog.Action.DELETE_ROOM, reason=_with(details, reason))
         who = "staff" if authority.as_staff else actor.get_username()
         member_ids = list(Membership.objects.filter(room=current, banned=False).values_list("user_id", flat=True))
         for user_id in member_ids:
             events.user_kicked_on_commit(user_id=user_id, room=current, reason=f"{current.name} was deleted by {who}.")
         room_id = current.pk
         current.delete()
-        transaction.on_commit(lambda: buffer.forget_room(room_id=room_id))
+        for forget in AFTER_DELETE:
+            transaction.on_commit(functools.partial(forget, room_id=room_id))
 
 
 def _with(details: str, reason: str) -> str:

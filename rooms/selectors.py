@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
-from django.utils.text import Truncator
 
 from rooms.models import AuditLog, Membership, Report, Room, RoomSlugAlias
 
@@ -183,45 +180,6 @@ def user_find(*, username: str) -> AbstractBaseUser | None:
     if not username:
         return None
     return get_user_model().objects.filter(username__iexact=username).first()
-
-
-@dataclass(frozen=True)
-class ReportedMessage:
-    """A report with what the moderators need to judge it."""
-
-    report: Report
-    author: str
-    excerpt: str
-    exists: bool
-    deleted: bool
-
-
-EXCERPT_CHARS = 200
-
-
-def report_list_open(*, room: Room, limit: int = 100) -> list[ReportedMessage]:
-    """The room's open reports, oldest first, each with its message as the room shows it now."""
-    from messaging.selectors import message_get
-    from messaging.wire import message_wire
-
-    reports = room.reports.filter(status=Report.Status.OPEN).select_related("reporter").order_by("created_at", "pk")
-    found_by_seq: dict[int, dict | None] = {}
-    listed = []
-    for report in reports[:limit]:
-        if report.seq not in found_by_seq:
-            found = message_get(room_id=room.pk, seq=report.seq)
-            found_by_seq[report.seq] = message_wire(found[0], room=room.slug, state=found[1]) if found else None
-        wire = found_by_seq[report.seq]
-        listed.append(
-            ReportedMessage(
-                report=report,
-                author=wire["author"]["username"] if wire else "",
-                excerpt=Truncator(wire["body"]).chars(EXCERPT_CHARS) if wire else "",
-                exists=wire is not None,
-                deleted=bool(wire and wire["deleted"]),
-            )
-        )
-    return listed
 
 
 def report_count_open(*, room: Room) -> int:

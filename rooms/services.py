@@ -19,6 +19,13 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import Truncator, slugify
 
+from protocol.events import (
+    direct_joined_on_commit,
+    member_left_on_commit,
+    member_updated_on_commit,
+    membership_changed_on_commit,
+    user_kicked_on_commit,
+)
 from pubsub_site import async_db
 from rooms.models import Membership, Room, RoomSlugAlias
 
@@ -123,15 +130,12 @@ def _public_room_membership(*, room: Room, user: AbstractBaseUser, role: str, pr
         raise PermissionDenied(private_refusal)
     membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
     if created:
-        _tell_member_updated(membership)
+        member_updated_tell(membership)
     return membership
 
 
-def _tell_member_updated(membership: Membership, *, room_slug: str | None = None, username: str | None = None) -> None:
+def member_updated_tell(membership: Membership, *, room_slug: str | None = None, username: str | None = None) -> None:
     """The room's open pages list the member (joined, or with a new role)."""
-    # messaging.events imports rooms.models: imported here, as the other events are.
-    from messaging.events import member_updated_on_commit
-
     member_updated_on_commit(
         room_id=membership.room_id,
         room_slug=room_slug or membership.room.slug,
@@ -142,8 +146,6 @@ def _tell_member_updated(membership: Membership, *, room_slug: str | None = None
 
 
 def _tell_member_left(*, room: Room, user: AbstractBaseUser) -> None:
-    from messaging.events import member_left_on_commit
-
     member_left_on_commit(room=room, user_id=user.pk, username=user.get_username())
 
 
@@ -247,8 +249,6 @@ def direct_open(*, opener: AbstractBaseUser, usernames: list[str]) -> Room:
 
 
 def _tell_direct_joined(*, room: Room, people: list[AbstractBaseUser], joined: list[AbstractBaseUser]) -> None:
-    from messaging.events import direct_joined_on_commit, member_updated_on_commit
-
     for user in joined:
         title = ", ".join(sorted((u.get_username() for u in people if u.pk != user.pk), key=str.lower))
         direct_joined_on_commit(user_id=user.pk, room=room, title=title)
@@ -264,36 +264,8 @@ def room_leave(*, room: Room, user: AbstractBaseUser) -> None:
     if membership.role == Membership.Role.OWNER:
         raise ValidationError("The owner cannot leave the room.")
     membership.delete()
-    from messaging.events import user_kicked_on_commit
-
     user_kicked_on_commit(user_id=user.pk, room=room, reason="You left the room.")
     _tell_member_left(room=room, user=user)
-
-
-def room_invite(*, room: Room, by: AbstractBaseUser, username: str) -> Membership:
-    """A moderator adds someone to the room; they hear of it in their notifications (and live
-    on their open pages), the room's open pages list them. Someone already in the room, or
-    banned from it, is refused with a sentence saying so."""
-    inviter = Membership.objects.filter(room=room, user=by).first()
-    if inviter is None or not inviter.can_moderate:
-        raise PermissionDenied("Only the owner and moderators can invite.")
-    if room.is_direct:
-        raise PermissionDenied("A direct conversation has no invitations: open a new one with these people.")
-    invitee = get_user_model().objects.filter(username__iexact=username.strip()).first()
-    if invitee is None:
-        raise ValidationError({"username": "There is no user with this name."})
-    with transaction.atomic():
-        membership, created = Membership.objects.get_or_create(room=room, user=invitee)
-        if not created:
-            if membership.banned:
-                raise ValidationError({"username": f"{invitee.username} is banned from this room."})
-            raise ValidationError({"username": f"{invitee.username} is already a member."})
-        _tell_member_updated(membership)
-        # messaging imports rooms: its notification service is imported here.
-        from messaging.services import notification_invite
-
-        notification_invite(room=room, user=invitee, by=by)
-    return membership
 
 
 class RoomNotFound(Exception):
@@ -401,7 +373,7 @@ def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
         if created:  # a first visit: the member lists of the room's open pages show them
             user_model = get_user_model()
             username = user_model.objects.filter(pk=user_id).values_list(user_model.USERNAME_FIELD, flat=True).first()
-            _tell_member_updated(membership, room_slug=slug, username=username)
+            member_updated_tell(membership, room_slug=slug, username=username)
     elif banned:
         raise RoomBanned
     return RoomAccess(
@@ -427,10 +399,8 @@ def room_participate(*, room: Room, user: AbstractBaseUser) -> Membership:
     if membership.role == Membership.Role.SPECTATOR:
         membership.role = Membership.Role.MEMBER
         membership.save(update_fields=["role"])
-        from messaging.events import membership_changed_on_commit
-
         membership_changed_on_commit(user_id=user.pk, room=room)
-        _tell_member_updated(membership)
+        member_updated_tell(membership)
     return membership
 
 

@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from messaging.selectors import message_get, message_history
+from messaging import moderation as message_moderation
+from messaging.notifications import invites
+from messaging.selectors import message_get, message_history, report_list_open
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms import moderation, room_settings, services
 from rooms.forms import (
@@ -35,7 +37,6 @@ from rooms.selectors import (
     membership_is_actionable_by,
     report_count_open,
     report_get_for_room,
-    report_list_open,
     room_get_for_moderator,
     room_get_for_reader,
     room_list_for_user,
@@ -171,7 +172,7 @@ def room_invite(request: HttpRequest, slug: str) -> HttpResponse:
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
-            invited = services.room_invite(room=room, by=request.user, username=form.cleaned_data["username"])
+            invited = invites.room_invite(room=room, by=request.user, username=form.cleaned_data["username"])
         except ValidationError as error:
             _apply_validation_error(form, error)
         else:
@@ -238,7 +239,9 @@ def message_report(request: HttpRequest, slug: str, seq: int) -> JsonResponse:
     if not form.is_valid():
         return _errors_json({field: list(errors) for field, errors in form.errors.items()})
     try:
-        report = moderation.report_create(room=room, reporter=request.user, seq=seq, reason=form.cleaned_data["reason"])
+        report = message_moderation.report_create(
+            room=room, reporter=request.user, seq=seq, reason=form.cleaned_data["reason"]
+        )
     except ValidationError as error:
         return _errors_json(error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages})
     return JsonResponse({"status": "reported", "report": report.pk}, status=201)
@@ -373,16 +376,16 @@ def room_slow_mode(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def room_message_hide(request: HttpRequest, slug: str, seq: int) -> HttpResponse:
     def run(*, room, data: dict) -> str:
-        moderation.room_message_hide(room=room, actor=request.user, seq=seq, reason=data["reason"])
+        message_moderation.room_message_hide(room=room, actor=request.user, seq=seq, reason=data["reason"])
         return f"Message #{seq} is hidden."
 
     return _moderate(request, slug, ReasonForm, run)
 
 
 _REPORT_ACTS: dict[str, Callable[..., object]] = {
-    "resolve": moderation.report_resolve,
-    "dismiss": moderation.report_dismiss,
-    "hide": moderation.report_hide_message,
+    "resolve": message_moderation.report_resolve,
+    "dismiss": message_moderation.report_dismiss,
+    "hide": message_moderation.report_hide_message,
 }
 _REPORT_DONE = {
     "resolve": "The report is resolved.",

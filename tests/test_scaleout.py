@@ -15,7 +15,7 @@ import time
 import pytest
 from channels_redis.utils import _consistent_hash
 
-from messaging.events import room_group
+from protocol.events import room_group
 from rooms.services import room_create
 from tests.conftest import wait_until
 from tests.faults.fixtures import make_cluster, make_redis  # noqa: F401 (fixtures)

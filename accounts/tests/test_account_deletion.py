@@ -20,7 +20,7 @@ from accounts.models import Profile
 from accounts.services import account_delete
 from accounts.tests.test_password_change_sockets import ending
 from messaging.models import Message
-from messaging.persistence import messages_persist_server
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
 from rooms.models import Membership
 from rooms.services import direct_open

@@ -1,6 +1,8 @@
 from django import template
 from django.utils.safestring import mark_safe
 
+from messaging.formatting import format_body as render
+
 register = template.Library()
 
 
@@ -16,6 +18,4 @@ def unread_for(room, unread_by_room: dict) -> int:
 def format_body(body: str) -> str:
     """A message body as HTML: escaped, with the formatting of messaging/formatting.py
     (links, *bold*, _italic_, `code`, code blocks, > quotes), as static/js/format.js renders it."""
-    from messaging.formatting import format_body as render
-
     return mark_safe(render(body))  # noqa: S308 (every piece of user text is escaped by the renderer)

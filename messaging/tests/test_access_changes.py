@@ -4,7 +4,7 @@ Deactivating an account or changing its password ends every socket of that user 
 frame, then a close with 1008, as a logged-out socket's next frame gets); deleting a
 membership in the admin kicks that user's sockets out of the room; making a room private
 has every subscriber read its rights again. Each goes to the user's group or the room's on
-commit (messaging.events), over the real Redis channel layer.
+commit (protocol.events), over the real Redis channel layer.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from messaging import buffer
 from messaging.models import Message
-from messaging.persistence import messages_persist_server
+from messaging.store import buffer
+from messaging.store.keys import RoomKeys
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connect, connected
 from rooms.models import Membership, Room
 
@@ -384,7 +385,7 @@ async def test_a_redis_failure_during_the_handshake_is_try_again_later_not_a_ref
     signed in"."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from messaging.layers import _Shard
+    from messaging.realtime.layers import _Shard
 
     async def broken(self, channel):
         raise RedisConnectionError("Connection lost")
@@ -427,7 +428,7 @@ async def test_a_dedupe_key_written_before_it_named_the_author_still_serves_its_
     client_id = str(uuid.uuid4())
     await alice_ws.post(public_room.slug, "from before the upgrade", client_id)
     # As the key was written before: without the author.
-    keys, redis = buffer.RoomKeys(public_room.pk), get_async_redis(public_room.pk)
+    keys, redis = RoomKeys(public_room.pk), get_async_redis(public_room.pk)
     await redis.rename(keys.client_id(client_id, alice.pk), keys.legacy_client_id(client_id))
     assert (await bob_ws.post(public_room.slug, "bob's", client_id))["seq"] == 2
     assert (await alice_ws.post(public_room.slug, "from before the upgrade", client_id))["seq"] == 1

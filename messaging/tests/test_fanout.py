@@ -1,4 +1,4 @@
-"""The per-process fan-out of a room (messaging.fanout) and one socket's outbox (messaging.sockets).
+"""The per-process fan-out of a room (messaging.realtime.fanout) and one socket's outbox (messaging.realtime.sockets).
 
 The fan-out runs on the real channel layer and the room's real Redis buffer; the sockets
 are recording ASGI ``send`` callables, one per client, so that each test can see exactly
@@ -15,12 +15,13 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from messaging import buffer, fanout
-from messaging.events import room_group
-from messaging.fanout import RoomFanout
+from messaging.realtime import fanout
+from messaging.realtime.fanout import RoomFanout
+from messaging.realtime.sockets import Outbox, ServerSocket, UnblockingSocket
 from messaging.selectors import room_counters
 from messaging.services import message_send
-from messaging.sockets import Outbox, ServerSocket, UnblockingSocket
+from messaging.store import buffer
+from protocol.events import room_group
 from pubsub_site.redis_client import room_redis_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
@@ -336,7 +337,7 @@ def uvicorn_like_protocol():
 
 
 def test_frames_framed_once_are_the_bytes_websockets_would_write():
-    from messaging.sockets import Framed, UvicornSocket
+    from messaging.realtime.sockets import Framed, UvicornSocket
 
     texts = ["a", "é" * 100, "x" * 70_000, orjson.dumps({"type": "message", "seq": 1}).decode()]
     framed, plain = uvicorn_like_protocol(), uvicorn_like_protocol()
@@ -354,7 +355,7 @@ def test_frames_framed_once_are_the_bytes_websockets_would_write():
 def test_a_closing_socket_takes_no_framed_frames():
     from websockets.protocol import State
 
-    from messaging.sockets import Framed, SocketClosing, UvicornSocket
+    from messaging.realtime.sockets import Framed, SocketClosing, UvicornSocket
 
     protocol = uvicorn_like_protocol()
     protocol.conn.state = State.CLOSING

@@ -13,7 +13,7 @@ import pytest
 from django.template import Context, Template
 
 from messaging.formatting import format_body
-from messaging.wire import reply_excerpt
+from protocol.wire import reply_excerpt
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = json.loads((Path(__file__).with_name("formatting_cases.json")).read_text())

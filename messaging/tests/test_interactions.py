@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from messaging.models import Clap, Message, Notification
-from messaging.persistence import messages_persist_server
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
 from rooms.models import Membership
 

@@ -7,7 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from messaging.layers import RECONNECTED, FanoutChannelLayer
+from messaging.realtime.layers import RECONNECTED, FanoutChannelLayer
 from pubsub_site.redis_urls import channel_layer_host
 
 
@@ -63,7 +63,7 @@ async def subscribers(client, name: str) -> int:
 
 
 async def test_a_group_left_by_its_last_member_stays_subscribed_a_while_then_is_dropped(monkeypatch):
-    monkeypatch.setattr("messaging.layers.UNSUBSCRIBE_AFTER_SECONDS", 0.4)
+    monkeypatch.setattr("messaging.realtime.layers.UNSUBSCRIBE_AFTER_SECONDS", 0.4)
     layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-linger:")
     admin = aioredis.Redis.from_url(settings.REDIS_URL)
     name = "test-layers-linger:__group__activity.3"
@@ -97,7 +97,7 @@ async def test_a_group_left_by_its_last_member_stays_subscribed_a_while_then_is_
 
 
 async def test_group_add_all_subscribes_only_to_groups_new_to_the_process(monkeypatch):
-    from messaging.layers import _Shard
+    from messaging.realtime.layers import _Shard
 
     layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-all:")
     subscribed: list[str] = []

@@ -17,9 +17,10 @@ from django.utils import timezone
 from rq import SimpleWorker
 
 from accounts.models import Profile
-from messaging import changes, online
-from messaging.mention_emails import mention_digests_schedule, mention_digests_send
 from messaging.models import Message, Notification
+from messaging.notifications.digests import mention_digests_schedule, mention_digests_send
+from messaging.store import changes
+from messaging.store import online as store_online
 from messaging.tests.wsclient import connected, eventually
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership
@@ -106,13 +107,13 @@ async def test_it_waits_while_the_user_has_a_socket_open_and_sends_once_they_lea
     send = database_sync_to_async(mention_digests_send)
     await database_sync_to_async(mention)(private_room, alice, bob)
     bob_ws = await connected(bob)
-    await eventually(lambda: online.users_online(user_ids=[bob.pk]) == {bob.pk})
+    await eventually(lambda: store_online.users_online(user_ids=[bob.pk]) == {bob.pk})
 
     assert await send(now=LATER) == 0
     assert mail.outbox == []
 
     await bob_ws.close()
-    await eventually(lambda: online.users_online(user_ids=[bob.pk]) == set())
+    await eventually(lambda: store_online.users_online(user_ids=[bob.pk]) == set())
     assert await send(now=LATER + timedelta(minutes=1)) == 1
     assert len(mail.outbox) == 1
 

@@ -11,9 +11,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from rq import SimpleWorker
 
-from messaging import buffer
 from messaging.metrics_collector import RedisStateCollector, persistence_backlog
-from messaging.persistence import messages_persist_room
+from messaging.store import buffer
+from messaging.store.persistence import messages_persist_room
 from pubsub_site.live_status import Readings
 from rooms.services import room_create
 

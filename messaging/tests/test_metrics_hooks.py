@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from messaging import metrics
-from messaging.sockets import Outbox, ServerSocket
+from messaging.realtime.sockets import Outbox, ServerSocket
 from messaging.tests.wsclient import connect, connected
 from pubsub_site.metrics_http import sweep_dead_processes
 

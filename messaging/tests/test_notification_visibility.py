@@ -13,8 +13,9 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
+from messaging import moderation as message_moderation
 from messaging.models import Notification
-from messaging.persistence import messages_persist_server
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
 from rooms import moderation
 from rooms.models import Membership
@@ -88,7 +89,7 @@ async def test_a_hidden_message_leaves_the_notifications_at_once(alice, bob, pri
     await Notification.objects.filter(user=bob).aupdate(read_at=None)
     assert await unread_count(bob) == 1
 
-    await database_sync_to_async(moderation.room_message_hide)(room=private_room, actor=alice, seq=1)
+    await database_sync_to_async(message_moderation.room_message_hide)(room=private_room, actor=alice, seq=1)
 
     assert "will hide" not in await notifications_page(bob)  # before the job wrote the hide
     assert await unread_count(bob) == 0

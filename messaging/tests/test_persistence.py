@@ -5,8 +5,8 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from messaging import changes
-from messaging.persistence import reads_persist_room
+from messaging.store import changes
+from messaging.store.persistence import reads_persist_room
 from rooms.models import Membership
 
 pytestmark = pytest.mark.django_db(transaction=True)

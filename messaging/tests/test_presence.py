@@ -67,8 +67,8 @@ async def test_someone_who_came_and_went_within_the_interval_is_announced_as_gon
 
 
 async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_room_once(alice, bob, public_room):
-    from messaging import presence
-    from messaging.buffer import RoomKeys
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
     from pubsub_site.redis_client import get_async_redis
 
     redis = get_async_redis(public_room.pk)
@@ -101,15 +101,15 @@ async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_r
 
 
 def _member(user_id: int, channel: str, *, spectator: bool = False) -> str:
-    from messaging import presence
+    from messaging.realtime import presence
 
     return presence.member_key(user_id=user_id, username=f"user{user_id}", spectator=spectator, channel=channel)
 
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_two_tabs_are_one_person_who_leaves_with_the_last_tab():
-    from messaging import presence
-    from messaging.buffer import RoomKeys
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
     from pubsub_site.redis_client import get_async_redis
 
     room_id = 901
@@ -126,7 +126,7 @@ async def test_two_tabs_are_one_person_who_leaves_with_the_last_tab():
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_a_big_room_counts_everyone_and_lists_a_capped_sample(settings):
-    from messaging import presence
+    from messaging.realtime import presence
 
     settings.PRESENCE_LIST_MAX = 3
     room_id = 902
@@ -144,8 +144,8 @@ async def test_a_big_room_counts_everyone_and_lists_a_capped_sample(settings):
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_a_sweep_announces_only_users_with_no_entry_left():
-    from messaging import presence
-    from messaging.buffer import RoomKeys
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
     from pubsub_site.redis_client import get_async_redis
 
     room_id = 903

@@ -9,7 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 
-from messaging import buffer
+from messaging.store import buffer
+from messaging.store.keys import RoomKeys
 from messaging.tests.wsclient import connected
 from pubsub_site.redis_client import get_async_redis
 from rooms.models import Membership, Room
@@ -146,7 +147,7 @@ async def test_a_send_refused_by_the_limit_stores_nothing_and_takes_no_seq(setti
     await bob_ws.send(refused)
     assert (await bob_ws.recv_type("error"))["code"] == "rate_limited"
     assert await buffer.acounters(room_id=public_room.pk) == (2, 2)
-    keys = buffer.RoomKeys(public_room.pk)
+    keys = RoomKeys(public_room.pk)
     assert await get_async_redis(public_room.pk).exists(keys.client_id(refused["client_id"], bob.pk)) == 0
     assert (await alice_ws.post(public_room.slug, "next"))["seq"] == 3
     bodies = [r["body"] for r in await buffer.arecords_between(room_id=public_room.pk, after=0, upto=10)]

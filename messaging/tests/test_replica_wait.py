@@ -9,10 +9,11 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 
-from messaging import buffer, services
+from messaging import services
 from messaging.models import Message
-from messaging.persistence import messages_persist_room
 from messaging.selectors import room_counters
+from messaging.store import buffer
+from messaging.store.persistence import messages_persist_room
 from tests.faults.kit import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

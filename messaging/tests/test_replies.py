@@ -10,10 +10,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client as HttpClient
 
-from messaging import buffer
 from messaging.models import Message
-from messaging.persistence import messages_persist_server
 from messaging.selectors import message_history
+from messaging.store import buffer
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
 from pubsub_site.redis_client import get_redis
 from rooms.models import Room

@@ -3,9 +3,10 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from messaging import buffer, selectors
-from messaging.persistence import messages_persist_server
+from messaging import selectors
 from messaging.selectors import aroom_counters, room_counters
+from messaging.store import buffer
+from messaging.store.persistence import messages_persist_server
 from pubsub_site.redis_client import get_redis
 from rooms.tests.conftest import post_message
 

@@ -14,11 +14,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from messaging import changes
 from messaging.models import Message
-from messaging.persistence import room_persist
 from messaging.search import ParsedQuery, message_search, search_query_parse
 from messaging.selectors import room_counters
+from messaging.store import changes
+from messaging.store.persistence import room_persist
 from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms import moderation
 from rooms.models import Membership, Room

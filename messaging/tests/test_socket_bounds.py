@@ -17,12 +17,13 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from prometheus_client import REGISTRY
 
-from messaging import buffer, changes, presence
-from messaging.events import room_group, user_group
-from messaging.persistence import messages_persist_server
+from messaging.realtime import presence
+from messaging.realtime.presence import presence_left
 from messaging.selectors import aroom_counters
-from messaging.services import presence_left
+from messaging.store import buffer, changes
+from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connect, connected, eventually
+from protocol.events import room_group, user_group
 from rooms.services import room_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
@@ -278,7 +279,7 @@ async def test_a_frame_whose_handler_fails_gets_an_error_and_the_user_still_leav
     async def broken(**kwargs):
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr("messaging.consumers.message_mark_read", broken)
+    monkeypatch.setattr("messaging.realtime.consumers.message_mark_read", broken)
     watch = await watched_by_alice(public_room, alice)
     gauge = subscriptions_gauge()
     bob_ws = await connected(bob)

@@ -9,8 +9,8 @@ charlie (an outsider) hears nothing of it. Over real WebSockets and Redis.
 import pytest
 from channels.db import database_sync_to_async
 
-from messaging import changes
 from messaging.selectors import unread_counts
+from messaging.store import changes
 from messaging.tests.wsclient import connected
 from rooms.models import Membership
 from rooms.tests.conftest import post_message

@@ -6,7 +6,7 @@ import asyncio
 
 from channels.testing import WebsocketCommunicator
 
-from pubsub_site.handshakes import TRY_AGAIN_LATER, HandshakeLimit, handshake_done
+from messaging.realtime.handshakes import TRY_AGAIN_LATER, HandshakeLimit, handshake_done
 
 
 class SlowHandshake:

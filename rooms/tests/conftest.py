@@ -8,8 +8,8 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 
-from messaging import buffer
 from messaging.selectors import room_counters
+from messaging.store import buffer
 from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms.models import Membership
 
@@ -67,5 +67,5 @@ def post_message(room, author, body: str) -> int:
 def sent_events(monkeypatch):
     """What the services send to connected clients (on commit), as (group, event) pairs."""
     sent: list[tuple[str, dict]] = []
-    monkeypatch.setattr("messaging.events.send_to_group", lambda group, event: sent.append((group, event)))
+    monkeypatch.setattr("protocol.events.send_to_group", lambda group, event: sent.append((group, event)))
     return sent

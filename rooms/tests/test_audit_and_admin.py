@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 
 from messaging.models import Message
-from messaging.persistence import messages_persist_server
 from messaging.selectors import message_get
+from messaging.store.persistence import messages_persist_server
 from rooms.models import AppendOnly, AuditLog, Membership, Report, Room
 from rooms.tests.conftest import post_message
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from channels.db import database_sync_to_async
 
+from messaging import moderation as message_moderation
 from messaging.tests.wsclient import connected
 from rooms import moderation
 from rooms.models import AuditLog, Membership, Room
@@ -97,7 +98,7 @@ async def test_a_hidden_message_is_deleted_for_every_subscriber(moderated_room, 
     bob_ws = await connected(bob)
     await bob_ws.subscribe(moderated_room.slug)
     ack = await send(bob_ws, moderated_room.slug, "buy watches")
-    await database_sync_to_async(moderation.room_message_hide)(room=moderated_room, actor=dave, seq=ack["seq"])
+    await database_sync_to_async(message_moderation.room_message_hide)(room=moderated_room, actor=dave, seq=ack["seq"])
     deleted = await bob_ws.recv_type("message_deleted")
     assert (deleted["room"], deleted["seq"]) == (moderated_room.slug, ack["seq"])
     await bob_ws.close()

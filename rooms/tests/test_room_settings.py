@@ -13,14 +13,15 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from messaging import buffer
 from messaging.models import Message, Notification
-from messaging.persistence import messages_persist_server
-from messaging.wire import encode
+from messaging.notifications.invites import room_invite
+from messaging.store import buffer, watermarks
+from messaging.store.persistence import messages_persist_server
+from protocol.wire import encode
 from rooms import room_settings
 from rooms.models import AuditLog, Room
 from rooms.selectors import room_list_for_user, rooms_of_user
-from rooms.services import room_access_for_subscriber, room_invite
+from rooms.services import room_access_for_subscriber
 from rooms.tests.conftest import post_message
 
 pytestmark = pytest.mark.django_db
@@ -180,7 +181,7 @@ def test_the_owner_deletes_the_room_after_naming_it(
     assert set(kicked) == {f"user.{u.pk}" for u in (alice, bob, dave)}  # not erin: she is banned
     assert kicked[f"user.{bob.pk}"]["reason"] == "Secret Plans was deleted by alice."
     # Its Redis state went with it: the persistence job finds nothing to write.
-    assert room_id not in buffer.dirty_room_ids(url=_room_url(room_id))
+    assert room_id not in watermarks.dirty_room_ids(url=_room_url(room_id))
     assert buffer.counters(room_id=room_id) is None
     assert messages_persist_server(server=0) == 0
 

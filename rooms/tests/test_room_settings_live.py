@@ -11,9 +11,10 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 
+from messaging.notifications.invites import room_invite
 from messaging.tests.wsclient import connected
 from rooms import moderation, room_settings
-from rooms.services import room_invite, room_join, room_leave
+from rooms.services import room_join, room_leave
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from messaging.buffer import RoomKeys
+from messaging.store.keys import RoomKeys
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership, Room
 from tests.browser.kit import say

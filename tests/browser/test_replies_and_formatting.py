@@ -72,7 +72,7 @@ def test_a_reply_quotes_its_original_and_the_quote_leads_to_it(site, alice, bob,
 
 
 def test_a_reply_s_quote_reads_the_same_for_its_sender_as_for_everyone(site, alice, bob, lobby):
-    """The quote is the original as written (messaging.wire.reply_excerpt), not its rendering:
+    """The quote is the original as written (protocol.wire.reply_excerpt), not its rendering:
     the sender's "Replying to" line and pending message included, before the server answers."""
     written = "**Bold** move,\n  `code` and _more_"
     quoted = "**Bold** move, `code` and _more_"

@@ -788,7 +788,7 @@ async def wait_for_delivery(clients: list[ChatClient], latest: dict[str, int], t
 def stored_anywhere(client_ids: list[str], room_id: int, url: str) -> list[str]:
     """The client_ids the room's Redis (its dedupe keys) or PostgreSQL holds."""
     client = redis.Redis.from_url(url)
-    # Dedupe keys are per author: ``…:cid:<author>:<client_id>`` (messaging.buffer.RoomKeys).
+    # Dedupe keys are per author: ``…:cid:<author>:<client_id>`` (messaging.store.keys.RoomKeys).
     dedupe = {key.decode().rsplit(":", 1)[-1] for key in client.scan_iter(match=f"pubsub:room:{{{room_id}}}:cid:*")}
     in_redis = set(client_ids) & dedupe
     in_pg = {cid for _, _, cid in pg_rows([room_id])}

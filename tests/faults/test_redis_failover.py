@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from messaging.layers import RECONNECTED, FanoutChannelLayer
+from messaging.realtime.layers import RECONNECTED, FanoutChannelLayer
 from pubsub_site.redis_urls import channel_layer_host
 from rooms.services import room_create
 from tests.faults.kit import (

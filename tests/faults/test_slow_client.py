@@ -5,7 +5,7 @@ latency is unaffected.
 What holds the frames of a client that does not read: first the kernel's socket send
 buffer (up to net.ipv4.tcp_wmem's maximum, 4 MiB here), then the server's write buffer
 (uvicorn's transport stops taking frames past its high-water mark), then the socket's
-outbox (messaging.sockets.Outbox), which closes the connection once more than
+outbox (messaging.realtime.sockets.Outbox), which closes the connection once more than
 WS_SEND_BACKLOG_MAX_BYTES wait in it. The room's fan-out never waits for such a socket: it
 writes only to sockets the server takes a frame from at once, and queues for the others.
 The messages here are 16 KB, so the non-readers fall 6 MiB behind in seconds.

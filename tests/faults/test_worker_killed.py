@@ -18,10 +18,10 @@ from django.db import connection
 from psycopg import sql
 from rq.registry import StartedJobRegistry
 
-from messaging import buffer
 from messaging.models import Message
-from messaging.persistence import BATCH
 from messaging.services import message_send
+from messaging.store import watermarks
+from messaging.store.persistence import BATCH
 from pubsub_site.redis_client import close_async_clients_for_running_loop
 from rooms.services import room_create
 from tests.conftest import database_url
@@ -83,7 +83,7 @@ def kill_mid_insert(cluster, room_id: int, author_id: int, dbname: str, batches:
     of the test's (``hold_seq``) is certainly in an INSERT, not yet committed, when the
     signal lands. Returns once the killed worker's PostgreSQL backend has ended (and rolled
     its INSERT back)."""
-    watermark = buffer.persisted_upto(room_id=room_id)  # where the worker starts
+    watermark = watermarks.persisted_upto(room_id=room_id)  # where the worker starts
     holder = hold_seq(room_id, author_id, watermark + (batches + 1) * BATCH)
     try:
         worker = cluster.start_worker()

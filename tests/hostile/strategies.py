@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 from hypothesis import strategies as st
 
-FRAME_MAX_BYTES = 64 * 1024  # messaging.consumers.FRAME_MAX_BYTES: a bigger frame is closed with 1009
+FRAME_MAX_BYTES = 64 * 1024  # messaging.realtime.consumers.FRAME_MAX_BYTES: a bigger frame is closed with 1009
 
 # The contract's client frames, and the frame the server answers each with when all is well
 # (None: success has no answer of its own; a refusal is an `error` frame, as for every type).

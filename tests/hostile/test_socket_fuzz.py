@@ -60,8 +60,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from messaging.buffer import RoomKeys
 from messaging.models import Message
+from messaging.store.keys import RoomKeys
 from pubsub_site.cluster import ROOT
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership, Room

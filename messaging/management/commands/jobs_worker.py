@@ -26,9 +26,9 @@ from django_rq.utils import reset_db_connections
 from django_rq.workers import get_worker
 from rq.logutils import setup_loghandlers
 
-from messaging import buffer
-from messaging.mention_emails import mention_digests_schedule
+from messaging.notifications.digests import mention_digests_schedule
 from messaging.services import persist_enqueue
+from messaging.store import watermarks
 from pubsub_site.metrics_http import start_worker_listener
 from pubsub_site.redis_client import all_room_redis_urls, new_redis
 
@@ -37,10 +37,10 @@ logger = logging.getLogger(__name__)
 RESTART_DELAY_SECONDS = 2
 
 
-def sweep(clients: list[redis.Redis]) -> None:
+def persistence_sweep(clients: list[redis.Redis]) -> None:
     for server, client in enumerate(clients):
         try:
-            if buffer.claim_sweep(client=client):
+            if watermarks.claim_sweep(client=client):
                 persist_enqueue(server=server)
         except redis.RedisError as error:
             logger.warning("persistence sweep of room server %d failed: %r", server, error)
@@ -52,7 +52,7 @@ def sweep_forever(interval: float) -> None:
     clients = [new_redis(url, socket_timeout=5, socket_connect_timeout=2) for url in all_room_redis_urls()]
     while True:
         time.sleep(interval)
-        sweep(clients)
+        persistence_sweep(clients)
         try:
             mention_digests_schedule(client=clients[0])
         except redis.RedisError as error:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from messaging import metrics
-from messaging.sockets import daphne_protocol, send_close_below_autobahn
+from messaging.realtime.sockets import daphne_protocol, send_close_below_autobahn
 
 TRY_AGAIN_LATER = 1013  # RFC 6455 close code registry: the server is overloaded
 

@@ -4,7 +4,7 @@ A mention is missed when, MENTION_EMAIL_DELAY after its notification was made, i
 still unread in both of the site's senses: the notification was not seen on the
 notifications page (``read_at``) and the user's read marker in the room (Redis first,
 then ``Membership.last_read_seq``, as the unread counts read it) is below its message.
-A user is away when no socket of theirs is open in any web process (messaging.online).
+A user is away when no socket of theirs is open in any web process (messaging.realtime.online).
 
 ``mention_digests_send`` (the job, queued every MENTION_EMAIL_SWEEP_SECONDS by one of the
 workers) finds users with such mentions not yet covered by a digest, and for each claims
@@ -30,8 +30,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Profile
-from messaging import changes, online
+from messaging import job_paths
 from messaging.models import Message, Notification
+from messaging.store import changes
+from messaging.store.online import users_online
 from rooms.models import Membership
 from rooms.selectors import room_can_read
 
@@ -202,7 +204,7 @@ def mention_digest_send(*, user_id: int, now: datetime) -> bool:
     if not mentions:
         _claim(profile=profile, upto=upto, sent_at=None)  # all read in time: nothing to say about them
         return False
-    if user_id in online.users_online(user_ids=[user_id]):
+    if user_id in users_online(user_ids=[user_id]):
         return False  # the socket shows them live; if they leave without reading, a later sweep sends
     if not _claim(profile=profile, upto=upto, sent_at=now):
         return False  # another worker took it
@@ -217,11 +219,10 @@ def mention_digest_send(*, user_id: int, now: datetime) -> bool:
 def mention_digests_schedule(*, client) -> bool:
     """Queue the digest job if no worker did in the last MENTION_EMAIL_SWEEP_SECONDS (every
     worker calls this from its sweep thread; one of them wins each period)."""
-    from messaging.jobs import send_mention_digests
-
     if not client.set(SWEEP_KEY, 1, nx=True, ex=settings.MENTION_EMAIL_SWEEP_SECONDS):
         return False
-    django_rq.get_queue("default").enqueue(send_mention_digests)
+    # By its path, as rq stores it: messaging.jobs imports this module.
+    django_rq.get_queue("default").enqueue(job_paths.SEND_MENTION_DIGESTS)
     return True
 
 

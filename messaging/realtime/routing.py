@@ -1,6 +1,6 @@
 from django.urls import path
 
-from messaging.consumers import RoomsConsumer
+from messaging.realtime.consumers import RoomsConsumer
 from pubsub_site.wsauth import WebSocketAuthMiddleware
 
 # The session, user and memberships go on the consumer's own copy of the scope (innermost),

@@ -1,7 +1,12 @@
-"""Events for connected clients, sent over the channel layer.
+"""Events for connected clients, sent over the channel layer: the catalogue of layer events.
 
 Group names come from ids only. Events that follow a database write go out on
-commit, so no client hears of a change that was rolled back.
+commit, so no client hears of a change that was rolled back. Every layer event is built
+here, one function each (its ``"type"`` names the consumer's handler: ``room.message`` ->
+``room_message``), as ``protocol.wire`` builds every client frame; no other module
+writes an event's ``"type"`` (tests/test_catalogues.py). One exception by necessity: the
+append script publishes ``room.message`` from Lua (messaging.store.buffer), the shape of
+``room_message_event``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
-from messaging.wire import encode, user_wire
+from protocol.wire import encode, member_left_frame, member_updated_frame, room_updated_frame, user_wire
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -39,6 +44,60 @@ def activity_group(room_id: int) -> str:
 def session_fingerprint(session_key: str | None) -> str:
     """Names a session in events without putting its key in Redis."""
     return hashlib.sha256((session_key or "").encode()).hexdigest()[:32]
+
+
+# --- The layer events, one builder each --------------------------------------------------
+
+# Told to every consumer of a process whose layer connection came back (messaging.realtime.layers).
+LAYER_RECONNECTED = {"type": "layer.reconnected"}
+
+
+def room_message_event(*, room_id: int, seq: int, record: str, ts: float) -> dict:
+    return {"type": "room.message", "room_id": room_id, "seq": seq, "record": record, "ts": ts}
+
+
+def room_change_event(*, room_id: int, frame: dict) -> dict:
+    """An edit or a deletion (``frame``: its client frame, encoded once for every socket)."""
+    return {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
+
+
+def room_claps_event(*, room_id: int, seq: int, rev: int, frame: dict, board: dict) -> dict:
+    return {
+        "type": "room.claps",
+        "room_id": room_id,
+        "seq": seq,
+        "rev": rev,
+        "frame": encode(frame),
+        "board": encode(board),
+    }
+
+
+def room_activity_event(*, room_id: int, seq: int, authors: list[int] | None) -> dict:
+    return {"type": "room.activity", "room_id": room_id, "seq": seq, "authors": authors}
+
+
+def room_typing_event(*, room_id: int, user: dict) -> dict:
+    return {"type": "room.typing", "room_id": room_id, "user": user}
+
+
+def room_presence_event(*, room_id: int, joins: list[dict], leaves: list[dict], count: int) -> dict:
+    return {"type": "room.presence", "room_id": room_id, "joins": joins, "leaves": leaves, "count": count}
+
+
+def user_read_event(*, room_id: int, seq: int) -> dict:
+    return {"type": "user.read", "room_id": room_id, "seq": seq}
+
+
+def user_notify_event(*, frame: dict) -> dict:
+    return {"type": "user.notify", "frame": encode(frame)}
+
+
+def user_sessions_ended_event(*, detail: str, keep: list[str] | None = None) -> dict:
+    """The user's sessions ended; those whose fingerprints are in ``keep`` stay."""
+    event = {"type": "user.sessions_ended", "detail": detail}
+    if keep is not None:
+        event["keep"] = keep
+    return event
 
 
 def send_to_group(group: str, event: dict) -> None:
@@ -101,25 +160,19 @@ def room_notice_on_commit(*, room_id: int, frame: dict) -> None:
 
 def member_updated_on_commit(*, room_id: int, room_slug: str, user_id: int, username: str, role: str) -> None:
     """Someone joined the room, or their role in it changed: the member lists show it."""
-    frame = {"type": "member_updated", "room": room_slug, "user": user_wire(user_id, username), "role": role}
+    frame = member_updated_frame(room=room_slug, user=user_wire(user_id, username), role=role)
     room_notice_on_commit(room_id=room_id, frame=frame)
 
 
 def member_left_on_commit(*, room: Room, user_id: int, username: str) -> None:
     """Someone left the room, or was removed or banned from it."""
-    frame = {"type": "member_left", "room": room.slug, "user": user_wire(user_id, username)}
+    frame = member_left_frame(room=room.slug, user=user_wire(user_id, username))
     room_notice_on_commit(room_id=room.pk, frame=frame)
 
 
 def room_updated_on_commit(*, room: Room) -> None:
     """The room's name, topic or archive state changed."""
-    frame = {
-        "type": "room_updated",
-        "room": room.slug,
-        "name": room.name,
-        "topic": room.topic,
-        "archived": room.archived,
-    }
+    frame = room_updated_frame(room=room.slug, name=room.name, topic=room.topic, archived=room.archived)
     room_notice_on_commit(room_id=room.pk, frame=frame)
 
 
@@ -141,7 +194,7 @@ def session_logged_out(sender, request, user, **kwargs) -> None:
 def user_sessions_ended_on_commit(*, user_id: int, detail: str) -> None:
     """Every session of the user ended (the account was deactivated, or its password
     changed): each open socket of theirs ends as a logged-out one does, and closes (1008)."""
-    send_to_group_on_commit(user_group(user_id), {"type": "user.sessions_ended", "detail": detail})
+    send_to_group_on_commit(user_group(user_id), user_sessions_ended_event(detail=detail))
 
 
 def room_access_changed_on_commit(*, room: Room) -> None:

@@ -13,29 +13,29 @@ With ``REDIS_WAIT_REPLICAS``, records reach PostgreSQL only once replicas have t
 from __future__ import annotations
 
 import logging
-import re
 import time
+from collections.abc import Callable
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.utils.dateparse import parse_datetime
 
-from messaging import buffer, changes, metrics
-from messaging.events import user_group
-from messaging.models import Clap, Message, Notification
-from messaging.wire import encode, user_wire
+from messaging import metrics
+from messaging.models import Clap, Message
+from messaging.store import buffer, changes, watermarks
 from pubsub_site.redis_client import all_room_redis_urls
 from rooms.models import Membership, Room
-from rooms.selectors import room_can_read
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
+
+# What runs after each batch of a room's messages is in the database and marked so, with
+# the batch's records: the mentions (messaging.notifications.mentions.notify_mentions,
+# registered by messaging.apps). A hook, not an import: the store never imports the layers
+# above it.
+AFTER_BATCH: list[Callable[..., None]] = []
 
 
 def messages_persist_server(*, server: int) -> int:
@@ -47,9 +47,9 @@ def messages_persist_server(*, server: int) -> int:
     url = all_room_redis_urls()[server]
     processed = 0
     while True:
-        for room_id in buffer.dirty_room_ids(url=url):
+        for room_id in watermarks.dirty_room_ids(url=url):
             processed += room_persist(room_id=room_id)
-        if buffer.release_schedule(url=url):
+        if watermarks.release_schedule(url=url):
             return processed
         time.sleep(settings.PERSIST_LINGER_SECONDS)
 
@@ -57,12 +57,12 @@ def messages_persist_server(*, server: int) -> int:
 def room_persist(*, room_id: int) -> int:
     if not Room.objects.filter(pk=room_id).exists():
         logger.warning("room %s no longer exists; dropping its dirty mark", room_id)
-        buffer.forget_room(room_id=room_id)
+        watermarks.forget_room(room_id=room_id)
         return 0
     processed = messages_persist_room(room_id=room_id)
     changes_persist_room(room_id=room_id)
     reads_persist_room(room_id=room_id)
-    buffer.clear_dirty(room_id=room_id)
+    watermarks.clear_dirty(room_id=room_id)
     return processed
 
 
@@ -70,8 +70,8 @@ def messages_persist_room(*, room_id: int) -> int:
     """Insert the room's buffered messages; returns how many records were processed."""
     processed = 0
     while True:
-        upto = buffer.persisted_upto(room_id=room_id)
-        records = buffer.unpersisted_records(room_id=room_id, after=upto, limit=BATCH)
+        upto = watermarks.persisted_upto(room_id=room_id)
+        records = watermarks.unpersisted_records(room_id=room_id, after=upto, limit=BATCH)
         if not records:
             return processed
         # With REDIS_WAIT_REPLICAS: only what a replica has too, so that a failover cannot
@@ -95,16 +95,17 @@ def messages_persist_room(*, room_id: int) -> int:
             Message.objects.bulk_create(rows, ignore_conflicts=True)
         processed += len(rows)
         metrics.PERSISTED_MESSAGES.inc(len(rows))
-        buffer.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
-        notify_mentions(room_id=room_id, records=[r for r in records if "@" in r["body"]])
+        watermarks.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
+        for hook in AFTER_BATCH:
+            hook(room_id=room_id, records=records)
 
 
 def changes_persist_room(*, room_id: int) -> None:
     """Write edits, deletions and claps to the rows PostgreSQL already has, in rev order."""
     while True:
-        done_rev = buffer.changes_persisted_upto(room_id=room_id)
-        persisted_seq = buffer.persisted_upto(room_id=room_id)
-        pending = buffer.unpersisted_changes(room_id=room_id, after_rev=done_rev, limit=BATCH)
+        done_rev = watermarks.changes_persisted_upto(room_id=room_id)
+        persisted_seq = watermarks.persisted_upto(room_id=room_id)
+        pending = watermarks.unpersisted_changes(room_id=room_id, after_rev=done_rev, limit=BATCH)
         ready = []
         for seq, rev in pending:
             if seq > persisted_seq:
@@ -141,7 +142,7 @@ def changes_persist_room(*, room_id: int) -> None:
             Clap.objects.bulk_create(
                 claps, update_conflicts=True, unique_fields=["message", "user"], update_fields=["count"]
             )
-        buffer.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])
+        watermarks.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])
         if len(ready) < len(pending) or len(pending) < BATCH:
             return
 
@@ -151,7 +152,7 @@ def reads_persist_room(*, room_id: int) -> None:
 
     Portable SQL (STYLE.md rule 13): a CASE over the members rather than PostgreSQL's
     ``UPDATE … FROM (VALUES …)``, which SQLite (the ``make run`` default) cannot parse."""
-    reads = buffer.unpersisted_reads(room_id=room_id)
+    reads = watermarks.unpersisted_reads(room_id=room_id)
     if not reads:
         return
     marker = Case(
@@ -161,58 +162,4 @@ def reads_persist_room(*, room_id: int) -> None:
     Membership.objects.filter(room_id=room_id, user_id__in=list(reads), last_read_seq__lt=marker).update(
         last_read_seq=marker
     )
-    buffer.mark_reads_persisted(room_id=room_id, reads=reads)
-
-
-def notify_mentions(*, room_id: int, records: list[dict]) -> None:
-    """Store a notification for each @username who can read the room, and push it to them once.
-
-    What counts is the message as it is now: one deleted (or hidden) before it was persisted
-    notifies no one, and one edited since is read in its edited form (Redis holds both)."""
-    if not records:
-        return
-    states = changes.states_of(room_id=room_id, seqs=[r["seq"] for r in records])
-    current = []
-    for record in records:
-        state = states.get(record["seq"])
-        if state is not None and state.deletion is not None:
-            continue
-        if state is not None and state.edit is not None:
-            record = {**record, "body": state.edit["body"]}
-        current.append(record)
-    records = [r for r in current if "@" in r["body"]]
-    if not records:
-        return
-    room = Room.objects.get(pk=room_id)
-    usernames = {name.rstrip(".").lower() for r in records for name in MENTION.findall(r["body"])}
-    if not usernames:
-        return
-    pattern = "^(" + "|".join(re.escape(n) for n in sorted(usernames)) + ")$"
-    users = {u.username.lower(): u for u in get_user_model().objects.filter(username__iregex=pattern)}
-    memberships = {m.user_id: m for m in Membership.objects.filter(room=room, user__in=users.values())}
-    layer = get_channel_layer()
-    for record in records:
-        mentioned = {name.rstrip(".").lower() for name in MENTION.findall(record["body"])}
-        for name in sorted(mentioned):
-            user = users.get(name)
-            if user is None or user.pk == record["author"]["id"]:
-                continue
-            if not room_can_read(room=room, membership=memberships.get(user.pk)):
-                continue  # an outsider: no notification, nothing leaks
-            notification, created = Notification.objects.get_or_create(
-                user=user,
-                room=room,
-                seq=record["seq"],
-                kind=Notification.Kind.MENTION,
-                defaults={"from_user_id": record["author"]["id"], "excerpt": record["body"][:200]},
-            )
-            if created:
-                frame = {
-                    "type": "notification",
-                    "kind": "mention",
-                    "room": room.slug,
-                    "seq": record["seq"],
-                    "from": user_wire(record["author"]["id"], record["author"]["username"]),
-                    "excerpt": notification.excerpt,
-                }
-                async_to_sync(layer.group_send)(user_group(user.pk), {"type": "user.notify", "frame": encode(frame)})
+    watermarks.mark_reads_persisted(room_id=room_id, reads=reads)

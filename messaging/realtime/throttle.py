@@ -2,7 +2,7 @@
 
 Sending a message: the limit (``WS_RATE_LIMITS["send"]``, a moving window) and slow mode
 (a minimum interval between one member's messages) are checked and counted by the
-append script itself (``messaging.buffer.APPEND_SCRIPT``), so a send is one Redis call;
+append script itself (``messaging.store.buffer.APPEND_SCRIPT``), so a send is one Redis call;
 ``send_limits`` says what that script enforces.
 
 The other actions: the `limits` library's async API (moving window) on the room's
@@ -24,7 +24,7 @@ from limits import parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from messaging.buffer import SendLimits
+from messaging.store.buffer import SendLimits
 from pubsub_site.redis_client import get_async_redis, room_redis_url
 
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MovingWindowRateLimiter]] = (

@@ -1,7 +1,10 @@
-"""The wire form of messages: the one place a message becomes what clients see.
+"""The frames the server sends to clients: the one place each is built (docs/protocol.md).
 
-The consumer, the history endpoint, the room page and the jobs all go through
-``message_wire``; the JS client builds its markup from the same fields.
+The wire form of messages first: the consumer, the history endpoint, the room page and
+the jobs all go through ``message_wire``; the JS client builds its markup from the same
+fields. Then every other frame, one function each: this module is the catalogue of client
+frames, as ``protocol.events`` is that of layer events; no other module writes a frame's
+``"type"`` (tests/test_catalogues.py).
 """
 
 from __future__ import annotations
@@ -143,3 +146,75 @@ def changes_wire(record: dict, state: MessageState, *, room: str, after_rev: int
     if state.claps and newer(state.clap_rev):
         frames.append(claps_wire(room=room, seq=seq, total=state.claps, rev=rev, user=None, user_total=None))
     return frames
+
+
+# --- The other frames (docs/protocol.md), by the frame they answer or the event they tell ---
+
+
+def pong_frame() -> dict:
+    return {"type": "pong"}
+
+
+def ack_frame(*, room: str, client_id: str, seq: int) -> dict:
+    return {"type": "ack", "room": room, "client_id": client_id, "seq": seq}
+
+
+def error_frame(*, code: str, detail: str, **extra) -> dict:
+    return {"type": "error", "code": code, "detail": detail, **extra}
+
+
+def subscribed_frame(*, room: str, seq: int, rev: int, recovered: bool) -> dict:
+    return {"type": "subscribed", "room": room, "seq": seq, "rev": rev, "recovered": recovered}
+
+
+def unsubscribed_frame(*, room: str) -> dict:
+    return {"type": "unsubscribed", "room": room}
+
+
+def presence_frame(*, room: str, online: list[dict], count: int) -> dict:
+    return {"type": "presence", "room": room, "online": online, "count": count}
+
+
+def presence_diff_frame(*, room: str, joins: list[dict], leaves: list[dict], count: int) -> dict:
+    return {"type": "presence_diff", "room": room, "joins": joins, "leaves": leaves, "count": count}
+
+
+def typing_frame(*, room: str, user: dict) -> dict:
+    return {"type": "typing", "room": room, "user": user}
+
+
+def clap_board_frame(*, room: str, board: dict[int, tuple[int, int]]) -> dict:
+    """Each user's claps given and received in the room (``board``: id -> (given, received))."""
+    return {
+        "type": "clap_board",
+        "room": room,
+        "users": [{"id": u, "given": g, "received": r} for u, (g, r) in board.items()],
+    }
+
+
+def unread_frame(*, room: str, count: int, seq: int) -> dict:
+    return {"type": "unread", "room": room, "count": count, "seq": seq}
+
+
+def kicked_frame(*, room: str, reason: str) -> dict:
+    return {"type": "kicked", "room": room, "reason": reason}
+
+
+def direct_joined_frame(*, room: str, title: str) -> dict:
+    return {"type": "direct_joined", "room": room, "title": title}
+
+
+def notification_frame(*, kind: str, room: str, seq: int, sender: dict, excerpt: str, **extra) -> dict:
+    return {"type": "notification", "kind": kind, "room": room, "seq": seq, "from": sender, "excerpt": excerpt, **extra}
+
+
+def member_updated_frame(*, room: str, user: dict, role: str) -> dict:
+    return {"type": "member_updated", "room": room, "user": user, "role": role}
+
+
+def member_left_frame(*, room: str, user: dict) -> dict:
+    return {"type": "member_left", "room": room, "user": user}
+
+
+def room_updated_frame(*, room: str, name: str, topic: str, archived: bool) -> dict:
+    return {"type": "room_updated", "room": room, "name": name, "topic": topic, "archived": archived}

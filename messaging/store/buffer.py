@@ -1,147 +1,27 @@
 """The per-room message buffer in Redis: sequence numbers, revisions and the durable log.
 
-Keys of one room share the hash tag ``{<room_id>}`` and live on the room's server
-(``pubsub_site.redis_client.room_redis_url``):
-
-- ``…:seq``        the last sequence number given out (INCR)
-- ``…:rev``        the room's revision: rises with every change to its state
-- ``…:buf``        sorted set, score ``seq``, member the message record (JSON); holds
-                   every message PostgreSQL does not have yet, plus the last
-                   ``MESSAGE_BUFFER_KEEP`` persisted ones for fast replay
-- ``…:persisted``  every message with ``seq`` up to this is in PostgreSQL
-- ``…:cid:<author>:<uuid>`` the ``seq`` the author's ``client_id`` got, for retries
-                   (expires). Per author: another user's ``client_id`` is never theirs.
-                   (``…:cid:<uuid>``, without the author, is the form written before; still
-                   read, for the author whose message the buffer shows, until it expires.)
-- ``…:ratelimit:send:<user>`` the times of the user's last messages, for the send limit (expires)
-- ``…:slow:<user>`` exists while the user must wait in slow mode (expires)
-
-and per server ``pubsub:dirty`` (rooms with messages to persist) and
-``pubsub:persist:scheduled`` (a persistence job is queued or running).
+Each room's log is a sorted set of records on the room's server, beside its counters
+(``seq``, ``rev``), its dedupe keys and its persistence watermarks; every key is named in
+``messaging.store.keys``, and every script runs through ``messaging.store.lua``.
 
 A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``,
-``client_id``, ``sent_at``. ``messaging.wire`` turns it into frames.
+``client_id``, ``sent_at``. ``protocol.wire`` turns it into frames.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
-from redis.commands.core import AsyncScript, Script
 from redis.exceptions import NoScriptError, RedisError
 
+from messaging.store.keys import CONFIRM_KEY, DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
+from messaging.store.lua import LuaScript
 from pubsub_site.redis_client import get_async_redis, get_redis
-
-DIRTY_KEY = "pubsub:dirty"
-SCHEDULED_KEY = "pubsub:persist:scheduled"
-# A queued persistence job that died is replaced after this long (milliseconds).
-SCHEDULED_TTL_MS = 5000
-# Written by the persistence job before it WAITs for replicas (``confirm_replicated``).
-CONFIRM_KEY = "pubsub:persist:confirm"
-
-
-@dataclass(frozen=True)
-class RoomKeys:
-    room_id: int
-
-    @property
-    def prefix(self) -> str:
-        return f"pubsub:room:{{{self.room_id}}}"
-
-    @property
-    def seq(self) -> str:
-        return f"{self.prefix}:seq"
-
-    @property
-    def rev(self) -> str:
-        return f"{self.prefix}:rev"
-
-    @property
-    def buf(self) -> str:
-        return f"{self.prefix}:buf"
-
-    @property
-    def persisted(self) -> str:
-        return f"{self.prefix}:persisted"
-
-    def client_id(self, client_id: str, author_id: int) -> str:
-        return f"{self.prefix}:cid:{author_id}:{client_id}"
-
-    def legacy_client_id(self, client_id: str) -> str:
-        """The dedupe key as it was written before it named the author (expires within
-        MESSAGE_DEDUP_TTL of the upgrade; then nothing has it any more)."""
-        return f"{self.prefix}:cid:{client_id}"
-
-    def send_limit_of(self, user_id: int) -> str:
-        return f"{self.prefix}:ratelimit:send:{user_id}"  # times of the user's last messages, newest first
-
-    def slow_mode_of(self, user_id: int) -> str:
-        return f"{self.prefix}:slow:{user_id}"  # exists while the user must wait (slow mode)
-
-    # State that changes after a message is sent (see messaging.changes).
-    @property
-    def edits(self) -> str:
-        return f"{self.prefix}:edits"  # seq -> {"body", "at", "rev"}
-
-    @property
-    def deletions(self) -> str:
-        return f"{self.prefix}:deleted"  # seq -> {"at", "by", "hidden", "rev"}
-
-    @property
-    def clap_totals(self) -> str:
-        return f"{self.prefix}:clapt"  # seq -> total
-
-    @property
-    def clap_revs(self) -> str:
-        return f"{self.prefix}:claprev"  # seq -> rev of the last clap
-
-    def claps_of(self, seq: int) -> str:
-        return f"{self.prefix}:claps:{seq}"  # user id -> count
-
-    @property
-    def claps_given(self) -> str:
-        return f"{self.prefix}:given"  # user id -> claps given in the room
-
-    @property
-    def claps_received(self) -> str:
-        return f"{self.prefix}:received"  # user id -> claps received in the room
-
-    @property
-    def top(self) -> str:
-        return f"{self.prefix}:top"  # sorted set: seq scored by total claps
-
-    @property
-    def changes(self) -> str:
-        return f"{self.prefix}:changes"  # sorted set: seq scored by the rev of its last change
-
-    @property
-    def changes_persisted(self) -> str:
-        return f"{self.prefix}:changes_persisted"  # every change up to this rev is in PostgreSQL
-
-    @property
-    def reads(self) -> str:
-        return f"{self.prefix}:reads"  # user id -> last read seq
-
-    @property
-    def reads_dirty(self) -> str:
-        return f"{self.prefix}:reads_dirty"  # user ids whose marker PostgreSQL lacks
-
-    @property
-    def presence(self) -> str:
-        # sorted set: "user_id|username|kind|channel" scored by expiry time
-        return f"{self.prefix}:presence"
-
-    @property
-    def presence_users(self) -> str:
-        return f"{self.prefix}:presence_users"  # hash: user id -> how many entries `presence` holds
-
 
 # Dedupe by (author, client_id); refuse a new message past its author's send limit or slow mode;
 # otherwise take the next seq and rev, store the record, move the author's read marker
@@ -152,7 +32,7 @@ class RoomKeys:
 #       broadcast_channel sent_at confirm]
 # The bracketed ones are optional: without them (or with 0) nothing limits the send; with a
 # broadcast channel a stored message is also published there, as the channel layer's
-# ``room.message`` event (messaging.layers.FanoutChannelLayer.script_broadcast_channel).
+# ``room.message`` event (messaging.realtime.layers.FanoutChannelLayer.script_broadcast_channel).
 # With ``confirm`` ('1': the caller WAITs for replicas after the script, see ``append``) a
 # retry rewrites its dedupe key (a write, so that the WAIT that follows covers the stored
 # message: WAIT counts a connection's own writes) and gets the stored record back, to
@@ -225,7 +105,7 @@ end
 if slow > 0 then redis.call('SET', KEYS[10], '1', 'PX', slow) end
 local published = 0
 if ARGV[9] and ARGV[9] ~= '' then
-  -- The room's group on the channel layer, in its format (messaging.layers): the message
+  -- The room's group on the channel layer, in its format (messaging.realtime.layers): the message
   -- is broadcast in the call that stores it, so the wire's order is the buffer's.
   redis.call('PUBLISH', ARGV[9], cmsgpack.pack({
     type = 'room.message', room_id = tonumber(ARGV[3]), seq = seq, record = encoded, ts = tonumber(ARGV[10])}))
@@ -243,99 +123,8 @@ redis.call('SET', KEYS[4], ARGV[2], 'NX')
 return 1
 """
 
-# After PostgreSQL committed every record up to ARGV[1]: raise the watermark and trim
-# what replay no longer needs. Returns how many records still wait.
-MARK_PERSISTED_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local upto = tonumber(ARGV[1])
-if upto > current then
-  redis.call('SET', KEYS[1], upto)
-  current = upto
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', current - tonumber(ARGV[2]))
-return redis.call('ZCOUNT', KEYS[2], '(' .. current, '+inf')
-"""
-
-# KEYS: persisted buf changes_persisted changes reads_dirty dirty; ARGV: room_id.
-# The room is clean when PostgreSQL has every message, change and read marker.
-CLEAR_DIRTY_SCRIPT = """
-local persisted = redis.call('GET', KEYS[1]) or '0'
-local changes_persisted = redis.call('GET', KEYS[3]) or '0'
-if redis.call('ZCOUNT', KEYS[2], '(' .. persisted, '+inf') > 0 then return 0 end
-if redis.call('ZCOUNT', KEYS[4], '(' .. changes_persisted, '+inf') > 0 then return 0 end
-if redis.call('SCARD', KEYS[5]) > 0 then return 0 end
-redis.call('SREM', KEYS[6], ARGV[1])
-return 1
-"""
-
-# Raise a watermark (never lower it).
-RAISE_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1
-"""
-
-# KEYS: reads reads_dirty; ARGV: user, value, user, value... Forget the users whose
-# marker PostgreSQL now has (unless it moved meanwhile).
-READS_PERSISTED_SCRIPT = """
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('SREM', KEYS[2], ARGV[i]) end
-end
-return 1
-"""
-
-# The job is done when no room is dirty: drop the scheduled flag so the next
-# send schedules a new job. Atomic with APPEND_SCRIPT, so no send is missed.
-RELEASE_SCHEDULE_SCRIPT = """
-if redis.call('SCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
-"""
-
-
-# The worker's sweep: claim the right to queue a job when rooms wait and none is scheduled.
-CLAIM_SWEEP_SCRIPT = """
-if redis.call('SCARD', KEYS[1]) == 0 then return 0 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[1])) then return 1 end
-return 0
-"""
-
-
-class LuaScript:
-    """A Lua script called by its SHA (EVALSHA) through redis-py's script objects, which
-    load it (SCRIPT LOAD) when a server answers NOSCRIPT: a new, restarted or flushed one.
-
-    The script objects are made once, by the first client, and are always called with
-    the client at hand: the SHA does not depend on the client, and asyncio clients
-    belong to one event loop."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
-        self._sync: Script | None = None
-        self._async: AsyncScript | None = None
-
-    def run(self, client: redis.Redis, keys: Sequence, args: Sequence = ()):
-        if self._sync is None:
-            self._sync = client.register_script(self.text)
-        return self._sync(keys=keys, args=args, client=client)
-
-    async def arun(self, client: aioredis.Redis, keys: Sequence, args: Sequence = ()):
-        if self._async is None:
-            self._async = client.register_script(self.text)
-        return await self._async(keys=keys, args=args, client=client)
-
-
 _append = LuaScript(APPEND_SCRIPT)
 _init = LuaScript(INIT_SCRIPT)
-_mark_persisted = LuaScript(MARK_PERSISTED_SCRIPT)
-_clear_dirty = LuaScript(CLEAR_DIRTY_SCRIPT)
-_raise = LuaScript(RAISE_SCRIPT)
-_reads_persisted = LuaScript(READS_PERSISTED_SCRIPT)
-_release_schedule = LuaScript(RELEASE_SCHEDULE_SCRIPT)
-_claim_sweep = LuaScript(CLAIM_SWEEP_SCRIPT)
 
 
 @dataclass(frozen=True)
@@ -557,92 +346,3 @@ def records_at(*, room_id: int, seqs: list[int]) -> list[dict]:
     for seq in seqs:
         pipe.zrangebyscore(key, seq, seq)
     return [orjson.loads(found[0]) for found in pipe.execute() if found]
-
-
-# --- Persistence (used by the job, synchronously) --------------------------
-
-
-def dirty_room_ids(*, url: str) -> list[int]:
-    return sorted(int(x) for x in get_redis(url=url).smembers(DIRTY_KEY))
-
-
-def persisted_upto(*, room_id: int) -> int:
-    return int(get_redis(room_id).get(RoomKeys(room_id).persisted) or 0)
-
-
-def unpersisted_records(*, room_id: int, after: int, limit: int) -> list[dict]:
-    raw = get_redis(room_id).zrangebyscore(RoomKeys(room_id).buf, f"({after}", "+inf", start=0, num=limit)
-    return _parse_records(raw)
-
-
-def mark_persisted(*, room_id: int, upto: int) -> int:
-    """Record that PostgreSQL has every message up to ``upto``; returns how many are still waiting."""
-    keys = RoomKeys(room_id)
-    return int(
-        _mark_persisted.run(
-            get_redis(room_id), keys=(keys.persisted, keys.buf), args=(upto, settings.MESSAGE_BUFFER_KEEP)
-        )
-    )
-
-
-def changes_persisted_upto(*, room_id: int) -> int:
-    return int(get_redis(room_id).get(RoomKeys(room_id).changes_persisted) or 0)
-
-
-def unpersisted_changes(*, room_id: int, after_rev: int, limit: int) -> list[tuple[int, int]]:
-    """(seq, rev) of changes after ``after_rev``, in rev order."""
-    raw = get_redis(room_id).zrangebyscore(
-        RoomKeys(room_id).changes, f"({after_rev}", "+inf", start=0, num=limit, withscores=True
-    )
-    return [(int(seq), int(rev)) for seq, rev in raw]
-
-
-def mark_changes_persisted(*, room_id: int, upto_rev: int) -> None:
-    _raise.run(get_redis(room_id), keys=(RoomKeys(room_id).changes_persisted,), args=(upto_rev,))
-
-
-def unpersisted_reads(*, room_id: int) -> dict[int, int]:
-    keys = RoomKeys(room_id)
-    client = get_redis(room_id)
-    users = sorted(int(u) for u in client.smembers(keys.reads_dirty))
-    if not users:
-        return {}
-    values = client.hmget(keys.reads, users)
-    return {u: int(v) for u, v in zip(users, values, strict=True) if v is not None}
-
-
-def mark_reads_persisted(*, room_id: int, reads: dict[int, int]) -> None:
-    if not reads:
-        return
-    keys = RoomKeys(room_id)
-    args = [x for user, seq in reads.items() for x in (user, seq)]
-    _reads_persisted.run(get_redis(room_id), keys=(keys.reads, keys.reads_dirty), args=args)
-
-
-def clear_dirty(*, room_id: int) -> bool:
-    keys = RoomKeys(room_id)
-    return bool(
-        _clear_dirty.run(
-            get_redis(room_id),
-            keys=(keys.persisted, keys.buf, keys.changes_persisted, keys.changes, keys.reads_dirty, DIRTY_KEY),
-            args=(room_id,),
-        )
-    )
-
-
-def claim_sweep(*, client) -> bool:
-    """True when the server has dirty rooms and no job scheduled; the caller then queues one."""
-    return bool(_claim_sweep.run(client, keys=(DIRTY_KEY, SCHEDULED_KEY), args=(SCHEDULED_TTL_MS,)))
-
-
-def release_schedule(*, url: str) -> bool:
-    return bool(_release_schedule.run(get_redis(url=url), keys=(DIRTY_KEY, SCHEDULED_KEY)))
-
-
-def forget_room(*, room_id: int) -> None:
-    """Drop a deleted room's state (its rows went with it)."""
-    client = get_redis(room_id)
-    keys = list(client.scan_iter(match=f"{RoomKeys(room_id).prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.srem(DIRTY_KEY, room_id)

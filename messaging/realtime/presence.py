@@ -13,7 +13,7 @@ cost the same in a room of ten and in one of ten thousand.
 A big room (an audience of thousands) is told how many people are online and the names of
 at most PRESENCE_LIST_MAX of them (in a room of more, a sample: the list is not a ranking);
 who came and went is announced at most once a PRESENCE_COALESCE_SECONDS per room and web
-process (messaging.services.presence_broadcast), so filling a room costs O(N) presence
+process (``presence_broadcast``, below), so filling a room costs O(N) presence
 frames, not O(N²), and O(N) work in Redis.
 """
 
@@ -26,11 +26,16 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from messaging import metrics
-from messaging.buffer import LuaScript, RoomKeys
+from messaging.services import coalescer_for
+from messaging.store.keys import RoomKeys
+from messaging.store.lua import LuaScript
+from protocol import events
+from protocol.events import room_group
 from pubsub_site.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)
@@ -265,3 +270,29 @@ async def changes(*, room_id: int, users: dict[int, dict]) -> tuple[list[dict], 
     joins = [users[user_id] for user_id, n in zip(ids, counts, strict=True) if n is not None and int(n) > 0]
     leaves = [users[user_id] for user_id, n in zip(ids, counts, strict=True) if n is None or int(n) <= 0]
     return _capped(joins), _capped(leaves), int(online)
+
+
+# --- Telling the room: one event per room, process and PRESENCE_COALESCE_SECONDS ---
+
+
+async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[dict]) -> None:
+    """Tell the room who came and went: at most one event per PRESENCE_COALESCE_SECONDS,
+    room and process, with each user's state when it goes out (a join then a leave within
+    the interval is announced as a leave)."""
+    coalescer = coalescer_for("presence", settings.PRESENCE_COALESCE_SECONDS, _flush_presence)
+    users = coalescer.pending.get(room_id) or {}
+    users.update({user["id"]: user for user in [*joins, *leaves]})
+    coalescer.add(room_id, users)
+
+
+async def presence_left(room_id: int, users: list[dict]) -> None:
+    """Users whose every presence entry expired (their web process died) have left."""
+    await presence_broadcast(room_id=room_id, joins=[], leaves=users)
+
+
+async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
+    joins, leaves, count = await changes(room_id=room_id, users=users)
+    await get_channel_layer().group_send(
+        room_group(room_id),
+        events.room_presence_event(room_id=room_id, joins=joins, leaves=leaves, count=count),
+    )

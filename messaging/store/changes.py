@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from messaging.buffer import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, LuaScript, RoomKeys
 from messaging.models import CLAP_CAP
-from messaging.wire import MessageState
+from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
+from messaging.store.lua import LuaScript
+from protocol.wire import MessageState
 from pubsub_site.redis_client import get_async_redis, get_redis
 
 NOT_INITIALISED = -1
@@ -303,7 +304,7 @@ def user_claps(*, room_id: int, user_id: int, seqs: list[int]) -> dict[int, int]
     return {seq: int(v) for seq, v in zip(seqs, pipe.execute(), strict=True) if v is not None}
 
 
-def clap_board(*, room_id: int) -> tuple[dict[int, int], dict[int, int]]:
+def clap_counts(*, room_id: int) -> tuple[dict[int, int], dict[int, int]]:
     """(claps given, claps received) per user id in the room."""
     keys = RoomKeys(room_id)
     pipe = get_redis(room_id).pipeline(transaction=True)
@@ -313,7 +314,7 @@ def clap_board(*, room_id: int) -> tuple[dict[int, int], dict[int, int]]:
     return ({int(k): int(v) for k, v in given.items()}, {int(k): int(v) for k, v in received.items()})
 
 
-async def aclap_board_for(*, room_id: int, user_ids: list[int]) -> dict[int, tuple[int, int]]:
+async def aclap_counts_for(*, room_id: int, user_ids: list[int]) -> dict[int, tuple[int, int]]:
     keys = RoomKeys(room_id)
     pipe = get_async_redis(room_id).pipeline(transaction=True)
     pipe.hmget(keys.claps_given, user_ids)
@@ -322,7 +323,7 @@ async def aclap_board_for(*, room_id: int, user_ids: list[int]) -> dict[int, tup
     return {u: (int(g or 0), int(r or 0)) for u, g, r in zip(user_ids, given, received, strict=True)}
 
 
-def top_clapped(*, room_id: int, limit: int = 10) -> list[tuple[int, int]]:
+def top_clapped_seqs(*, room_id: int, limit: int = 10) -> list[tuple[int, int]]:
     raw = get_redis(room_id).zrevrange(RoomKeys(room_id).top, 0, limit - 1, withscores=True)
     return [(int(seq), int(score)) for seq, score in raw if score > 0]
 

@@ -1,6 +1,6 @@
 """A room's messages delivered to this process's sockets: ordered once per room, written once per socket.
 
-The room's group lives on the channel layer (``messaging.layers.FanoutChannelLayer``):
+The room's group lives on the channel layer (``messaging.realtime.layers.FanoutChannelLayer``):
 the process subscribes to it once, and the layer hands each ``room.message`` event,
 decoded once, to the room's ``RoomFanout``. The fan-out keeps the room's order for the
 whole process, as Phoenix's and Centrifugo's per-node hubs do:
@@ -10,7 +10,7 @@ whole process, as Phoenix's and Centrifugo's per-node hubs do:
   is read from the room's buffer (Redis, then PostgreSQL) once for every socket;
 - a socket attached while it replays (``subscribe`` with ``since``) holds what arrives
   until the replay is written, then gets exactly the messages after what it replayed;
-- a socket that does not read never holds the room up: its ``messaging.sockets.Outbox``
+- a socket that does not read never holds the room up: its ``messaging.realtime.sockets.Outbox``
   keeps what the server cannot take yet, up to a bound, and past it the socket is cut off
   (its client resubscribes with ``since``).
 
@@ -31,12 +31,12 @@ from channels.db import database_sync_to_async
 from redis.exceptions import RedisError
 
 from messaging import metrics
+from messaging.realtime.sockets import Framed
 from messaging.selectors import messages_between
-from messaging.sockets import Framed
-from messaging.wire import encode, message_wire
+from protocol.wire import encode, message_wire
 
 if TYPE_CHECKING:
-    from messaging.sockets import Outbox
+    from messaging.realtime.sockets import Outbox
 
 logger = logging.getLogger(__name__)
 

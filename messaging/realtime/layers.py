@@ -5,7 +5,7 @@ process and does one PUBLISH per group send. As shipped it then puts a copy of e
 event into the queue of every consumer in the group, and each consumer decodes it, wakes
 up, orders it and writes it: the work of a message is done once per socket. Here a
 room's messages (``room.message`` events on a ``room.<id>`` group) go instead, decoded
-once, to the room's ``messaging.fanout.RoomFanout``, which orders them once and writes the
+once, to the room's ``messaging.realtime.fanout.RoomFanout``, which orders them once and writes the
 same text to every socket of the process. The process's fan-out is its one member of the
 group, as far as Redis is concerned. Every other event goes to the consumers as before.
 A consumer's own channel lives in its process only (nothing here sends to a channel by
@@ -38,12 +38,13 @@ from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from redis.asyncio.client import PubSub
 
 from messaging import metrics
-from messaging.fanout import RoomFanout
+from messaging.realtime.fanout import RoomFanout
+from protocol import events
 from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)
 
-RECONNECTED = {"type": "layer.reconnected"}
+RECONNECTED = events.LAYER_RECONNECTED
 # How long the process stays subscribed to a group after its last local member left.
 UNSUBSCRIBE_AFTER_SECONDS = 10.0
 

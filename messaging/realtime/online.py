@@ -1,6 +1,6 @@
 """Whether a user has any open socket, in any web process: what the mention e-mails ask.
 
-Presence (messaging.presence) only knows of sockets subscribed to a room; a tab open on
+Presence (messaging.realtime.presence) only knows of sockets subscribed to a room; a tab open on
 the room list or the notifications page subscribes to none, yet its user sees mentions
 live. So each web process (each event loop) counts its open sockets per user, and while
 a user has any there, keeps one entry, the process's token, in the user's
@@ -10,7 +10,8 @@ per MARK_BATCH users) and re-adds any entry a racing close removed; a process th
 without saying goodbye leaves entries that expire after PRESENCE_TTL. A user is online
 while any of their entries has not expired.
 
-The sets live on the first room server (``get_redis(None)``), where the worker reads them.
+The sets live on the first room server (``get_redis(None)``), where the worker reads them
+(``messaging.store.online.users_online``).
 """
 
 from __future__ import annotations
@@ -24,19 +25,16 @@ import weakref
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging.buffer import LuaScript
-from messaging.presence import every_heartbeat
-from pubsub_site.redis_client import get_async_redis, get_redis
+from messaging.realtime.presence import every_heartbeat
+from messaging.store.lua import LuaScript
+from messaging.store.online import online_key
+from pubsub_site.redis_client import get_async_redis
 
 logger = logging.getLogger(__name__)
 
 
 # How long a socket's opening or closing waits to be written with the others.
 FLUSH_SECONDS = 0.5
-
-
-def online_key(user_id: int) -> str:
-    return f"pubsub:online:{user_id}"
 
 
 class OnlineTracker:
@@ -167,14 +165,3 @@ def connection_closed(*, channel: str) -> None:
     user_id = keeper.closed(channel)
     if user_id is not None:
         keeper.touch(user_id)
-
-
-def users_online(*, user_ids: list[int]) -> set[int]:
-    """Of ``user_ids``, those with an open socket in some process (synchronous: for jobs)."""
-    if not user_ids:
-        return set()
-    now = time.time()
-    pipe = get_redis(None).pipeline(transaction=False)
-    for user_id in user_ids:
-        pipe.zcount(online_key(user_id), f"({now}", "+inf")
-    return {user_id for user_id, count in zip(user_ids, pipe.execute(), strict=True) if count}

@@ -1,0 +1,15 @@
+"""The dotted paths of the background jobs, as rq stores them in Redis.
+
+A queued job is a path string in Redis (``job.func_name``), not a function: a job queued
+before a deploy runs after it only if its path still imports. The services enqueue by
+these names, so they need not import ``messaging.jobs`` (which imports them back), and
+``messaging/tests/test_job_paths.py`` checks that each still names its job. A job that
+moves keeps its old path here, re-exported from ``messaging.jobs``.
+"""
+
+from __future__ import annotations
+
+PERSIST_MESSAGES = "messaging.jobs.persist_messages"
+SEND_MENTION_DIGESTS = "messaging.jobs.send_mention_digests"
+
+ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS)
