@@ -230,7 +230,7 @@
   }
 
   // A reply's quote of its original: how the message starts, on one line, cut at 100 code
-  // points (messaging.wire.reply_excerpt, which the server's pages show). The spaces are
+  // points (protocol.wire.reply_excerpt, which the server's pages show). The spaces are
   // Python's str.split() spaces, not JavaScript's \s: both must cut the same text alike.
   const EXCERPT_CHARS = 100;
   const PY_SPACES = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;

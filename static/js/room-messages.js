@@ -18,7 +18,7 @@
       window.PubSubFormat.fill(el, text);
     }
 
-    // A reply's quote of its original: who wrote it and how it starts (messaging.wire.reply_excerpt).
+    // A reply's quote of its original: who wrote it and how it starts (protocol.wire.reply_excerpt).
     function replyExcerpt(body) {
       return window.PubSubFormat.excerpt(body);
     }
