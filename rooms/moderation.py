@@ -284,14 +284,15 @@ def membership_remove(
 # --- The room ------------------------------------------------------------------
 
 
-def _locked_room(room: Room) -> Room:
+def room_for_update(room: Room) -> Room:
+    """The room's row, locked until the transaction ends: two acts on one room never interleave."""
     return Room.objects.select_for_update().get(pk=room.pk)
 
 
 def _set_locked(*, room: Room, actor: AbstractBaseUser, locked: bool, reason: str, acting_as_staff: bool) -> Room:
     with transaction.atomic():
         authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
-        current = _locked_room(room)
+        current = room_for_update(room)
         if current.locked == locked:
             raise ValidationError("The room is already locked." if locked else "The room is not locked.")
         current.locked = locked
@@ -320,7 +321,7 @@ def room_set_slow_mode(
         raise ValidationError({"seconds": f"Slow mode is between 0 (off) and {SLOW_MODE_MAX_SECONDS} seconds."})
     with transaction.atomic():
         authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
-        current = _locked_room(room)
+        current = room_for_update(room)
         if current.slow_mode_seconds == seconds:
             raise ValidationError(
                 f"Slow mode is already {seconds} seconds." if seconds else "Slow mode is already off."

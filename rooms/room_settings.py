@@ -23,15 +23,11 @@ from django.db import IntegrityError, transaction
 
 from protocol import events
 from rooms.models import AuditLog, Membership, Room
-from rooms.moderation import audit_record, authority_for
+from rooms.moderation import audit_record, authority_for, room_for_update
 from rooms.services import _refuse_invisible_controls, room_name_taken
 
 NAME_MAX = Room._meta.get_field("name").max_length
 TOPIC_MAX = Room._meta.get_field("topic").max_length
-
-
-def _current(room: Room) -> Room:
-    return Room.objects.select_for_update().get(pk=room.pk)
 
 
 def _owner_only(authority, verb: str) -> None:
@@ -58,7 +54,7 @@ def room_rename(
     try:
         with transaction.atomic():
             authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
-            current = _current(room)
+            current = room_for_update(room)
             if current.name == name:
                 raise ValidationError({"name": f"The room is already called {name}."})
             if room_name_taken(name=name, user=actor, exclude_pk=current.pk):
@@ -85,7 +81,7 @@ def room_set_topic(
     _refuse_invisible_controls(field="topic", label="A topic", value=topic)
     with transaction.atomic():
         authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
-        current = _current(room)
+        current = room_for_update(room)
         if current.topic == topic:
             raise ValidationError({"topic": "The topic is already this."})
         current.topic = topic
@@ -100,7 +96,7 @@ def _set_archived(*, room: Room, actor: AbstractBaseUser, archived: bool, reason
     with transaction.atomic():
         authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
         _owner_only(authority, "archive" if archived else "unarchive")
-        current = _current(room)
+        current = room_for_update(room)
         if current.archived == archived:
             raise ValidationError("The room is already archived." if archived else "The room is not archived.")
         current.archived = archived
@@ -137,7 +133,7 @@ def room_delete(
     with transaction.atomic():
         authority = authority_for(room=room, actor=actor, acting_as_staff=acting_as_staff)
         _owner_only(authority, "delete")
-        current = _current(room)
+        current = room_for_update(room)
         if (confirm or "").strip().lower() != current.name.lower():
             raise ValidationError({"confirm": f"Type the room's name, {current.name}, to delete it."})
         details = f"{current.name} ({current.slug})"
