@@ -101,7 +101,7 @@ def user_agent() -> str:
     return f"pubsub/1.0 (+{settings.SITE_URL})"
 
 
-def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def outbound_allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(net, strict=False) for net in settings.OUTBOUND_ALLOWED_NETWORKS]
 
 
@@ -128,8 +128,8 @@ def address_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     )
 
 
-def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return address_is_public(ip) or any(ip in net for net in allowed_networks() if net.version == ip.version)
+def address_fetchable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address_is_public(ip) or any(ip in net for net in outbound_allowed_networks() if net.version == ip.version)
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def _resolve_checked(target: _Target, deadline: float) -> str:
     addresses = []
     for _family, _type, _proto, _canonname, sockaddr in infos:
         ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
-        if not address_allowed(ip):
+        if not address_fetchable(ip):
             raise OutboundRefused(f"{target.host} resolves to {ip}, which is not a public address")
         addresses.append(str(ip))
     if not addresses:
