@@ -417,6 +417,14 @@ for _net in OUTBOUND_ALLOWED_NETWORKS:
             f"OUTBOUND_ALLOWED_NETWORKS: {_net!r} is not a network; write e.g. 10.0.0.0/8."
         ) from None
 
+# Link previews (messaging.previews): a card for the first link of a message, fetched by a job
+# through pubsub_site.outbound and kept per URL this long (seconds) before it is fetched again.
+LINK_PREVIEWS = env_bool("LINK_PREVIEWS", True)
+LINK_PREVIEW_TTL = env_int("LINK_PREVIEW_TTL", 24 * 3600)
+LINK_PREVIEW_TIMEOUT = env_float("LINK_PREVIEW_TIMEOUT", 5.0)
+LINK_PREVIEW_MAX_BYTES = env_int("LINK_PREVIEW_MAX_BYTES", 1_000_000)
+LINK_PREVIEW_IMAGE_MAX_BYTES = env_int("LINK_PREVIEW_IMAGE_MAX_BYTES", 2_000_000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
