@@ -256,9 +256,10 @@ async def test_an_edit_to_another_link_refetches_and_a_stale_card_is_dropped(sit
     # Alice edits before the job ran: the job's card is for a body the message no longer has.
     await alice_ws.send({"type": "edit", "room": public_room.slug, "seq": 1, "body": f"no, {site.url}/other"})
     edited = await bob_ws.recv_type("message_updated")
-    assert await database_sync_to_async(link_previews_apply)(
-        room_id=public_room.pk, items=[(1, f"{site.url}/article", 0)]
-    ) == 0
+    assert (
+        await database_sync_to_async(link_previews_apply)(room_id=public_room.pk, items=[(1, f"{site.url}/article", 0)])
+        == 0
+    )
     for job in first_jobs:
         await database_sync_to_async(job.delete)()
     await persist(server=0)  # writes the edit, queues its job
@@ -314,9 +315,10 @@ async def test_the_author_removes_the_card_for_good_and_others_may_not(site, ali
 
     # A job that fetches the same URL again (a second run, an expired cache) does not bring it back.
     await database_sync_to_async(LinkPreview.objects.update)(fetched_at=timezone.now() - timedelta(days=30))
-    assert await database_sync_to_async(link_previews_apply)(
-        room_id=public_room.pk, items=[(2, f"{site.url}/other", 0)]
-    ) == 0
+    assert (
+        await database_sync_to_async(link_previews_apply)(room_id=public_room.pk, items=[(2, f"{site.url}/other", 0)])
+        == 0
+    )
     await persist(server=0)
     page = await database_sync_to_async(message_history)(room=public_room)
     assert [m.get("preview") for m in page.messages] == [None, None]
