@@ -339,3 +339,13 @@ async def test_an_outsider_cannot_remove_a_card_in_a_private_room(site, alice, b
     assert refused["code"] in {"not_subscribed", "not_found", "forbidden"}
     for ws in (alice_ws, charlie_ws):
         await ws.close()
+
+
+def test_the_cache_is_listed_in_the_admin_and_typed_in_by_nobody(site, admin_client):
+    from django.urls import reverse
+
+    link_preview_get(url=f"{site.url}/other")
+    listing = admin_client.get(reverse("admin:messaging_linkpreview_changelist"))
+    assert listing.status_code == 200
+    assert "The other page" in listing.content.decode()
+    assert admin_client.get(reverse("admin:messaging_linkpreview_add")).status_code == 403
