@@ -293,9 +293,17 @@ def message_preview_remove(*, room_id: int, room_slug: str, seq: int, user_id: i
 # --- Queued off the send path: the persistence job's hooks ----------------------------------------
 
 
+# Messages per job: each may take two fetches of LINK_PREVIEW_TIMEOUT, and a job has
+# RQ_QUEUES' 300 seconds.
+ITEMS_PER_JOB = 10
+
+
 def _enqueue(room_id: int, items: list[tuple[int, str, int]]) -> None:
-    queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
-    queue.enqueue(job_paths.FETCH_LINK_PREVIEWS, room_id, [list(item) for item in items])
+    """Queue the jobs on the "previews" queue, which the worker takes after "default"."""
+    queue = django_rq.get_queue("previews", connection=get_redis(url=settings.REDIS_URL))
+    for start in range(0, len(items), ITEMS_PER_JOB):
+        chunk = items[start : start + ITEMS_PER_JOB]
+        queue.enqueue(job_paths.FETCH_LINK_PREVIEWS, room_id, [list(item) for item in chunk])
 
 
 def previews_after_batch(*, room_id: int, records: list[dict]) -> None:

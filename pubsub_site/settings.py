@@ -186,6 +186,10 @@ RQ_QUEUES = {
     # {"URL": REDIS_URL}, or django-rq's SENTINELS form; the send path enqueues through the
     # process's own client for REDIS_URL (messaging.services.persist_enqueue).
     "default": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
+    # Link previews (messaging.previews): fetches of other sites, which may take seconds each,
+    # in a queue of their own that the worker takes after "default", so that no persistence
+    # job waits behind a batch of them.
+    "previews": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ_SHOW_ADMIN_LINK = True
 # The jobs are short, idempotent batches: run them in the worker process itself rather

@@ -86,7 +86,7 @@ def site(settings, tmp_path):
 
 
 def queued_preview_jobs() -> list:
-    queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
+    queue = django_rq.get_queue("previews", connection=get_redis(url=settings.REDIS_URL))
     return [job for job in queue.jobs if job.func_name == job_paths.FETCH_LINK_PREVIEWS]
 
 
@@ -349,3 +349,19 @@ def test_the_cache_is_listed_in_the_admin_and_typed_in_by_nobody(site, admin_cli
     assert listing.status_code == 200
     assert "The other page" in listing.content.decode()
     assert admin_client.get(reverse("admin:messaging_linkpreview_add")).status_code == 403
+
+
+def test_previews_wait_in_their_own_queue_ten_messages_a_job(settings, public_room):
+    from messaging.previews import previews_after_batch
+
+    records = [{"seq": n, "body": f"link {n}: https://example.com/{n}"} for n in range(1, 26)]
+    records.insert(3, {"seq": 99, "body": "no link here"})
+    previews_after_batch(room_id=public_room.pk, records=records)
+    jobs = queued_preview_jobs()
+    assert [len(job.args[1]) for job in jobs] == [10, 10, 5]
+    assert [item[0] for job in jobs for item in job.args[1]] == list(range(1, 26))
+    default = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
+    assert default.count == 0  # persistence never waits behind a fetch
+    settings.LINK_PREVIEWS = False
+    previews_after_batch(room_id=public_room.pk, records=records)
+    assert len(queued_preview_jobs()) == 3
