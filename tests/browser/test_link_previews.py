@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from tests.browser.axe import audit, failing, report
 from tests.browser.kit import message, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -88,6 +89,9 @@ def test_a_link_card_appears_after_the_send_survives_a_reload_and_its_sender_rem
         page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     # Bob may not remove alice's card; alice may.
     expect(message(bob_page, "The notes:").locator("[data-action=remove-preview]")).to_have_count(0)
+    for label, page in (("author", alice_page), ("reader", bob_page)):
+        violations = audit(page)
+        assert not failing(violations), report(f"a room with a link card ({label})", violations)
 
     bob_page.reload()
     card = message(bob_page, "The notes:").locator(".link-preview")
