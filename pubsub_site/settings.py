@@ -186,6 +186,10 @@ RQ_QUEUES = {
     # {"URL": REDIS_URL}, or django-rq's SENTINELS form; the send path enqueues through the
     # process's own client for REDIS_URL (messaging.services.persist_enqueue).
     "default": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
+    # Link previews (messaging.previews): fetches of other sites, which may take seconds each,
+    # in a queue of their own that the worker takes after "default", so that no persistence
+    # job waits behind a batch of them.
+    "previews": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ_SHOW_ADMIN_LINK = True
 # The jobs are short, idempotent batches: run them in the worker process itself rather
@@ -403,6 +407,27 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
 METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
 # How often each web process samples its sockets' outbox backlog and its event loop's lag.
 METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
+
+# --- Outbound HTTP (link previews, webhooks: pubsub_site.outbound) ------------
+
+# Networks (CIDR, comma-separated) the site may fetch from although they are not public
+# (private, loopback...). Empty by default: only public addresses. Tests allow 127.0.0.1/32.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS", [])
+for _net in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"OUTBOUND_ALLOWED_NETWORKS: {_net!r} is not a network; write e.g. 10.0.0.0/8."
+        ) from None
+
+# Link previews (messaging.previews): a card for the first link of a message, fetched by a job
+# through pubsub_site.outbound and kept per URL this long (seconds) before it is fetched again.
+LINK_PREVIEWS = env_bool("LINK_PREVIEWS", True)
+LINK_PREVIEW_TTL = env_int("LINK_PREVIEW_TTL", 24 * 3600)
+LINK_PREVIEW_TIMEOUT = env_float("LINK_PREVIEW_TIMEOUT", 5.0)
+LINK_PREVIEW_MAX_BYTES = env_int("LINK_PREVIEW_MAX_BYTES", 1_000_000)
+LINK_PREVIEW_IMAGE_MAX_BYTES = env_int("LINK_PREVIEW_IMAGE_MAX_BYTES", 2_000_000)
 
 LOGGING = {
     "version": 1,
