@@ -15,6 +15,7 @@ class MessagingConfig(AppConfig):
 
         from messaging.notifications.mentions import notify_mentions
         from messaging.store import persistence, watermarks
+        from messaging.threads.services import thread_follows_after_batch
         from protocol import events
         from rooms import room_settings
         from rooms.models import Room
@@ -30,6 +31,9 @@ class MessagingConfig(AppConfig):
         # The persistence job notifies the mentions of each batch it writes.
         if notify_mentions not in persistence.AFTER_BATCH:
             persistence.AFTER_BATCH.append(notify_mentions)
+        # ... and who follows the threads its replies went to.
+        if thread_follows_after_batch not in persistence.AFTER_BATCH:
+            persistence.AFTER_BATCH.append(thread_follows_after_batch)
         # A deleted room's state in Redis goes after the deletion's commit.
         if watermarks.forget_room not in room_settings.AFTER_DELETE:
             room_settings.AFTER_DELETE.append(watermarks.forget_room)
