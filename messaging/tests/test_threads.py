@@ -68,9 +68,7 @@ async def a_thread(alice, bob, room):
     return alice_ws, bob_ws
 
 
-async def test_a_thread_reply_is_a_message_of_the_room_and_its_root_summary_goes_to_every_subscriber(
-    alice, bob, lobby
-):
+async def test_a_thread_reply_is_a_message_of_the_room_and_its_root_summary_goes_to_every_subscriber(alice, bob, lobby):
     alice_ws, bob_ws = await a_thread(alice, bob, lobby)
     for ws in (alice_ws, bob_ws):
         message = await ws.recv_type("message")
@@ -86,9 +84,7 @@ async def test_a_thread_reply_is_a_message_of_the_room_and_its_root_summary_goes
     await bob_ws.close()
 
 
-async def test_a_reply_in_a_thread_reply_goes_to_the_same_thread_and_is_shown_in_the_room_when_asked(
-    alice, bob, lobby
-):
+async def test_a_reply_in_a_thread_reply_goes_to_the_same_thread_and_is_shown_in_the_room_when_asked(alice, bob, lobby):
     alice_ws, bob_ws = await a_thread(alice, bob, lobby)
     ack = await thread_reply(alice_ws, lobby.slug, "Thanks!", 2, also_in_room=True)
     assert ack["type"] == "ack" and ack["seq"] == 3
@@ -151,16 +147,16 @@ async def test_a_summary_missed_while_away_is_recovered_by_rev_and_the_reply_by_
     await bob_ws.close()
 
 
-async def test_thread_replies_are_persisted_and_summaries_lost_with_redis_are_read_from_postgresql(
-    alice, bob, lobby
-):
+async def test_thread_replies_are_persisted_and_summaries_lost_with_redis_are_read_from_postgresql(alice, bob, lobby):
     alice_ws, bob_ws = await a_thread(alice, bob, lobby)
     assert (await thread_reply(alice_ws, lobby.slug, "Shown here too", 1, also_in_room=True))["type"] == "ack"
     await alice_ws.close()
     await bob_ws.close()
     await persist(server=0)
     rows = await database_sync_to_async(
-        lambda: list(Message.objects.filter(room=lobby).order_by("seq").values_list("seq", "thread_seq", "also_in_room"))
+        lambda: list(
+            Message.objects.filter(room=lobby).order_by("seq").values_list("seq", "thread_seq", "also_in_room")
+        )
     )()
     assert rows == [(1, None, False), (2, 1, False), (3, 1, True)]
     await database_sync_to_async(get_redis(lobby.pk).flushdb)()
@@ -193,7 +189,9 @@ async def test_the_root_author_and_each_replier_follow_the_thread_and_count_what
     read = await database_sync_to_async(alice_http.post)(f"/rooms/{lobby.slug}/threads/1/read/", {"seq": "2"})
     assert read.status_code == 200
     assert await database_sync_to_async(followed)(alice) == [(1, 1, 2)]
-    unfollow = await database_sync_to_async(alice_http.post)(f"/rooms/{lobby.slug}/threads/1/follow/", {"following": "0"})
+    unfollow = await database_sync_to_async(alice_http.post)(
+        f"/rooms/{lobby.slug}/threads/1/follow/", {"following": "0"}
+    )
     assert unfollow.json()["following"] is False
     assert await database_sync_to_async(followed)(alice) == []
     # Replying follows it again, read up to one's own reply.

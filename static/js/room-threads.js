@@ -263,6 +263,26 @@
     if (openRoot === frame.seq) setCount(s);
   }
 
+  // An edit, a deletion or claps: the panel's copy of the message follows.
+  function changed(frame) {
+    if (panel.hidden || !["message_updated", "message_deleted", "claps"].includes(frame.type)) return;
+    for (const [messages, where] of [[rootMessages, rootList], [replyMessages, replies]]) {
+      const li = where.querySelector(`li.message[data-seq="${Number(frame.seq)}"]`);
+      if (!li) continue;
+      if (frame.type === "message_updated") messages.applyState(li, { body: frame.body, edited: true });
+      else if (frame.type === "message_deleted") messages.applyState(li, { deleted: true });
+      else messages.setClaps(li, frame.total);
+    }
+  }
+
+  // A link to a thread reply the timeline does not show (a search result, a mention): its thread.
+  function openLinkedReply() {
+    const match = /^#seq-(\d+)$/.exec(window.location.hash);
+    const seq = match ? Number(match[1]) : Number(root.dataset.around) || 0;
+    const li = seq ? list.querySelector(`li.message--thread-only[data-seq="${seq}"]`) : null;
+    if (li) open(li.dataset.thread);
+  }
+
   // --- The page's actions -----------------------------------------------------------------
 
   document.addEventListener("click", (event) => {
@@ -330,6 +350,7 @@
     });
   }
 
-  window.PubSubThreads = { message, again, summary, open };
+  window.PubSubThreads = { message, again, summary, changed, open };
   loadFollowed();
+  openLinkedReply();
 })();

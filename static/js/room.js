@@ -180,6 +180,7 @@
 
   // This room's frames that change what the page shows (the stream keeps the order).
   function render(frame) {
+    if (window.PubSubThreads) window.PubSubThreads.changed(frame); // the thread panel's copies
     switch (frame.type) {
       case "message_updated": {
         const li = bySeq(frame.seq);

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.kit import PHONE, message, say, send_over_websocket
+from tests.browser.kit import PHONE, message, send_over_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
