@@ -45,10 +45,13 @@ def test_thread_replies_and_summaries_are_recovered_persisted_and_kept_from_outs
         await alice_ws.subscribe(room)
         await alice_ws.send_message(room, "The plan, in a thread")
         await alice_ws.recv_type("ack")
+        # A thread (as a `reply_to`) names a message the replier's connection has seen.
+        await bob_ws.collect(lambda c: any(m["seq"] == 1 for m in c.of_type("message")))
         first = await thread_reply(bob_ws, 1, "First thought")
         summary = await alice_ws.recv_type("thread_summary")
         await alice_ws.close()  # alice is away: she has seq 2 and the rev of its summary
         away = (2, summary["rev"])
+        await bob_ws.collect(lambda c: any(m["seq"] == 2 for m in c.of_type("message")))
         more = [
             await thread_reply(bob_ws, 2, "Second, into the same thread"),
             await thread_reply(bob_ws, 1, "Third", True),
