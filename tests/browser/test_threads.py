@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.axe import audit, failing, report
 from tests.browser.kit import PHONE, message, send_over_websocket
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -72,6 +73,15 @@ def test_a_thread_reply_is_seen_live_in_the_panel_and_counted_under_its_root(sit
     expect(message(bob_page, "Thanks, found it")).to_be_visible()
     summary.click()
     expect(bob_page.locator("#thread-replies li.message")).to_have_count(3)
+    # The open panel passes the accessibility audit, and Escape closes it.
+    violations = audit(bob_page)
+    assert failing(violations) == [], report("the thread panel", violations)
+    bob_page.locator("#thread-composer-body").press("Escape")
+    expect(bob_page.locator("#thread-panel")).to_be_hidden()
+    # The threads one follows: bob replied in alice's thread.
+    bob_page.locator("#threads-button").click()
+    expect(bob_page.locator("#thread-list .thread-item")).to_have_count(1)
+    expect(bob_page.locator("#thread-list .thread-item")).to_contain_text("Who has the deploy notes?")
     assert site.problems == []
 
 
