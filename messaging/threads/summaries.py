@@ -54,11 +54,22 @@ def thread_summaries(*, room_id: int, seqs: list[int]) -> dict[int, tuple[dict, 
     Redis call; PostgreSQL only for roots whose summary Redis may have lost."""
     found, floor = store.summaries_of(room_id=room_id, seqs=seqs)
     result: dict[int, tuple[dict, int | None]] = dict(found)
-    for seq in seqs:
-        if seq not in found and seq <= floor:
-            summary = thread_summary_compute(room_id=room_id, root=seq)
-            if summary is not None:
-                result[seq] = (summary, None)
+    candidates = {seq for seq in seqs if seq not in found and seq <= floor}
+    if not candidates:
+        return result
+    # Which of them have replies at all: one query and one read of the buffer, then a summary
+    # read for those only.
+    roots = set(
+        Message.objects.filter(room_id=room_id, thread_seq__in=candidates)
+        .order_by()
+        .values_list("thread_seq", flat=True)
+        .distinct()
+    )
+    roots.update(r["thread"] for r in _buffered_from(room_id, min(candidates)) if r.get("thread") in candidates)
+    for seq in sorted(roots):
+        summary = thread_summary_compute(room_id=room_id, root=seq)
+        if summary is not None:
+            result[seq] = (summary, None)
     return result
 
 
