@@ -5,6 +5,7 @@ what they have not read; nothing of it to an outsider."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -245,4 +246,41 @@ async def test_an_outsider_cannot_read_follow_or_reply_in_a_private_rooms_thread
     assert error["code"] == "not_subscribed"
     assert not await database_sync_to_async(ThreadFollow.objects.filter(user=charlie).exists)()
     for ws in (alice_ws, bob_ws, charlie_ws):
+        await ws.close()
+
+
+async def test_a_client_that_knows_nothing_of_threads_still_sees_every_seq_in_order(alice, bob, lobby):
+    alice_ws, bob_ws = await a_thread(alice, bob, lobby)
+    watcher = await connected(bob)
+    await watcher.subscribe(lobby.slug, since=0)
+    await alice_ws.post(lobby.slug, "in the room")
+    assert (await thread_reply(bob_ws, lobby.slug, "in the thread", 1))["type"] == "ack"
+    await alice_ws.post(lobby.slug, "in the room again")
+    seen = [m["seq"] for m in await watcher.messages(5)]
+    assert seen == [1, 2, 3, 4, 5]
+    for ws in (alice_ws, bob_ws, watcher):
+        await ws.close()
+
+
+async def test_replies_sent_together_by_many_are_each_counted_once(alice, bob, lobby, make_user):
+    alice_ws, bob_ws = await a_thread(alice, bob, lobby)
+    users = [await database_sync_to_async(make_user)(f"replier{n}") for n in range(8)]
+    for user in users:
+        await database_sync_to_async(room_join)(room=lobby, user=user)
+    sockets = [await connected(user) for user in users]
+    for ws in sockets:
+        await ws.subscribe(lobby.slug)
+    acks = await asyncio.gather(*(thread_reply(ws, lobby.slug, f"me {n}", 1) for n, ws in enumerate(sockets)))
+    assert sorted(a["seq"] for a in acks) == list(range(3, 11))
+    page = await database_sync_to_async(message_history)(room=lobby)
+    summary = page.messages[0]["thread_summary"]
+    assert summary["count"] == 9 and summary["last_seq"] == 10 and len(summary["repliers"]) == 3
+    # A retry (the same client_id) stores nothing and counts nothing.
+    client_id = str(uuid.uuid4())
+    for _ in range(2):
+        await alice_ws.send({"type": "send", "room": lobby.slug, "body": "once", "client_id": client_id, "thread": 1})
+        assert (await alice_ws.recv_type("ack"))["seq"] == 11
+    page = await database_sync_to_async(message_history)(room=lobby)
+    assert page.messages[0]["thread_summary"]["count"] == 10
+    for ws in (alice_ws, bob_ws, *sockets):
         await ws.close()
