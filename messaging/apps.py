@@ -16,6 +16,7 @@ class MessagingConfig(AppConfig):
         from messaging.notifications.mentions import notify_mentions
         from messaging.previews import previews_after_batch, previews_after_changes
         from messaging.store import persistence, watermarks
+        from messaging.threads.services import thread_follows_after_batch
         from protocol import events
         from rooms import room_settings
         from rooms.models import Room
@@ -36,6 +37,9 @@ class MessagingConfig(AppConfig):
             persistence.AFTER_BATCH.append(previews_after_batch)
         if previews_after_changes not in persistence.AFTER_CHANGES:
             persistence.AFTER_CHANGES.append(previews_after_changes)
+        # ... and who follows the threads its replies went to.
+        if thread_follows_after_batch not in persistence.AFTER_BATCH:
+            persistence.AFTER_BATCH.append(thread_follows_after_batch)
         # A deleted room's state in Redis goes after the deletion's commit.
         if watermarks.forget_room not in room_settings.AFTER_DELETE:
             room_settings.AFTER_DELETE.append(watermarks.forget_room)

@@ -72,6 +72,16 @@ def optional_seq(frame: dict, key: str) -> int | None:
     return value
 
 
+def optional_bool(frame: dict, key: str) -> bool:
+    """A flag: absent (or null) is False."""
+    value = frame.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ClientError("bad_request", f"`{key}` must be true or false.")
+    return value
+
+
 def client_id(frame: dict) -> str:
     raw = required_str(frame, "client_id")
     try:

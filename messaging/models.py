@@ -30,6 +30,10 @@ class Message(models.Model):
     rev = models.PositiveBigIntegerField(default=0)
     # The seq of the message (of the same room) this one replies to.
     reply_to_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    # A thread reply: the seq of its thread's root (a message of the same room that is no thread
+    # reply itself; messaging.threads). ``also_in_room``: shown in the room's timeline as well.
+    thread_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    also_in_room = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -44,6 +48,8 @@ class Message(models.Model):
             models.Index(fields=["room", "rev"]),
             # Search lists results newest first (messaging/search.py).
             models.Index(fields=["sent_at", "id"], name="message_newest_first"),
+            # A thread's replies, in order (messaging.threads.selectors).
+            models.Index(fields=["room", "thread_seq", "seq"], name="message_thread_replies"),
         ]
         # On PostgreSQL the table also has `search_vector`, a generated tsvector of `body` with
         # its GIN index (migration 0003): unknown to the ORM, so that SQLite still runs the site.
@@ -137,3 +143,22 @@ class MessagePreview(models.Model):
 
     def __str__(self) -> str:
         return f"preview of {self.message}"
+class ThreadFollow(models.Model):
+    """A user following a thread of a room: its root's author and every replier follow it (the
+    persistence job writes that); ``following`` False is one who unfollowed. ``last_read_seq``:
+    the newest reply of the thread they have read."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="thread_follows")
+    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="+")
+    root_seq = models.PositiveBigIntegerField()
+    following = models.BooleanField(default=True)
+    last_read_seq = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "room", "root_seq"], name="thread_follow_once_per_user"),
+        ]
+        indexes = [models.Index(fields=["room", "root_seq"], name="thread_follow_by_thread")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} follows #{self.root_seq} in {self.room_id}"

@@ -14,6 +14,7 @@ from django.utils.text import Truncator
 from messaging.models import Message, Notification
 from messaging.store import buffer, changes
 from messaging.store.previews import row_preview
+from messaging.threads.summaries import thread_summary_changes, with_thread_summaries
 from protocol.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
 from pubsub_site import async_db
 from rooms.models import Membership, Report, Room
@@ -155,8 +156,10 @@ def with_reply_quotes(*, room_id: int, pairs: list[tuple[dict, MessageState]]) -
 
 
 def messages_replay(*, room_id: int, after: int, upto: int) -> list[tuple[dict, MessageState]]:
-    """messages_between, the replies with their quotes as they are now (a subscribe's replay)."""
-    return with_reply_quotes(room_id=room_id, pairs=messages_between(room_id=room_id, after=after, upto=upto))
+    """messages_between, the replies with their quotes as they are now and the threads' roots with
+    their summaries (a subscribe's replay)."""
+    pairs = with_reply_quotes(room_id=room_id, pairs=messages_between(room_id=room_id, after=after, upto=upto))
+    return with_thread_summaries(room_id=room_id, pairs=pairs)
 
 
 def messages_at(*, room_id: int, seqs: list[int]) -> list[tuple[dict, MessageState]]:
@@ -190,6 +193,8 @@ def changes_after(*, room_id: int, room_slug: str, rev: int, upto_seq: int, limi
     frames: list[dict] = []
     for record, state in messages_at(room_id=room_id, seqs=sorted(seqs)):
         frames += changes_wire(record, state, room=room_slug, after_rev=rev)
+    # A thread's summary is a change of its root (messaging.threads).
+    frames += thread_summary_changes(room_id=room_id, room_slug=room_slug, seqs=sorted(seqs), after_rev=rev)
     return frames
 
 
@@ -225,6 +230,7 @@ def message_history(
         lo = max(0, upto - limit)
         has_more = lo > 0
     pairs = with_reply_quotes(room_id=room.pk, pairs=messages_between(room_id=room.pk, after=lo, upto=upto))
+    pairs = with_thread_summaries(room_id=room.pk, pairs=pairs)
     return HistoryPage(
         messages=[message_wire(record, room=room.slug, state=state) for record, state in pairs],
         has_more=has_more,

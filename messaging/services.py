@@ -56,6 +56,9 @@ class ActionRefused(Exception):
 class SendResult:
     seq: int
     created: bool
+    # A thread reply: its thread's summary as stored with it (messaging.threads.services).
+    thread_summary: bytes = b""
+    thread_summary_missing: bool = False
 
 
 # --- Coalescing: one broadcast per key and interval, per process and event loop ---
@@ -176,6 +179,8 @@ async def message_send(
     client_id: str,
     limits: buffer.SendLimits = buffer.NO_LIMITS,
     reply: dict | None = None,
+    thread: int | None = None,
+    also_in_room: bool = False,
 ) -> SendResult:
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
@@ -204,6 +209,10 @@ async def message_send(
     if reply is not None:  # a reply: the original's seq and its quote (message_reply_quote)
         record["reply_to"] = reply["seq"]
         record["reply"] = reply
+    if thread is not None:  # a thread reply: its root's seq (messaging.threads)
+        record["thread"] = thread
+        if also_in_room:
+            record["also_in_room"] = True
     layer = get_channel_layer()
     group = room_group(room_id)
     wait = buffer.replica_wait()
@@ -249,7 +258,12 @@ async def message_send(
             await _schedule_persist(room_id)
         except RedisError as error:
             logger.warning("message %s/%s stored, its persistence job not queued: %r", room_id, result.seq, error)
-    return SendResult(seq=result.seq, created=True)
+    return SendResult(
+        seq=result.seq,
+        created=True,
+        thread_summary=result.thread_summary,
+        thread_summary_missing=result.thread_summary_missing,
+    )
 
 
 async def message_reply_quote(*, room_id: int, seq: int) -> dict:

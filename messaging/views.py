@@ -16,6 +16,7 @@ from messaging.selectors import (
     top_clapped_messages,
 )
 from messaging.store import changes
+from messaging.threads.selectors import NoSuchThread, thread_page
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms.selectors import room_get_for_reader
 
@@ -46,9 +47,12 @@ def history(request: HttpRequest, slug: str) -> JsonResponse:
         before = _seq_param(request, "before")
         after = _seq_param(request, "after")
         around = _seq_param(request, "around")
+        thread = _seq_param(request, "thread")
         limit = _seq_param(request, "limit")
     except ValueError as error:
         return JsonResponse({"error": "bad_request", "detail": str(error)}, status=400)
+    if thread is not None:
+        return _thread_history(room, thread, before=before, after=after, around=around, limit=limit)
     if sum(value is not None for value in (before, after, around)) > 1:
         return JsonResponse(
             {"error": "bad_request", "detail": "Give one of `before`, `after` and `around`."}, status=400
@@ -61,6 +65,22 @@ def history(request: HttpRequest, slug: str) -> JsonResponse:
     body = {"room": room.slug, "messages": page.messages, "has_more": page.has_more}
     if around is not None:
         body["has_newer"] = page.has_newer
+    return JsonResponse(body, encoder=HtmlSafeJSONEncoder)
+
+
+def _thread_history(room, thread: int, *, before, after, around, limit) -> JsonResponse:
+    """``?thread=<seq>``: the thread's root and its replies, a page at a time (``before``)."""
+    if after is not None or around is not None:
+        return JsonResponse({"error": "bad_request", "detail": "A thread pages with `before` only."}, status=400)
+    if limit is not None and not 1 <= limit <= HISTORY_MAX_LIMIT:
+        return JsonResponse(
+            {"error": "bad_request", "detail": f"`limit` must be between 1 and {HISTORY_MAX_LIMIT}."}, status=400
+        )
+    try:
+        page = thread_page(room=room, root=thread, before=before, limit=limit or 50)
+    except NoSuchThread as error:
+        return JsonResponse({"error": "not_found", "detail": str(error)}, status=404)
+    body = {"room": room.slug, "thread": thread, "root": page.root, "messages": page.replies, "has_more": page.has_more}
     return JsonResponse(body, encoder=HtmlSafeJSONEncoder)
 
 

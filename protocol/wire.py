@@ -57,6 +57,10 @@ def record_from_message(message: Message) -> dict:
     if message.reply_to_seq is not None:
         # Its quote (``reply``) is read with the original: messaging.selectors.with_reply_quotes.
         record["reply_to"] = message.reply_to_seq
+    if message.thread_seq is not None:
+        record["thread"] = message.thread_seq
+        if message.also_in_room:
+            record["also_in_room"] = True
     return record
 
 
@@ -83,7 +87,25 @@ def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dic
         frame["reply"] = record.get("reply") or {"seq": reply_to, "author": None, "excerpt": "", "deleted": False}
     if state.preview and not state.deleted:
         frame["preview"] = state.preview  # only with a card (docs/protocol.md, "Link previews")
+    if record.get("thread"):
+        # A thread reply (docs/protocol.md, threads): its root's seq; shown in the room too?
+        frame["thread"] = record["thread"]
+        frame["also_in_room"] = bool(record.get("also_in_room"))
+    if record.get("thread_summary"):
+        # A thread's root, as the history and a replay read it (messaging.threads.selectors).
+        frame["thread_summary"] = record["thread_summary"]
     return frame
+
+
+def thread_summary_wire(*, count: int, last_seq: int, last_reply_at: str, repliers: list[dict]) -> dict:
+    """What a thread's root shows under it: how many replies, the last one's seq and time, and
+    the last repliers (newest first, at most three)."""
+    return {"count": count, "last_seq": last_seq, "last_reply_at": last_reply_at, "repliers": repliers}
+
+
+def thread_summary_frame(*, room: str, seq: int, rev: int, summary: dict) -> dict:
+    """A thread's summary changed (a reply was sent): a change of its root, by ``rev``."""
+    return {"type": "thread_summary", "room": room, "seq": seq, "rev": rev, **summary}
 
 
 REPLY_EXCERPT_CHARS = 100

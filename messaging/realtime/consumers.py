@@ -48,6 +48,7 @@ from messaging.services import (
     message_send,
     typing_announce,
 )
+from messaging.threads.services import thread_root_for_send, thread_summary_publish
 from protocol.events import activity_group, session_fingerprint, user_group
 from protocol.wire import (
     ack_frame,
@@ -120,6 +121,8 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         body = frames.body(frame)
         client_id = frames.client_id(frame)
         reply_to = frames.optional_seq(frame, "reply_to")
+        thread = frames.optional_seq(frame, "thread")
+        also_in_room = frames.optional_bool(frame, "also_in_room")
         sub = self._subscription(frame)
         access = sub.access
         _check_may_post(access)
@@ -130,6 +133,10 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
                 # Past the room's latest seq as this socket knows it: no such message (yet).
                 raise ClientError("bad_request", f"`reply_to`: this room has no message {reply_to}.")
             reply = await message_reply_quote(room_id=access.room_id, seq=reply_to)
+        if thread is not None:
+            if thread > sub.seen_seq:
+                raise ClientError("bad_request", f"`thread`: this room has no message {thread}.")
+            thread = await thread_root_for_send(room_id=access.room_id, seq=thread)
         result = await message_send(
             room_id=access.room_id,
             room_slug=access.slug,
@@ -139,7 +146,17 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
             client_id=client_id,
             limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
             reply=reply,
+            thread=thread,
+            also_in_room=also_in_room and thread is not None,
         )
+        if thread is not None and result.created:
+            await thread_summary_publish(
+                room_id=access.room_id,
+                room_slug=access.slug,
+                root=thread,
+                stored=result.thread_summary,
+                missing=result.thread_summary_missing,
+            )
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         # The message ended the author's typing (their readers stop showing it): the next
         # keystroke announces the next one at once, not after TYPING_INTERVAL.

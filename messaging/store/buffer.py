@@ -27,7 +27,7 @@ from pubsub_site.redis_client import get_async_redis, get_redis
 # otherwise take the next seq and rev, store the record, move the author's read marker
 # to it, mark the room dirty, claim the right to schedule a persistence job, and count
 # the message against the limits: one atomic step.
-# KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode [legacy_cid]]
+# KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode [legacy_cid [threads changes]]]
 # ARGV: record dedup_ttl room_id schedule_ttl_ms author_id [limit window_ms slow_ms
 #       broadcast_channel sent_at confirm]
 # The bracketed ones are optional: without them (or with 0) nothing limits the send; with a
@@ -48,8 +48,9 @@ from pubsub_site.redis_client import get_async_redis, get_redis
 # Returns {-1} when the room's counters are missing (a fresh or wiped Redis),
 # {0, seq} for a retry of a stored message (never refused, never counted; {0, seq, record}
 # with ``confirm`` while the buffer holds the record),
-# {1, seq, rev, record, schedule, published} for a stored one, and for a refused one (nothing
-# stored, nothing counted) {2, wait_ms} past the send limit, {3, wait_ms} in slow mode.
+# {1, seq, rev, record, schedule, published, thread, summary} for a stored one (``thread``: 1 when
+# its thread's summary moved, then ``summary`` is it; -1 when Redis has no summary for its root),
+# and for a refused one (nothing stored, nothing counted) {2, wait_ms} past the send limit, {3, wait_ms} in slow mode.
 APPEND_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local cid = KEYS[4]
@@ -103,6 +104,29 @@ if limit > 0 then
   redis.call('PEXPIRE', KEYS[9], window)
 end
 if slow > 0 then redis.call('SET', KEYS[10], '1', 'PX', slow) end
+-- A thread reply (``thread``: its root's seq) updates its thread's summary in the same step, a
+-- change of the root with its own rev (messaging.store.threads); {-1} when the summary is not in
+-- Redis (the caller then reads it from PostgreSQL and the buffer).
+local thread, summary = 0, ''
+if record['thread'] and KEYS[12] then
+  local root = tostring(record['thread'])
+  local stored = redis.call('HGET', KEYS[12], root)
+  if stored then
+    local s = cjson.decode(stored)
+    local repliers = {record['author']}
+    for _, r in ipairs(s['repliers']) do
+      if #repliers < 3 and r['id'] ~= record['author']['id'] then table.insert(repliers, r) end
+    end
+    s['count'], s['last_seq'], s['last_reply_at'], s['repliers'] = s['count'] + 1, seq, record['sent_at'], repliers
+    s['rev'] = redis.call('INCR', KEYS[2])
+    summary = cjson.encode(s)
+    redis.call('HSET', KEYS[12], root, summary)
+    redis.call('ZADD', KEYS[13], s['rev'], root)
+    thread = 1
+  else
+    thread = -1
+  end
+end
 local published = 0
 if ARGV[9] and ARGV[9] ~= '' then
   -- The room's group on the channel layer, in its format (messaging.realtime.layers): the message
@@ -111,7 +135,7 @@ if ARGV[9] and ARGV[9] ~= '' then
     type = 'room.message', room_id = tonumber(ARGV[3]), seq = seq, record = encoded, ts = tonumber(ARGV[10])}))
   published = 1
 end
-return {1, seq, rev, encoded, schedule, published}
+return {1, seq, rev, encoded, schedule, published, thread, summary}
 """
 
 # Initialise a room's counters from PostgreSQL's high-water marks, unless present.
@@ -120,6 +144,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX')
 redis.call('SET', KEYS[2], ARGV[2], 'NX')
 redis.call('SET', KEYS[3], ARGV[1], 'NX')
 redis.call('SET', KEYS[4], ARGV[2], 'NX')
+if KEYS[5] then redis.call('SET', KEYS[5], ARGV[1], 'NX') end
 return 1
 """
 
@@ -182,6 +207,10 @@ class AppendResult:
     refused_by: str | None = None  # PAST_SEND_LIMIT or SLOW_MODE: nothing was stored
     wait_ms: int = 0  # when refused: how long until the author may send
     replicas: int | None = None  # with ``wait``: how many replicas confirmed the call's writes
+    # A thread reply: its thread's summary as the script moved it (JSON, with its ``rev``), or
+    # ``thread_summary_missing`` when Redis holds none (messaging.store.threads).
+    thread_summary: bytes = b""
+    thread_summary_missing: bool = False
 
 
 async def append(
@@ -218,6 +247,8 @@ async def append(
         keys.send_limit_of(author_id),
         keys.slow_mode_of(author_id),
         keys.legacy_client_id(record["client_id"]),
+        keys.threads,
+        keys.changes,
     )
     args = (
         orjson.dumps(record),
@@ -254,6 +285,8 @@ async def append(
         schedule_persist=bool(int(reply[4])),
         broadcast=bool(int(reply[5])),
         replicas=replicas,
+        thread_summary=reply[7] if int(reply[6]) == 1 else b"",
+        thread_summary_missing=int(reply[6]) == -1,
     )
 
 
@@ -297,13 +330,19 @@ def confirm_replicated(*, room_id: int | None = None, url: str | None = None) ->
 
 def init_counters(*, room_id: int, seq: int, rev: int) -> None:
     keys = RoomKeys(room_id)
-    _init.run(get_redis(room_id), keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted), args=(seq, rev))
+    _init.run(
+        get_redis(room_id),
+        keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted, keys.threads_floor),
+        args=(seq, rev),
+    )
 
 
 async def ainit_counters(*, room_id: int, seq: int, rev: int) -> None:
     keys = RoomKeys(room_id)
     await _init.arun(
-        get_async_redis(room_id), keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted), args=(seq, rev)
+        get_async_redis(room_id),
+        keys=(keys.seq, keys.rev, keys.persisted, keys.changes_persisted, keys.threads_floor),
+        args=(seq, rev),
     )
 
 

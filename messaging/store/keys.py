@@ -114,6 +114,16 @@ class RoomKeys:
         return f"{self.prefix}:changes_persisted"  # every change up to this rev is in PostgreSQL
 
     @property
+    def threads(self) -> str:
+        return f"{self.prefix}:threads"  # root seq -> its thread's summary (messaging.store.threads)
+
+    @property
+    def threads_floor(self) -> str:
+        # Roots up to this seq may have lost their summary with Redis's data (set when the room's
+        # counters are taken from PostgreSQL): theirs is then read from PostgreSQL.
+        return f"{self.prefix}:threads_floor"
+
+    @property
     def reads(self) -> str:
         return f"{self.prefix}:reads"  # user id -> last read seq
 

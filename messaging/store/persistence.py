@@ -91,6 +91,8 @@ def messages_persist_room(*, room_id: int) -> int:
                 client_id=r["client_id"],
                 sent_at=r["sent_at"],
                 reply_to_seq=r.get("reply_to"),
+                thread_seq=r.get("thread"),
+                also_in_room=bool(r.get("also_in_room")),
             )
             for r in records
         ]

@@ -77,6 +77,15 @@
       li.dataset.authorId = m.author.id;
       li.dataset.sentAt = m.sent_at;
       if (m.seq) li.id = `seq-${m.seq}`;
+      if (m.thread) {
+        // A thread reply (docs/protocol.md, threads): the room's timeline shows it only when its
+        // author also sent it to the room; the thread panel shows it always (room-threads.js).
+        li.dataset.thread = m.thread;
+        if (!m.also_in_room) {
+          li.classList.add("message--thread-only");
+          li.hidden = true;
+        }
+      }
       const avatar = document.createElement("span");
       avatar.className = "avatar";
       avatar.setAttribute("aria-hidden", "true");
@@ -108,6 +117,14 @@
       edited.textContent = "(edited)";
       if (m.reply_to) content.append(buildQuote(m));
       content.append(body, " ", edited);
+      if (m.thread && m.also_in_room) {
+        const inThread = button("open-thread", "Replied in a thread");
+        inThread.classList.add("message__in-thread");
+        inThread.dataset.thread = m.thread;
+        content.append(inThread);
+      } else if (!m.thread && m.thread_summary) {
+        setThreadSummary(li, m.thread_summary, m.seq, content);
+      }
       const actions = document.createElement("div");
       actions.className = "message__actions";
       const clap = document.createElement("button");
@@ -128,6 +145,7 @@
       const tools = document.createElement("span");
       tools.className = "message__tools";
       if (canReply) tools.append(button("reply", "Reply"), " ");
+      if (canReply && !m.thread) tools.append(button("open-thread", "Reply in thread"), " ");
       if (m.author.id === me.id) tools.append(button("edit", "Edit"), " ", button("delete", "Delete"));
       else if (canModerate) tools.append(button("delete", "Delete"));
       if (m.author.id !== me.id) tools.append(button("report", "Report"));
@@ -136,6 +154,45 @@
       applyState(li, m);
       renderTimes(li);
       return li;
+    }
+
+    // Under a thread's root: how many replies, the last one's time and the last repliers; it
+    // opens the thread (the markup of templates/messaging/_thread_summary.html).
+    function setThreadSummary(li, summary, root, content = li.querySelector(".message__content")) {
+      let el = content.querySelector(":scope > .thread-summary");
+      if (!el) {
+        el = document.createElement("button");
+        el.type = "button";
+        el.className = "thread-summary";
+        el.dataset.action = "open-thread";
+        el.dataset.thread = root;
+        content.append(el);
+      }
+      el.dataset.lastReplyAt = summary.last_reply_at;
+      const repliers = document.createElement("span");
+      repliers.className = "thread-summary__repliers";
+      repliers.setAttribute("aria-hidden", "true");
+      for (const u of summary.repliers) {
+        const avatar = document.createElement("span");
+        avatar.className = "avatar avatar--small";
+        avatar.title = u.username;
+        avatar.textContent = u.username.charAt(0).toUpperCase();
+        repliers.append(avatar);
+      }
+      const count = document.createElement("span");
+      count.className = "thread-summary__count";
+      count.textContent = `${summary.count} repl${summary.count === 1 ? "y" : "ies"}`;
+      const last = document.createElement("span");
+      last.className = "thread-summary__last";
+      const time = document.createElement("time");
+      time.setAttribute("datetime", summary.last_reply_at);
+      last.append("last reply ", time);
+      const who = document.createElement("span");
+      who.className = "visually-hidden";
+      who.textContent = ` by ${summary.repliers.map((u) => u.username).join(", ")}`;
+      el.replaceChildren(repliers, " ", count, " · ", last, who);
+      renderTimes(el);
+      return el;
     }
 
     // "@username" in a message, found as the server finds mentions (messaging/persistence.py).
@@ -286,6 +343,7 @@
 
     return {
       buildMessage, applyState, setClaps, setPreview, regroup, markMention, updateQuotes, editInPlace, button, replyExcerpt,
+      setThreadSummary,
     };
   }
 

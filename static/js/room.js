@@ -71,6 +71,13 @@
   }
 
   function appendMessage(m) {
+    // A thread reply goes to its thread's panel (static/js/room-threads.js); the timeline shows
+    // it only when its author also sent it to the room.
+    if (m.thread && window.PubSubThreads) window.PubSubThreads.message(m);
+    if (m.thread && !m.also_in_room) {
+      markRead();
+      return;
+    }
     const stick = nearBottom() || m.author.id === me.id;
     const pending = m.author.id === me.id ? byClientId(m.client_id) : null;
     if (pending) pending.remove(); // our own message, confirmed by its broadcast: it moves into seq order
@@ -132,6 +139,7 @@
     onMessageAgain(m) {
       const li = bySeq(m.seq);
       if (li) applyState(li, m);
+      if (window.PubSubThreads) window.PubSubThreads.again(m); // its copy in the thread panel, a root's summary
     },
     onAck(clientId) {
       const li = byClientId(clientId);
@@ -159,6 +167,9 @@
     },
   });
   window.pubsubRoomSocket = socket;
+  // What the thread panel (static/js/room-threads.js) shares with the page: the stream it posts
+  // through, in the room's seq order.
+  window.PubSubRoom = { room, me, canModerate, stream, list };
   if (retryButton) retryButton.addEventListener("click", () => socket.retryNow());
 
   function handle(frame) {
@@ -169,6 +180,7 @@
 
   // This room's frames that change what the page shows (the stream keeps the order).
   function render(frame) {
+    if (window.PubSubThreads) window.PubSubThreads.changed(frame); // the thread panel's copies
     switch (frame.type) {
       case "message_updated": {
         const li = bySeq(frame.seq);
@@ -192,6 +204,9 @@
         if (li) setPreview(li, frame.preview);
         break;
       }
+      case "thread_summary":
+        if (window.PubSubThreads) window.PubSubThreads.summary(frame);
+        break;
       case "clap_board":
         presence.updateBoard(frame.users);
         break;

@@ -208,6 +208,8 @@ def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
     page.keyboard.press("ArrowRight")
     expect(page.locator("li.message [data-action=reply]")).to_be_focused()
     page.keyboard.press("ArrowRight")
+    expect(page.locator("li.message .message__tools [data-action=open-thread]")).to_be_focused()
+    page.keyboard.press("ArrowRight")
     expect(page.locator("li.message [data-action=delete]")).to_be_focused()  # alice moderates the room
     page.keyboard.press("ArrowRight")
     expect(page.locator("li.message [data-action=report]")).to_be_focused()
