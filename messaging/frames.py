@@ -9,7 +9,19 @@ from django.conf import settings
 # The frames a client may send (docs/protocol.md): the consumer has one handler for each
 # (``handle_<type>``, messaging.realtime.consumers.FRAME_HANDLERS is built from this list), and the
 # metrics count each by name (messaging.metrics.FRAMES_RECEIVED).
-FRAME_TYPES = ("subscribe", "unsubscribe", "send", "clap", "typing", "read", "edit", "delete", "ping")
+FRAME_TYPES = (
+    "subscribe",
+    "unsubscribe",
+    "send",
+    "clap",
+    "typing",
+    "read",
+    "edit",
+    "delete",
+    "ping",
+    "react",
+    "pin",
+)
 
 # JSON numbers a client may send as seq, since or rev: below 2**53, exact in every client.
 MAX_INT = 2**53
@@ -58,6 +70,13 @@ def optional_seq(frame: dict, key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < MAX_INT:
         raise ClientError("bad_request", f"`{key}` must be a message's seq: a positive integer.")
+    return value
+
+
+def required_bool(frame: dict, key: str) -> bool:
+    value = frame.get(key)
+    if not isinstance(value, bool):
+        raise ClientError("bad_request", f"`{key}` must be true or false.")
     return value
 
 

@@ -7,6 +7,7 @@ had. The persistence job copies changes to PostgreSQL in ``rev`` order.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import orjson
@@ -27,6 +28,9 @@ redis.call('SADD', KEYS[#KEYS - 1], ARGV[#ARGV - 1])
 local schedule = 0
 if redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', tonumber(ARGV[#ARGV])) then schedule = 1 end
 """
+# For the other change scripts (reactions, pins): the last two KEYS are DIRTY_KEY and
+# SCHEDULED_KEY, the last two ARGV the room id and SCHEDULED_TTL_MS; sets ``schedule``.
+MARK_DIRTY_LUA = _MARK_DIRTY
 
 # KEYS: seq rev buf deletions claps_of clap_totals clap_revs given received top changes dirty scheduled
 # ARGV: seq user_id count cap author_hint room_id ttl
@@ -274,7 +278,10 @@ def merge_state(record: dict, redis_state: RedisState | None, fallback: MessageS
     if redis_state.claps is not None:
         claps = redis_state.claps
         revs.append(redis_state.clap_rev or 0)
-    return MessageState(
+    # What Redis does not know here (reactions and pins: messaging.store.message_extras) is
+    # the fallback's.
+    return dataclasses.replace(
+        fallback,
         claps=claps,
         edited=edited,
         deleted=deleted,

@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from messaging import metrics
 from messaging.models import Clap, Message
-from messaging.store import buffer, changes, watermarks
+from messaging.store import buffer, changes, pins, reactions, watermarks
 from pubsub_site.redis_client import all_room_redis_urls
 from rooms.models import Membership, Room
 
@@ -100,7 +100,7 @@ def messages_persist_room(*, room_id: int) -> int:
 
 
 def changes_persist_room(*, room_id: int) -> None:
-    """Write edits, deletions and claps to the rows PostgreSQL already has, in rev order."""
+    """Write edits, deletions, claps, reactions and pins to the rows PostgreSQL already has, in rev order."""
     while True:
         done_rev = watermarks.changes_persisted_upto(room_id=room_id)
         persisted_seq = watermarks.persisted_upto(room_id=room_id)
@@ -141,6 +141,8 @@ def changes_persist_room(*, room_id: int) -> None:
             Clap.objects.bulk_create(
                 claps, update_conflicts=True, unique_fields=["message", "user"], update_fields=["count"]
             )
+            reactions.reactions_persist(room_id=room_id, messages=messages)
+            pins.pins_persist(room_id=room_id, messages=messages)
         watermarks.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])
         if len(ready) < len(pending) or len(pending) < BATCH:
             return
