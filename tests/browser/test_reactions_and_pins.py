@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.axe import audit, failing, report
 from tests.browser.kit import message, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -48,7 +49,11 @@ def test_a_reaction_is_seen_live_by_the_other_person_with_who_reacted(site, alic
     bob_message.hover()
     bob_message.locator("[data-action=react-open]").click()
     expect(bob_page.locator("#emoji-recent .emoji-picker__emoji").first).to_have_text("🎉")
+    expect(bob_page.locator("#emoji-all .emoji-picker__emoji").first).to_be_visible()
+    violations = audit(bob_page)  # the picker open over chips: axe's serious or critical findings fail
+    assert not failing(violations), report("room with reactions, picker open", violations)
     bob_page.keyboard.press("Escape")
+    expect(bob_message.locator("[data-action=react-open]")).to_be_focused()  # back where it opened
     # Bob takes his off: alice sees one again.
     bob_chip.click()
     expect(chip).to_have_text("🎉 1")
@@ -83,6 +88,8 @@ def test_a_pin_is_seen_live_in_the_other_persons_pinned_list(site, alice, bob, l
     expect(target.locator("[data-action=pin]")).to_have_text("Unpin")
     bob_page.reload()
     expect(bob_page.locator("#pins .pins__item .pins__excerpt")).to_have_text("The meeting notes are in the wiki")
+    violations = audit(alice_page)
+    assert not failing(violations), report("room with a pinned message", violations)
 
     # Unpinned from alice's side panel: gone from bob's list live.
     alice_page.locator("#pins [data-action=unpin]").click()
