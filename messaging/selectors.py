@@ -102,7 +102,7 @@ def _with_row_extras(row: Message, state: MessageState) -> MessageState:
 def _with_current_state(room_id: int, pairs: list[tuple[dict, MessageState | None]]) -> list[tuple[dict, MessageState]]:
     states = changes.states_of(room_id=room_id, seqs=[record["seq"] for record, _ in pairs])
     merged = [(record, changes.merge_state(record, states.get(record["seq"]), fallback)) for record, fallback in pairs]
-    return message_extras.with_extras(room_id=room_id, pairs=merged)
+    return message_extras.with_extras(pairs=merged, states=states)
 
 
 def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict, MessageState]]:

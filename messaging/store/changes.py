@@ -234,17 +234,22 @@ class RedisState:
     deletion: dict | None
     claps: int | None
     clap_rev: int | None
+    # Read in the same round trip, as stored: parsed by messaging.store.message_extras.
+    reactions: bytes | None = None
+    pin: bytes | None = None
 
 
-def _parse_states(seqs: list[int], edits, deletions, totals, revs) -> dict[int, RedisState]:
+def _parse_states(seqs: list[int], edits, deletions, totals, revs, reactions, pins) -> dict[int, RedisState]:
     return {
         seq: RedisState(
             edit=orjson.loads(e) if e else None,
             deletion=orjson.loads(d) if d else None,
             claps=int(t) if t is not None else None,
             clap_rev=int(r) if r is not None else None,
+            reactions=x,
+            pin=p,
         )
-        for seq, e, d, t, r in zip(seqs, edits, deletions, totals, revs, strict=True)
+        for seq, e, d, t, r, x, p in zip(seqs, edits, deletions, totals, revs, reactions, pins, strict=True)
     }
 
 
@@ -257,6 +262,8 @@ def states_of(*, room_id: int, seqs: list[int]) -> dict[int, RedisState]:
     pipe.hmget(keys.deletions, seqs)
     pipe.hmget(keys.clap_totals, seqs)
     pipe.hmget(keys.clap_revs, seqs)
+    pipe.hmget(keys.reactions, seqs)
+    pipe.hmget(keys.pins, seqs)
     return _parse_states(seqs, *pipe.execute())
 
 

@@ -141,8 +141,8 @@ def changes_persist_room(*, room_id: int) -> None:
             Clap.objects.bulk_create(
                 claps, update_conflicts=True, unique_fields=["message", "user"], update_fields=["count"]
             )
-            reactions.reactions_persist(room_id=room_id, messages=messages)
-            pins.pins_persist(room_id=room_id, messages=messages)
+            reactions.reactions_persist(messages=messages, states=states)
+            pins.pins_persist(messages=messages, states=states)
         watermarks.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])
         if len(ready) < len(pending) or len(pending) < BATCH:
             return

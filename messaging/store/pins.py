@@ -16,7 +16,7 @@ import orjson
 from django.utils.dateparse import parse_datetime
 
 from messaging.models import Message, Pin
-from messaging.store.changes import MARK_DIRTY_LUA, ChangeResult
+from messaging.store.changes import MARK_DIRTY_LUA, ChangeResult, RedisState
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
 from pubsub_site.redis_client import get_redis
@@ -71,30 +71,23 @@ def pin_parse(raw: bytes | str) -> PinState:
     return PinState(pinned=bool(data["pinned"]), by=data.get("by"), at=data["at"], rev=int(data["rev"]))
 
 
-def pins_of(*, room_id: int, seqs: list[int]) -> dict[int, PinState]:
-    """The pin states Redis holds for these messages (a message never pinned is absent)."""
-    if not seqs:
-        return {}
-    values = get_redis(room_id).hmget(RoomKeys(room_id).pins, seqs)
-    return {seq: pin_parse(raw) for seq, raw in zip(seqs, values, strict=True) if raw is not None}
-
-
 def pins_all(*, room_id: int) -> dict[int, PinState]:
     """Every pin state Redis holds for the room (pinned or not), by seq."""
     return {int(seq): pin_parse(raw) for seq, raw in get_redis(room_id).hgetall(RoomKeys(room_id).pins).items()}
 
 
-def pins_persist(*, room_id: int, messages: dict[int, Message]) -> None:
-    """Make the ``Pin`` rows of these messages (by seq) match Redis; the caller holds a
-    transaction. Absolute, so running it twice leaves the same rows."""
-    states = pins_of(room_id=room_id, seqs=sorted(messages))
-    unpinned = [messages[seq].pk for seq, state in states.items() if not state.pinned]
+def pins_persist(*, messages: dict[int, Message], states: dict[int, RedisState]) -> None:
+    """Make the ``Pin`` rows of these messages (by seq) match the pins Redis had (``states``,
+    read with the rest of their state); the caller holds a transaction. Absolute, so running
+    it twice leaves the same rows."""
+    pins = {seq: pin_parse(state.pin) for seq, state in states.items() if state.pin is not None and seq in messages}
+    unpinned = [messages[seq].pk for seq, pin in pins.items() if not pin.pinned]
     if unpinned:
         Pin.objects.filter(message_id__in=unpinned).delete()
     pinned = [
-        Pin(message=messages[seq], pinned_by_id=(state.by or {}).get("id"), pinned_at=parse_datetime(state.at))
-        for seq, state in states.items()
-        if state.pinned
+        Pin(message=messages[seq], pinned_by_id=(pin.by or {}).get("id"), pinned_at=parse_datetime(pin.at))
+        for seq, pin in pins.items()
+        if pin.pinned
     ]
     Pin.objects.bulk_create(
         pinned, update_conflicts=True, unique_fields=["message"], update_fields=["pinned_by", "pinned_at"]

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import orjson
 
 from messaging.models import Message, Reaction
-from messaging.store.changes import MARK_DIRTY_LUA
+from messaging.store.changes import MARK_DIRTY_LUA, RedisState
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis_client import get_async_redis
 
 # Statuses of the toggle besides messaging.store.changes' (NOT_INITIALISED, NO_SUCH_MESSAGE,
 # ALREADY_DELETED): 0 nothing to change, 1 changed.
@@ -177,14 +177,6 @@ async def toggle(
     )
 
 
-def summaries_of(*, room_id: int, seqs: list[int]) -> dict[int, ReactionSummary]:
-    """The summaries Redis holds for these messages (a message it holds none of is absent)."""
-    if not seqs:
-        return {}
-    values = get_redis(room_id).hmget(RoomKeys(room_id).reactions, seqs)
-    return {seq: summary_parse(raw) for seq, raw in zip(seqs, values, strict=True) if raw is not None}
-
-
 def summary_of_rows(rows: list[Reaction]) -> ReactionSummary:
     """The summary of a message's PostgreSQL rows (their ``user`` selected), oldest first."""
     by_emoji: dict[str, list[tuple[int, str]]] = {}
@@ -199,10 +191,15 @@ def summary_from_database(*, room_id: int, seq: int) -> ReactionSummary:
     return summary_of_rows(rows)
 
 
-def reactions_persist(*, room_id: int, messages: dict[int, Message]) -> None:
-    """Make the rows of these messages (by seq) match Redis's summaries; the caller holds a
-    transaction. Absolute, so running it twice leaves the same rows."""
-    summaries = summaries_of(room_id=room_id, seqs=sorted(messages))
+def reactions_persist(*, messages: dict[int, Message], states: dict[int, RedisState]) -> None:
+    """Make the rows of these messages (by seq) match the summaries Redis had (``states``,
+    read with the rest of their state); the caller holds a transaction. Absolute, so running
+    it twice leaves the same rows."""
+    summaries = {
+        seq: summary_parse(state.reactions)
+        for seq, state in states.items()
+        if state.reactions is not None and seq in messages
+    }
     if not summaries:
         return
     # In the summary's order: rows made in one batch keep it (by pk) when read back.
