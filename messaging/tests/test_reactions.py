@@ -208,3 +208,19 @@ async def test_a_spectator_reacts_as_they_clap(alice, charlie, public_room):
     assert summary(await alice_ws.recv_type("reactions")) == [("👀", 1, ["charlie"])]
     for ws in (alice_ws, charlie_ws):
         await ws.close()
+
+
+async def test_a_reaction_taken_off_after_it_was_persisted_leaves_postgresql_too(alice, bob, public_room):
+    alice_ws, bob_ws = await room_with(public_room, alice, bob)
+    await alice_ws.post(public_room.slug, "keep or drop")
+    await answer(bob_ws, react(public_room, 1, "👍"))
+    await answer(bob_ws, react(public_room, 1, "🔥"))
+    await persist(server=0)
+    await persist(server=0)  # again: the same rows
+    count = database_sync_to_async(lambda: sorted(Reaction.objects.values_list("emoji", flat=True)))
+    assert await count() == ["👍", "🔥"]
+    await answer(bob_ws, react(public_room, 1, "👍", on=False))
+    await persist(server=0)
+    assert await count() == ["🔥"]
+    for ws in (alice_ws, bob_ws):
+        await ws.close()
