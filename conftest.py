@@ -88,7 +88,13 @@ def fast_password_hashing(settings):
 
 
 # Most tests send fast on purpose; the rate-limit tests set their own limits.
-GENEROUS_WS_LIMITS = {"send": "10000/second", "clap": "10000/second", "edit": "10000/second"}
+GENEROUS_WS_LIMITS = {
+    "send": "10000/second",
+    "clap": "10000/second",
+    "edit": "10000/second",
+    "react": "10000/second",
+    "pin": "10000/second",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from messaging import moderation
-from messaging.models import Clap, LinkPreview, Message
+from messaging import moderation, pins
+from messaging.models import Clap, LinkPreview, Message, Pin, Reaction
 from rooms.admin import run_moderation_action
 
 
@@ -31,7 +31,7 @@ class MessageAdmin(admin.ModelAdmin):
         "rev",
     ]
     date_hierarchy = "sent_at"
-    actions = ["hide_messages"]
+    actions = ["hide_messages", "pin_messages", "unpin_messages"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # messages come from the rooms, through the buffer
@@ -47,6 +47,14 @@ class MessageAdmin(admin.ModelAdmin):
             ),
             "{count} message(s) hidden.",
         )
+
+    @admin.action(description="Pin selected messages", permissions=["change"])
+    def pin_messages(self, request, queryset):
+        _pin_action(self, request, queryset, pinned=True)
+
+    @admin.action(description="Unpin selected messages", permissions=["change"])
+    def unpin_messages(self, request, queryset):
+        _pin_action(self, request, queryset, pinned=False)
 
     @admin.display(description="body")
     def short_body(self, message: Message) -> str:
@@ -74,3 +82,65 @@ class LinkPreviewAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # fetched by the job, never typed in
+
+
+def _pin_action(modeladmin: admin.ModelAdmin, request, messages_queryset, *, pinned: bool) -> None:
+    """Pin or unpin through the moderation act (audited as site staff; live to the room)."""
+    run_moderation_action(
+        modeladmin,
+        request,
+        messages_queryset.select_related("room").order_by("room_id", "seq"),
+        lambda message: pins.room_message_pin(
+            room=message.room, actor=request.user, seq=message.seq, pinned=pinned, acting_as_staff=True
+        ),
+        "{count} message(s) " + ("pinned." if pinned else "unpinned."),
+    )
+
+
+@admin.register(Reaction)
+class ReactionAdmin(admin.ModelAdmin):
+    """Reactions as the persistence job copied them from Redis, which holds the current state:
+    read here, changed only by the people who put them on (messaging.reactions)."""
+
+    list_display = ["message", "emoji", "user", "created_at"]
+    list_filter = ["message__room"]
+    search_fields = ["user__username", "emoji", "message__body"]
+    list_select_related = ["message", "message__room", "user"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a row deleted here would come back from Redis at the next change
+
+
+@admin.register(Pin)
+class PinAdmin(admin.ModelAdmin):
+    """Pinned messages as the persistence job copied them; unpinning goes through the moderation
+    act (audited, live to the room), never by deleting the row."""
+
+    list_display = ["message", "pinned_by", "pinned_at"]
+    list_filter = ["message__room"]
+    search_fields = ["message__body", "pinned_by__username"]
+    list_select_related = ["message", "message__room", "pinned_by"]
+    actions = ["unpin"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # pin from the messages' list (or the room page)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_unpin_permission(self, request) -> bool:
+        """Who may pin and unpin from the messages' list may unpin here."""
+        return request.user.has_perm("messaging.change_message")
+
+    @admin.action(description="Unpin selected messages", permissions=["unpin"])
+    def unpin(self, request, queryset):
+        _pin_action(self, request, Message.objects.filter(pin__in=queryset), pinned=False)

@@ -20,6 +20,8 @@ FRAME_TYPES = (
     "delete",
     "ping",
     "remove_preview",
+    "react",
+    "pin",
 )
 
 # JSON numbers a client may send as seq, since or rev: below 2**53, exact in every client.
@@ -77,6 +79,11 @@ def optional_bool(frame: dict, key: str) -> bool:
     value = frame.get(key)
     if value is None:
         return False
+    return required_bool(frame, key)
+
+
+def required_bool(frame: dict, key: str) -> bool:
+    value = frame.get(key)
     if not isinstance(value, bool):
         raise ClientError("bad_request", f"`{key}` must be true or false.")
     return value

@@ -143,6 +143,8 @@ class MessagePreview(models.Model):
 
     def __str__(self) -> str:
         return f"preview of {self.message}"
+
+
 class ThreadFollow(models.Model):
     """A user following a thread of a room: its root's author and every replier follow it (the
     persistence job writes that); ``following`` False is one who unfollowed. ``last_read_seq``:
@@ -162,3 +164,37 @@ class ThreadFollow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} follows #{self.root_seq} in {self.room_id}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on one message (messaging.reactions); written by the persistence job
+    from Redis, which holds the current state (messaging.store.reactions)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions")
+    # One emoji grapheme (messaging.reactions.emoji_or_refuse); the longest (family ZWJ
+    # sequences with skin tones) is 11 code points.
+    emoji = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_once_per_user_emoji_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.emoji} on {self.message}"
+
+
+class Pin(models.Model):
+    """A pinned message of its room (messaging.pins); written by the persistence job from
+    Redis (messaging.store.pins), deleted when the message is unpinned."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="pin")
+    pinned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pinned_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"pin of {self.message}"

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.utils.text import Truncator
 
-from messaging.models import Message, Notification
-from messaging.store import buffer, changes
+from messaging.models import Message, Notification, Reaction
+from messaging.store import buffer, changes, message_extras
+from messaging.store import pins as pins_store
+from messaging.store import reactions as reactions_store
 from messaging.store.previews import row_preview
 from messaging.threads.summaries import thread_summary_changes, with_thread_summaries
 from protocol.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
@@ -82,16 +85,29 @@ def _state_of_row(message: Message) -> MessageState:
 def _pg_messages(room_id: int, **filters) -> list[tuple[dict, MessageState]]:
     rows = (
         Message.objects.filter(room_id=room_id, **filters)
-        .select_related("author", "link_preview")
+        .select_related("author", "link_preview", "pin__pinned_by")
+        .prefetch_related(Prefetch("reactions", queryset=Reaction.objects.select_related("user")))
         .annotate(clap_total=Sum("claps__count"))
         .order_by("seq")
     )
-    return [(record_from_message(row), _state_of_row(row)) for row in rows]
+    return [(record_from_message(row), _with_row_extras(row, _state_of_row(row))) for row in rows]
+
+
+def _with_row_extras(row: Message, state: MessageState) -> MessageState:
+    """The state with the row's reactions and pin (prefetched with it: ``_pg_messages``)."""
+    summary = reactions_store.summary_of_rows(list(row.reactions.all()))
+    pin = getattr(row, "pin", None)
+    return dataclasses.replace(
+        state,
+        reactions=summary.entries,
+        pin=message_extras.pin_wire_state(pins_store.pin_state_of_row(pin)) if pin is not None else None,
+    )
 
 
 def _with_current_state(room_id: int, pairs: list[tuple[dict, MessageState | None]]) -> list[tuple[dict, MessageState]]:
     states = changes.states_of(room_id=room_id, seqs=[record["seq"] for record, _ in pairs])
-    return [(record, changes.merge_state(record, states.get(record["seq"]), fallback)) for record, fallback in pairs]
+    merged = [(record, changes.merge_state(record, states.get(record["seq"]), fallback)) for record, fallback in pairs]
+    return message_extras.with_extras(pairs=merged, states=states)
 
 
 def messages_between(*, room_id: int, after: int, upto: int) -> list[tuple[dict, MessageState]]:

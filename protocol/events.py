@@ -57,7 +57,7 @@ def room_message_event(*, room_id: int, seq: int, record: str, ts: float) -> dic
 
 
 def room_change_event(*, room_id: int, frame: dict) -> dict:
-    """An edit or a deletion (``frame``: its client frame, encoded once for every socket)."""
+    """An edit, a deletion, reactions or a pin (``frame``: its client frame, encoded once for every socket)."""
     return {"type": "room.change", "room_id": room_id, "frame": encode(frame)}
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
+from django.conf import settings
 
 if TYPE_CHECKING:
     from messaging.models import Message
@@ -35,6 +36,12 @@ class MessageState:
     # The message's link card (``message_preview_wire``), None: none; and its change's rev.
     preview: dict | None = None
     preview_rev: int | None = None
+    # Emoji reactions: ((emoji, ((user id, username), …)), …) in the order they were put on.
+    reactions: tuple = ()
+    reaction_rev: int | None = None
+    # The pin: {"pinned", "by": {id, username}, "at"} (None: never pinned, as far as known).
+    pin: dict | None = None
+    pin_rev: int | None = None
 
 
 FRESH = MessageState()
@@ -80,6 +87,11 @@ def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dic
         "edited": state.edited,
         "deleted": state.deleted,
     }
+    if state.reactions and not state.deleted:
+        # Present only on a message with reactions (docs/protocol.md): a new one has none.
+        frame["reactions"] = reactions_summary_wire(state.reactions)
+    if state.pin and state.pin["pinned"] and not state.deleted:
+        frame["pinned"] = {"by": state.pin["by"], "at": state.pin["at"]}
     reply_to = record.get("reply_to")
     if reply_to:
         # Present only on a reply (an extension of the contract: docs/protocol.md).
@@ -189,7 +201,44 @@ def changes_wire(record: dict, state: MessageState, *, room: str, after_rev: int
         frames.append(claps_wire(room=room, seq=seq, total=state.claps, rev=rev, user=None, user_total=None))
     if state.preview_rev is not None and state.preview_rev > after_rev:
         frames.append(message_preview_wire(room=room, seq=seq, preview=state.preview, rev=rev))
+    if (state.reactions or state.reaction_rev is not None) and newer(state.reaction_rev):
+        frames.append(reactions_wire(room=room, seq=seq, reactions=state.reactions, rev=rev))
+    if state.pin is not None and newer(state.pin_rev):
+        frames.append(pinned_wire(room=room, seq=seq, pin=state.pin, rev=rev, message=reply_wire(record, state)))
     return frames
+
+
+def reactions_summary_wire(reactions: tuple) -> list[dict]:
+    """A message's reactions as frames carry them: each emoji, how many, and the first
+    ``REACTIONS_USERS_LISTED`` who put it on."""
+    listed = settings.REACTIONS_USERS_LISTED
+    return [
+        {
+            "emoji": emoji,
+            "count": len(reactors),
+            "users": [user_wire(uid, name) for uid, name in reactors[:listed]],
+        }
+        for emoji, reactors in reactions
+    ]
+
+
+def reactions_wire(*, room: str, seq: int, reactions: tuple, rev: int) -> dict:
+    """A message's reactions changed: the whole summary (empty: none left) at ``rev``."""
+    return {"type": "reactions", "room": room, "seq": seq, "reactions": reactions_summary_wire(reactions), "rev": rev}
+
+
+def pinned_wire(*, room: str, seq: int, pin: dict, rev: int, message: dict | None) -> dict:
+    """A message was pinned or unpinned; ``message`` is its quote (``reply_wire``) for the pinned list."""
+    return {
+        "type": "pinned",
+        "room": room,
+        "seq": seq,
+        "pinned": pin["pinned"],
+        "by": pin["by"],
+        "at": pin["at"],
+        "rev": rev,
+        "message": message if pin["pinned"] else None,
+    }
 
 
 # --- The other frames (docs/protocol.md), by the frame they answer or the event they tell ---

@@ -276,6 +276,8 @@ WS_RATE_LIMITS = {
     "send": _rate("WS_RATE_LIMIT_SEND", "10/2second"),
     "clap": _rate("WS_RATE_LIMIT_CLAP", "20/2second"),
     "edit": _rate("WS_RATE_LIMIT_EDIT", "20/minute"),
+    "react": _rate("WS_RATE_LIMIT_REACT", "20/10second"),
+    "pin": _rate("WS_RATE_LIMIT_PIN", "20/minute"),
 }
 # A connection refused this many times within WS_FLOOD_WINDOW seconds is closed (1008).
 WS_FLOOD_REFUSALS = env_int("WS_FLOOD_REFUSALS", 20)
@@ -455,6 +457,21 @@ PRESENCE_LIST_MAX = env_int("PRESENCE_LIST_MAX", 100)
 TYPING_INTERVAL = 2.0
 # Claps on one message are broadcast at most this often per web process (seconds).
 CLAP_COALESCE_SECONDS = 0.1
+# Emoji reactions (messaging.reactions): distinct emoji on one message, emoji one user puts
+# on one message, and the reactors a `reactions` frame names per emoji (its count is of all).
+REACTIONS_MAX_EMOJI_PER_MESSAGE = env_int("REACTIONS_MAX_EMOJI_PER_MESSAGE", 20)
+REACTIONS_MAX_PER_USER_PER_MESSAGE = env_int("REACTIONS_MAX_PER_USER_PER_MESSAGE", 10)
+REACTIONS_USERS_LISTED = env_int("REACTIONS_USERS_LISTED", 50)
+# Pinned messages a room holds at most (messaging.pins).
+PINS_MAX_PER_ROOM = env_int("PINS_MAX_PER_ROOM", 50)
+for _name in (
+    "REACTIONS_MAX_EMOJI_PER_MESSAGE",
+    "REACTIONS_MAX_PER_USER_PER_MESSAGE",
+    "REACTIONS_USERS_LISTED",
+    "PINS_MAX_PER_ROOM",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: at least 1.")
 # New-message activity (unread counts) is broadcast at most this often per room and process.
 ACTIVITY_COALESCE_SECONDS = 1.0
 

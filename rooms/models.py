@@ -209,6 +209,8 @@ class AuditLog(models.Model):
         ARCHIVE = "archive", "Archive the room"
         UNARCHIVE = "unarchive", "Unarchive the room"
         DELETE_ROOM = "delete_room", "Delete the room"
+        PIN_MESSAGE = "pin_message", "Pin message"
+        UNPIN_MESSAGE = "unpin_message", "Unpin message"
 
     # Entries outlive the room they are about (SET_NULL); an actor with entries cannot be deleted.
     room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from messaging import moderation as message_moderation
 from messaging.notifications import invites
+from messaging.pins import room_pins_list
 from messaging.selectors import message_get, message_history, report_list_open
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms import moderation, room_settings, services
@@ -112,6 +113,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "last_seq": history.latest if history.has_newer else (history.messages[-1]["seq"] if history.messages else 0),
         "invite_form": InviteForm(),
         "open_report_count": report_count_open(room=room) if membership and membership.can_moderate else 0,
+        "pins": [] if room.is_direct else room_pins_list(room_id=room.pk),
     }
     return render(request, "rooms/room_detail.html", context)
 

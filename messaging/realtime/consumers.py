@@ -32,7 +32,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from messaging import frames, moderation
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
+from messaging.pins import room_message_pin_by_ids
 from messaging.previews import message_preview_remove
+from messaging.reactions import emoji_or_refuse, message_react
 from messaging.realtime import online, throttle
 from messaging.realtime.base import SocketConsumer
 from messaging.realtime.layer_events import LayerEvents
@@ -54,6 +56,7 @@ from protocol.wire import (
     ack_frame,
     claps_wire,
     pong_frame,
+    reactions_wire,
     user_wire,
 )
 from rooms.services import RoomAccess
@@ -246,6 +249,43 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
             user_id=self.user_id,
             can_moderate=sub.access.can_moderate,
         )
+
+    async def handle_react(self, frame: dict, ref: object) -> None:
+        seq = frames.required_seq(frame)
+        on = frames.required_bool(frame, "on")
+        emoji = emoji_or_refuse(frame.get("emoji"))
+        sub = self._subscription(frame)  # who may clap may react: any reader of the room
+        await self._limit("react", sub.access.room_id)
+        result = await message_react(
+            room_id=sub.access.room_id,
+            room_slug=sub.access.slug,
+            seq=seq,
+            user_id=self.user_id,
+            username=self.user_json["username"],
+            emoji=emoji,
+            on=on,
+        )
+        # The room hears of it through its group; the reacting socket is answered at once
+        # (with `ref`), also when nothing changed.
+        reply = reactions_wire(room=sub.access.slug, seq=seq, reactions=result.summary.entries, rev=result.rev)
+        await self._send_frame(reply, ref)
+
+    async def handle_pin(self, frame: dict, ref: object) -> None:
+        seq = frames.required_seq(frame)
+        pinned = frames.required_bool(frame, "pinned")
+        sub = self._subscription(frame)
+        if not sub.access.can_moderate:
+            raise ClientError("forbidden", "Only the room's owner and moderators can pin messages.")
+        await self._limit("pin", sub.access.room_id)
+        try:
+            # A moderation act (checked again and audited there), on a thread: it writes PostgreSQL.
+            await database_sync_to_async(room_message_pin_by_ids)(
+                room_id=sub.access.room_id, actor_id=self.user_id, seq=seq, pinned=pinned
+            )
+        except PermissionDenied as refused:
+            raise ClientError("forbidden", str(refused)) from None
+        except ValidationError as refused:
+            raise ClientError("bad_request", " ".join(refused.messages)) from None
 
     async def _hide(self, sub: Subscription, seq: int) -> None:
         """A moderator deletes someone else's message: the page's moderation act, which

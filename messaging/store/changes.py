@@ -7,6 +7,7 @@ had. The persistence job copies changes to PostgreSQL in ``rev`` order.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import orjson
@@ -28,6 +29,9 @@ redis.call('SADD', KEYS[#KEYS - 1], ARGV[#ARGV - 1])
 local schedule = 0
 if redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', tonumber(ARGV[#ARGV])) then schedule = 1 end
 """
+# For the other change scripts (reactions, pins): the last two KEYS are DIRTY_KEY and
+# SCHEDULED_KEY, the last two ARGV the room id and SCHEDULED_TTL_MS; sets ``schedule``.
+MARK_DIRTY_LUA = _MARK_DIRTY
 
 # KEYS: seq rev buf deletions claps_of clap_totals clap_revs given received top changes dirty scheduled
 # ARGV: seq user_id count cap author_hint room_id ttl
@@ -232,9 +236,12 @@ class RedisState:
     claps: int | None
     clap_rev: int | None
     preview: dict | None = None  # the link card's entry (messaging.store.previews)
+    # Read in the same round trip, as stored: parsed by messaging.store.message_extras.
+    reactions: bytes | None = None
+    pin: bytes | None = None
 
 
-def _parse_states(seqs: list[int], edits, deletions, totals, revs, previews) -> dict[int, RedisState]:
+def _parse_states(seqs: list[int], edits, deletions, totals, revs, previews, reactions, pins) -> dict[int, RedisState]:
     return {
         seq: RedisState(
             edit=orjson.loads(e) if e else None,
@@ -242,8 +249,12 @@ def _parse_states(seqs: list[int], edits, deletions, totals, revs, previews) -> 
             claps=int(t) if t is not None else None,
             clap_rev=int(r) if r is not None else None,
             preview=orjson.loads(p) if p else None,
+            reactions=x,
+            pin=pin,
         )
-        for seq, e, d, t, r, p in zip(seqs, edits, deletions, totals, revs, previews, strict=True)
+        for seq, e, d, t, r, p, x, pin in zip(
+            seqs, edits, deletions, totals, revs, previews, reactions, pins, strict=True
+        )
     }
 
 
@@ -257,6 +268,8 @@ def states_of(*, room_id: int, seqs: list[int]) -> dict[int, RedisState]:
     pipe.hmget(keys.clap_totals, seqs)
     pipe.hmget(keys.clap_revs, seqs)
     pipe.hmget(previews_key(room_id), seqs)
+    pipe.hmget(keys.reactions, seqs)
+    pipe.hmget(keys.pins, seqs)
     return _parse_states(seqs, *pipe.execute())
 
 
@@ -282,7 +295,10 @@ def merge_state(record: dict, redis_state: RedisState | None, fallback: MessageS
     if redis_state.preview is not None:
         preview, preview_rev = redis_state.preview["card"], redis_state.preview["rev"]
         revs.append(preview_rev)
-    return MessageState(
+    # What Redis does not know here (reactions and pins: messaging.store.message_extras) is
+    # the fallback's.
+    return dataclasses.replace(
+        fallback,
         claps=claps,
         edited=edited,
         deleted=deleted,

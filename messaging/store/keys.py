@@ -106,6 +106,15 @@ class RoomKeys:
         return f"{self.prefix}:top"  # sorted set: seq scored by total claps
 
     @property
+    def reactions(self) -> str:
+        # seq -> {"rev", "r": [[emoji, [[user id, username], …]], …]} (messaging.store.reactions)
+        return f"{self.prefix}:reactions"
+
+    @property
+    def pins(self) -> str:
+        return f"{self.prefix}:pins"  # seq -> {"pinned", "by", "at", "rev"} (messaging.store.pins)
+
+    @property
     def changes(self) -> str:
         return f"{self.prefix}:changes"  # sorted set: seq scored by the rev of its last change
 

@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from messaging import metrics
 from messaging.models import Clap, Message
-from messaging.store import buffer, changes, previews, watermarks
+from messaging.store import buffer, changes, pins, previews, reactions, watermarks
 from pubsub_site.redis_client import all_room_redis_urls
 from rooms.models import Membership, Room
 
@@ -106,7 +106,7 @@ def messages_persist_room(*, room_id: int) -> int:
 
 
 def changes_persist_room(*, room_id: int) -> None:
-    """Write edits, deletions and claps to the rows PostgreSQL already has, in rev order."""
+    """Write edits, deletions, claps, reactions and pins to the rows PostgreSQL already has, in rev order."""
     while True:
         done_rev = watermarks.changes_persisted_upto(room_id=room_id)
         persisted_seq = watermarks.persisted_upto(room_id=room_id)
@@ -150,6 +150,8 @@ def changes_persist_room(*, room_id: int) -> None:
             previews.previews_persist(
                 messages=messages, entries={seq: state.preview for seq, state in states.items() if state.preview}
             )
+            reactions.reactions_persist(messages=messages, states=states)
+            pins.pins_persist(messages=messages, states=states)
         for hook in AFTER_CHANGES:
             hook(room_id=room_id, states=states, after_rev=done_rev)
         watermarks.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])

@@ -19,3 +19,19 @@ def format_body(body: str) -> str:
     """A message body as HTML: escaped, with the formatting of messaging/formatting.py
     (links, *bold*, _italic_, `code`, code blocks, > quotes), as static/js/format.js renders it."""
     return mark_safe(render(body))  # noqa: S308 (every piece of user text is escaped by the renderer)
+
+
+@register.filter
+def reacted_by_me(reaction: dict, user_id: int) -> bool:
+    """{{ r|reacted_by_me:user.pk }}: whether the user is among the reactors a reaction names."""
+    return any(u["id"] == user_id for u in reaction["users"])
+
+
+@register.filter
+def reaction_title(reaction: dict) -> str:
+    """Who put the emoji on, as its chip's tooltip says it (static/js/room-reactions.js: reactionTitle)."""
+    names = ", ".join(u["username"] for u in reaction["users"])
+    more = reaction["count"] - len(reaction["users"])
+    if more > 0:
+        names += f" and {more} more"
+    return f"{names} reacted with {reaction['emoji']}"

@@ -8,8 +8,9 @@
   const GROUP_WINDOW_MS = 5 * 60 * 1000;
 
   // me: {id, username}; canModerate: may delete others' messages; canReply: the page has a
-  // composer; list: the page's message list (for the quotes of an edited original).
-  function create({ me, canModerate, canReply, list }) {
+  // composer; list: the page's message list (for the quotes of an edited original);
+  // reactions: a message's reactions and pin (static/js/room-reactions.js).
+  function create({ me, canModerate, canReply, list, reactions }) {
     const renderTimes = window.PubSub.renderTimes;
 
     // The body's formatting (links, *bold*, _italic_, `code`, code blocks, > quotes): static/js/format.js,
@@ -107,7 +108,11 @@
       const time = document.createElement("time");
       time.className = "message__time";
       time.setAttribute("datetime", m.sent_at);
-      meta.append(author, " ", time);
+      const pinned = document.createElement("span");
+      pinned.className = "message__pinned";
+      pinned.textContent = "📌 pinned";
+      pinned.hidden = true;
+      meta.append(author, " ", time, " ", pinned);
       const content = document.createElement("div");
       content.className = "message__content";
       const body = document.createElement("div");
@@ -127,6 +132,19 @@
       }
       const actions = document.createElement("div");
       actions.className = "message__actions";
+      const reactOpen = document.createElement("button");
+      reactOpen.type = "button";
+      reactOpen.className = "react-open";
+      reactOpen.dataset.action = "react-open";
+      reactOpen.setAttribute("aria-haspopup", "dialog");
+      reactOpen.title = "Add a reaction";
+      const reactIcon = document.createElement("span");
+      reactIcon.setAttribute("aria-hidden", "true");
+      reactIcon.textContent = "☺+";
+      const reactLabel = document.createElement("span");
+      reactLabel.className = "visually-hidden";
+      reactLabel.textContent = "Add a reaction";
+      reactOpen.append(reactIcon, reactLabel);
       const clap = document.createElement("button");
       clap.type = "button";
       clap.className = "clap";
@@ -148,9 +166,10 @@
       if (canReply && !m.thread) tools.append(button("open-thread", "Reply in thread"), " ");
       if (m.author.id === me.id) tools.append(button("edit", "Edit"), " ", button("delete", "Delete"));
       else if (canModerate) tools.append(button("delete", "Delete"));
+      if (canModerate) tools.append(" ", button("pin", "Pin"));
       if (m.author.id !== me.id) tools.append(button("report", "Report"));
-      actions.append(clap, " ", tools);
-      li.append(avatar, meta, content, actions);
+      actions.append(clap, " ", reactOpen, " ", tools);
+      li.append(avatar, meta, content, window.PubSubReactions.container(), actions);
       applyState(li, m);
       renderTimes(li);
       return li;
@@ -278,6 +297,11 @@
       if (m.claps !== undefined) setClaps(li, m.claps);
       if (m.deleted) setPreview(li, null);
       else if (m.preview !== undefined) setPreview(li, m.preview);
+      if (reactions && m.client_id !== undefined) {
+        // A whole message (its wire form): no `reactions` or `pinned` means none.
+        reactions.setReactions(li, m.reactions || [], m.rev);
+        reactions.setPinned(li, !!m.pinned);
+      }
     }
 
     function setClaps(li, total, mine) {

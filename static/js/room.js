@@ -33,8 +33,12 @@
 
   // --- Rendering: the same markup as templates/messaging/_message.html (room-messages.js) ----
 
+  // Reactions, the emoji picker and the pinned list: static/js/room-reactions.js.
+  const reactions = window.PubSubReactions.create({
+    me, list, room, canModerate, send: (frame) => socket.send(frame),
+  });
   const { buildMessage, applyState, setClaps, setPreview, regroup, markMention, updateQuotes, editInPlace, button, replyExcerpt } =
-    window.PubSubMessages.create({ me, canModerate, canReply: !!composer, list });
+    window.PubSubMessages.create({ me, canModerate, canReply: !!composer, list, reactions });
   const renderTimes = window.PubSub.renderTimes;
 
   // Who is online, who is typing, the clap board: static/js/room-presence.js.
@@ -181,6 +185,7 @@
   // This room's frames that change what the page shows (the stream keeps the order).
   function render(frame) {
     if (window.PubSubThreads) window.PubSubThreads.changed(frame); // the thread panel's copies
+    if (reactions.handle(frame)) return;
     switch (frame.type) {
       case "message_updated": {
         const li = bySeq(frame.seq);
@@ -421,6 +426,7 @@
     if (!target) return;
     const li = target.closest("li.message");
     const seq = li ? Number(li.dataset.seq) : null;
+    if (li && seq && reactions.click(target.dataset.action, li, target)) return;
     switch (target.dataset.action) {
       case "load-older":
         loadOlder();

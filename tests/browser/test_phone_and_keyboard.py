@@ -187,7 +187,7 @@ def test_the_message_log_is_one_tab_stop_with_the_actions_on_the_arrows(site, al
     page.keyboard.press("Home")
     expect(first).to_be_focused()
 
-    # Inside a message: its author, link, clap and tools in a row on the arrows.
+    # Inside a message: its author, link, clap, reaction and tools in a row on the arrows.
     page.keyboard.press("ArrowRight")
     expect(first.locator(".message__author")).to_be_focused()
     page.keyboard.press("ArrowRight")
@@ -198,6 +198,8 @@ def test_the_message_log_is_one_tab_stop_with_the_actions_on_the_arrows(site, al
     assert clap.evaluate("el => getComputedStyle(el).outlineStyle") != "none"
     page.keyboard.press("Enter")
     expect(clap.locator(".clap__total")).to_have_text("1")
+    page.keyboard.press("ArrowRight")
+    expect(first.locator("[data-action=react-open]")).to_be_focused()  # the emoji picker's button
     page.keyboard.press("ArrowRight")
     expect(first.locator("[data-action=reply]")).to_be_focused()
     page.keyboard.press("Escape")
