@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "accounts",
     "rooms",
     "messaging",
+    "outgoing_webhooks",
 ]
 
 MIDDLEWARE = [
@@ -464,3 +465,19 @@ else:
 # How often one of the workers queues the job that sends the digests that are due (seconds;
 # the workers' sweep thread runs every PERSIST_SWEEP_SECONDS, so no more often than that).
 MENTION_EMAIL_SWEEP_SECONDS = env_int("MENTION_EMAIL_SWEEP_SECONDS", 60)
+
+# --- Outgoing webhooks (outgoing_webhooks/services.py; docs/api.md "Outgoing webhooks") ---
+# Each request: this timeout, this much of the answer read at most, no redirect followed.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+WEBHOOK_RESPONSE_MAX_BYTES = env_int("WEBHOOK_RESPONSE_MAX_BYTES", 65536)
+# A failed delivery waits BASE * 2**(attempts-1) seconds (at most MAX), its second half random.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 10.0)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 3600.0)
+# An endpoint is disabled (and the room's admins e-mailed) after this many failures in a row,
+# or after failing this long without a success.
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 15)
+WEBHOOK_DISABLE_AFTER_HOURS = env_float("WEBHOOK_DISABLE_AFTER_HOURS", 24.0)
+# One delivery job sends for this long, then queues itself again (the worker persists messages too).
+WEBHOOK_JOB_BUDGET_SECONDS = env_float("WEBHOOK_JOB_BUDGET_SECONDS", 10.0)
+# Delivered rows are kept in the log this many days.
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 7)

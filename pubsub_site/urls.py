@@ -17,4 +17,5 @@ urlpatterns = [
     re_path(r"^media/(?P<path>.+)$", media, name="media"),
     path("", include("messaging.urls")),
     path("", include("rooms.urls")),
+    path("", include("outgoing_webhooks.urls")),
 ]

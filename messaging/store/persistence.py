@@ -35,6 +35,10 @@ BATCH = 500
 # registered by messaging.apps). A hook, not an import: the store never imports the layers
 # above it.
 AFTER_BATCH: list[Callable[..., None]] = []
+# What runs after each batch of a room's changes is in the database, before it is marked so: the
+# outgoing webhooks (outgoing_webhooks.events.changes_persisted, registered by its app),
+# with the room's id, the seqs written, the rev the batch started after and their Redis states.
+AFTER_CHANGES: list[Callable[..., None]] = []
 
 
 def messages_persist_server(*, server: int) -> int:
@@ -141,6 +145,9 @@ def changes_persist_room(*, room_id: int) -> None:
             Clap.objects.bulk_create(
                 claps, update_conflicts=True, unique_fields=["message", "user"], update_fields=["count"]
             )
+        # Before the mark: a job killed in between runs them again (they are idempotent).
+        for hook in AFTER_CHANGES:
+            hook(room_id=room_id, seqs=seqs, after_rev=done_rev, states=states)
         watermarks.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])
         if len(ready) < len(pending) or len(pending) < BATCH:
             return
