@@ -405,6 +405,19 @@ METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
 # How often each web process samples its sockets' outbox backlog and its event loop's lag.
 METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
 
+# --- Outbound HTTP (link previews, webhooks: pubsub_site.outbound) ------------
+
+# Networks (CIDR, comma-separated) the site may fetch from although they are not public
+# (private, loopback...). Empty by default: only public addresses. Tests allow 127.0.0.1/32.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS", [])
+for _net in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"OUTBOUND_ALLOWED_NETWORKS: {_net!r} is not a network; write e.g. 10.0.0.0/8."
+        ) from None
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
