@@ -10,6 +10,7 @@ from rooms.admin import run_moderation_action
 
 
 class EndpointAdminForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", label="URL")
     events = forms.MultipleChoiceField(choices=WebhookEndpoint.Event.choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:
@@ -17,7 +18,10 @@ class EndpointAdminForm(forms.ModelForm):
         fields = ["room", "url", "events", "description"]
 
     def clean_url(self) -> str:
-        return services.endpoint_url_check(self.cleaned_data["url"])
+        try:
+            return services.endpoint_url_check(self.cleaned_data["url"])
+        except ValidationError as error:
+            raise ValidationError(error.messages) from error
 
     def clean(self):
         data = super().clean()

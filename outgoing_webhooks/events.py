@@ -73,10 +73,7 @@ def messages_persisted(*, room_id: int, records: list[dict]) -> None:
         room_id=room_id,
         room_slug=slug,
         endpoints=endpoints,
-        events=(
-            (Event.MESSAGE.value, f"message:{room_id}:{r['seq']}", message_wire(r, room=slug))
-            for r in records
-        ),
+        events=((Event.MESSAGE.value, f"message:{room_id}:{r['seq']}", message_wire(r, room=slug)) for r in records),
     )
 
 

@@ -37,8 +37,8 @@ def webhook_list(request: HttpRequest, slug: str) -> HttpResponse:
                 events=form.cleaned_data["events"],
                 description=form.cleaned_data["description"],
             )
-        except (PermissionDenied, ValidationError) as error:
-            form.add_error(None, _refusal_text(error))
+        except ValidationError as error:
+            form.add_error(None, error)  # {"url": ...} lands on the URL field
         else:
             form = EndpointForm()
     context = {
