@@ -17,6 +17,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    path: str = "/hook"
 
     @property
     def event(self) -> dict:
@@ -51,7 +52,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver.requests.append(Received(dict(self.headers.items()), body, status))
+                    receiver.requests.append(Received(dict(self.headers.items()), body, status, self.path))
                 answer = b"ok" if status < 300 else b"try again later"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(answer)))
