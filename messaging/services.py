@@ -56,6 +56,7 @@ class ActionRefused(Exception):
 class SendResult:
     seq: int
     created: bool
+    record: bytes | str = b""  # the stored record (JSON) of a new message; empty for a retry
 
 
 # --- Coalescing: one broadcast per key and interval, per process and event loop ---
@@ -176,11 +177,12 @@ async def message_send(
     client_id: str,
     limits: buffer.SendLimits = buffer.NO_LIMITS,
     reply: dict | None = None,
+    author_bot: bool = False,
 ) -> SendResult:
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
     The caller has checked the rights and validated ``body`` and ``client_id``, and says
-    which ``limits`` apply (``messaging.realtime.throttle.send_limits``): they are checked and
+    which ``limits`` apply (``messaging.posting.send_limits``): they are checked and
     counted in the Redis call that stores the message. A retry of a stored ``client_id``
     is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
     with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
@@ -196,7 +198,7 @@ async def message_send(
     the stored record (the fan-outs drop a seq they have, should it go out twice) and acks.
     """
     record = {
-        "author": user_wire(author_id, author_username),
+        "author": user_wire(author_id, author_username, bot=author_bot),
         "body": body,
         "client_id": client_id,
         "sent_at": now_iso(),
@@ -249,7 +251,7 @@ async def message_send(
             await _schedule_persist(room_id)
         except RedisError as error:
             logger.warning("message %s/%s stored, its persistence job not queued: %r", room_id, result.seq, error)
-    return SendResult(seq=result.seq, created=True)
+    return SendResult(seq=result.seq, created=True, record=result.record)
 
 
 async def message_reply_quote(*, room_id: int, seq: int) -> dict:

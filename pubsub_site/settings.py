@@ -76,6 +76,8 @@ INSTALLED_APPS = [
     "rooms",
     "messaging",
     "outgoing_webhooks",
+    "ninja",  # the API's docs page from its own static files (no CDN)
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -269,6 +271,9 @@ RATE_LIMITS = {
 # WebSocket rate limits per user and room (messaging/realtime/throttle.py), in the room's
 # Redis, so they hold across web processes. "10/2second" is 5 a second on average
 # with bursts of 10.
+# Requests per API token (or incoming webhook), whatever they ask (api/auth.py); what they
+# do is limited as a socket's is (WS_RATE_LIMITS: sends, edits, claps per user).
+API_RATE_LIMIT = _rate("API_RATE_LIMIT", "600/minute")
 WS_RATE_LIMITS = {
     "send": _rate("WS_RATE_LIMIT_SEND", "10/2second"),
     "clap": _rate("WS_RATE_LIMIT_CLAP", "20/2second"),
