@@ -45,6 +45,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from outgoing_webhooks.models import WebhookDelivery, WebhookEndpoint
 from outgoing_webhooks.signing import (
@@ -161,8 +162,12 @@ def endpoint_delete(*, endpoint: WebhookEndpoint, actor: AbstractBaseUser, actin
 
 
 def delivery_enqueue(*, endpoint_id: int) -> None:
-    queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
-    queue.enqueue(DELIVER_JOB, endpoint_id)
+    """Queue the endpoint's delivery job. If Redis cannot take it, the worker's sweep will."""
+    try:
+        queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
+        queue.enqueue(DELIVER_JOB, endpoint_id)
+    except RedisError as error:
+        logger.warning("could not queue the deliveries of webhook %s (the sweep will): %r", endpoint_id, error)
 
 
 def deliveries_due_enqueue() -> int:
@@ -213,8 +218,8 @@ def endpoint_deliver(*, endpoint_id: int) -> int:
     deadline = time.monotonic() + settings.WEBHOOK_JOB_BUDGET_SECONDS
     try:
         while True:
-            endpoint = WebhookEndpoint.objects.select_related("room").get(pk=endpoint_id)
-            if not endpoint.active:
+            endpoint = WebhookEndpoint.objects.select_related("room").filter(pk=endpoint_id).first()
+            if endpoint is None or not endpoint.active:  # removed, or disabled, meanwhile
                 break
             delivery = endpoint.deliveries.filter(status=WebhookDelivery.Status.PENDING).order_by("id").first()
             if delivery is None or delivery.next_attempt_at > timezone.now():
