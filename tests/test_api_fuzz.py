@@ -22,7 +22,7 @@ def test_a_schemathesis_run_over_the_api_finds_no_server_error(cluster, alice, p
     webhook_create(bot=bot_create(room=public_room, created_by=alice, username="fuzzbot"), created_by=alice, name="x")
     command = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert command, "schemathesis is in requirements-dev.txt"
-    run = subprocess.run(  # noqa: S603 (our own tool, our own arguments)
+    run = subprocess.run(
         [
             command,
             "run",
