@@ -36,7 +36,7 @@ def test_a_schemathesis_run_over_the_api_finds_no_server_error(cluster, alice, p
             "--seed",
             "25",
             "--max-time",
-            "100",
+            "75",
             "--workers",
             "1",
             "--request-timeout",
@@ -48,7 +48,7 @@ def test_a_schemathesis_run_over_the_api_finds_no_server_error(cluster, alice, p
         ],
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=120,
         check=False,
     )
     print(run.stdout[-3000:])
