@@ -46,6 +46,7 @@ def test_a_schemathesis_run_over_the_api_finds_no_server_error(cluster, alice, p
             "--report-dir",
             str(tmp_path),
         ],
+        cwd=tmp_path,  # its cache (.schemathesis/) goes there, not into the checkout
         capture_output=True,
         text=True,
         timeout=120,
