@@ -23,7 +23,7 @@ from api.tokens import TOUCH_INTERVAL, Grant, secret_hash
 
 router = Router(auth=None, tags=["incoming webhooks"])
 
-ERRORS = {code: schemas.Error for code in (400, 403, 404, 409, 413, 429)}
+ERRORS = {code: schemas.Error for code in (400, 403, 404, 409, 413, 429, 503)}
 
 
 @router.post(

@@ -10,6 +10,7 @@ kept ``MESSAGE_DEDUP_TTL`` seconds), never a second one.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -35,7 +36,18 @@ def client_id_for(*, user_id: int, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{user_id}:{idempotency_key}"))
 
 
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
+
+
+def check_slug(slug: str) -> None:
+    """A room's address is a slug (rooms.models.Room.slug): anything else names no room, and
+    is answered so before it reaches a query (PostgreSQL refuses a NUL in text)."""
+    if not SLUG.fullmatch(slug):
+        raise ApiError("not_found", "No such room.")
+
+
 async def room_access(*, slug: str, user_id: int) -> RoomAccess:
+    check_slug(slug)
     try:
         return await aroom_access_for_subscriber(slug=slug, user_id=user_id)
     except RoomNotFound:

@@ -9,15 +9,20 @@ UPDATE: not a write per request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import timezone
 
-from api.models import ApiToken
+from api.models import ApiToken, BotAccount
+from pubsub_site import async_db
+from rooms.models import Room
 
 TOKEN_PREFIX = "psk_"  # noqa: S105 (a prefix, not a secret)
 WEBHOOK_SECRET_PREFIX = "whk_"  # noqa: S105
@@ -91,17 +96,62 @@ def token_grant(secret: str) -> Grant | None:
 
 
 async def atoken_grant(secret: str) -> Grant | None:
-    """``token_grant`` from async code (the API's views, the socket handshake)."""
+    """``token_grant`` from async code (the API's views, the socket handshake). On PostgreSQL
+    the token is read on the event loop (pubsub_site.async_db: one query, with its user and
+    whether it is a bot), not in Django's one sync thread, which every request would queue
+    for; elsewhere it takes that thread."""
     if not looks_like_token(secret):
         return None
-    token = await _lookup().filter(hash=secret_hash(secret)).afirst()
-    if not _found(token):
+    if not async_db.native():
+        return await database_sync_to_async(token_grant)(secret)
+    rows = await async_db.fetchall(_token_sql(), [secret_hash(secret)])
+    if not rows:
         return None
-    slugs = None if token.all_rooms else [slug async for slug in token.rooms.values_list("slug", flat=True)]
+    (token_id, can_read, can_publish, all_rooms, last_used_at, revoked_at, expires_at,
+     user_id, username, is_active, bot) = rows[0]  # fmt: skip
     now = timezone.now()
-    if _due(token, now):
+    if revoked_at is not None or (expires_at is not None and expires_at <= now) or not is_active:
+        return None
+    slugs = None
+    if not all_rooms:
+        slugs = [slug for (slug,) in await async_db.fetchall(_token_rooms_sql(), [token_id])]
+    if last_used_at is None or now - last_used_at >= TOUCH_INTERVAL:
+        token = ApiToken(pk=token_id, last_used_at=last_used_at)
         await _stale(token, now).aupdate(last_used_at=now)
-    return _grant(token, slugs)
+    scopes = [scope for scope, on in (("read", can_read), ("publish", can_publish)) if on]
+    return Grant(
+        token_id=token_id,
+        user_id=user_id,
+        username=username,
+        bot=bot,
+        scopes=frozenset(scopes),
+        room_slugs=None if slugs is None else frozenset(slugs),
+    )
+
+
+@functools.cache
+def _token_sql() -> str:
+    """The token by its hash, with its user and whether the user is a bot (names from the models)."""
+    user_model = get_user_model()
+    t = {f.name: f.column for f in ApiToken._meta.concrete_fields}
+    u = {f.name: f.column for f in user_model._meta.concrete_fields}
+    fields = ("id", "can_read", "can_publish", "all_rooms", "last_used_at", "revoked_at", "expires_at")
+    return (
+        "SELECT " + ", ".join(f't."{t[name]}"' for name in fields)
+        + f', u."{u["id"]}", u."{u[user_model.USERNAME_FIELD]}", u."{u["is_active"]}", b."user_id" IS NOT NULL '
+        f'FROM "{ApiToken._meta.db_table}" t JOIN "{user_model._meta.db_table}" u ON u."{u["id"]}" = t."{t["user"]}" '
+        f'LEFT JOIN "{BotAccount._meta.db_table}" b ON b."user_id" = u."{u["id"]}" WHERE t."{t["hash"]}" = %s'
+    )
+
+
+@functools.cache
+def _token_rooms_sql() -> str:
+    through = ApiToken.rooms.through
+    room = {f.name: f.column for f in Room._meta.concrete_fields}
+    return (
+        f'SELECT r."{room["slug"]}" FROM "{through._meta.db_table}" tr '  # noqa: S608 (model names)
+        f'JOIN "{Room._meta.db_table}" r ON r."{room["id"]}" = tr."room_id" WHERE tr."apitoken_id" = %s'
+    )
 
 
 def _due(token: ApiToken, now) -> bool:

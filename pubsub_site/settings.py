@@ -84,6 +84,8 @@ MIDDLEWARE = [
     # First: /metrics is answered before the Host check and the HTTPS redirect (Prometheus
     # asks each replica by its address); every other request passes through untouched.
     "pubsub_site.metrics_http.MetricsEndpointMiddleware",
+    # Second: the API's requests (/api/v1/) skip the browser's middleware (api/middleware.py).
+    "api.middleware.ApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "pubsub_site.middleware.ContentSecurityPolicyMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",

@@ -21,7 +21,7 @@ from tests.netclient import NetClient, session_key_for
 pytestmark = pytest.mark.processes
 
 
-def call(port: int, method: str, path: str, token: str | None = None, body: object = None) -> tuple[int, dict, dict]:
+def call(port: int, method: str, path: str, token: str | None = None, body: object = None) -> tuple[int, dict, object]:
     """(status, JSON body, headers) of one request to the API."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
@@ -30,9 +30,9 @@ def call(port: int, method: str, path: str, token: str | None = None, body: obje
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (a local test server)
-            raw, status, headers = response.read(), response.status, dict(response.headers)
+            raw, status, headers = response.read(), response.status, response.headers
     except urllib.error.HTTPError as error:
-        raw, status, headers = error.read(), error.code, dict(error.headers)
+        raw, status, headers = error.read(), error.code, error.headers
     return status, (json.loads(raw) if raw else {}), headers
 
 
@@ -198,3 +198,49 @@ def test_a_bots_token_opens_a_socket_its_messages_say_bot_and_its_scopes_hold(cl
     assert seen["seq"] == ack["seq"] and seen["author"] == {"id": bot.user_id, "username": "helper", "bot": True}
     with pytest.raises(Exception, match="403"):
         asyncio.run(open_with("psk_" + "n" * 43))
+
+
+def test_past_its_rate_limit_a_token_gets_429_with_retry_after(cluster, alice, public_room):
+    cluster.env["API_RATE_LIMIT"] = "3/minute"
+    port = cluster.start_web()
+    token = token_create(user=alice, name="busy").secret
+    statuses = [call(port, "GET", "/api/v1/rooms", token)[0] for _ in range(3)]
+    status, answer, headers = call(port, "GET", "/api/v1/rooms", token)
+    assert statuses == [200, 200, 200]
+    assert status == 429 and answer["error"]["code"] == "rate_limited"
+    assert 1 <= int(headers["Retry-After"]) <= 60 and answer["error"]["retry_after"] > 0
+
+
+def test_edit_clap_and_delete_over_the_api_reach_the_members_and_only_the_author_edits(
+    cluster, alice, bob, public_room
+):
+    port = cluster.start_web()
+    cluster.start_worker()
+    Membership.objects.create(room=public_room, user=bob)
+    alice_token, bob_token = token_create(user=alice, name="a").secret, token_create(user=bob, name="b").secret
+    bob_key = session_key_for(bob)
+    path = f"/api/v1/rooms/{public_room.slug}/messages"
+
+    async def scenario():
+        reader = await NetClient.open(port, bob_key)
+        await reader.subscribe(public_room.slug)
+        _, message, _ = await asyncio.to_thread(call, port, "POST", path, alice_token, {"body": "first draft"})
+        seq = message["seq"]
+        edited = await asyncio.to_thread(call, port, "PATCH", f"{path}/{seq}", alice_token, {"body": "final"})
+        updated = await reader.recv_type("message_updated")
+        refused = await asyncio.to_thread(call, port, "PATCH", f"{path}/{seq}", bob_token, {"body": "mine now"})
+        clapped = await asyncio.to_thread(call, port, "POST", f"{path}/{seq}/claps", bob_token, {"count": 3})
+        deleted = await asyncio.to_thread(call, port, "DELETE", f"{path}/{seq}", alice_token)
+        gone = await reader.recv_type("message_deleted")
+        await reader.close()
+        return seq, edited, updated, refused, clapped, deleted, gone
+
+    seq, edited, updated, refused, clapped, deleted, gone = asyncio.run(scenario())
+    assert edited[0] == 200 and edited[1]["body"] == "final" and edited[1]["edited"] is True
+    assert updated["seq"] == seq and updated["body"] == "final"
+    assert refused[0] == 403 and refused[1]["error"]["code"] == "forbidden"
+    assert clapped[0] == 200 and clapped[1]["total"] == 3 and clapped[1]["user_total"] == 3
+    assert deleted[0] == 204 and gone["seq"] == seq
+    status, page, _ = call(port, "GET", f"{path}?after={seq - 1}", bob_token)
+    assert status == 200
+    assert page["messages"][0]["deleted"] is True and page["messages"][0]["body"] == ""

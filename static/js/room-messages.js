@@ -98,7 +98,16 @@
       const time = document.createElement("time");
       time.className = "message__time";
       time.setAttribute("datetime", m.sent_at);
-      meta.append(author, " ", time);
+      meta.append(author, " ");
+      if (m.author.bot) {
+        // A bot account's message (author.bot on the wire; templates/messaging/_message.html).
+        const badge = document.createElement("span");
+        badge.className = "badge badge--bot";
+        badge.title = "A bot account";
+        badge.textContent = "BOT";
+        meta.append(badge, " ");
+      }
+      meta.append(time);
       const content = document.createElement("div");
       content.className = "message__content";
       const body = document.createElement("div");
