@@ -213,3 +213,40 @@ def test_the_command_line_publishes_and_tails(site, alice, public_room):
     assert history.stdout.splitlines() == ["#1 alice: from the shell", "#2 alice: again"]
     missing = subprocess.run([PUBSUB, "rooms"], env={**env, "PUBSUB_TOKEN": ""}, capture_output=True, text=True)
     assert missing.returncode == 2 and "PUBSUB_TOKEN" in missing.stderr
+
+
+def test_with_changes_a_subscriber_also_gets_edits_deletions_and_claps(site, alice, bob, public_room):
+    Membership.objects.create(room=public_room, user=bob)
+    alice_client = Client(site, token_create(user=alice, name="ci").secret)
+    bob_client = Client(site, token_create(user=bob, name="ci").secret)
+
+    async def scenario():
+        subscription = alice_client.subscribe(public_room.slug, since=0, changes=True)
+        frames = []
+
+        async def read():
+            async for frame in subscription:
+                frames.append(frame)
+                if len(frames) == 5:
+                    return
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(1)
+        await asyncio.to_thread(alice_client.publish, public_room.slug, "first")
+        await asyncio.to_thread(alice_client.publish, public_room.slug, "second")
+        await asyncio.to_thread(alice_client.edit, public_room.slug, 1, "first, edited")
+        await asyncio.to_thread(bob_client.clap, public_room.slug, 1, 3)
+        await asyncio.to_thread(alice_client.delete, public_room.slug, 2)
+        await asyncio.wait_for(reader, 15)
+        await subscription.close()
+        return frames, subscription.last_rev
+
+    frames, last_rev = asyncio.run(scenario())
+    assert [(f["type"], f["seq"]) for f in frames[:2]] == [("message", 1), ("message", 2)]
+    # The changes come as they are broadcast (claps are coalesced, so they may come last).
+    changes = {f["type"]: f for f in frames[2:]}
+    assert set(changes) == {"message_updated", "claps", "message_deleted"}
+    assert (changes["message_updated"]["seq"], changes["message_updated"]["body"]) == (1, "first, edited")
+    assert (changes["claps"]["seq"], changes["claps"]["total"]) == (1, 3)
+    assert changes["message_deleted"]["seq"] == 2
+    assert last_rev == max(f["rev"] for f in frames)
