@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from messaging import moderation
-from messaging.models import Clap, Message
+from messaging.models import Clap, LinkPreview, Message
 from rooms.admin import run_moderation_action
 
 
@@ -61,3 +61,16 @@ class ClapAdmin(admin.ModelAdmin):
     list_select_related = ["message", "message__room", "user"]
     raw_id_fields = ["message"]
     autocomplete_fields = ["user"]
+
+
+@admin.register(LinkPreview)
+class LinkPreviewAdmin(admin.ModelAdmin):
+    """The cache of link cards (messaging.previews): looked at, or deleted to fetch a URL again."""
+
+    list_display = ["url", "status", "title", "site_name", "fetched_at"]
+    list_filter = ["status", "fetched_at"]
+    search_fields = ["url", "title"]
+    readonly_fields = ["url", "title", "description", "site_name", "image", "status", "error", "fetched_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # fetched by the job, never typed in

@@ -14,6 +14,7 @@ class MessagingConfig(AppConfig):
         from django.db.models.signals import post_save, pre_save
 
         from messaging.notifications.mentions import notify_mentions
+        from messaging.previews import previews_after_batch, previews_after_changes
         from messaging.store import persistence, watermarks
         from protocol import events
         from rooms import room_settings
@@ -30,6 +31,11 @@ class MessagingConfig(AppConfig):
         # The persistence job notifies the mentions of each batch it writes.
         if notify_mentions not in persistence.AFTER_BATCH:
             persistence.AFTER_BATCH.append(notify_mentions)
+        # ... and queues the link previews of new and edited messages (off the send path).
+        if previews_after_batch not in persistence.AFTER_BATCH:
+            persistence.AFTER_BATCH.append(previews_after_batch)
+        if previews_after_changes not in persistence.AFTER_CHANGES:
+            persistence.AFTER_CHANGES.append(previews_after_changes)
         # A deleted room's state in Redis goes after the deletion's commit.
         if watermarks.forget_room not in room_settings.AFTER_DELETE:
             room_settings.AFTER_DELETE.append(watermarks.forget_room)

@@ -9,7 +9,18 @@ from django.conf import settings
 # The frames a client may send (docs/protocol.md): the consumer has one handler for each
 # (``handle_<type>``, messaging.realtime.consumers.FRAME_HANDLERS is built from this list), and the
 # metrics count each by name (messaging.metrics.FRAMES_RECEIVED).
-FRAME_TYPES = ("subscribe", "unsubscribe", "send", "clap", "typing", "read", "edit", "delete", "ping")
+FRAME_TYPES = (
+    "subscribe",
+    "unsubscribe",
+    "send",
+    "clap",
+    "typing",
+    "read",
+    "edit",
+    "delete",
+    "ping",
+    "remove_preview",
+)
 
 # JSON numbers a client may send as seq, since or rev: below 2**53, exact in every client.
 MAX_INT = 2**53

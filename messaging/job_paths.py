@@ -11,5 +11,6 @@ from __future__ import annotations
 
 PERSIST_MESSAGES = "messaging.jobs.persist_messages"
 SEND_MENTION_DIGESTS = "messaging.jobs.send_mention_digests"
+FETCH_LINK_PREVIEWS = "messaging.jobs.fetch_link_previews"
 
-ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS)
+ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS, FETCH_LINK_PREVIEWS)

@@ -9,6 +9,7 @@ from django.db import close_old_connections
 
 from messaging import metrics
 from messaging.notifications.digests import mention_digests_send
+from messaging.previews import link_previews_apply
 from messaging.store.persistence import messages_persist_server
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ def persist_messages(server: int = 0) -> int:
     written = _run_job("persist_messages", lambda: messages_persist_server(server=server))
     logger.info("persisted %d messages from room server %d", written, server)
     return written
+
+
+def fetch_link_previews(room_id: int, items: list) -> int:
+    """Set the link cards of these messages, ``[seq, url, edit_rev]`` each (messaging.previews)."""
+    work = [(int(seq), str(url), int(edit_rev)) for seq, url, edit_rev in items]
+    return _run_job("fetch_link_previews", lambda: link_previews_apply(room_id=room_id, items=work))
 
 
 def send_mention_digests() -> int:

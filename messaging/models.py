@@ -96,3 +96,44 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.user_id} in {self.room_id} #{self.seq}"
+
+
+class LinkPreview(models.Model):
+    """What a URL's page says of itself (Open Graph, Twitter cards, ``<title>``), fetched once
+    for every message that links to it and fetched again after ``LINK_PREVIEW_TTL``
+    (messaging.previews). A failed fetch is kept too, so that a dead link is not retried at
+    every message."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "Fetched"
+        FAILED = "failed", "Failed"  # network error, timeout, too large, not HTML, no title
+        REFUSED = "refused", "Refused"  # not a public address (pubsub_site.outbound)
+
+    url = models.URLField(max_length=2000, unique=True)
+    title = models.CharField(max_length=300, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    site_name = models.CharField(max_length=100, blank=True)
+    # The site's copy of the page's image (a thumbnail in the default storage), never the
+    # third party's address: a reader's browser asks only this site.
+    image = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.CharField(max_length=300, blank=True)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class MessagePreview(models.Model):
+    """The link card of a message as the persistence job copied it from Redis (the
+    ``previews`` hash of messaging.store.previews): the card, or none (the link was edited
+    away), or removed by its author or a moderator (it stays removed for that URL)."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="link_preview")
+    url = models.URLField(max_length=2000)
+    card = models.JSONField(null=True, blank=True)  # protocol.wire's `preview`; null: no card
+    removed = models.BooleanField(default=False)
+    rev = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"preview of {self.message}"

@@ -13,6 +13,7 @@ from django.utils.text import Truncator
 
 from messaging.models import Message, Notification
 from messaging.store import buffer, changes
+from messaging.store.previews import row_preview
 from protocol.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
 from pubsub_site import async_db
 from rooms.models import Membership, Report, Room
@@ -66,18 +67,21 @@ def _initial_counters(row: tuple) -> tuple[int, int]:
 
 
 def _state_of_row(message: Message) -> MessageState:
+    preview, preview_rev = row_preview(message)
     return MessageState(
         claps=message.clap_total or 0,
         edited=message.edited_at is not None,
         deleted=message.is_deleted,
         rev=message.rev,
+        preview=preview,
+        preview_rev=preview_rev,
     )
 
 
 def _pg_messages(room_id: int, **filters) -> list[tuple[dict, MessageState]]:
     rows = (
         Message.objects.filter(room_id=room_id, **filters)
-        .select_related("author")
+        .select_related("author", "link_preview")
         .annotate(clap_total=Sum("claps__count"))
         .order_by("seq")
     )

@@ -77,9 +77,10 @@ def messages_persisted(*, room_id: int, records: list[dict]) -> None:
     )
 
 
-def changes_persisted(*, room_id: int, seqs: list[int], after_rev: int, states: dict[int, RedisState]) -> None:
-    """A batch of the room's changes is in the database: an event for each change after
-    ``after_rev``, in rev order."""
+def changes_persisted(*, room_id: int, states: dict[int, RedisState], after_rev: int) -> None:
+    """A round of the room's changes is in the database: an event for each change after
+    ``after_rev`` of the messages in ``states`` (seq -> their Redis state), in rev order."""
+    seqs = list(states)
     endpoints = _active_endpoints(room_id)
     wanted = {kind for e in endpoints for kind in e.events}
     if not wanted & {Event.EDIT, Event.DELETE, Event.CLAP}:

@@ -32,6 +32,9 @@ class MessageState:
     edit_rev: int | None = None
     delete_rev: int | None = None
     clap_rev: int | None = None
+    # The message's link card (``message_preview_wire``), None: none; and its change's rev.
+    preview: dict | None = None
+    preview_rev: int | None = None
 
 
 FRESH = MessageState()
@@ -78,6 +81,8 @@ def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dic
         # Present only on a reply (an extension of the contract: docs/protocol.md).
         frame["reply_to"] = reply_to
         frame["reply"] = record.get("reply") or {"seq": reply_to, "author": None, "excerpt": "", "deleted": False}
+    if state.preview and not state.deleted:
+        frame["preview"] = state.preview  # only with a card (docs/protocol.md, "Link previews")
     return frame
 
 
@@ -121,6 +126,21 @@ def message_deleted_wire(*, room: str, seq: int, rev: int) -> dict:
     return {"type": "message_deleted", "room": room, "seq": seq, "rev": rev}
 
 
+def preview_card_wire(*, url: str, title: str, description: str, image: str, site_name: str) -> dict:
+    """A link card as a message carries it (``preview``): ``image`` and ``site_name`` only when known."""
+    card = {"url": url, "title": title, "description": description}
+    if image:
+        card["image"] = image
+    if site_name:
+        card["site_name"] = site_name
+    return card
+
+
+def message_preview_wire(*, room: str, seq: int, preview: dict | None, rev: int) -> dict:
+    """A message's link card arrived, changed, or went (``preview`` null: removed, or the link edited away)."""
+    return {"type": "message_preview", "room": room, "seq": seq, "preview": preview, "rev": rev}
+
+
 def claps_wire(*, room: str, seq: int, total: int, rev: int, user: dict | None, user_total: int | None) -> dict:
     return {
         "type": "claps",
@@ -148,6 +168,8 @@ def changes_wire(record: dict, state: MessageState, *, room: str, after_rev: int
         frames.append(message_updated_wire(room=room, seq=seq, body=body, rev=rev))
     if state.claps and newer(state.clap_rev):
         frames.append(claps_wire(room=room, seq=seq, total=state.claps, rev=rev, user=None, user_total=None))
+    if state.preview_rev is not None and state.preview_rev > after_rev:
+        frames.append(message_preview_wire(room=room, seq=seq, preview=state.preview, rev=rev))
     return frames
 
 

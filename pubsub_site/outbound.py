@@ -60,10 +60,6 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CHUNK = 64 * 1024
 
-# getaddrinfo has no timeout of its own: it runs on these threads, waited for no longer than
-# what is left of the call's timeout.
-_resolver = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="outbound-dns")
-
 
 class OutboundRefused(Exception):
     """The URL, or an address its host resolves to, is not one the site may fetch."""
@@ -101,7 +97,7 @@ def user_agent() -> str:
     return f"pubsub/1.0 (+{settings.SITE_URL})"
 
 
-def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def outbound_allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(net, strict=False) for net in settings.OUTBOUND_ALLOWED_NETWORKS]
 
 
@@ -128,8 +124,8 @@ def address_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     )
 
 
-def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return address_is_public(ip) or any(ip in net for net in allowed_networks() if net.version == ip.version)
+def address_fetchable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address_is_public(ip) or any(ip in net for net in outbound_allowed_networks() if net.version == ip.version)
 
 
 @dataclass(frozen=True)
@@ -183,17 +179,23 @@ def _remaining(deadline: float) -> float:
 
 def _resolve_checked(target: _Target, deadline: float) -> str:
     """The address to connect to, once every address the host resolves to is allowed."""
-    future = _resolver.submit(socket.getaddrinfo, target.host, target.port, type=socket.SOCK_STREAM)
+    # getaddrinfo has no timeout of its own: it runs on a thread of its own, waited for no
+    # longer than what is left of the call's timeout (a thread per call, not a shared pool,
+    # so that a forked worker inherits no pool whose threads did not survive the fork).
+    resolver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbound-dns")
     try:
+        future = resolver.submit(socket.getaddrinfo, target.host, target.port, type=socket.SOCK_STREAM)
         infos = future.result(timeout=_remaining(deadline))
     except concurrent.futures.TimeoutError:
         raise OutboundError(f"timed out resolving {target.host}") from None
     except (OSError, UnicodeError) as exc:
         raise OutboundError(f"cannot resolve {target.host}: {exc}") from None
+    finally:
+        resolver.shutdown(wait=False)
     addresses = []
     for _family, _type, _proto, _canonname, sockaddr in infos:
         ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
-        if not address_allowed(ip):
+        if not address_fetchable(ip):
             raise OutboundRefused(f"{target.host} resolves to {ip}, which is not a public address")
         addresses.append(str(ip))
     if not addresses:

@@ -191,6 +191,10 @@ RQ_QUEUES = {
     # {"URL": REDIS_URL}, or django-rq's SENTINELS form; the send path enqueues through the
     # process's own client for REDIS_URL (messaging.services.persist_enqueue).
     "default": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
+    # Link previews (messaging.previews): fetches of other sites, which may take seconds each,
+    # in a queue of their own that the worker takes after "default", so that no persistence
+    # job waits behind a batch of them.
+    "previews": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ_SHOW_ADMIN_LINK = True
 # The jobs are short, idempotent batches: run them in the worker process itself rather
@@ -424,6 +428,14 @@ for _net in OUTBOUND_ALLOWED_NETWORKS:
         raise ImproperlyConfigured(
             f"OUTBOUND_ALLOWED_NETWORKS: {_net!r} is not a network; write e.g. 10.0.0.0/8."
         ) from None
+
+# Link previews (messaging.previews): a card for the first link of a message, fetched by a job
+# through pubsub_site.outbound and kept per URL this long (seconds) before it is fetched again.
+LINK_PREVIEWS = env_bool("LINK_PREVIEWS", True)
+LINK_PREVIEW_TTL = env_int("LINK_PREVIEW_TTL", 24 * 3600)
+LINK_PREVIEW_TIMEOUT = env_float("LINK_PREVIEW_TIMEOUT", 5.0)
+LINK_PREVIEW_MAX_BYTES = env_int("LINK_PREVIEW_MAX_BYTES", 1_000_000)
+LINK_PREVIEW_IMAGE_MAX_BYTES = env_int("LINK_PREVIEW_IMAGE_MAX_BYTES", 2_000_000)
 
 LOGGING = {
     "version": 1,

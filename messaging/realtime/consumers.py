@@ -33,6 +33,7 @@ from messaging import frames, moderation
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
 from messaging.posting import check_may_post, message_post
+from messaging.previews import message_preview_remove
 from messaging.realtime import online, throttle
 from messaging.realtime.base import SocketConsumer
 from messaging.realtime.layer_events import LayerEvents
@@ -218,6 +219,19 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
             if not sub.access.can_moderate:
                 raise
             await self._hide(sub, seq)
+
+    async def handle_remove_preview(self, frame: dict, ref: object) -> None:
+        """The author (or a moderator) removes a message's link card (messaging.previews)."""
+        seq = frames.required_seq(frame)
+        sub = self._subscription(frame)
+        await self._limit("edit", sub.access.room_id)
+        await database_sync_to_async(message_preview_remove)(
+            room_id=sub.access.room_id,
+            room_slug=sub.access.slug,
+            seq=seq,
+            user_id=self.user_id,
+            can_moderate=sub.access.can_moderate,
+        )
 
     async def _hide(self, sub: Subscription, seq: int) -> None:
         """A moderator deletes someone else's message: the page's moderation act, which

@@ -14,6 +14,7 @@ import orjson
 from messaging.models import CLAP_CAP
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
+from messaging.store.previews import previews_key
 from protocol.wire import MessageState
 from pubsub_site.redis_client import get_async_redis, get_redis
 
@@ -230,17 +231,19 @@ class RedisState:
     deletion: dict | None
     claps: int | None
     clap_rev: int | None
+    preview: dict | None = None  # the link card's entry (messaging.store.previews)
 
 
-def _parse_states(seqs: list[int], edits, deletions, totals, revs) -> dict[int, RedisState]:
+def _parse_states(seqs: list[int], edits, deletions, totals, revs, previews) -> dict[int, RedisState]:
     return {
         seq: RedisState(
             edit=orjson.loads(e) if e else None,
             deletion=orjson.loads(d) if d else None,
             claps=int(t) if t is not None else None,
             clap_rev=int(r) if r is not None else None,
+            preview=orjson.loads(p) if p else None,
         )
-        for seq, e, d, t, r in zip(seqs, edits, deletions, totals, revs, strict=True)
+        for seq, e, d, t, r, p in zip(seqs, edits, deletions, totals, revs, previews, strict=True)
     }
 
 
@@ -253,6 +256,7 @@ def states_of(*, room_id: int, seqs: list[int]) -> dict[int, RedisState]:
     pipe.hmget(keys.deletions, seqs)
     pipe.hmget(keys.clap_totals, seqs)
     pipe.hmget(keys.clap_revs, seqs)
+    pipe.hmget(previews_key(room_id), seqs)
     return _parse_states(seqs, *pipe.execute())
 
 
@@ -274,6 +278,10 @@ def merge_state(record: dict, redis_state: RedisState | None, fallback: MessageS
     if redis_state.claps is not None:
         claps = redis_state.claps
         revs.append(redis_state.clap_rev or 0)
+    preview, preview_rev = fallback.preview, fallback.preview_rev
+    if redis_state.preview is not None:
+        preview, preview_rev = redis_state.preview["card"], redis_state.preview["rev"]
+        revs.append(preview_rev)
     return MessageState(
         claps=claps,
         edited=edited,
@@ -283,6 +291,8 @@ def merge_state(record: dict, redis_state: RedisState | None, fallback: MessageS
         edit_rev=redis_state.edit["rev"] if redis_state.edit else fallback.edit_rev,
         delete_rev=redis_state.deletion["rev"] if redis_state.deletion else fallback.delete_rev,
         clap_rev=redis_state.clap_rev if redis_state.claps is not None else fallback.clap_rev,
+        preview=preview,
+        preview_rev=preview_rev,
     )
 
 

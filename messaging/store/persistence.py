@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from messaging import metrics
 from messaging.models import Clap, Message
-from messaging.store import buffer, changes, watermarks
+from messaging.store import buffer, changes, previews, watermarks
 from pubsub_site.redis_client import all_room_redis_urls
 from rooms.models import Membership, Room
 
@@ -35,9 +35,12 @@ BATCH = 500
 # registered by messaging.apps) and the outgoing webhooks (outgoing_webhooks.events, registered
 # by its app). A hook, not an import: the store never imports the layers above it.
 AFTER_BATCH: list[Callable[..., None]] = []
-# What runs after each batch of a room's changes is in the database, before it is marked so: the
-# outgoing webhooks (outgoing_webhooks.events.changes_persisted, registered by its app),
-# with the room's id, the seqs written, the rev the batch started after and their Redis states.
+# What runs after each round of a room's changes is in the database, before it is marked so,
+# with their Redis states (seq -> changes.RedisState) and the rev the round started after: the
+# link previews of edited messages (messaging.previews.previews_after_changes, registered by
+# messaging.apps) and the outgoing webhooks (outgoing_webhooks.events.changes_persisted,
+# registered by its app). Before the mark: a job killed in between runs them again (they are
+# idempotent).
 AFTER_CHANGES: list[Callable[..., None]] = []
 
 
@@ -147,9 +150,11 @@ def changes_persist_room(*, room_id: int) -> None:
             Clap.objects.bulk_create(
                 claps, update_conflicts=True, unique_fields=["message", "user"], update_fields=["count"]
             )
-        # Before the mark: a job killed in between runs them again (they are idempotent).
+            previews.previews_persist(
+                messages=messages, entries={seq: state.preview for seq, state in states.items() if state.preview}
+            )
         for hook in AFTER_CHANGES:
-            hook(room_id=room_id, seqs=seqs, after_rev=done_rev, states=states)
+            hook(room_id=room_id, states=states, after_rev=done_rev)
         watermarks.mark_changes_persisted(room_id=room_id, upto_rev=ready[-1][1])
         if len(ready) < len(pending) or len(pending) < BATCH:
             return

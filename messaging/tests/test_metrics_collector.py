@@ -66,7 +66,11 @@ def test_backlog_and_lag_are_read_from_the_buffers_past_each_watermark(alice, se
     assert readings.total("pubsub_persist_backlog_messages") == 3
     assert readings.total("pubsub_persist_dirty_rooms") == 2
     assert 30 <= readings.total("pubsub_persist_lag_seconds") < 40
-    assert readings.by("pubsub_collector_up", "source") == [("jobs/default", 1.0), ("rooms/0", 1.0)]
+    assert readings.by("pubsub_collector_up", "source") == [
+        ("jobs/default", 1.0),
+        ("jobs/previews", 1.0),
+        ("rooms/0", 1.0),
+    ]
 
     # PostgreSQL gets the oldest room's messages: the lag is now the other room's.
     messages_persist_room(room_id=lobby.pk)
@@ -89,7 +93,7 @@ def test_the_job_queue_its_failures_and_its_workers():
     queue = django_rq.get_queue("default")
     queue.enqueue(fail)
     readings = collect()
-    assert readings.by("pubsub_jobs_queued", "queue") == [("default", 1.0)]
+    assert readings.by("pubsub_jobs_queued", "queue") == [("default", 1.0), ("previews", 0.0)]
     assert readings.total("pubsub_jobs_failed") == 0
 
     SimpleWorker([queue], connection=queue.connection).work(burst=True)  # runs it: it fails
@@ -105,5 +109,10 @@ def test_the_job_queue_its_failures_and_its_workers():
 def test_a_room_server_that_does_not_answer_is_reported_not_raised(settings):
     settings.ROOM_REDIS_URLS = [settings.ROOM_REDIS_URLS[0], "redis://127.0.0.1:1/0"]
     readings = collect()
-    assert dict(readings.by("pubsub_collector_up", "source")) == {"rooms/0": 1.0, "rooms/1": 0.0, "jobs/default": 1.0}
+    assert dict(readings.by("pubsub_collector_up", "source")) == {
+        "rooms/0": 1.0,
+        "rooms/1": 0.0,
+        "jobs/default": 1.0,
+        "jobs/previews": 1.0,
+    }
     assert [server for server, _ in readings.by("pubsub_persist_backlog_messages", "server")] == ["0"]

@@ -163,6 +163,56 @@
       li.classList.toggle("message--mentions-me", !mine && !deleted && mentionsMe(li.querySelector(".message__body").textContent));
     }
 
+    // A message's link card (templates/messaging/_link_preview.html), or none (preview null).
+    // The image is the site's own copy (messaging/previews.py): no third party is asked.
+    function setPreview(li, preview) {
+      const old = li.querySelector(".link-preview");
+      if (old) old.remove();
+      if (!preview || li.classList.contains("message--deleted")) return;
+      const card = document.createElement("div");
+      card.className = "link-preview";
+      if (preview.image) {
+        const img = document.createElement("img");
+        img.className = "link-preview__image";
+        img.src = preview.image;
+        img.alt = "";
+        img.width = 72;
+        img.height = 72;
+        img.loading = "lazy";
+        card.append(img);
+      }
+      const text = document.createElement("div");
+      text.className = "link-preview__text";
+      if (preview.site_name) {
+        const site = document.createElement("span");
+        site.className = "link-preview__site";
+        site.textContent = preview.site_name;
+        text.append(site);
+      }
+      const title = document.createElement("a");
+      title.className = "link-preview__title";
+      title.href = /^https?:\/\//i.test(preview.url) ? preview.url : "#";
+      title.rel = "noopener nofollow";
+      title.target = "_blank";
+      title.textContent = preview.title;
+      text.append(title);
+      if (preview.description) {
+        const description = document.createElement("p");
+        description.className = "link-preview__description";
+        description.textContent = preview.description;
+        text.append(description);
+      }
+      card.append(text);
+      if (Number(li.dataset.authorId) === me.id || canModerate) {
+        const remove = button("remove-preview", "×");
+        remove.className = "link-preview__remove link-button";
+        remove.setAttribute("aria-label", "Remove the link preview");
+        remove.title = "Remove the link preview";
+        card.append(remove);
+      }
+      li.querySelector(".message__content").append(card);
+    }
+
     function applyState(li, m) {
       li.classList.toggle("message--deleted", !!m.deleted);
       const body = li.querySelector(".message__body");
@@ -178,6 +228,8 @@
       li.querySelector(".message__edited").hidden = !m.edited || !!m.deleted;
       li.querySelector(".message__actions").hidden = !!m.deleted;
       if (m.claps !== undefined) setClaps(li, m.claps);
+      if (m.deleted) setPreview(li, null);
+      else if (m.preview !== undefined) setPreview(li, m.preview);
     }
 
     function setClaps(li, total, mine) {
@@ -242,7 +294,7 @@
     }
 
     return {
-      buildMessage, applyState, setClaps, regroup, markMention, updateQuotes, editInPlace, button, replyExcerpt,
+      buildMessage, applyState, setClaps, setPreview, regroup, markMention, updateQuotes, editInPlace, button, replyExcerpt,
     };
   }
 

@@ -33,7 +33,7 @@
 
   // --- Rendering: the same markup as templates/messaging/_message.html (room-messages.js) ----
 
-  const { buildMessage, applyState, setClaps, regroup, markMention, updateQuotes, editInPlace, button, replyExcerpt } =
+  const { buildMessage, applyState, setClaps, setPreview, regroup, markMention, updateQuotes, editInPlace, button, replyExcerpt } =
     window.PubSubMessages.create({ me, canModerate, canReply: !!composer, list });
   const renderTimes = window.PubSub.renderTimes;
 
@@ -185,6 +185,11 @@
       case "claps": {
         const li = bySeq(frame.seq);
         if (li) setClaps(li, frame.total, frame.user && frame.user.id === me.id ? frame.user_total : undefined);
+        break;
+      }
+      case "message_preview": {
+        const li = bySeq(frame.seq);
+        if (li) setPreview(li, frame.preview);
         break;
       }
       case "clap_board":
@@ -419,6 +424,9 @@
         break;
       case "report":
         if (seq) openReport(seq);
+        break;
+      case "remove-preview":
+        if (seq) socket.send({ type: "remove_preview", room, seq });
         break;
       case "reply":
         if (seq) startReply(li, seq);

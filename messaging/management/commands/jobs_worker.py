@@ -85,7 +85,8 @@ class Command(BaseCommand):
     help = "Run the background worker (django-rq), persisting any messages left in Redis first."
 
     def add_arguments(self, parser):
-        parser.add_argument("queues", nargs="*", default=["default"])
+        # In order of priority: rq takes a job of the first queue that has one.
+        parser.add_argument("queues", nargs="*", default=["default", "previews"])
         parser.add_argument(
             "--metrics-port", type=int, default=None, help="serve this process's /metrics on this port (0: do not)"
         )
