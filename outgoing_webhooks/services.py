@@ -20,7 +20,8 @@ recorded (outgoing_webhooks.events: messages in seq order, changes in rev order)
   for ``WEBHOOK_DISABLE_AFTER_HOURS`` without a success, is disabled and the room's owner and
   moderators are e-mailed. Its pending deliveries wait; enabling it again sends them, in
   order. A disabled endpoint records no new events;
-- a job delivers for at most ``WEBHOOK_JOB_BUDGET_SECONDS``, then queues itself again, so
+- the jobs wait in a queue of their own ("webhooks"), which the worker takes after "default",
+  and a job delivers for at most ``WEBHOOK_JOB_BUDGET_SECONDS``, then queues itself again, so
   that a slow receiver does not keep the worker from persisting messages.
 
 Every request goes through ``pubsub_site.outbound.fetch`` (private, loopback and link-local
@@ -162,9 +163,11 @@ def endpoint_delete(*, endpoint: WebhookEndpoint, actor: AbstractBaseUser, actin
 
 
 def delivery_enqueue(*, endpoint_id: int) -> None:
-    """Queue the endpoint's delivery job. If Redis cannot take it, the worker's sweep will."""
+    """Queue the endpoint's delivery job on the "webhooks" queue, which the worker takes after
+    "default" (no persistence job waits behind a delivery). If Redis cannot take it, the
+    worker's sweep will."""
     try:
-        queue = django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL))
+        queue = django_rq.get_queue("webhooks", connection=get_redis(url=settings.REDIS_URL))
         queue.enqueue(DELIVER_JOB, endpoint_id)
     except RedisError as error:
         logger.warning("could not queue the deliveries of webhook %s (the sweep will): %r", endpoint_id, error)

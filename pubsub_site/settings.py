@@ -195,6 +195,8 @@ RQ_QUEUES = {
     # in a queue of their own that the worker takes after "default", so that no persistence
     # job waits behind a batch of them.
     "previews": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
+    # Outgoing webhooks (outgoing_webhooks.services): deliveries to other sites, likewise.
+    "webhooks": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ_SHOW_ADMIN_LINK = True
 # The jobs are short, idempotent batches: run them in the worker process itself rather

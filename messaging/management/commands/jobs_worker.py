@@ -86,7 +86,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         # In order of priority: rq takes a job of the first queue that has one.
-        parser.add_argument("queues", nargs="*", default=["default", "previews"])
+        parser.add_argument("queues", nargs="*", default=["default", "webhooks", "previews"])
         parser.add_argument(
             "--metrics-port", type=int, default=None, help="serve this process's /metrics on this port (0: do not)"
         )
