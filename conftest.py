@@ -28,6 +28,7 @@ SQLITE_LEG = (
     "pubsub_site/tests/test_sqlite.py",
     "tests/test_sqlite_processes.py",
     "tests/test_message_path.py",
+    "tests/test_webhooks_processes.py",
     "tests/test_link_previews_processes.py",
     "tests/browser/test_live_chat.py::test_two_people_chat_live_both_ways",
 )

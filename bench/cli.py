@@ -11,7 +11,8 @@ websockets-sansio), daphne-1p, uvicorn-websockets-1p, granian-1p, bare-1p (bench
 the bare-ASGI reference on the same uvicorn, the ceiling of the server), uvicorn-1p-replica
 (uvicorn-1p with a replica of the benchmark's Redis started for it, and every ack waiting
 for that replica: REDIS_WAIT_REPLICAS=1). Sections (--only):
-latency, fanout, spectators, handshake, storm, persistence, memory, profile (bench/runner.py).
+latency, fanout, spectators, handshake, storm, persistence, memory, profile (bench/runner.py),
+api (bench/http_api.py: publishes per second over the HTTP API beside the socket).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pubsub_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 
-ALL = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile"]
-SITE_SECTIONS = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile"]
+ALL = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile", "api"]
+SITE_SECTIONS = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile", "api"]
 # The full run (about 40 minutes on 2 cores, more while opening connections is slow):
 # the site on the server it ships with (uvicorn, websockets-sansio) gets every section;
 # the bare reference app on the same server the scenarios that measure the server (its
@@ -51,7 +52,10 @@ FULL_MATRIX: list[tuple[ServerConfig, list[str]]] = [
     (ServerConfig("uvicorn", replica=True), ["latency", "persistence"]),
 ]
 QUICK_MATRIX: list[tuple[ServerConfig, list[str]]] = [
-    (ServerConfig("uvicorn"), ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory"]),
+    (
+        ServerConfig("uvicorn"),
+        ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "api"],
+    ),
     (ServerConfig("bare"), ["latency", "fanout", "handshake"]),
 ]
 KNOWN = {ServerConfig(server, webs).key: ServerConfig(server, webs) for server in SERVERS for webs in (1, 2)}
@@ -139,6 +143,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan.storm_check_rate = 300
         plan.persistence_rate = 100
         plan.persistence_shape = (2, 2)
+        plan.api_connections = 2
         plan.memory_connections = 60
         plan.memory_room_size = 10
         plan.memory_warmup = 20

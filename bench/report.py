@@ -198,6 +198,13 @@ def summarise(results: dict) -> dict:
             row["persistence_lag_p50_ms"] = persistence["lag_p50_ms"]
             row["persistence_lag_p99_ms"] = persistence["lag_p99_ms"]
             row["persistence_not_persisted"] = persistence["not_persisted_within_30s"]
+        api = config.get("api")
+        if api and "http" in api:
+            for path in ("http", "socket"):
+                row[f"api_{path}_publishes_per_s"] = api[path]["publishes_per_s"]
+                row[f"api_{path}_p99_ms"] = api[path]["p99_ms"]
+            row["api_lost"] = api["http"]["missing_seqs"] + api["socket"]["missing_seqs"]
+            row["api_not_persisted"] = api["not_persisted_within_30s"]
         steps = (
             _steps(latency)
             + _steps(fanout)
@@ -294,7 +301,7 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     header += ["max 10x20 (of bare)", "µs/copy 10x20", "max 1x1000 (of bare)", "µs/copy 1x1000",
                "spectators: max / cut off", f"{plan.get('handshake_clients', 1000):,} handshakes s (retries)",
                f"{plan.get('storm_clients', 2000):,} back after storm s (retries)",
-               "KiB/idle conn", "persist p99 ms", "lost/dup/ooo"]  # fmt: skip
+               "KiB/idle conn", "persist p99 ms", "publishes/s p99 ms: HTTP API / socket", "lost/dup/ooo"]  # fmt: skip
     rows = []
     for key, row in results["summary"].items():
         if not _measured(results["configs"][key]):
@@ -335,6 +342,12 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         )
         cells.append("-" if "kib_per_connection" not in row else f"{row['kib_per_connection']:.1f}")
         cells.append(_ms(row.get("persistence_lag_p99_ms")) if "persistence_lag_p99_ms" in row else "-")
+        cells.append(
+            f"{row['api_http_publishes_per_s']:,.0f} {_ms(row['api_http_p99_ms'])} / "
+            f"{row['api_socket_publishes_per_s']:,.0f} {_ms(row['api_socket_p99_ms'])}"
+            if "api_http_publishes_per_s" in row
+            else "-"
+        )
         cells.append(f"{row['lost']}/{row['duplicated']}/{row['out_of_order']}")
         rows.append(cells)
     return header, rows

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import fixtures
+from bench import fixtures, http_api
 from bench.loadgen import client_main, raise_open_files_limit
 from pubsub_site.cluster import Cluster, descendants, free_port
 
@@ -149,6 +149,7 @@ class Plan:
     storm_target_s: float = 10.0
     storm_check_rate: int = 4000  # delivered/s of the step after the storm
     persistence_rate: int = 1500
+    api_connections: int = 16  # the "api" section's publishers (bench.http_api), one room each
     persistence_shape: tuple[int, int] = (10, 1)
     memory_connections: int = 5000
     memory_room_size: int = 20
@@ -237,6 +238,8 @@ def server_env(plan: Plan) -> dict[str, str]:
         # The per-user send limit (5 a second) would refuse the benchmark's members, who send
         # faster than people do: it still runs on every send, but with a ceiling nobody reaches.
         "WS_RATE_LIMIT_SEND": BENCH_SEND_LIMIT,
+        # The same for the API's per-token limit (the "api" section's one token publishes for all).
+        "API_RATE_LIMIT": "10000000/minute",
     }
 
 
@@ -953,6 +956,7 @@ SECTIONS = {
     "persistence": section_persistence,
     "memory": section_memory,
     "profile": section_profile,
+    "api": http_api.section_api,
 }
 
 

@@ -56,6 +56,7 @@ class ActionRefused(Exception):
 class SendResult:
     seq: int
     created: bool
+    record: bytes | str = b""  # the stored record (JSON) of a new message; empty for a retry
     # A thread reply: its thread's summary as stored with it (messaging.threads.services).
     thread_summary: bytes = b""
     thread_summary_missing: bool = False
@@ -181,11 +182,12 @@ async def message_send(
     reply: dict | None = None,
     thread: int | None = None,
     also_in_room: bool = False,
+    author_bot: bool = False,
 ) -> SendResult:
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
     The caller has checked the rights and validated ``body`` and ``client_id``, and says
-    which ``limits`` apply (``messaging.realtime.throttle.send_limits``): they are checked and
+    which ``limits`` apply (``messaging.posting.send_limits``): they are checked and
     counted in the Redis call that stores the message. A retry of a stored ``client_id``
     is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
     with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
@@ -201,7 +203,7 @@ async def message_send(
     the stored record (the fan-outs drop a seq they have, should it go out twice) and acks.
     """
     record = {
-        "author": user_wire(author_id, author_username),
+        "author": user_wire(author_id, author_username, bot=author_bot),
         "body": body,
         "client_id": client_id,
         "sent_at": now_iso(),
@@ -261,6 +263,7 @@ async def message_send(
     return SendResult(
         seq=result.seq,
         created=True,
+        record=result.record,
         thread_summary=result.thread_summary,
         thread_summary_missing=result.thread_summary_missing,
     )

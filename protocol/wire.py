@@ -145,7 +145,10 @@ def encode(frame: dict) -> str:
     return orjson.dumps(frame).decode()
 
 
-def user_wire(user_id: int, username: str) -> dict:
+def user_wire(user_id: int, username: str, *, bot: bool = False) -> dict:
+    """A user on the wire; ``"bot": true`` only for a bot account (docs/protocol.md)."""
+    if bot:
+        return {"id": user_id, "username": username, "bot": True}
     return {"id": user_id, "username": username}
 
 

@@ -170,7 +170,7 @@ def status_sections(readings: Readings) -> list[Section]:
             Row("Queued", number(r.total("pubsub_jobs_queued"))),
             Row("Running", number(r.total("pubsub_jobs_running"))),
             Row("Failed (rq's failed registry)", number(r.total("pubsub_jobs_failed"))),
-            # Per queue, and a worker listens to every queue ("default", "previews"): the most.
+            # Per queue, and a worker listens to every queue ("default", "webhooks", "previews"): the most.
             Row("Workers", number(max((v for _, v in r.by("pubsub_rq_workers", "queue")), default=None))),
             *(
                 Row(f"Jobs finished: {outcome}", number(value))

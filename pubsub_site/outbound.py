@@ -320,3 +320,10 @@ def fetch(
             response.release_conn()
             pool.close()
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def url_check(url: str, *, timeout: float = 5.0) -> None:
+    """The checks ``fetch`` makes before it connects, without connecting: for a URL kept to be
+    fetched later (a webhook's, when it is registered). Raises as ``fetch`` does. What the host
+    resolves to may change by then: ``fetch`` checks again every time."""
+    _resolve_checked(_parse(url), time.monotonic() + timeout)

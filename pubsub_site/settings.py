@@ -75,12 +75,17 @@ INSTALLED_APPS = [
     "accounts",
     "rooms",
     "messaging",
+    "outgoing_webhooks",
+    "ninja",  # the API's docs page from its own static files (no CDN)
+    "api",
 ]
 
 MIDDLEWARE = [
     # First: /metrics is answered before the Host check and the HTTPS redirect (Prometheus
     # asks each replica by its address); every other request passes through untouched.
     "pubsub_site.metrics_http.MetricsEndpointMiddleware",
+    # Second: the API's requests (/api/v1/) skip the browser's middleware (api/middleware.py).
+    "api.middleware.ApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "pubsub_site.middleware.ContentSecurityPolicyMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
@@ -190,6 +195,8 @@ RQ_QUEUES = {
     # in a queue of their own that the worker takes after "default", so that no persistence
     # job waits behind a batch of them.
     "previews": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
+    # Outgoing webhooks (outgoing_webhooks.services): deliveries to other sites, likewise.
+    "webhooks": {**rq_queue_connection(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ_SHOW_ADMIN_LINK = True
 # The jobs are short, idempotent batches: run them in the worker process itself rather
@@ -272,6 +279,9 @@ RATE_LIMITS = {
 # WebSocket rate limits per user and room (messaging/realtime/throttle.py), in the room's
 # Redis, so they hold across web processes. "10/2second" is 5 a second on average
 # with bursts of 10.
+# Requests per API token (or incoming webhook), whatever they ask (api/auth.py); what they
+# do is limited as a socket's is (WS_RATE_LIMITS: sends, edits, claps per user).
+API_RATE_LIMIT = _rate("API_RATE_LIMIT", "600/minute")
 WS_RATE_LIMITS = {
     "send": _rate("WS_RATE_LIMIT_SEND", "10/2second"),
     "clap": _rate("WS_RATE_LIMIT_CLAP", "20/2second"),
@@ -506,3 +516,19 @@ else:
 # How often one of the workers queues the job that sends the digests that are due (seconds;
 # the workers' sweep thread runs every PERSIST_SWEEP_SECONDS, so no more often than that).
 MENTION_EMAIL_SWEEP_SECONDS = env_int("MENTION_EMAIL_SWEEP_SECONDS", 60)
+
+# --- Outgoing webhooks (outgoing_webhooks/services.py; docs/api.md "Outgoing webhooks") ---
+# Each request: this timeout, this much of the answer read at most, no redirect followed.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+WEBHOOK_RESPONSE_MAX_BYTES = env_int("WEBHOOK_RESPONSE_MAX_BYTES", 65536)
+# A failed delivery waits BASE * 2**(attempts-1) seconds (at most MAX), its second half random.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 10.0)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 3600.0)
+# An endpoint is disabled (and the room's admins e-mailed) after this many failures in a row,
+# or after failing this long without a success.
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 15)
+WEBHOOK_DISABLE_AFTER_HOURS = env_float("WEBHOOK_DISABLE_AFTER_HOURS", 24.0)
+# One delivery job sends for this long, then queues itself again (the worker persists messages too).
+WEBHOOK_JOB_BUDGET_SECONDS = env_float("WEBHOOK_JOB_BUDGET_SECONDS", 10.0)
+# Delivered rows are kept in the log this many days.
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 7)

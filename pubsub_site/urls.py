@@ -14,7 +14,9 @@ urlpatterns = [
     path("admin/live-status/", admin.site.admin_view(live_status.live_status), name="admin-live-status"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("", include("api.urls")),
     re_path(r"^media/(?P<path>.+)$", media, name="media"),
     path("", include("messaging.urls")),
     path("", include("rooms.urls")),
+    path("", include("outgoing_webhooks.urls")),
 ]

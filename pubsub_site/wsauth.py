@@ -6,6 +6,10 @@ that one thread, so in a reconnect storm each hop added the wait for all the oth
 Here one hop does it all (three queries; none without a session cookie), and on
 PostgreSQL not even a hop: the session is read from the cache and the user with their
 memberships in one query, both on the event loop (``ahandshake_identity``).
+
+A program opens the socket with an API token instead (``Authorization: Bearer psk_…``, no
+cookie): its user and memberships are read with the token (api.tokens), and the token's
+grant goes on the scope (``scope["grant"]``) for the consumer to apply its scopes and rooms.
 """
 
 from __future__ import annotations
@@ -162,6 +166,31 @@ def _user_from_rows(rows: list[tuple], attnames: list[str]) -> tuple[AbstractBas
     return user, memberships
 
 
+def bearer_token(scope: dict) -> str | None:
+    """The token of the handshake's ``Authorization: Bearer …`` header, if any."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin1").partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            return token.strip() or None
+    return None
+
+
+async def token_identity(token: str):
+    """The identity and grant of an API token's handshake (an unknown token: anonymous)."""
+    from api.tokens import atoken_grant  # noqa: PLC0415 (the api app's models, loaded once apps are ready)
+
+    grant = await atoken_grant(token)
+    if grant is None:
+        return HandshakeIdentity(session=_session_store(None), user=AnonymousUser(), memberships={}), None
+    user = get_user_model()(pk=grant.user_id, **{get_user_model().USERNAME_FIELD: grant.username})
+    memberships = await database_sync_to_async(room_ids_for_user)(user_id=grant.user_id)
+    if grant.room_slugs is not None:
+        memberships = {pk: held for pk, held in memberships.items() if held[0] in grant.room_slugs}
+    return HandshakeIdentity(session=_session_store(None), user=user, memberships=memberships), grant
+
+
 def session_cookie(scope: dict) -> str | None:
     """The session key from the handshake's Cookie header, as Channels' CookieMiddleware reads it."""
     for name, value in scope.get("headers", ()):
@@ -184,12 +213,17 @@ class WebSocketAuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         session_key = session_cookie(scope)
-        if session_key is None:
-            identity = HandshakeIdentity(session=_session_store(None), user=AnonymousUser(), memberships={})
-        else:
+        grant = None
+        if session_key is not None:
             identity = await ahandshake_identity(session_key=session_key)
+        elif (token := bearer_token(scope)) is not None:
+            identity, grant = await token_identity(token)
+        else:
+            identity = HandshakeIdentity(session=_session_store(None), user=AnonymousUser(), memberships={})
         inner = self.inner(
-            dict(scope, session=identity.session, user=identity.user, memberships=identity.memberships), receive, send
+            dict(scope, session=identity.session, user=identity.user, memberships=identity.memberships, grant=grant),
+            receive,
+            send,
         )
         del identity  # the inner application's scope holds them, for as long as it wants them
         return await inner

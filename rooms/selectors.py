@@ -141,7 +141,12 @@ def room_ids_readable_by(*, user: AbstractBaseUser) -> list[int]:
 
 def room_members(*, room: Room) -> QuerySet[Membership]:
     # With the profile: the member list shows display names, avatars and statuses.
-    return room.memberships.filter(banned=False).select_related("user__profile").order_by("role", "user__username")
+    # And whether they are a bot (api.models.BotAccount): the list's BOT badge.
+    return (
+        room.memberships.filter(banned=False)
+        .select_related("user__profile", "user__bot_account")
+        .order_by("role", "user__username")
+    )
 
 
 def room_get_for_moderator(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Membership]:

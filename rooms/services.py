@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -130,7 +131,7 @@ def _public_room_membership(*, room: Room, user: AbstractBaseUser, role: str, pr
         raise PermissionDenied(private_refusal)
     membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
     if created:
-        member_updated_tell(membership)
+        member_joined_tell(membership)
     return membership
 
 
@@ -143,6 +144,30 @@ def member_updated_tell(membership: Membership, *, room_slug: str | None = None,
         username=username or membership.user.get_username(),
         role=membership.role,
     )
+
+
+# What runs on commit when someone joins a room (a public room's first visit, an invitation):
+# the outgoing webhooks (outgoing_webhooks.events.member_joined, registered by its app), with
+# the room's id and slug, the user's id and name and their role. A hook: rooms never imports them.
+MEMBER_JOINED: list[Callable[..., None]] = []
+
+
+def member_joined_tell(membership: Membership, *, room_slug: str | None = None, username: str | None = None) -> None:
+    """Someone joined the room: its open pages list them, and the MEMBER_JOINED hooks run on commit."""
+    room_slug = room_slug or membership.room.slug
+    username = username or membership.user.get_username()
+    member_updated_tell(membership, room_slug=room_slug, username=username)
+    for hook in MEMBER_JOINED:
+        transaction.on_commit(
+            functools.partial(
+                hook,
+                room_id=membership.room_id,
+                room_slug=room_slug,
+                user_id=membership.user_id,
+                username=username,
+                role=membership.role,
+            )
+        )
 
 
 def _tell_member_left(*, room: Room, user: AbstractBaseUser) -> None:
@@ -373,7 +398,7 @@ def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
         if created:  # a first visit: the member lists of the room's open pages show them
             user_model = get_user_model()
             username = user_model.objects.filter(pk=user_id).values_list(user_model.USERNAME_FIELD, flat=True).first()
-            member_updated_tell(membership, room_slug=slug, username=username)
+            member_joined_tell(membership, room_slug=slug, username=username)
     elif banned:
         raise RoomBanned
     return RoomAccess(

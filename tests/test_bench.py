@@ -57,7 +57,7 @@ def test_it_measures_a_tiny_run_and_loses_nothing(tmp_path):
 
 SITE = "uvicorn-1p"
 BARE = "bare-1p"
-SITE_SECTIONS = ("latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory")
+SITE_SECTIONS = ("latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "api")
 
 
 def run_tiny_benchmark(tmp_path, db: int) -> None:
@@ -118,6 +118,13 @@ def run_tiny_benchmark(tmp_path, db: int) -> None:
     assert site["persistence"]["not_persisted_within_30s"] == 0
     assert site["persistence"]["lag_p99_ms"] is not None
     assert site["memory"]["failed"] == 0
+    api = site["api"]  # publishes over the HTTP API beside the socket (bench/http_api.py)
+    for path in ("http", "socket"):
+        figures = api[path]
+        assert figures["acked"] > 0 and figures["failures"] == {}, api
+        assert (figures["missing_seqs"], figures["duplicated"]) == (0, 0), api
+        assert figures["p50_ms"] <= figures["p99_ms"], api
+    assert api["not_persisted_within_30s"] == 0, api
     assert site["memory"]["kib_per_connection"] is not None
 
     summary = results["summary"][SITE]

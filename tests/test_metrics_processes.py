@@ -120,7 +120,8 @@ def test_two_web_processes_and_the_worker_count_into_one_scrape(make_cluster, al
         assert persisted("pubsub_jobs_total", outcome="failed") == 0
         assert persisted("pubsub_rq_workers", queue="default") == 1
         assert persisted("pubsub_rq_workers", queue="previews") == 1
-        assert persisted("pubsub_collector_up") == 3  # rooms/0, jobs/default and jobs/previews
+        assert persisted("pubsub_rq_workers", queue="webhooks") == 1
+        assert persisted("pubsub_collector_up") == 4  # rooms/0, jobs/default, jobs/previews and jobs/webhooks
 
         # Two sockets leave the first process; the second process dies with its two open.
         await clients[0].close()

@@ -18,7 +18,7 @@ from protocol import events
 from protocol.events import send_to_group_on_commit, user_group
 from protocol.wire import notification_frame, user_wire
 from rooms.models import Membership, Room
-from rooms.services import member_updated_tell
+from rooms.services import member_joined_tell
 
 
 def room_invite(*, room: Room, by: AbstractBaseUser, username: str) -> Membership:
@@ -39,7 +39,7 @@ def room_invite(*, room: Room, by: AbstractBaseUser, username: str) -> Membershi
             if membership.banned:
                 raise ValidationError({"username": f"{invitee.username} is banned from this room."})
             raise ValidationError({"username": f"{invitee.username} is already a member."})
-        member_updated_tell(membership)
+        member_joined_tell(membership)
         notification_invite(room=room, user=invitee, by=by)
     return membership
 

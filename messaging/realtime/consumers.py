@@ -33,6 +33,7 @@ from messaging import frames, moderation
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
 from messaging.pins import room_message_pin_by_ids
+from messaging.posting import check_may_post, message_post
 from messaging.previews import message_preview_remove
 from messaging.reactions import emoji_or_refuse, message_react
 from messaging.realtime import online, throttle
@@ -41,16 +42,14 @@ from messaging.realtime.layer_events import LayerEvents
 from messaging.realtime.sockets import Outbox, server_socket
 from messaging.realtime.subscriptions import Subscription, Subscriptions
 from messaging.services import (
+    ActionRefused,
     NotTheAuthor,
     message_clap,
     message_delete,
     message_edit,
     message_mark_read,
-    message_reply_quote,
-    message_send,
     typing_announce,
 )
-from messaging.threads.services import thread_root_for_send, thread_summary_publish
 from protocol.events import activity_group, session_fingerprint, user_group
 from protocol.wire import (
     ack_frame,
@@ -59,12 +58,16 @@ from protocol.wire import (
     reactions_wire,
     user_wire,
 )
-from rooms.services import RoomAccess
 
 logger = logging.getLogger(__name__)
 
 
 class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
+    # An API token's grant when the socket was opened with one (pubsub_site.wsauth): its
+    # scopes are checked at each frame that needs one, its rooms at subscribe.
+    grant = None
+    bot = False  # the user is a bot account: `author.bot` on their messages
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -78,7 +81,9 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
             return
         # Counted at once, so that the handshakes of one user that run together see each other.
         online.connection_opened(user_id=self.user_id, channel=self.channel_name)
-        self.user_json = user_wire(user.pk, user.get_username())
+        self.grant = self.scope.get("grant")
+        self.bot = self.grant is not None and self.grant.bot
+        self.user_json = user_wire(user.pk, user.get_username(), bot=self.bot)
         self.session = session_fingerprint(getattr(self.scope.get("session"), "session_key", None))
         self.subscriptions: dict[str, Subscription] = {}
         self.slug_by_room_id: dict[int, str] = {}
@@ -127,39 +132,20 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         thread = frames.optional_seq(frame, "thread")
         also_in_room = frames.optional_bool(frame, "also_in_room")
         sub = self._subscription(frame)
+        self._check_grant("publish")
         access = sub.access
-        _check_may_post(access)
-        slow_mode_seconds = 0 if access.can_moderate else access.slow_mode_seconds
-        reply = None
-        if reply_to is not None:
-            if reply_to > sub.seen_seq:
-                # Past the room's latest seq as this socket knows it: no such message (yet).
-                raise ClientError("bad_request", f"`reply_to`: this room has no message {reply_to}.")
-            reply = await message_reply_quote(room_id=access.room_id, seq=reply_to)
-        if thread is not None:
-            if thread > sub.seen_seq:
-                raise ClientError("bad_request", f"`thread`: this room has no message {thread}.")
-            thread = await thread_root_for_send(room_id=access.room_id, seq=thread)
-        result = await message_send(
-            room_id=access.room_id,
-            room_slug=access.slug,
+        result = await message_post(
+            access=access,
             author_id=self.user_id,
             author_username=self.user_json["username"],
             body=body,
             client_id=client_id,
-            limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
-            reply=reply,
+            reply_to=reply_to,
             thread=thread,
-            also_in_room=also_in_room and thread is not None,
+            also_in_room=also_in_room,
+            known_seq=sub.seen_seq,
+            author_bot=self.bot,
         )
-        if thread is not None and result.created:
-            await thread_summary_publish(
-                room_id=access.room_id,
-                room_slug=access.slug,
-                root=thread,
-                stored=result.thread_summary,
-                missing=result.thread_summary_missing,
-            )
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         # The message ended the author's typing (their readers stop showing it): the next
         # keystroke announces the next one at once, not after TYPING_INTERVAL.
@@ -172,6 +158,7 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ClientError("bad_request", "`count` must be a positive integer.")
         sub = self._subscription(frame)
+        self._check_grant("publish")
         await self._limit("clap", sub.access.room_id)
         result = await message_clap(
             room_id=sub.access.room_id,
@@ -195,8 +182,9 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
     async def handle_typing(self, frame: dict, ref: object) -> None:
         sub = self._subscription(frame)
         try:
-            _check_may_post(sub.access)
-        except ClientError:
+            self._check_grant("publish")
+            check_may_post(sub.access)
+        except (ActionRefused, ClientError):
             return  # who may not post is not typing either (a typing frame gets no answer)
         now = time.monotonic()
         if now - sub.last_typing < settings.TYPING_INTERVAL:
@@ -220,7 +208,8 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         seq = frames.required_seq(frame)
         body = frames.body(frame)
         sub = self._subscription(frame)
-        _check_may_post(sub.access)  # an edit is new content: the same checks as a send
+        self._check_grant("publish")
+        check_may_post(sub.access)  # an edit is new content: the same checks as a send
         await self._limit("edit", sub.access.room_id)
         await message_edit(
             room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user_id, body=body
@@ -229,6 +218,7 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
     async def handle_delete(self, frame: dict, ref: object) -> None:
         seq = frames.required_seq(frame)
         sub = self._subscription(frame)
+        self._check_grant("publish")
         await self._limit("edit", sub.access.room_id)
         try:
             await message_delete(room_id=sub.access.room_id, room_slug=sub.access.slug, seq=seq, user_id=self.user_id)
@@ -299,20 +289,15 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         except ValidationError as refused:
             raise ClientError("not_found", " ".join(refused.messages)) from None
 
+    def _check_grant(self, scope: str) -> None:
+        """A socket opened with an API token does only what the token's scopes allow."""
+        if self.grant is not None and scope not in self.grant.scopes:
+            raise ClientError("forbidden", f"This token does not have the `{scope}` scope.")
+
     async def _limit(self, action: str, room_id: int) -> None:
         wait = await throttle.retry_after(action=action, room_id=room_id, user_id=self.user_id)
         if wait is not None:
             raise ClientError("rate_limited", "Too many requests; slow down.", retry_after=wait)
-
-
-def _check_may_post(access: RoomAccess) -> None:
-    """What a send checks, and an edit and typing too: new content in the room."""
-    if not access.can_post:
-        raise ClientError("forbidden", "Spectators cannot post; join the room to take part.")
-    if access.locked:
-        raise ClientError("room_locked", "The room is locked.")
-    if access.is_muted():
-        raise ClientError("muted", "You are muted in this room.", until=access.muted_until.isoformat())
 
 
 # Frame type -> the consumer's method that handles it: one per type of the contract's client

@@ -71,6 +71,9 @@ class Subscriptions:
         if wait is not None:
             raise ClientError("rate_limited", "Too many subscribes; slow down.", retry_after=wait)
         slug = frames.required_str(frame, "room")
+        grant = getattr(self, "grant", None)  # an API token's (messaging.realtime.consumers)
+        if grant is not None and not grant.allows_read(slug):
+            raise ClientError("forbidden", "This token may not read this room.")
         since = frames.optional_int(frame, "since")
         since_rev = frames.optional_int(frame, "rev")
         if slug not in self.subscriptions and len(self.subscriptions) >= settings.WS_MAX_SUBSCRIPTIONS:

@@ -12,7 +12,7 @@ import dataclasses
 
 from messaging.store.changes import RedisState
 from messaging.store.pins import PinState, pin_parse
-from messaging.store.reactions import summary_parse
+from messaging.store.reactions import reactions_parse
 from protocol.wire import MessageState
 
 
@@ -29,7 +29,7 @@ def with_extras(
     for record, state in pairs:
         found = states.get(record["seq"])
         if found is not None and found.reactions is not None:
-            summary = summary_parse(found.reactions)
+            summary = reactions_parse(found.reactions)
             state = dataclasses.replace(
                 state, reactions=summary.entries, reaction_rev=summary.rev, rev=max(state.rev or 0, summary.rev)
             )

@@ -30,14 +30,17 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 
-# What runs after each batch of a room's messages is in the database and marked so, with
-# the batch's records: the mentions (messaging.notifications.mentions.notify_mentions,
-# registered by messaging.apps). A hook, not an import: the store never imports the layers
-# above it.
+# What runs after each batch of a room's messages is in the database (before it is marked
+# so), with the batch's records: the mentions (messaging.notifications.mentions.notify_mentions,
+# registered by messaging.apps) and the outgoing webhooks (outgoing_webhooks.events, registered
+# by its app). A hook, not an import: the store never imports the layers above it.
 AFTER_BATCH: list[Callable[..., None]] = []
-# What runs after each round of a room's changes is in the database, with their Redis states
-# (seq -> changes.RedisState) and the rev the round started after: the link previews of
-# edited messages (messaging.previews.previews_after_changes, registered by messaging.apps).
+# What runs after each round of a room's changes is in the database, before it is marked so,
+# with their Redis states (seq -> changes.RedisState) and the rev the round started after: the
+# link previews of edited messages (messaging.previews.previews_after_changes, registered by
+# messaging.apps) and the outgoing webhooks (outgoing_webhooks.events.changes_persisted,
+# registered by its app). Before the mark: a job killed in between runs them again (they are
+# idempotent).
 AFTER_CHANGES: list[Callable[..., None]] = []
 
 
@@ -100,9 +103,11 @@ def messages_persist_room(*, room_id: int) -> int:
             Message.objects.bulk_create(rows, ignore_conflicts=True)
         processed += len(rows)
         metrics.PERSISTED_MESSAGES.inc(len(rows))
-        watermarks.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
+        # Before the mark: a job killed in between runs them again (they are idempotent), so
+        # no batch's mentions or webhook events are lost to a crash.
         for hook in AFTER_BATCH:
             hook(room_id=room_id, records=records)
+        watermarks.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
 
 
 def changes_persist_room(*, room_id: int) -> None:

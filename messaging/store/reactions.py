@@ -107,7 +107,7 @@ class ReactionSummary:
 EMPTY = ReactionSummary(entries=())
 
 
-def summary_parse(raw: bytes | str) -> ReactionSummary:
+def reactions_parse(raw: bytes | str) -> ReactionSummary:
     data = orjson.loads(raw)
     # Lua's cjson writes an empty array as `{}`.
     entries = data.get("r") or []
@@ -171,9 +171,9 @@ async def toggle(
     if status < 0:
         return ToggleResult(status=status)
     if status == 0:
-        return ToggleResult(status=0, rev=int(reply[1] or 0), summary=summary_parse(reply[2]))
+        return ToggleResult(status=0, rev=int(reply[1] or 0), summary=reactions_parse(reply[2]))
     return ToggleResult(
-        status=1, rev=int(reply[1]), summary=summary_parse(reply[2]), schedule_persist=bool(int(reply[3]))
+        status=1, rev=int(reply[1]), summary=reactions_parse(reply[2]), schedule_persist=bool(int(reply[3]))
     )
 
 
@@ -196,7 +196,7 @@ def reactions_persist(*, messages: dict[int, Message], states: dict[int, RedisSt
     read with the rest of their state); the caller holds a transaction. Absolute, so running
     it twice leaves the same rows."""
     summaries = {
-        seq: summary_parse(state.reactions)
+        seq: reactions_parse(state.reactions)
         for seq, state in states.items()
         if state.reactions is not None and seq in messages
     }

@@ -35,7 +35,7 @@ return {1, encoded, schedule}
 _offer = LuaScript(OFFER_SCRIPT)
 
 
-def summary_parse(raw: bytes | str) -> tuple[dict, int]:
+def thread_summary_parse(raw: bytes | str) -> tuple[dict, int]:
     """(summary in its wire form, rev of its last change) of a stored summary."""
     summary = orjson.loads(raw)
     rev = int(summary.pop("rev", 0) or 0)
@@ -53,7 +53,7 @@ async def summary_offer(*, room_id: int, root: int, summary: dict) -> tuple[bool
         keys=(keys.threads, keys.rev, keys.changes, DIRTY_KEY, SCHEDULED_KEY),
         args=(root, orjson.dumps(summary), room_id, SCHEDULED_TTL_MS),
     )
-    stored, rev = summary_parse(reply[1])
+    stored, rev = thread_summary_parse(reply[1])
     return bool(int(reply[0])), stored, rev, bool(int(reply[2]))
 
 
@@ -67,5 +67,5 @@ def summaries_of(*, room_id: int, seqs: list[int]) -> tuple[dict[int, tuple[dict
     pipe.hmget(keys.threads, seqs)
     pipe.get(keys.threads_floor)
     values, floor = pipe.execute()
-    found = {seq: summary_parse(raw) for seq, raw in zip(seqs, values, strict=True) if raw is not None}
+    found = {seq: thread_summary_parse(raw) for seq, raw in zip(seqs, values, strict=True) if raw is not None}
     return found, int(floor or 0)

@@ -69,6 +69,7 @@ def test_backlog_and_lag_are_read_from_the_buffers_past_each_watermark(alice, se
     assert readings.by("pubsub_collector_up", "source") == [
         ("jobs/default", 1.0),
         ("jobs/previews", 1.0),
+        ("jobs/webhooks", 1.0),
         ("rooms/0", 1.0),
     ]
 
@@ -93,7 +94,7 @@ def test_the_job_queue_its_failures_and_its_workers():
     queue = django_rq.get_queue("default")
     queue.enqueue(fail)
     readings = collect()
-    assert readings.by("pubsub_jobs_queued", "queue") == [("default", 1.0), ("previews", 0.0)]
+    assert readings.by("pubsub_jobs_queued", "queue") == [("default", 1.0), ("previews", 0.0), ("webhooks", 0.0)]
     assert readings.total("pubsub_jobs_failed") == 0
 
     SimpleWorker([queue], connection=queue.connection).work(burst=True)  # runs it: it fails
@@ -114,5 +115,6 @@ def test_a_room_server_that_does_not_answer_is_reported_not_raised(settings):
         "rooms/1": 0.0,
         "jobs/default": 1.0,
         "jobs/previews": 1.0,
+        "jobs/webhooks": 1.0,
     }
     assert [server for server, _ in readings.by("pubsub_persist_backlog_messages", "server")] == ["0"]

@@ -55,7 +55,7 @@ async def thread_summary_publish(
         if not written:
             return None
     else:
-        summary, rev = store.summary_parse(stored)
+        summary, rev = store.thread_summary_parse(stored)
     frame = thread_summary_frame(room=room_slug, seq=root, rev=rev, summary=summary)
     await get_channel_layer().group_send(room_group(room_id), events.room_change_event(room_id=room_id, frame=frame))
     return frame

@@ -88,6 +88,11 @@ def world(alice, bob, charlie):
         "uidb64": "Mg",
         "token": "c0ffee-beef",
         "path": "avatars/none.jpg",  # under /media/
+        # The API's (api/urls.py): a webhook's secret, a token, a bot, a webhook that do not exist.
+        "secret": "whk_nope",
+        "token_id": 1,
+        "bot_user_id": bob.pk,
+        "hook_id": 1,
     }
 
 

@@ -112,7 +112,16 @@
       pinned.className = "message__pinned";
       pinned.textContent = "📌 pinned";
       pinned.hidden = true;
-      meta.append(author, " ", time, " ", pinned);
+      meta.append(author, " ");
+      if (m.author.bot) {
+        // A bot account's message (author.bot on the wire; templates/messaging/_message.html).
+        const badge = document.createElement("span");
+        badge.className = "badge badge--bot";
+        badge.title = "A bot account";
+        badge.textContent = "BOT";
+        meta.append(badge, " ");
+      }
+      meta.append(time, " ", pinned);
       const content = document.createElement("div");
       content.className = "message__content";
       const body = document.createElement("div");

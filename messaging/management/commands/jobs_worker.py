@@ -5,7 +5,8 @@ the new worker persist them even when no one sends another message. While it run
 a thread repeats the sweep every PERSIST_SWEEP_SECONDS for servers with dirty rooms
 and no job scheduled: a job that failed (PostgreSQL down) or was lost (Redis
 restarted) is replaced even when no one sends. The same thread queues the e-mails for
-missed mentions once every MENTION_EMAIL_SWEEP_SECONDS (one worker of all per period).
+missed mentions once every MENTION_EMAIL_SWEEP_SECONDS (one worker of all per period), and
+the delivery jobs of the outgoing webhooks with a delivery due (a retry after its backoff).
 
 rq's worker quits when Redis vanishes while it runs a job (or cannot reach Redis at
 start); this command then starts it again, until a SIGTERM or SIGINT asks it to stop.
@@ -22,6 +23,7 @@ import time
 import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, close_old_connections
 from django_rq.utils import reset_db_connections
 from django_rq.workers import get_worker
 from rq.logutils import setup_loghandlers
@@ -29,6 +31,7 @@ from rq.logutils import setup_loghandlers
 from messaging.notifications.digests import mention_digests_schedule
 from messaging.services import persist_enqueue
 from messaging.store import watermarks
+from outgoing_webhooks.services import deliveries_due_enqueue, deliveries_prune
 from pubsub_site.metrics_http import start_worker_listener
 from pubsub_site.redis_client import all_room_redis_urls, new_redis
 
@@ -57,6 +60,25 @@ def sweep_forever(interval: float) -> None:
             mention_digests_schedule(client=clients[0])
         except redis.RedisError as error:
             logger.warning("could not queue the mention e-mails: %r", error)
+        webhooks_sweep()
+
+
+WEBHOOK_PRUNE_SECONDS = 3600
+_last_prune = [0.0]
+
+
+def webhooks_sweep() -> None:
+    """Queue the outgoing webhooks' due deliveries; once an hour, forget the old delivered ones."""
+    close_old_connections()
+    try:
+        deliveries_due_enqueue()
+        if time.monotonic() - _last_prune[0] > WEBHOOK_PRUNE_SECONDS:
+            _last_prune[0] = time.monotonic()
+            deliveries_prune()
+    except (DatabaseError, redis.RedisError) as error:
+        logger.warning("the webhook sweep failed: %r", error)
+    finally:
+        close_old_connections()
 
 
 class Command(BaseCommand):
@@ -64,7 +86,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         # In order of priority: rq takes a job of the first queue that has one.
-        parser.add_argument("queues", nargs="*", default=["default", "previews"])
+        parser.add_argument("queues", nargs="*", default=["default", "webhooks", "previews"])
         parser.add_argument(
             "--metrics-port", type=int, default=None, help="serve this process's /metrics on this port (0: do not)"
         )
