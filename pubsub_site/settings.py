@@ -29,6 +29,7 @@ from pubsub_site.env import (
     env_str,
 )
 from pubsub_site.redis_urls import channel_layer_host, database_of, rq_queue_connection
+from pubsub_site.vapid import vapid_keys_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "accounts",
     "rooms",
     "messaging",
+    "webpush",
 ]
 
 MIDDLEWARE = [
@@ -464,3 +466,11 @@ else:
 # How often one of the workers queues the job that sends the digests that are due (seconds;
 # the workers' sweep thread runs every PERSIST_SWEEP_SECONDS, so no more often than that).
 MENTION_EMAIL_SWEEP_SECONDS = env_int("MENTION_EMAIL_SWEEP_SECONDS", 60)
+
+# --- Web Push ----------------------------------------------------------------
+# The VAPID pair that signs pushes (pubsub_site/vapid.py): None turns push off and the pages
+# offer nothing. Development makes a pair once, in var/vapid.json; production uses the
+# environment's or none. WEBPUSH_COALESCE_SECONDS: after a push, a user's next events wait
+# this long and go out as one (webpush.services).
+WEBPUSH_VAPID = vapid_keys_from_env(production=PRODUCTION, var_dir=VAR_DIR, site_host=urlsplit(SITE_URL).hostname)
+WEBPUSH_COALESCE_SECONDS = env_float("WEBPUSH_COALESCE_SECONDS", 5.0)

@@ -18,6 +18,7 @@ PROMETHEUS_MULTIPROC_DIR is shared with the web processes that would serve its v
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from django.conf import settings
@@ -35,6 +36,11 @@ from pubsub_site.redis_client import all_room_redis_urls, new_redis
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 2
+
+# What else the sweep thread does each time, with its client for the first room server: the
+# pushes whose coalescing window ended (webpush.services.push_flush_due, registered by
+# webpush.apps). A hook, not an import: messaging does not import the apps above it.
+EVERY_SWEEP: list[Callable[..., object]] = []
 
 
 def persistence_sweep(clients: list[redis.Redis]) -> None:
@@ -57,6 +63,11 @@ def sweep_forever(interval: float) -> None:
             mention_digests_schedule(client=clients[0])
         except redis.RedisError as error:
             logger.warning("could not queue the mention e-mails: %r", error)
+        for hook in EVERY_SWEEP:
+            try:
+                hook(client=clients[0])
+            except Exception:
+                logger.exception("the sweep's %s failed; the next sweep tries again", hook.__qualname__)
 
 
 class Command(BaseCommand):
