@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,20 +57,35 @@ def vapid_public_of(private_key: str) -> str:
     if len(raw) != 32:
         raise ValueError("a VAPID private key is 32 bytes, base64url-encoded")
     key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
-    return b64url(key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+    return b64url(
+        key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
 
 
 def _development_pair(var_dir: Path) -> tuple[str, str]:
+    """The pair kept in var/vapid.json, made by the first process that needs it (the web
+    process and the worker must sign with one key: of two made at once, one file wins and
+    both read it)."""
     path = var_dir / "vapid.json"
+    if not path.exists():
+        public, private = vapid_pair_new()
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=var_dir, prefix=".vapid-")
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps({"public_key": public, "private_key": private}) + "\n")
+        try:
+            os.link(temporary, path)  # atomic, and refused if another process was first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
     try:
         stored = json.loads(path.read_text())
         return stored["public_key"], stored["private_key"]
-    except (OSError, ValueError, KeyError):
-        public, private = vapid_pair_new()
-        var_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"public_key": public, "private_key": private}) + "\n")
-        path.chmod(0o600)
-        return public, private
+    except (OSError, ValueError, KeyError) as error:
+        raise ImproperlyConfigured(
+            f"{path} is not a VAPID key pair ({error!r}); delete it to make a new one."
+        ) from None
 
 
 def vapid_keys_from_env(*, production: bool, var_dir: Path, site_host: str) -> VapidKeys | None:
@@ -94,5 +111,7 @@ def vapid_keys_from_env(*, production: bool, var_dir: Path, site_host: str) -> V
             "(its public key is " + derived + ")."
         )
     if not subject.startswith(("mailto:", "https://")):
-        raise ImproperlyConfigured(f"WEBPUSH_VAPID_SUBJECT={subject!r}: use mailto:you@example.com or an https:// address.")
+        raise ImproperlyConfigured(
+            f"WEBPUSH_VAPID_SUBJECT={subject!r}: use mailto:you@example.com or an https:// address."
+        )
     return VapidKeys(public_key=public, private_key=private, subject=subject)

@@ -25,7 +25,6 @@ class PushSubscription(models.Model):
     failures = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
 
-
     def __str__(self) -> str:
         return f"push subscription {self.pk} of user {self.user_id}"
 

@@ -1,10 +1,12 @@
 """Web Push: who is pushed for a new message, one push per user however many arrive, and the sending.
 
 Who: after each batch of messages is in the database (``messaging.store.persistence.AFTER_BATCH``,
-after the mentions hook made that batch's notifications), each message's recipients are the
-people it mentions (who may read the room) and the other members of a direct conversation; of
-those, the ones with no open socket anywhere (``messaging.store.online``: a socket shows them the
-message live) and at least one push subscription. A message is queued once per user (a redone
+after the mentions hook made that batch's notifications), each message's recipients by their
+notification settings for the room (``messaging.notifications.preferences.recipients``: the
+people it mentions, the other members of a direct conversation, members who chose "all"; not
+a room set to "nothing" or snoozed); of those, the ones with no open socket anywhere
+(``messaging.store.online``: a socket shows them the message live) and at least one push
+subscription. A message is queued once per user (a redone
 persistence job pushes nobody twice: the ``seen`` key).
 
 Coalescing, per user, in Redis (the first room server):
@@ -39,6 +41,7 @@ from django.utils import timezone
 from pywebpush import WebPushException, webpush
 
 from messaging.models import Notification
+from messaging.notifications.preferences import recipients
 from messaging.store import changes
 from messaging.store.online import users_online
 from pubsub_site.redis_client import get_redis
@@ -111,16 +114,6 @@ def _excerpt(body: str) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-def push_recipients(*, room: Room, author_id: int, mentioned_user_ids: set[int]) -> dict[int, str]:
-    """user id -> "mention" | "direct": the people a message concerns (its author never)."""
-    targets = {user_id: "mention" for user_id in mentioned_user_ids if user_id != author_id}
-    if room.is_direct:
-        members = Membership.objects.filter(room=room, banned=False).exclude(user_id=author_id)
-        for user_id in members.values_list("user_id", flat=True):
-            targets.setdefault(user_id, "direct")
-    return targets
-
-
 def push_targets(*, room: Room, records: list[dict]) -> list[tuple[int, dict]]:
     """(user id, event) for each message of ``records`` and each user to push it to."""
     states = changes.states_of(room_id=room.pk, seqs=[r["seq"] for r in records])
@@ -142,10 +135,12 @@ def push_targets(*, room: Room, records: list[dict]) -> list[tuple[int, dict]]:
         mentioned.setdefault(seq, set()).add(user_id)
     wanted = []
     for record in current:
-        recipients = push_recipients(
+        # By each reader's notification settings for the room (a room set to "nothing",
+        # or snoozed, pushes nothing; "all" pushes every message).
+        reasons = recipients(
             room=room, author_id=record["author"]["id"], mentioned_user_ids=mentioned.get(record["seq"], set())
         )
-        wanted.extend((user_id, kind, record) for user_id, kind in recipients.items())
+        wanted.extend((user_id, kind, record) for user_id, kind in reasons.items())
     if not wanted:
         return []
     candidates = {user_id for user_id, _, _ in wanted}
@@ -334,10 +329,14 @@ def push_deliver(*, subscription_id: int, data: str, attempt: int) -> str:
             logger.info("push subscription %s is gone (%s): deleted", subscription.pk, status)
             return "gone"
         reason = f"{status} {error.response.reason}" if error.response is not None else str(error)
-        return _retry_or_give_up(subscription, data, attempt, reason, retry=status is None or status == 429 or status >= 500)
+        return _retry_or_give_up(
+            subscription, data, attempt, reason, retry=status is None or status == 429 or status >= 500
+        )
     except requests.RequestException as error:
         return _retry_or_give_up(subscription, data, attempt, repr(error), retry=True)
-    PushSubscription.objects.filter(pk=subscription.pk).update(last_success_at=timezone.now(), failures=0, last_error="")
+    PushSubscription.objects.filter(pk=subscription.pk).update(
+        last_success_at=timezone.now(), failures=0, last_error=""
+    )
     return "sent"
 
 
@@ -348,5 +347,7 @@ def _retry_or_give_up(subscription: PushSubscription, data: str, attempt: int, r
         return "failed"
     member = json.dumps({"subscription": subscription.pk, "payload": data, "attempt": attempt + 1})
     _client().zadd(RETRY_KEY, {member: time.time() + PUSH_RETRY_DELAYS[attempt]})
-    logger.info("push to subscription %s failed (%s); tried again in %ss", subscription.pk, reason, PUSH_RETRY_DELAYS[attempt])
+    logger.info(
+        "push to subscription %s failed (%s); tried again in %ss", subscription.pk, reason, PUSH_RETRY_DELAYS[attempt]
+    )
     return "retry"

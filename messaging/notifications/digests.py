@@ -5,6 +5,9 @@ still unread in both of the site's senses: the notification was not seen on the
 notifications page (``read_at``) and the user's read marker in the room (Redis first,
 then ``Membership.last_read_seq``, as the unread counts read it) is below its message.
 A user is away when no socket of theirs is open in any web process (messaging.realtime.online).
+A user with a Web Push subscription (webpush.models.PushSubscription: the reverse relation
+``push_subscriptions``) gets no digest: their mentions are pushed to their devices, once each;
+a subscription the push service drops (404, 410) is deleted, and the e-mails come back.
 
 ``mention_digests_send`` (the job, queued every MENTION_EMAIL_SWEEP_SECONDS by one of the
 workers) finds users with such mentions not yet covered by a digest, and for each claims
@@ -87,6 +90,8 @@ def mention_digest_candidates(*, now: datetime, limit: int = USERS_PER_SWEEP) ->
             user__is_active=True,
         )
         .exclude(user__email="")
+        # Mentions reach a device with a push subscription by push (webpush), not by e-mail.
+        .filter(user__push_subscriptions__isnull=True)
         .filter(may_get_one)
     )
     return list(due.order_by("user_id").values_list("user_id", flat=True).distinct()[:limit])
@@ -196,6 +201,8 @@ def mention_digest_send(*, user_id: int, now: datetime) -> bool:
     user = profile.user
     if not (profile.mention_emails and profile.email_verified and user.email and user.is_active):
         return False
+    if user.push_subscriptions.exists():
+        return False  # pushed to their devices instead (webpush.services)
     if profile.last_mention_email_at is not None and profile.last_mention_email_at > now - MENTION_EMAIL_INTERVAL:
         return False  # the hourly cap: the next sweep after it takes them
     mentions, upto = _missed_mentions(user_id=user_id, after_id=profile.mention_emailed_upto, now=now)

@@ -191,6 +191,8 @@
     }
     if (frame.type === "notification") {
       bumpNotifications();
+      // For push.js: the first mention is when it offers notifications on this device.
+      document.dispatchEvent(new CustomEvent("pubsub:notification", { detail: frame }));
       if (frame.kind === "invite") toast(`${frame.from.username} invited you to ${frame.title}.`);
       else toast(`${frame.from.username} mentioned you: ${frame.excerpt}`);
       return true;
