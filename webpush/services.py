@@ -159,18 +159,22 @@ def push_targets(*, room: Room, records: list[dict]) -> list[tuple[int, dict]]:
             continue
         if user_id not in titles:
             titles[user_id] = room_title_for(room=room, user=membership.user) if room.is_direct else room.name
-        event = {
-            "kind": kind,
-            "room": room.slug,
-            "room_title": titles[user_id],
-            "direct": room.is_direct,
-            "seq": record["seq"],
-            "sender": record["author"]["username"],
-            "excerpt": _excerpt(record["body"]),
-            "url": f"{room.get_absolute_url()}#seq-{record['seq']}",
-        }
-        targets.append((user_id, event))
+        targets.append((user_id, push_event(room=room, record=record, kind=kind, room_title=titles[user_id])))
     return targets
+
+
+def push_event(*, room: Room, record: dict, kind: str, room_title: str) -> dict:
+    """What one message means to one recipient, as it waits to be pushed (``push_payload``)."""
+    return {
+        "kind": kind,
+        "room": room.slug,
+        "room_title": room_title,
+        "direct": room.is_direct,
+        "seq": record["seq"],
+        "sender": record["author"]["username"],
+        "excerpt": _excerpt(record["body"]),
+        "url": f"{room.get_absolute_url()}#seq-{record['seq']}",
+    }
 
 
 def push_after_batch(*, room_id: int, records: list[dict]) -> None:

@@ -84,7 +84,7 @@
     const off = panel.querySelector("[data-push-off]");
     const show = (value) => {
       status.textContent = {
-        on: "Mentions and direct messages reach this device when no tab of pubsub is open.",
+        on: "Mentions and direct messages reach this device when no tab of pubsub is open (and no longer by e-mail).",
         off: "This device gets no notifications when no tab of pubsub is open.",
         denied: "This browser blocks notifications from this site: allow them in its site settings, then come back.",
       }[value];

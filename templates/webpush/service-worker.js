@@ -27,7 +27,7 @@ self.addEventListener("activate", (event) => {
 // Pages come from the network, always; the offline page only when it cannot answer.
 self.addEventListener("fetch", (event) => {
   const request = event.request;
-  if (request.mode === "navigate") {
+  if (request.mode === "navigate" && request.method === "GET") {
     event.respondWith(fetch(request).catch(() => caches.match(OFFLINE_URL)));
     return;
   }
