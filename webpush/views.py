@@ -30,33 +30,11 @@ BACKGROUND_COLOUR = "#f4f5f7"
 
 @require_GET
 @cache_control(max_age=3600)
-def manifest(request: HttpRequest) -> JsonResponse:
-    """The web app manifest: what Chromium needs to offer to install the site."""
-    icons = [
-        {"src": static(f"img/icon-{size}.png"), "sizes": f"{size}x{size}", "type": "image/png", "purpose": "any"}
-        for size in (192, 512)
-    ] + [
-        {
-            "src": static(f"img/icon-maskable-{size}.png"),
-            "sizes": f"{size}x{size}",
-            "type": "image/png",
-            "purpose": "maskable",
-        }
-        for size in (192, 512)
-    ]
-    data = {
-        "id": "/",
-        "name": "pubsub",
-        "short_name": "pubsub",
-        "description": "Real-time rooms for people who like to talk.",
-        "start_url": reverse("room-list"),
-        "scope": "/",
-        "display": "standalone",
-        "theme_color": THEME_COLOUR,
-        "background_color": BACKGROUND_COLOUR,
-        "icons": icons,
-    }
-    return JsonResponse(data, content_type="application/manifest+json")
+def manifest(request: HttpRequest) -> HttpResponse:
+    """The web app manifest: what Chromium needs to offer to install the site (a template, for
+    the static files' hashed names)."""
+    context = {"theme_colour": THEME_COLOUR, "background_colour": BACKGROUND_COLOUR}
+    return render(request, "webpush/manifest.webmanifest", context, content_type="application/manifest+json")
 
 
 @require_GET
