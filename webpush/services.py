@@ -36,12 +36,12 @@ import redis
 import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from pywebpush import WebPushException, webpush
 
 from messaging.models import Notification
-from messaging.notifications.preferences import recipients
+from messaging.notifications.preferences import ALL, recipients
 from messaging.store import changes
 from messaging.store.online import users_online
 from pubsub_site.redis_client import get_redis
@@ -133,29 +133,40 @@ def push_targets(*, room: Room, records: list[dict]) -> list[tuple[int, dict]]:
         room=room, kind=Notification.Kind.MENTION, seq__in=[r["seq"] for r in current]
     ).values_list("seq", "user_id"):
         mentioned.setdefault(seq, set()).add(user_id)
-    wanted = []
-    for record in current:
-        # By each reader's notification settings for the room (a room set to "nothing",
-        # or snoozed, pushes nothing; "all" pushes every message).
-        reasons = recipients(
-            room=room, author_id=record["author"]["id"], mentioned_user_ids=mentioned.get(record["seq"], set())
-        )
-        wanted.extend((user_id, kind, record) for user_id, kind in reasons.items())
-    if not wanted:
-        return []
-    candidates = {user_id for user_id, _, _ in wanted}
+    # Who could be pushed at all (a few queries per batch, whatever its size): people of the
+    # room or mentioned in it with a subscription and no socket open. Most batches stop here.
+    everyone_mentioned = set().union(*mentioned.values())
+    members = Membership.objects.filter(room=room, banned=False).values("user_id")
     subscribed = set(
-        PushSubscription.objects.filter(user_id__in=candidates, user__is_active=True).values_list("user_id", flat=True)
+        PushSubscription.objects.filter(Q(user_id__in=members) | Q(user_id__in=everyone_mentioned))
+        .filter(user__is_active=True)
+        .values_list("user_id", flat=True)
     )
     away = subscribed - users_online(user_ids=sorted(subscribed))
     if not away:
+        return []
+    # Only where someone away could hear of a message not naming them ("all", a direct
+    # conversation) is each message asked about; otherwise only those that name someone away.
+    every_message_counts = room.is_direct or (
+        Membership.objects.filter(room=room, user_id__in=away, notify_level=ALL).exists()
+    )
+    wanted = []
+    for record in current:
+        named = mentioned.get(record["seq"], set())
+        if not every_message_counts and not named & away:
+            continue
+        # By each reader's notification settings for the room (a room set to "nothing",
+        # or snoozed, pushes nothing; "all" pushes every message).
+        reasons = recipients(room=room, author_id=record["author"]["id"], mentioned_user_ids=named)
+        wanted.extend((user_id, kind, record) for user_id, kind in reasons.items() if user_id in away)
+    if not wanted:
         return []
     memberships = {m.user_id: m for m in Membership.objects.filter(room=room, user_id__in=away).select_related("user")}
     titles: dict[int, str] = {}
     targets = []
     for user_id, kind, record in wanted:
         membership = memberships.get(user_id)
-        if user_id not in away or not room_can_read(room=room, membership=membership):
+        if not room_can_read(room=room, membership=membership):
             continue
         if user_id not in titles:
             titles[user_id] = room_title_for(room=room, user=membership.user) if room.is_direct else room.name
@@ -215,6 +226,8 @@ def push_flush_due(*, client: redis.Redis) -> int:
     """Queue the pushes whose coalescing window ended, and the retries whose delay passed;
     returns how many jobs were queued. Safe from any number of workers at once: a ZREM
     decides who queues each."""
+    if not push_enabled():
+        return 0
     now = time.time()
     queued = 0
     window_ms = max(1, int(settings.WEBPUSH_COALESCE_SECONDS * 1000))

@@ -72,14 +72,17 @@ async function openFromNotification(notification) {
   const sameRoom = windows.find((client) => new URL(client.url).pathname === path);
   const existing = sameRoom || windows.find((client) => new URL(client.url).origin === self.location.origin);
   if (existing) {
-    const client = existing.url === target ? existing : await existing.navigate(target);
-    if (client) {
-      try {
-        await client.focus();
-      } catch (error) {
-        // Focus needs the click's user activation; the page is at the message either way.
-      }
-      return client;
+    try {
+      await existing.focus(); // first, while the click's user activation lasts
+    } catch (error) {
+      // Without it the tab still goes to the message.
+    }
+    if (existing.url === target) return existing;
+    try {
+      const client = await existing.navigate(target); // only a tab this worker controls can be sent
+      if (client) return client;
+    } catch (error) {
+      // An uncontrolled tab: a new window instead.
     }
   }
   return self.clients.openWindow(target);

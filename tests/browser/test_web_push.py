@@ -141,7 +141,6 @@ def test_the_settings_page_offers_notifications_on_this_device_and_asks_only_on_
     expect(panel.get_by_role("button", name="Turn on notifications on this device")).to_be_visible()
     expect(panel).to_contain_text("This device gets no notifications when no tab of pubsub is open.")
     assert page.evaluate("Notification.permission") == "default"  # nothing was asked on load
-    shoot(page, "push-settings-desktop")
 
 
 # Chromium's pushManager.subscribe registers with Google's push service, out of reach here: the

@@ -252,3 +252,14 @@ def test_a_user_with_a_push_subscription_gets_no_digest_email(alice, bob, privat
     send(private_room, alice, "@bob now by e-mail")
     run_worker()
     assert mention_digests_send(now=timezone.now() + timedelta(minutes=11)) == 1
+
+
+def test_a_batch_costs_a_few_queries_whatever_its_size_when_nobody_away_is_subscribed(
+    alice, bob, private_room, django_assert_max_num_queries
+):
+    records = [
+        {"seq": seq, "author": {"id": alice.pk, "username": "alice"}, "body": f"@bob message {seq}"}
+        for seq in range(1, 301)
+    ]
+    with django_assert_max_num_queries(3):  # the room, its mentions, the subscriptions
+        services.push_after_batch(room_id=private_room.pk, records=records)
