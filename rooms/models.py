@@ -146,6 +146,11 @@ class Membership(models.Model):
     def is_muted(self, now=None) -> bool:
         return self.muted_until is not None and self.muted_until > (now or timezone.now())
 
+    def snoozed_until(self, now=None):
+        """When the member's snooze of the room's notifications ends, or None if it is not snoozed."""
+        until = self.notifications_snoozed_until
+        return until if until is not None and until > (now or timezone.now()) else None
+
 
 class Report(models.Model):
     """A member's report of a message, which the room's moderators resolve or dismiss.

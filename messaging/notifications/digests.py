@@ -1,5 +1,9 @@
 """E-mail for missed mentions: one digest, at most once an hour, to people who are away.
 
+Direct messages count as mentions (their ``direct`` notifications are digested too), and a
+room the user set to "nothing", or snoozed, is left out of the digest while it is so
+(messaging.notifications.preferences).
+
 A mention is missed when, MENTION_EMAIL_DELAY after its notification was made, it is
 still unread in both of the site's senses: the notification was not seen on the
 notifications page (``read_at``) and the user's read marker in the room (Redis first,
@@ -35,6 +39,7 @@ from django.utils import timezone
 from accounts.models import Profile
 from messaging import job_paths
 from messaging.models import Message, Notification
+from messaging.notifications.preferences import should_notify
 from messaging.store import changes
 from messaging.store.online import users_online
 from rooms.models import Membership
@@ -56,6 +61,8 @@ MENTION_DIGEST_LIST_MAX = 20
 USERS_PER_SWEEP = 500
 EXCERPT_CHARS = 140
 SWEEP_KEY = "pubsub:mention_emails:scheduled"
+# A direct message counts as a mention (messaging.notifications.preferences).
+DIGESTED_KINDS = (Notification.Kind.MENTION, Notification.Kind.DIRECT)
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ def mention_digest_candidates(*, now: datetime, limit: int = USERS_PER_SWEEP) ->
     )
     due = (
         Notification.objects.filter(
-            kind=Notification.Kind.MENTION,
+            kind__in=DIGESTED_KINDS,
             read_at__isnull=True,
             created_at__lte=now - MENTION_EMAIL_DELAY,
             created_at__gt=now - MENTION_EMAIL_LOOKBACK,
@@ -103,7 +110,7 @@ def _missed_mentions(*, user_id: int, after_id: int, now: datetime) -> tuple[lis
     due = list(
         Notification.objects.filter(
             user_id=user_id,
-            kind=Notification.Kind.MENTION,
+            kind__in=DIGESTED_KINDS,
             id__gt=after_id,
             created_at__lte=now - MENTION_EMAIL_DELAY,
             created_at__gt=now - MENTION_EMAIL_LOOKBACK,
@@ -133,6 +140,8 @@ def _missed_mentions(*, user_id: int, after_id: int, now: datetime) -> tuple[lis
             continue  # read in time
         if message is not None and message.is_deleted:
             continue
+        if not should_notify(memberships.get(n.room_id), room=n.room, mentioned=True, now=now):
+            continue  # the room was set to "nothing" or snoozed since: its mentions are not e-mailed
         if room_can_read(room=n.room, membership=memberships.get(n.room_id)):
             # What the message says now (an edit), else what it said when it was made.
             n.body = message.body if message is not None else n.excerpt
@@ -167,7 +176,7 @@ def mention_digest_message(*, user, mentions: list[Notification]) -> EmailMultiA
         body = " ".join(getattr(n, "body", n.excerpt).split())
         listed.append(
             MissedMention(
-                room_name=n.room.name,
+                room_name="a direct message" if n.kind == Notification.Kind.DIRECT else n.room.name,
                 author=n.from_user.get_username(),
                 excerpt=body if len(body) <= EXCERPT_CHARS else body[: EXCERPT_CHARS - 1] + "…",
                 url=absolute_url(f"{n.room.get_absolute_url()}#seq-{n.seq}"),
@@ -181,7 +190,9 @@ def mention_digest_message(*, user, mentions: list[Notification]) -> EmailMultiA
         "notifications_url": absolute_url(reverse("notifications")),
         "settings_url": absolute_url(reverse("account-settings")),
     }
-    if len(mentions) == 1:
+    if len(mentions) == 1 and mentions[0].kind == Notification.Kind.DIRECT:
+        subject = f"{listed[0].author} sent you a direct message"
+    elif len(mentions) == 1:
         subject = f"{listed[0].author} mentioned you in {listed[0].room_name}"
     else:
         subject = f"{len(mentions)} mentions while you were away"

@@ -34,8 +34,7 @@ REASON_MESSAGE = "message"
 
 
 def is_snoozed(membership: Membership | None, *, now: datetime | None = None) -> bool:
-    until = membership.notifications_snoozed_until if membership is not None else None
-    return until is not None and until > (now or timezone.now())
+    return membership is not None and membership.snoozed_until(now) is not None
 
 
 def effective_level(membership: Membership | None, *, room: Room, now: datetime | None = None) -> str:
@@ -71,35 +70,42 @@ def recipients(*, room: Room, author_id: int, mentioned_user_ids: set[int]) -> d
     Two queries at most, whatever the room's size: the memberships that can matter (the
     mentioned, those at "all", and in a direct conversation everyone), then, in a public room,
     which mentioned people with no membership row are active accounts."""
+    return recipients_by_message(room=room, messages=[(author_id, set(mentioned_user_ids))])[0]
+
+
+def recipients_by_message(*, room: Room, messages: list[tuple[int, set[int]]]) -> list[dict[int, str]]:
+    """``recipients`` of each of a batch of messages of ``room``, given as (author id,
+    mentioned user ids): the same two queries at most for the whole batch."""
     now = timezone.now()
-    mentioned = set(mentioned_user_ids) - {author_id}
-    matters = Q(user_id__in=mentioned) | Q(notify_level=ALL)
-    if room.is_direct:
-        matters = Q()
-    rows = (
-        Membership.objects.filter(matters, room=room)
-        .exclude(user_id=author_id)
-        .filter(user__is_active=True)
-        .only("user_id", "room_id", "banned", "notify_level", "notifications_snoozed_until")
-    )
-    found: dict[int, str] = {}
-    seen: set[int] = set()
-    for membership in rows:
-        seen.add(membership.user_id)
-        if membership.banned:
-            continue  # banned: cannot read the room, hears nothing of it
-        is_mentioned = membership.user_id in mentioned
-        if not should_notify(membership, room=room, mentioned=is_mentioned, now=now):
-            continue
-        if is_mentioned:
-            found[membership.user_id] = REASON_MENTION
-        elif room.is_direct:
-            found[membership.user_id] = REASON_DIRECT
-        else:
-            found[membership.user_id] = REASON_MESSAGE
-    passers_by = mentioned - seen
-    if passers_by and room.is_public:
-        # Readers without a row have the default, "mentions": they hear of their mentions.
-        active = get_user_model().objects.filter(pk__in=passers_by, is_active=True).values_list("pk", flat=True)
-        found.update(dict.fromkeys(active, REASON_MENTION))
-    return found
+    everyone_mentioned = set().union(*(mentioned for _, mentioned in messages)) if messages else set()
+    matters = Q() if room.is_direct else Q(user_id__in=everyone_mentioned) | Q(notify_level=ALL)
+    rows = {
+        m.user_id: m
+        for m in Membership.objects.filter(matters, room=room, user__is_active=True).only(
+            "user_id", "room_id", "banned", "notify_level", "notifications_snoozed_until"
+        )
+    }
+    # Readers without a row have the default, "mentions": in a public room they hear of their mentions.
+    passers_by: set[int] = set()
+    unknown = everyone_mentioned - rows.keys()
+    if unknown and room.is_public:
+        passers_by = set(get_user_model().objects.filter(pk__in=unknown, is_active=True).values_list("pk", flat=True))
+    found_by_message = []
+    for author_id, mentioned in messages:
+        mentioned = mentioned - {author_id}
+        found: dict[int, str] = {}
+        for user_id, membership in rows.items():
+            if user_id == author_id or membership.banned:
+                continue  # banned: cannot read the room, hears nothing of it
+            is_mentioned = user_id in mentioned
+            if not should_notify(membership, room=room, mentioned=is_mentioned, now=now):
+                continue
+            if is_mentioned:
+                found[user_id] = REASON_MENTION
+            elif room.is_direct:
+                found[user_id] = REASON_DIRECT
+            else:
+                found[user_id] = REASON_MESSAGE
+        found.update(dict.fromkeys(mentioned & passers_by, REASON_MENTION))
+        found_by_message.append(found)
+    return found_by_message

@@ -137,3 +137,23 @@ def test_recipients_cost_two_queries_however_big_the_room(public_room, alice, ma
     loud = {p.pk for p in people[:50] if p.pk % 2}
     assert {pk for pk, reason in found.items() if reason == "message"} == loud - {people[0].pk}
     assert {pk for pk, reason in found.items() if reason == "mention"} == outsiders | {people[0].pk}
+
+
+def test_unread_mentions_are_those_after_the_read_marker(private_room, public_room, alice, bob):
+    from asgiref.sync import async_to_sync
+
+    from messaging.models import Notification
+    from messaging.selectors import unread_mention_seqs
+    from messaging.store import changes
+
+    for seq in (3, 5, 9):
+        Notification.objects.create(user=bob, room=private_room, seq=seq, from_user=alice, excerpt="@bob")
+    Notification.objects.create(user=bob, room=private_room, seq=0, kind="invite", from_user=alice, excerpt="")
+    Membership.objects.filter(room=private_room, user=bob).update(last_read_seq=3)
+
+    assert unread_mention_seqs(user_id=bob.pk, room_ids=[private_room.pk, public_room.pk]) == {private_room.pk: [5, 9]}
+
+    async_to_sync(changes.mark_read)(room_id=private_room.pk, user_id=bob.pk, seq=5)  # read live (Redis first)
+    assert unread_mention_seqs(user_id=bob.pk, room_ids=[private_room.pk]) == {private_room.pk: [9]}
+    async_to_sync(changes.mark_read)(room_id=private_room.pk, user_id=bob.pk, seq=9)
+    assert unread_mention_seqs(user_id=bob.pk, room_ids=[private_room.pk]) == {}
