@@ -167,7 +167,7 @@ STUB_PUSH_MANAGER = """
 """
 
 
-def test_turned_on_in_the_settings_a_mention_is_pushed_until_the_room_is_set_to_nothing(
+def test_turned_on_in_the_settings_a_mention_is_pushed_until_the_settings_page_sets_the_room_to_nothing(
     site, settings, alice, bob, private_room
 ):
     push_service = start_push_service()
@@ -194,7 +194,15 @@ def test_turned_on_in_the_settings_a_mention_is_pushed_until_the_room_is_set_to_
         assert payload["title"] == "#Secret Plans · alice"
         assert payload["body"] == "@bob first, while the room is at mentions"
 
-        Membership.objects.filter(room=private_room, user=bob).update(notify_level="nothing")
+        # Bob sets the room to "nothing" on the notification settings page, and leaves.
+        settings_page = site.page_for(bob, "/notifications/settings/")
+        nothing = settings_page.locator("li[data-room='secret-plans']").get_by_role("button", name="Nothing")
+        nothing.click()
+        expect(nothing).to_have_attribute("aria-pressed", "true")
+        assert Membership.objects.get(room=private_room, user=bob).notify_level == "nothing"
+        settings_page.context.close()
+        wait_until(lambda: bob.pk not in users_online(user_ids=[bob.pk]))
+
         send_over_websocket(site.port, alice, private_room.slug, ["@bob second, the room at nothing"])
         wait_until(lambda: Message.objects.filter(room=private_room).count() == 2)
         time.sleep(2)  # what the worker would have sent by now

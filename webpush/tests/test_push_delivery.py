@@ -173,8 +173,9 @@ def test_a_failing_push_service_is_tried_again_later(alice, bob, private_room, p
 
 
 def test_a_burst_of_mentions_is_one_push_then_what_comes_in_the_window_is_one_more(
-    alice, bob, private_room, push_service, device
+    settings, alice, bob, private_room, push_service, device
 ):
+    settings.WEBPUSH_COALESCE_SECONDS = 60  # longer than this machine takes to send the burst
     first = send(private_room, alice, "@bob one")
     run_worker()
     assert len(push_service.received) == 1  # the first goes at once
@@ -185,7 +186,9 @@ def test_a_burst_of_mentions_is_one_push_then_what_comes_in_the_window_is_one_mo
     assert len(push_service.received) == 1  # waiting for the window to end
     client = get_redis(None)
     assert services.push_flush_due(client=client) == 0
-    time.sleep(1.1)  # WEBPUSH_COALESCE_SECONDS
+    (due,) = client.zrange(services.DUE_KEY, 0, -1, withscores=True)
+    assert due[0] == str(bob.pk).encode() and time.time() + 50 < due[1] <= time.time() + 60  # when the window ends
+    client.zadd(services.DUE_KEY, {bob.pk: time.time() - 1})  # the window ended
     assert services.push_flush_due(client=client) == 1  # the sweep's call
     run_worker()
 
@@ -196,6 +199,18 @@ def test_a_burst_of_mentions_is_one_push_then_what_comes_in_the_window_is_one_mo
     assert coalesced["body"] == "alice: @bob four"
     assert coalesced["seq"] == first + 1 and coalesced["url"] == f"/rooms/secret-plans/#seq-{first + 1}"
     assert coalesced["count"] == 3
+
+
+def test_what_waits_for_the_window_goes_out_once_it_ends(alice, bob, private_room, push_service, device):
+    send(private_room, alice, "@bob one")
+    run_worker()
+    send(private_room, alice, "@bob two")
+    run_worker()
+    time.sleep(1.1)  # WEBPUSH_COALESCE_SECONDS: the window ends in real time
+    services.push_flush_due(client=get_redis(None))  # the sweep's call
+    run_worker()
+    assert [device.decrypt(r.body)["body"] for r in push_service.received] == ["@bob one", "@bob two"]
+    assert get_redis(None).zcard(services.DUE_KEY) == 0
 
 
 def test_mentions_persisted_in_one_batch_are_one_push(alice, bob, private_room, push_service, device):
