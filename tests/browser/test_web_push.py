@@ -184,6 +184,7 @@ def test_turned_on_in_the_settings_a_mention_is_pushed_until_the_settings_page_s
         assert page.evaluate("window.subscribedWithKey") == settings.WEBPUSH_VAPID.public_key
         subscription = PushSubscription.objects.get()
         assert (subscription.user, subscription.endpoint, subscription.p256dh) == (bob, device.endpoint, device.p256dh)
+        panel.scroll_into_view_if_needed()
         shoot(page, "push-settings-on-desktop")
         page.context.close()  # bob's last tab: away now
         wait_until(lambda: bob.pk not in users_online(user_ids=[bob.pk]))

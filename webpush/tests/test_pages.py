@@ -190,3 +190,14 @@ def test_production_without_keys_has_push_off_and_development_makes_one_pair(mon
     assert first == again and vapid_public_of(first.private_key) == first.public_key
     assert first.subject == "mailto:admin@localhost"
     assert (tmp_path / "vapid.json").stat().st_mode & 0o077 == 0  # the private key: the owner's only
+
+
+def test_the_admin_lists_subscriptions_read_only(client, django_user_model, bob):
+    admin = django_user_model.objects.create_superuser("admin", "admin@example.com", "a-long-admin-password")
+    PushSubscription.objects.create(user=bob, endpoint="https://push.example.net/bob", p256dh="p", auth="a")
+    client.force_login(admin)
+    listing = client.get("/admin/webpush/pushsubscription/")
+    assert listing.status_code == 200 and "https://push.example.net/bob" in listing.content.decode()
+    subscription = PushSubscription.objects.get()
+    assert client.get(f"/admin/webpush/pushsubscription/{subscription.pk}/change/").status_code == 200
+    assert client.get("/admin/webpush/pushsubscription/add/").status_code == 403
