@@ -1,4 +1,9 @@
+import logging
+
 from django.apps import AppConfig
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 class WebpushConfig(AppConfig):
@@ -6,6 +11,12 @@ class WebpushConfig(AppConfig):
     verbose_name = "Web Push"
 
     def ready(self) -> None:
+        if settings.PRODUCTION and settings.WEBPUSH_VAPID is None:
+            # Said at every start, like a missing EMAIL_HOST: a site without push should know.
+            logger.warning(
+                "WEBPUSH_VAPID_PUBLIC_KEY and WEBPUSH_VAPID_PRIVATE_KEY are not set: Web Push is off. "
+                '`python manage.py make_vapid_keys` prints a pair (docs/deploy.md, "Web Push").'
+            )
         # Imported here: they import models, which the app registry must have loaded first.
         from messaging.management.commands import jobs_worker
         from messaging.store import persistence

@@ -201,3 +201,20 @@ def test_the_admin_lists_subscriptions_read_only(client, django_user_model, bob)
     subscription = PushSubscription.objects.get()
     assert client.get(f"/admin/webpush/pushsubscription/{subscription.pk}/change/").status_code == 200
     assert client.get("/admin/webpush/pushsubscription/add/").status_code == 403
+
+
+def test_production_without_keys_says_at_start_that_push_is_off_and_with_them_signs_with_them():
+    # A process of its own: settings are read from the environment once, at start.
+    from pubsub_site.tests.test_settings import production_env, run_manage
+
+    result = run_manage("check", **production_env())
+    assert result.returncode == 0, result.stderr
+    assert "WEBPUSH_VAPID_PUBLIC_KEY and WEBPUSH_VAPID_PRIVATE_KEY are not set: Web Push is off" in result.stderr
+
+    public, private = vapid_pair_new()
+    keys = {"WEBPUSH_VAPID_PUBLIC_KEY": public, "WEBPUSH_VAPID_PRIVATE_KEY": private}
+    code = "from django.conf import settings as s; print(s.WEBPUSH_VAPID.public_key, s.WEBPUSH_VAPID.subject)"
+    result = run_manage("shell", "-c", code, **production_env(**keys))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == [public, "mailto:admin@chat.example.com"]
+    assert "Web Push is off" not in result.stderr
