@@ -78,10 +78,12 @@ class Clap(models.Model):
 
 
 class Notification(models.Model):
-    """A mention of the user in a room they can read, or an invitation to a room (``seq`` 0)."""
+    """A mention of the user in a room they can read, a message to them in a direct
+    conversation (which counts as a mention), or an invitation to a room (``seq`` 0)."""
 
     class Kind(models.TextChoices):
         MENTION = "mention", "Mention"
+        DIRECT = "direct", "Direct message"
         INVITE = "invite", "Invitation"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")

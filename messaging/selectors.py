@@ -276,6 +276,36 @@ def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
     return counts
 
 
+UNREAD_MENTIONS_MAX = 99  # per room: a badge says "@99" at most
+
+
+def unread_mention_seqs(*, user_id: int, room_ids: list[int]) -> dict[int, list[int]]:
+    """The seqs of the user's mentions after their read marker, per room (those with any): one
+    query, then Redis's newer marker for the rooms that have some (as ``unread_counts``)."""
+    stored = dict(
+        Membership.objects.filter(user_id=user_id, room_id__in=room_ids).values_list("room_id", "last_read_seq")
+    )
+    if not stored:
+        return {}
+    after = Q()
+    for room_id, marker in stored.items():
+        after |= Q(room_id=room_id, seq__gt=marker)
+    found: dict[int, list[int]] = {}
+    rows = Notification.objects.filter(after, user_id=user_id, kind=Notification.Kind.MENTION).values_list(
+        "room_id", "seq"
+    )
+    for room_id, seq in rows.order_by("room_id", "seq"):
+        found.setdefault(room_id, []).append(seq)
+    for room_id in list(found):
+        marker = changes.read_markers(room_id=room_id, user_ids=[user_id]).get(user_id, stored[room_id])
+        seqs = [seq for seq in found[room_id] if seq > marker][-UNREAD_MENTIONS_MAX:]
+        if seqs:
+            found[room_id] = seqs
+        else:
+            del found[room_id]
+    return found
+
+
 def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
     """The room's most clapped messages in their wire form, most clapped first."""
     pairs = []

@@ -314,3 +314,11 @@ def member_left_frame(*, room: str, user: dict) -> dict:
 
 def room_updated_frame(*, room: str, name: str, topic: str, archived: bool) -> dict:
     return {"type": "room_updated", "room": room, "name": name, "topic": topic, "archived": archived}
+
+
+def notify_settings_frame(*, room: str, level: str, snoozed_until: datetime | None) -> dict:
+    """The user's notification settings for a room changed (rooms.notify_settings): to their pages."""
+    until = None
+    if snoozed_until is not None:
+        until = snoozed_until.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {"type": "notify_settings", "room": room, "level": level, "snoozed_until": until}

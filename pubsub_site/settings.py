@@ -29,6 +29,7 @@ from pubsub_site.env import (
     env_str,
 )
 from pubsub_site.redis_urls import channel_layer_host, database_of, rq_queue_connection
+from pubsub_site.vapid import vapid_keys_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "outgoing_webhooks",
     "ninja",  # the API's docs page from its own static files (no CDN)
     "api",
+    "webpush",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +116,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "messaging.context_processors.navigation",
+                "webpush.context_processors.push",
             ],
         },
     },
@@ -532,3 +535,11 @@ WEBHOOK_DISABLE_AFTER_HOURS = env_float("WEBHOOK_DISABLE_AFTER_HOURS", 24.0)
 WEBHOOK_JOB_BUDGET_SECONDS = env_float("WEBHOOK_JOB_BUDGET_SECONDS", 10.0)
 # Delivered rows are kept in the log this many days.
 WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 7)
+
+# --- Web Push ----------------------------------------------------------------
+# The VAPID pair that signs pushes (pubsub_site/vapid.py): None turns push off and the pages
+# offer nothing. Development makes a pair once, in var/vapid.json; production uses the
+# environment's or none. WEBPUSH_COALESCE_SECONDS: after a push, a user's next events wait
+# this long and go out as one (webpush.services).
+WEBPUSH_VAPID = vapid_keys_from_env(production=PRODUCTION, var_dir=VAR_DIR, site_host=urlsplit(SITE_URL).hostname)
+WEBPUSH_COALESCE_SECONDS = env_float("WEBPUSH_COALESCE_SECONDS", 5.0)

@@ -97,21 +97,40 @@ class Membership(models.Model):
         MEMBER = "member", "Member"
         SPECTATOR = "spectator", "Spectator"
 
+    class NotifyLevel(models.TextChoices):
+        """What of the room the member is told about (messaging.notifications.preferences).
+        In a direct conversation every message counts as a mention."""
+
+        ALL = "all", "All messages"
+        MENTIONS = "mentions", "Mentions only"
+        NOTHING = "nothing", "Nothing"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     # Spectators read and clap but do not post.
     joined_at = models.DateTimeField(default=timezone.now)
     last_read_seq = models.PositiveBigIntegerField(default=0)
+    # A moderation mute: the member cannot post until then (rooms.moderation). Not to be
+    # confused with notifications_snoozed_until, the member's own choice to hear nothing.
     muted_until = models.DateTimeField(null=True, blank=True)
     banned = models.BooleanField(default=False)
+    notify_level = models.CharField(
+        "Notify me of", max_length=10, choices=NotifyLevel.choices, default=NotifyLevel.MENTIONS
+    )
+    # The member silenced the room's notifications until then ("mute for 1 hour").
+    notifications_snoozed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["joined_at"]
         constraints = [
             models.UniqueConstraint(fields=["user", "room"], name="membership_one_per_user_and_room"),
         ]
-        indexes = [models.Index(fields=["room", "role"])]
+        indexes = [
+            models.Index(fields=["room", "role"]),
+            # Who hears every message of a room (messaging.notifications.preferences.recipients).
+            models.Index(fields=["room", "notify_level"], name="membership_room_notify_level"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room} ({self.role})"
@@ -126,6 +145,11 @@ class Membership(models.Model):
 
     def is_muted(self, now=None) -> bool:
         return self.muted_until is not None and self.muted_until > (now or timezone.now())
+
+    def snoozed_until(self, now=None):
+        """When the member's snooze of the room's notifications ends, or None if it is not snoozed."""
+        until = self.notifications_snoozed_until
+        return until if until is not None and until > (now or timezone.now()) else None
 
 
 class Report(models.Model):

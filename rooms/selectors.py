@@ -139,6 +139,15 @@ def room_ids_readable_by(*, user: AbstractBaseUser) -> list[int]:
     return sorted(readable)
 
 
+def notify_settings_of_user(*, user: AbstractBaseUser, room_ids: list[int]) -> dict[int, Membership]:
+    """The user's memberships of these rooms (not banned) with their notification settings
+    (rooms.notify_settings), by room id: the sidebar's badges and the settings page."""
+    rows = Membership.objects.filter(user=user, room_id__in=room_ids, banned=False).only(
+        "room_id", "user_id", "notify_level", "notifications_snoozed_until"
+    )
+    return {m.room_id: m for m in rows}
+
+
 def room_members(*, room: Room) -> QuerySet[Membership]:
     # With the profile: the member list shows display names, avatars and statuses.
     # And whether they are a bot (api.models.BotAccount): the list's BOT badge.

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from messaging import views as messaging_views
-from rooms import views
+from rooms import notify_views, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -13,6 +13,8 @@ urlpatterns = [
     path("rooms/<slug:slug>/invite/", views.room_invite, name="room-invite"),
     path("rooms/<slug:slug>/messages/", messaging_views.history, name="room-messages"),
     path("rooms/<slug:slug>/watch/", views.room_watch, name="room-watch"),
+    path("rooms/<slug:slug>/notifications/", notify_views.room_notify, name="room-notify"),
+    path("notifications/settings/", notify_views.notification_settings, name="notification-settings"),
     path("rooms/<slug:slug>/participate/", views.room_participate, name="room-participate"),
     path("rooms/<slug:slug>/messages/<int:seq>/report/", views.message_report, name="message-report"),
     # Moderation: the page, then one POST endpoint per act.

@@ -99,12 +99,15 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     raw_around = request.GET.get("around", "")
     around = int(raw_around) if raw_around.isascii() and raw_around.isdigit() and len(raw_around) < 16 else None
     history = message_history(room=room, around=around, limit=PAGE_SIZE)
+    members = room_members(room=room)
     context = {
         "room": room,
         "title": room_title_for(room=room, user=request.user),
         "direct_banned": direct_banned_members(room=room),
         "membership": membership,
-        "members": room_members(room=room),
+        "members": members,
+        # Messages show their authors' display names (the members' profiles, read with the list).
+        "display_names": _display_names(members),
         "messages_page": history.messages,
         "has_more": history.has_more,
         "has_newer": history.has_newer,
@@ -116,6 +119,15 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "pins": [] if room.is_direct else room_pins_list(room_id=room.pk),
     }
     return render(request, "rooms/room_detail.html", context)
+
+
+def _display_names(members) -> dict[int, str]:
+    names = {}
+    for member in members:
+        profile = getattr(member.user, "profile", None)  # selected with the member; None: no profile row
+        if profile is not None and profile.display_name:
+            names[member.user_id] = profile.display_name
+    return names
 
 
 @login_required

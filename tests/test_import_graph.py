@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("accounts", "messaging", "protocol", "pubsub_site", "rooms")
+PACKAGES = ("accounts", "messaging", "protocol", "pubsub_site", "rooms", "webpush")
 
 
 def project_modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:

@@ -36,3 +36,10 @@ def avatar_of(user) -> str:
 def status_of(user) -> str:
     """The status, unless it expired."""
     return current_status(_profile(user))
+
+
+@register.filter
+def author_name(author: dict, display_names: dict | None) -> str:
+    """{{ m.author|author_name:display_names }}: a message author's display name (the page's
+    ``display_names``, user id -> name, read with the member list), or their username."""
+    return (display_names or {}).get(author.get("id")) or author.get("username", "")

@@ -1,10 +1,17 @@
 """E-mail for missed mentions: one digest, at most once an hour, to people who are away.
 
+Direct messages count as mentions (their ``direct`` notifications are digested too), and a
+room the user set to "nothing", or snoozed, is left out of the digest while it is so
+(messaging.notifications.preferences).
+
 A mention is missed when, MENTION_EMAIL_DELAY after its notification was made, it is
 still unread in both of the site's senses: the notification was not seen on the
 notifications page (``read_at``) and the user's read marker in the room (Redis first,
 then ``Membership.last_read_seq``, as the unread counts read it) is below its message.
 A user is away when no socket of theirs is open in any web process (messaging.realtime.online).
+A user with a Web Push subscription (webpush.models.PushSubscription: the reverse relation
+``push_subscriptions``) gets no digest: their mentions are pushed to their devices, once each;
+a subscription the push service drops (404, 410) is deleted, and the e-mails come back.
 
 ``mention_digests_send`` (the job, queued every MENTION_EMAIL_SWEEP_SECONDS by one of the
 workers) finds users with such mentions not yet covered by a digest, and for each claims
@@ -32,6 +39,7 @@ from django.utils import timezone
 from accounts.models import Profile
 from messaging import job_paths
 from messaging.models import Message, Notification
+from messaging.notifications.preferences import should_notify
 from messaging.store import changes
 from messaging.store.online import users_online
 from rooms.models import Membership
@@ -53,6 +61,8 @@ MENTION_DIGEST_LIST_MAX = 20
 USERS_PER_SWEEP = 500
 EXCERPT_CHARS = 140
 SWEEP_KEY = "pubsub:mention_emails:scheduled"
+# A direct message counts as a mention (messaging.notifications.preferences).
+DIGESTED_KINDS = (Notification.Kind.MENTION, Notification.Kind.DIRECT)
 
 
 @dataclass(frozen=True)
@@ -80,13 +90,15 @@ def mention_digest_candidates(*, now: datetime, limit: int = USERS_PER_SWEEP) ->
     )
     due = (
         Notification.objects.filter(
-            kind=Notification.Kind.MENTION,
+            kind__in=DIGESTED_KINDS,
             read_at__isnull=True,
             created_at__lte=now - MENTION_EMAIL_DELAY,
             created_at__gt=now - MENTION_EMAIL_LOOKBACK,
             user__is_active=True,
         )
         .exclude(user__email="")
+        # Mentions reach a device with a push subscription by push (webpush), not by e-mail.
+        .filter(user__push_subscriptions__isnull=True)
         .filter(may_get_one)
     )
     return list(due.order_by("user_id").values_list("user_id", flat=True).distinct()[:limit])
@@ -98,7 +110,7 @@ def _missed_mentions(*, user_id: int, after_id: int, now: datetime) -> tuple[lis
     due = list(
         Notification.objects.filter(
             user_id=user_id,
-            kind=Notification.Kind.MENTION,
+            kind__in=DIGESTED_KINDS,
             id__gt=after_id,
             created_at__lte=now - MENTION_EMAIL_DELAY,
             created_at__gt=now - MENTION_EMAIL_LOOKBACK,
@@ -128,6 +140,8 @@ def _missed_mentions(*, user_id: int, after_id: int, now: datetime) -> tuple[lis
             continue  # read in time
         if message is not None and message.is_deleted:
             continue
+        if not should_notify(memberships.get(n.room_id), room=n.room, mentioned=True, now=now):
+            continue  # the room was set to "nothing" or snoozed since: its mentions are not e-mailed
         if room_can_read(room=n.room, membership=memberships.get(n.room_id)):
             # What the message says now (an edit), else what it said when it was made.
             n.body = message.body if message is not None else n.excerpt
@@ -162,7 +176,7 @@ def mention_digest_message(*, user, mentions: list[Notification]) -> EmailMultiA
         body = " ".join(getattr(n, "body", n.excerpt).split())
         listed.append(
             MissedMention(
-                room_name=n.room.name,
+                room_name="a direct message" if n.kind == Notification.Kind.DIRECT else n.room.name,
                 author=n.from_user.get_username(),
                 excerpt=body if len(body) <= EXCERPT_CHARS else body[: EXCERPT_CHARS - 1] + "…",
                 url=absolute_url(f"{n.room.get_absolute_url()}#seq-{n.seq}"),
@@ -176,7 +190,9 @@ def mention_digest_message(*, user, mentions: list[Notification]) -> EmailMultiA
         "notifications_url": absolute_url(reverse("notifications")),
         "settings_url": absolute_url(reverse("account-settings")),
     }
-    if len(mentions) == 1:
+    if len(mentions) == 1 and mentions[0].kind == Notification.Kind.DIRECT:
+        subject = f"{listed[0].author} sent you a direct message"
+    elif len(mentions) == 1:
         subject = f"{listed[0].author} mentioned you in {listed[0].room_name}"
     else:
         subject = f"{len(mentions)} mentions while you were away"
@@ -196,6 +212,8 @@ def mention_digest_send(*, user_id: int, now: datetime) -> bool:
     user = profile.user
     if not (profile.mention_emails and profile.email_verified and user.email and user.is_active):
         return False
+    if user.push_subscriptions.exists():
+        return False  # pushed to their devices instead (webpush.services)
     if profile.last_mention_email_at is not None and profile.last_mention_email_at > now - MENTION_EMAIL_INTERVAL:
         return False  # the hourly cap: the next sweep after it takes them
     mentions, upto = _missed_mentions(user_id=user_id, after_id=profile.mention_emailed_upto, now=now)

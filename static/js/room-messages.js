@@ -61,6 +61,13 @@
       });
     }
 
+    // The author's display name, as the member list shows it (data-display-name, from their
+    // profile), else their username: the wire carries only the username (docs/protocol.md).
+    function shownName(author) {
+      const member = document.querySelector(`#members .members__item[data-user-id="${Number(author.id)}"]`);
+      return (member && member.dataset.displayName) || author.username;
+    }
+
     function button(action, label) {
       const b = document.createElement("button");
       b.type = "button";
@@ -96,14 +103,15 @@
       // Someone else's name opens a direct conversation with them (the page's #direct-form).
       const author = document.createElement(m.author.id === me.id ? "span" : "button");
       author.className = "message__author";
-      author.textContent = m.author.username;
+      author.textContent = shownName(m.author);
+      author.title = `@${m.author.username}`;
       if (m.author.id !== me.id) {
         author.type = "submit";
         author.className = "message__author link-button";
         author.setAttribute("form", "direct-form");
         author.name = "usernames";
         author.value = m.author.username;
-        author.title = `Send ${m.author.username} a direct message`;
+        author.title = `@${m.author.username}: send a direct message`;
       }
       const time = document.createElement("time");
       time.className = "message__time";

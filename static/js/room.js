@@ -123,7 +123,9 @@
   let unseen = 0;
   function countUnseen(n) {
     unseen = n ? unseen + n : 0;
-    document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
+    // The title also counts unread mentions elsewhere (notify.js composes it).
+    if (window.PubSub.attention) window.PubSub.attention.setRoomUnseen(unseen);
+    else document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
     // The server sends no unread counts for the room a socket follows: its badge is ours.
     if (n) window.PubSub.setUnread(room, unseen);
   }
@@ -503,6 +505,13 @@
   const replyCancel = button("cancel-reply", "Cancel reply");
   replyBar.append(replyLabel, " ", replyCancel);
 
+  // The author's username: the name shown may be their display name; the button's value (or,
+  // on one's own messages, the "@username" title) is the username.
+  function authorUsername(li) {
+    const author = li.querySelector(".message__author");
+    return author.value || (author.title || "").replace(/^@/, "") || author.textContent;
+  }
+
   function startReply(li, seq) {
     if (!composer) return;
     const body = li.querySelector(".message__body");
@@ -510,7 +519,7 @@
       seq,
       reply: {
         seq,
-        author: { id: Number(li.dataset.authorId), username: li.querySelector(".message__author").textContent },
+        author: { id: Number(li.dataset.authorId), username: authorUsername(li) },
         excerpt: replyExcerpt(li.dataset.body ?? body.textContent),
         deleted: false,
       },

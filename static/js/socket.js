@@ -92,13 +92,18 @@
     };
   }
 
-  function setUnread(slug, count) {
+  // `seq`: the room's latest (an `unread` frame), for the mentions it leaves unread (notify.js).
+  function setUnread(slug, count, seq) {
+    const attention = window.PubSub.attention;
     document.querySelectorAll(`[data-unread-room="${CSS.escape(slug)}"], .sidebar__room[data-room="${CSS.escape(slug)}"] [data-unread]`).forEach((badge) => {
       badge.firstChild.textContent = String(count);
-      badge.hidden = count <= 0;
       const item = badge.closest(".sidebar__room, .room-list__item");
-      if (item) item.classList.toggle(`${item.classList[0]}--unread`, count > 0);
+      // A room set to "nothing", or snoozed, shows no count (notify.js).
+      const quiet = attention ? attention.quiet(item) : false;
+      badge.hidden = count <= 0 || quiet;
+      if (item) item.classList.toggle(`${item.classList[0]}--unread`, count > 0 && !quiet);
     });
+    if (attention) attention.unreadChanged(slug, count, seq);
   }
 
   // A direct conversation someone opened with us: listed at the top of "Direct messages".
@@ -108,11 +113,12 @@
     const item = document.createElement("li");
     item.className = "sidebar__room sidebar__room--direct";
     item.dataset.room = slug;
+    item.dataset.notify = "mentions"; // a new conversation has the default settings
     const link = document.createElement("a");
     link.href = `/rooms/${encodeURIComponent(slug)}/`;
     link.textContent = title;
     const badge = document.createElement("span");
-    badge.className = "badge badge--count";
+    badge.className = "badge badge--count badge--mention";
     badge.dataset.unread = "";
     badge.hidden = true;
     const hidden = document.createElement("span");
@@ -182,7 +188,11 @@
   // Frames every page understands: unread counts and notifications.
   function handleCommon(frame) {
     if (frame.type === "unread") {
-      setUnread(frame.room, frame.count);
+      setUnread(frame.room, frame.count, frame.seq);
+      return true;
+    }
+    if (frame.type === "notify_settings") {
+      if (window.PubSub.attention) window.PubSub.attention.applySettings(frame.room, frame.level, frame.snoozed_until);
       return true;
     }
     if (frame.type === "direct_joined") {
@@ -190,8 +200,14 @@
       return true;
     }
     if (frame.type === "notification") {
+      if (window.PubSub.attention) window.PubSub.attention.notified(frame);
+      // "message": a message of a room the user hears all of; not on the notifications page.
+      if (frame.kind === "message") return true;
       bumpNotifications();
+      // For push.js: the first mention is when it offers notifications on this device.
+      document.dispatchEvent(new CustomEvent("pubsub:notification", { detail: frame }));
       if (frame.kind === "invite") toast(`${frame.from.username} invited you to ${frame.title}.`);
+      else if (frame.kind === "direct") toast(`${frame.from.username}: ${frame.excerpt}`);
       else toast(`${frame.from.username} mentioned you: ${frame.excerpt}`);
       return true;
     }

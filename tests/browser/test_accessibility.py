@@ -56,6 +56,7 @@ def signed_in_pages(lived_in) -> list[tuple[str, str, str | None]]:
         ("settings", "/accounts/settings/", None),
         ("moderation", f"/rooms/{lobby.slug}/moderation/", None),
         ("notifications", "/notifications/", None),
+        ("notification settings", "/notifications/settings/", None),
         ("new room", "/rooms/new/", None),
         ("new direct message", "/direct/new/", None),
         ("most clapped", f"/rooms/{lobby.slug}/top/", None),

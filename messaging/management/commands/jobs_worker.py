@@ -19,6 +19,7 @@ PROMETHEUS_MULTIPROC_DIR is shared with the web processes that would serve its v
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from django.conf import settings
@@ -38,6 +39,11 @@ from pubsub_site.redis_client import all_room_redis_urls, new_redis
 logger = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 2
+
+# What else the sweep thread does each time, with its client for the first room server: the
+# pushes whose coalescing window ended (webpush.services.push_flush_due, registered by
+# webpush.apps). A hook, not an import: messaging does not import the apps above it.
+EVERY_SWEEP: list[Callable[..., object]] = []
 
 
 def persistence_sweep(clients: list[redis.Redis]) -> None:
@@ -61,6 +67,11 @@ def sweep_forever(interval: float) -> None:
         except redis.RedisError as error:
             logger.warning("could not queue the mention e-mails: %r", error)
         webhooks_sweep()
+        for hook in EVERY_SWEEP:
+            try:
+                hook(client=clients[0])
+            except Exception:
+                logger.exception("the sweep's %s failed; the next sweep tries again", hook.__qualname__)
 
 
 WEBHOOK_PRUNE_SECONDS = 3600
