@@ -68,10 +68,14 @@ def test_a_worker_persists_every_rooms_messages_read_positions_and_mentions(clus
     for room in rooms:
         expected = [f"{room.name} note {i}" + (" @bob have a look" if i == 2 else "") for i in range(PER_ROOM)]
         wait_until(lambda room=room, expected=expected: stored_bodies(room) == expected, timeout=30)
-    wait_until(lambda: Notification.objects.filter(user=bob).count() == len(rooms), timeout=30)
-    assert sorted(Notification.objects.filter(user=bob).values_list("room_id", "seq")) == sorted(
-        (room.pk, 3) for room in rooms
-    )
+    # A mention in each room; in the direct conversation every other message notifies bob too
+    # (a direct message counts as a mention: messaging.notifications.preferences).
+    others = PER_ROOM - 1
+    wait_until(lambda: Notification.objects.filter(user=bob).count() == len(rooms) + others, timeout=30)
+    mentions = Notification.objects.filter(user=bob, kind=Notification.Kind.MENTION)
+    assert sorted(mentions.values_list("room_id", "seq")) == sorted((room.pk, 3) for room in rooms)
+    directs = Notification.objects.filter(user=bob, kind=Notification.Kind.DIRECT)
+    assert sorted(directs.values_list("room_id", "seq")) == [(direct.pk, s) for s in range(1, PER_ROOM + 1) if s != 3]
     assert not Notification.objects.filter(user=charlie).exists()
     wait_until(lambda: read_positions(bob, rooms) == {room.slug: PER_ROOM - 1 for room in rooms}, timeout=30)
     found = message_search(user=bob, q='"have a look"')

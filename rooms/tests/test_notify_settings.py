@@ -164,3 +164,14 @@ def test_the_sidebar_shows_a_quiet_room_without_its_count(alice, bob, private_ro
 def test_the_room_page_shows_the_control_to_members_only(bob, charlie, public_room, private_room):
     assert 'id="notify-menu"' in client_of(bob).get(private_room.get_absolute_url()).content.decode()
     assert 'id="notify-menu"' not in client_of(charlie).get(public_room.get_absolute_url()).content.decode()
+
+
+def test_the_room_list_shows_a_quiet_room_without_its_count(bob, private_room, public_room):
+    Membership.objects.filter(room=private_room, user=bob).update(
+        notifications_snoozed_until=timezone.now() + timedelta(hours=1)
+    )
+
+    page = client_of(bob).get(reverse("room-list")).content.decode()
+
+    assert 'room-list__item--quiet" data-room="secret-plans" data-notify="mentions"' in page
+    assert f'class="room-list__item" data-room="{public_room.slug}" data-notify="mentions"' in page

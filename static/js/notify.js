@@ -22,8 +22,9 @@
     return item.dataset.notify === "nothing" || snoozedUntil(item) !== null;
   }
 
+  // The room's items in the sidebar, and on the room list.
   function sidebarItems(slug) {
-    return document.querySelectorAll(`.sidebar__room[data-room="${CSS.escape(slug)}"]`);
+    return document.querySelectorAll(`.sidebar__room[data-room="${CSS.escape(slug)}"], .room-list__item[data-room="${CSS.escape(slug)}"]`);
   }
 
   function mentionSeqs(item) {
@@ -32,11 +33,12 @@
 
   function renderItem(item) {
     const silent = quiet(item);
-    item.classList.toggle("sidebar__room--quiet", silent);
-    const count = item.querySelector("[data-unread]");
+    const kind = item.classList[0]; // sidebar__room or room-list__item
+    item.classList.toggle(`${kind}--quiet`, silent);
+    const count = item.querySelector("[data-unread], [data-unread-room]");
     const unread = count ? Number(count.firstChild.textContent) || 0 : 0;
     if (count) count.hidden = silent || unread <= 0;
-    item.classList.toggle("sidebar__room--unread", !silent && unread > 0);
+    item.classList.toggle(`${kind}--unread`, !silent && unread > 0);
     const badge = item.querySelector("[data-mention-badge]");
     if (badge) {
       const n = mentionSeqs(item).length;
@@ -98,7 +100,7 @@
     if (!ends.length) return;
     const wait = Math.min(...ends) - Date.now() + 500;
     snoozeTimer = setTimeout(() => {
-      document.querySelectorAll(".sidebar__room[data-notify]").forEach(renderItem);
+      document.querySelectorAll(".sidebar__room[data-notify], .room-list__item[data-notify]").forEach(renderItem);
       document.querySelectorAll("[data-notify-form]").forEach((form) => {
         renderForms(form.dataset.notifyForm, form.dataset.level, form.dataset.snoozedUntil);
       });
@@ -275,7 +277,7 @@
     renderPermission();
   });
 
-  document.querySelectorAll(".sidebar__room[data-notify]").forEach(renderItem);
+  document.querySelectorAll(".sidebar__room[data-notify], .room-list__item[data-notify]").forEach(renderItem);
   scheduleSnoozeEnd();
   renderPermission();
   renderAttention();

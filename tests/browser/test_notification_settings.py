@@ -97,6 +97,12 @@ def test_a_room_set_to_nothing_shows_no_badge_and_no_notification(site, alice, b
         expect(sidebar_item(tab, chatter).locator("[data-unread]")).to_be_hidden()
         expect(sidebar_item(tab, chatter).locator("[data-mention-badge]")).to_be_hidden()
         expect(tab.locator(".toast", has_text="are you muted")).to_have_count(0)
+    # The room list too (other_tab is on it): Chatter quiet, without its count.
+    expect(other_tab.locator(f'.room-list__item[data-room="{chatter.slug}"]')).to_have_class(
+        re.compile(r"\broom-list__item--quiet\b")
+    )
+    expect(other_tab.locator(f'.room-list [data-unread-room="{chatter.slug}"]')).to_be_hidden()
+    expect(other_tab.locator(f'.room-list [data-unread-room="{plans.slug}"]')).to_have_text("1 unread")
     assert "are you muted" not in site.page_for(bob, "/notifications/").content()
     assert site.problems == []
 
