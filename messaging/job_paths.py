@@ -11,5 +11,7 @@ from __future__ import annotations
 
 PERSIST_MESSAGES = "messaging.jobs.persist_messages"
 SEND_MENTION_DIGESTS = "messaging.jobs.send_mention_digests"
+# A deleted or hidden message's files leave the storage (attachments.jobs).
+WITHDRAW_ATTACHMENTS = "attachments.jobs.withdraw_attachments"
 
-ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS)
+ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS, WITHDRAW_ATTACHMENTS)

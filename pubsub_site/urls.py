@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     re_path(r"^media/(?P<path>.+)$", media, name="media"),
+    path("", include("attachments.urls")),
     path("", include("messaging.urls")),
     path("", include("rooms.urls")),
 ]

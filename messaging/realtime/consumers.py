@@ -28,7 +28,9 @@ from collections.abc import Awaitable, Callable
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError
 
+from attachments.services import ClaimRefused, attachments_claim, attachments_mark_sent
 from messaging import frames, moderation
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
@@ -116,7 +118,8 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
 
     async def handle_send(self, frame: dict, ref: object) -> None:
         frames.required_str(frame, "room")
-        body = frames.body(frame)
+        attachment_ids = frames.attachment_ids(frame)
+        body = frames.body(frame, allow_empty=bool(attachment_ids))
         client_id = frames.client_id(frame)
         reply_to = frames.optional_seq(frame, "reply_to")
         sub = self._subscription(frame)
@@ -129,6 +132,14 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
                 # Past the room's latest seq as this socket knows it: no such message (yet).
                 raise ClientError("bad_request", f"`reply_to`: this room has no message {reply_to}.")
             reply = await message_reply_quote(room_id=access.room_id, seq=reply_to)
+        attachments = None
+        if attachment_ids:  # a database round trip only for a message with files
+            try:
+                attachments = await database_sync_to_async(attachments_claim)(
+                    room_id=access.room_id, uploader_id=self.user_id, ids=attachment_ids, client_id=client_id
+                )
+            except ClaimRefused as refused:
+                raise ClientError(refused.code, refused.detail) from None
         result = await message_send(
             room_id=access.room_id,
             room_slug=access.slug,
@@ -138,7 +149,15 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
             client_id=client_id,
             limits=throttle.send_limits(slow_mode_seconds=slow_mode_seconds),
             reply=reply,
+            attachments=attachments,
         )
+        if attachments:
+            try:
+                await database_sync_to_async(attachments_mark_sent)(
+                    room_id=access.room_id, client_id=client_id, seq=result.seq
+                )
+            except DatabaseError as error:  # stored all the same: the persistence job sets it too
+                logger.warning("attachments of %s/%s not marked sent: %r", access.room_id, result.seq, error)
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         # The message ended the author's typing (their readers stop showing it): the next
         # keystroke announces the next one at once, not after TYPING_INTERVAL.
