@@ -42,7 +42,14 @@ async def send_with(ws, room: str, body: str, attachments: list[str], client_id:
     """Send a message naming ``attachments``; the ack or the error."""
     client_id = client_id or str(uuid.uuid4())
     await ws.send(
-        {"type": "send", "room": room, "body": body, "client_id": client_id, "ref": client_id, "attachments": attachments}
+        {
+            "type": "send",
+            "room": room,
+            "body": body,
+            "client_id": client_id,
+            "ref": client_id,
+            "attachments": attachments,
+        }
     )
     while True:
         frame = await ws.recv()

@@ -84,9 +84,7 @@ def test_a_decompression_bomb_is_refused(lobby, bob):
     assert "too many pixels" in response.json()["error"]["detail"]
 
 
-def test_the_location_in_a_jpegs_exif_is_gone_from_the_stored_file_and_its_orientation_kept(
-    lobby, bob, attachment_dir
-):
+def test_the_location_in_a_jpegs_exif_is_gone_from_the_stored_file_and_its_orientation_kept(lobby, bob, attachment_dir):
     image = Image.new("RGB", (300, 100), (10, 200, 10))
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to view
