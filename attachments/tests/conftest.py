@@ -41,3 +41,20 @@ def client_for(user) -> Client:
 
 def upload(client: Client, room_slug: str, name: str, data: bytes):
     return client.post(f"/rooms/{room_slug}/attachments/", {"file": upload_file(name, data)})
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS's S3 (tests/seaweedfs.py), one for the session, stopped after it."""
+    from tests.seaweedfs import start_s3_server
+
+    server = start_s3_server(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(settings, s3_server, attachment_dir):
+    """The attachments' storage on S3 (the bucket of the session's SeaweedFS)."""
+    settings.STORAGES = {**settings.STORAGES, "attachments": s3_server.storage_settings()}
+    return s3_server
