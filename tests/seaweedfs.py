@@ -144,7 +144,7 @@ def start_s3_server(directory: Path, *, bucket: str = "attachments", timeout: fl
     (directory / "data").mkdir(exist_ok=True)
     (directory / "master").mkdir(exist_ok=True)
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = S3Server(f"http://127.0.0.1:{port['s3']}", access_key, secret_key, bucket, process, log)
     deadline = time.monotonic() + timeout
     while True:

@@ -79,9 +79,7 @@ async def test_the_deletion_job_removes_the_objects_from_the_bucket(lobby, alice
     ws = await connected(bob)
     await ws.subscribe(lobby.slug)
     client_id = str(uuid.uuid4())
-    await ws.send(
-        {"type": "send", "room": lobby.slug, "body": "", "client_id": client_id, "attachments": [wire["id"]]}
-    )
+    await ws.send({"type": "send", "room": lobby.slug, "body": "", "client_id": client_id, "attachments": [wire["id"]]})
     ack = await ws.recv_type("ack")
     located = await sync_to_async(lambda: client_for(alice).get(wire["url"]))()
     assert located.status_code == 302
