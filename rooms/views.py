@@ -1,6 +1,7 @@
 import json
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -112,6 +113,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "last_seq": history.latest if history.has_newer else (history.messages[-1]["seq"] if history.messages else 0),
         "invite_form": InviteForm(),
         "open_report_count": report_count_open(room=room) if membership and membership.can_moderate else 0,
+        "attachments_per_message": settings.ATTACHMENTS_PER_MESSAGE,  # the composer's limit (room-uploads.js)
     }
     return render(request, "rooms/room_detail.html", context)
 

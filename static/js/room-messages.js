@@ -107,7 +107,9 @@
       edited.className = "message__edited";
       edited.textContent = "(edited)";
       if (m.reply_to) content.append(buildQuote(m));
-      content.append(body, " ", edited);
+      content.append(body);
+      if (m.attachments && m.attachments.length && !m.deleted) content.append(window.PubSubUploads.buildAttachments(m.attachments));
+      content.append(" ", edited);
       const actions = document.createElement("div");
       actions.className = "message__actions";
       const clap = document.createElement("button");
@@ -160,6 +162,8 @@
       if (m.deleted) {
         body.textContent = "This message was deleted.";
         delete li.dataset.body;
+        const files = li.querySelector(".attachments");
+        if (files) files.remove(); // no longer served either (attachments.selectors)
       }
       else if (m.body !== undefined) {
         fillBody(body, m.body);
