@@ -122,7 +122,8 @@ def test_an_image_shows_inline_to_another_member_live_and_after_a_reload(site, a
         image = message(view, "look at this").locator(".attachment--image img")
         expect(image).to_be_visible()
         view.wait_for_function(
-            "() => { const i = document.querySelector('.attachment--image img'); return i && i.complete && i.naturalWidth === 400; }"
+            "() => { const i = document.querySelector('.attachment--image img');"
+            " return i && i.complete && i.naturalWidth === 400; }"
         )
     message(bob_page, "look at this").locator(".attachment__image").click()
     lightbox = bob_page.locator("dialog.lightbox")
