@@ -5,7 +5,7 @@ attachments.serving."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from attachments.selectors import attachment_get_for_reader
@@ -26,7 +26,10 @@ def _refused(code: str, detail: str, status: int) -> JsonResponse:
 def upload(request: HttpRequest, slug: str) -> HttpResponse:
     """One file (the form field ``file``) for a message the user will send in the room:
     answers its wire form (docs/protocol.md "Attachments"), which the ``send`` names by id."""
-    room, membership = room_get_for_reader(slug=slug, user=request.user)
+    try:
+        room, membership = room_get_for_reader(slug=slug, user=request.user)
+    except Http404:
+        return _refused("not_found", "No such room.", 404)
     if membership is None or not membership.can_post:
         return _refused("forbidden", "Join the room to share files in it.", 403)
     if room.read_only:

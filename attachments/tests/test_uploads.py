@@ -106,7 +106,7 @@ def test_the_location_in_a_jpegs_exif_is_gone_from_the_stored_file_and_its_orien
 
 def test_an_outsider_cannot_upload_to_a_private_room(private_room, charlie):
     response = upload(client_for(charlie), private_room.slug, "a.txt", b"hello")
-    assert response.status_code == 404
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     assert not Attachment.objects.exists()
 
 
