@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -102,28 +102,42 @@ def attachment_upload(*, user: AbstractBaseUser, room: Room, upload: UploadedFil
             429,
         )
     attachment = Attachment(uploader=user, room=room, name=name, size=size, content_type=content_type)
-    storage = attachment_storage()
     prefix = f"{attachment.id}/{secrets.token_hex(8)}"
-    data: bytes | None = None
+    thumb: bytes | None = None
     if content_type in SAFE_INLINE_TYPES:
         try:
             image = process_image(upload.read())
         except ValidationError as refused:
             raise UploadRefused("bad_image", " ".join(refused.messages)) from None
-        data, attachment.content_type = image.data, image.content_type
-        attachment.size, attachment.width, attachment.height = len(image.data), image.width, image.height
-        attachment.thumb_key = storage.save(f"{prefix}-thumb.webp", ContentFile(image.thumb))
-    if data is not None:
-        attachment.storage_key = storage.save(f"{prefix}.bin", ContentFile(data))
+        content: File = ContentFile(image.data)
+        attachment.content_type, attachment.size = image.content_type, len(image.data)
+        attachment.width, attachment.height = image.width, image.height
+        thumb, attachment.thumb_key = image.thumb, f"{prefix}-thumb.webp"
     else:
         upload.seek(0)
-        attachment.storage_key = storage.save(f"{prefix}.bin", upload)
+        content = upload
+    attachment.storage_key = f"{prefix}.bin"
+    # The row first, the objects after: an object never exists without a row that names it,
+    # so that a process dying in between leaves at worst a row without its objects (unclaimed:
+    # nobody sees it; attachments_cleanup removes it), never an object nobody knows of.
+    attachment.save(force_insert=True)
+    storage = attachment_storage()
     try:
-        attachment.save(force_insert=True)
+        if thumb is not None:
+            _store(storage, attachment.thumb_key, ContentFile(thumb))
+        _store(storage, attachment.storage_key, content)
     except BaseException:
-        _delete_objects([attachment.storage_key, attachment.thumb_key])
+        Attachment.objects.filter(id=attachment.id).update(deleted_at=timezone.now())
+        attachments_purge(ids=[str(attachment.id)])
         raise
     return attachment
+
+
+def _store(storage, key: str, content: File) -> None:
+    saved = storage.save(key, content)
+    if saved != key:  # the keys are random: a storage that renamed it has another object there
+        storage.delete(saved)
+        raise RuntimeError(f"the storage renamed {key} to {saved}")
 
 
 def attachments_claim(*, room_id: int, uploader_id: int, ids: list[str], client_id: str) -> list[dict]:
