@@ -40,7 +40,7 @@ def upload_file(port: int, session_key: str, room: str, name: str, data: bytes) 
 
 
 def get(port: int, session_key: str | None, path: str) -> tuple[int, bytes, Message]:
-    """GET ``path``; (status, body, headers: case-insensitive)."""
+    """GET ``path``, following redirects; (status, body, headers: case-insensitive)."""
     headers = {"Cookie": f"sessionid={session_key}"} if session_key else {}
     request = Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
