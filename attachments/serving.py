@@ -45,6 +45,9 @@ def attachment_response(attachment: Attachment, *, thumb: bool) -> HttpResponse:
             parameters={"ResponseContentDisposition": disposition, "ResponseContentType": content_type},
             expire=settings.ATTACHMENT_URL_SECONDS,
         )
+        endpoint = storage.endpoint_url
+        if settings.AWS_S3_PUBLIC_URL and endpoint and url.startswith(endpoint.rstrip("/") + "/"):
+            url = settings.AWS_S3_PUBLIC_URL.rstrip("/") + url[len(endpoint.rstrip("/")) :]
         response: HttpResponse = HttpResponseRedirect(url)
         response["Cache-Control"] = "private, no-store"
     else:

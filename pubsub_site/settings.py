@@ -361,6 +361,9 @@ ATTACHMENT_UNCLAIMED_HOURS = env_int("ATTACHMENT_UNCLAIMED_HOURS", 24)
 # location (deploy/nginx.conf): the app then answers with X-Accel-Redirect.
 ATTACHMENT_X_ACCEL_PREFIX = env_str("ATTACHMENT_X_ACCEL_PREFIX", "")
 AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "")
+# Where browsers reach the endpoint, when not at AWS_S3_ENDPOINT_URL: a proxy that forwards to
+# it with the endpoint's Host (the compose stack's nginx, /_s3), so that the signature holds.
+AWS_S3_PUBLIC_URL = env_str("AWS_S3_PUBLIC_URL", "")
 if AWS_STORAGE_BUCKET_NAME:
     STORAGES["attachments"] = {
         "BACKEND": "storages.backends.s3.S3Storage",

@@ -140,6 +140,9 @@ def start_s3_server(directory: Path, *, bucket: str = "attachments", timeout: fl
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         f"-s3.config={config}",
+        # Signatures are checked against this host whatever the request's Host header: a proxy
+        # in between (the compose stack's nginx, /_s3/) keeps presigned URLs valid.
+        f"-s3.externalUrl=http://127.0.0.1:{port['s3']}",
     ]
     (directory / "data").mkdir(exist_ok=True)
     (directory / "master").mkdir(exist_ok=True)
