@@ -37,7 +37,7 @@ def _has_metadata(data: bytes) -> bool:
 def process_image(data: bytes) -> ProcessedImage:
     """Raises ValidationError when ``data`` is not an image that can be read."""
     image, image_format = read_upright(data)
-    animated = getattr(image, "is_animated", False) or _is_animated(data)
+    animated = _is_animated(data)  # (the upright copy has one frame only)
     out = io.BytesIO()
     if animated and not _has_metadata(data):
         stored = data
