@@ -14,5 +14,9 @@ cat > /tmp/s3.json <<JSON
 {"identities": [{"name": "pubsub", "credentials": [{"accessKey": "${S3_ACCESS_KEY}", "secretKey": "${S3_SECRET_KEY}"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
-exec weed server -dir=/data/volumes -master.dir=/data/master -volume.max=0 -filer -s3 -s3.port=8333 \
+# Volumes are sparse files of at most SEAWEEDFS_VOLUME_SIZE_MB, SEAWEEDFS_MAX_VOLUMES of them
+# (weed's own default, 30 GB volumes counted from the free disk, leaves a small disk none).
+exec weed server -dir=/data/volumes -master.dir=/data/master \
+    -master.volumeSizeLimitMB="${SEAWEEDFS_VOLUME_SIZE_MB:-1024}" -volume.max="${SEAWEEDFS_MAX_VOLUMES:-100}" \
+    -filer -s3 -s3.port=8333 \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.config=/tmp/s3.json -s3.externalUrl="${S3_EXTERNAL_URL:-http://seaweedfs:8333}"
