@@ -126,10 +126,14 @@ def attachment_upload(*, user: AbstractBaseUser, room: Room, upload: UploadedFil
         if thumb is not None:
             _store(storage, attachment.thumb_key, ContentFile(thumb))
         _store(storage, attachment.storage_key, content)
-    except BaseException:
+    except Exception as error:
         Attachment.objects.filter(id=attachment.id).update(deleted_at=timezone.now())
-        attachments_purge(ids=[str(attachment.id)])
-        raise
+        try:
+            attachments_purge(ids=[str(attachment.id)])
+        except Exception:  # the storage is down: attachments_cleanup finishes it later
+            logger.warning("could not remove the objects of failed upload %s", attachment.id, exc_info=True)
+        logger.error("upload %s not stored: %r", attachment.id, error)
+        raise UploadRefused("unavailable", "The file could not be stored; try again later.", 503) from error
     return attachment
 
 

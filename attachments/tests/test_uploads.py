@@ -181,3 +181,19 @@ def test_behind_nginx_the_file_is_handed_over_by_x_accel_redirect(lobby, bob, se
     assert response["X-Accel-Redirect"] == f"/_attachments/{key}"
     assert response.content == b""
     assert response["Content-Disposition"].startswith("attachment;")
+
+
+def test_a_storage_that_fails_answers_unavailable_and_keeps_no_live_row(lobby, bob, settings, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the storage wants a directory")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(blocked)},
+        },
+    }
+    response = upload(client_for(bob), lobby.slug, "a.txt", b"hello")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert not Attachment.objects.filter(deleted_at__isnull=True).exists()
