@@ -20,7 +20,6 @@ import io
 import logging
 import secrets
 import smtplib
-import warnings
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime
@@ -39,7 +38,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.template.loader import render_to_string
 from django.urls import reverse
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ImageOps
 from redis.exceptions import RedisError, WatchError
 
 from accounts.models import Profile
@@ -52,6 +51,7 @@ from protocol.events import (
     user_group,
     user_sessions_ended_event,
 )
+from pubsub_site.images import flattened, read_upright
 from pubsub_site.ratelimit import allow
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership
@@ -290,37 +290,14 @@ def profile_update(
     return profile
 
 
-AVATAR_FORMATS = {"JPEG", "PNG", "GIF", "WEBP"}
-AVATAR_MAX_PIXELS = 40_000_000  # a 40-megapixel photo; past it, a decompression bomb
-
-
 def avatar_image(data: bytes) -> bytes:
     """The avatar made from an upload: a square JPEG of AVATAR_SIZE pixels, turned the way
     its EXIF said, without any of its metadata (GPS position, camera, comments). Raises
     ValidationError with what is wrong for anything else."""
     if len(data) > settings.AVATAR_MAX_BYTES:
         raise ValidationError(f"The image is too large: at most {settings.AVATAR_MAX_BYTES // (1024 * 1024)} MB.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-        with image:
-            if image.format not in AVATAR_FORMATS:
-                raise ValidationError("Upload a JPEG, PNG, GIF or WebP image.")
-            if image.width * image.height > AVATAR_MAX_PIXELS:
-                raise ValidationError("The image has too many pixels: at most 40 megapixels.")
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            if upright.mode in ("RGBA", "LA", "P"):
-                background = Image.new("RGB", upright.size, "white")
-                rgba = upright.convert("RGBA")
-                background.paste(rgba, mask=rgba.getchannel("A"))
-                upright = background
-            square = ImageOps.fit(upright.convert("RGB"), (settings.AVATAR_SIZE, settings.AVATAR_SIZE))
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ValidationError("The image has too many pixels: at most 40 megapixels.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ValidationError("This file is not an image that can be read.") from None
+    upright, _ = read_upright(data)
+    square = ImageOps.fit(flattened(upright), (settings.AVATAR_SIZE, settings.AVATAR_SIZE))
     out = io.BytesIO()
     square.save(out, format="JPEG", quality=85)  # no exif= argument: nothing of the original's metadata
     return out.getvalue()

@@ -97,18 +97,36 @@ def client_id(frame: dict) -> str:
         raise ClientError("bad_request", "`client_id` must be a UUID.") from None
 
 
-def body(frame: dict) -> str:
+def body(frame: dict, *, allow_empty: bool = False) -> str:
+    """The message's text; empty only when ``allow_empty`` (a message with attachments)."""
     text = frame.get("body")
     if not isinstance(text, str):
         raise ClientError("bad_request", "`body` must be a string.")
     text = text.strip()
-    if not text:
+    if not text and not allow_empty:
         raise ClientError("bad_request", "The message is empty.")
     if len(text) > settings.MESSAGE_MAX_LENGTH:
         raise ClientError("too_large", f"A message has at most {settings.MESSAGE_MAX_LENGTH} characters.")
     if "\x00" in text:
         raise ClientError("bad_request", "The message contains a NUL character.")
     return text
+
+
+def attachment_ids(frame: dict) -> list[str]:
+    """The uploads a ``send`` names (``attachments``: their ids, docs/protocol.md); [] when none."""
+    value = frame.get("attachments")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ClientError("bad_request", "`attachments` must be a list of attachment ids.")
+    if len(value) > settings.ATTACHMENTS_PER_MESSAGE:
+        raise ClientError(
+            "too_many_attachments", f"A message has at most {settings.ATTACHMENTS_PER_MESSAGE} attachments."
+        )
+    try:
+        return [str(uuid.UUID(item)) for item in value]
+    except (TypeError, ValueError, AttributeError):
+        raise ClientError("attachment_invalid", "`attachments` must be a list of attachment ids.") from None
 
 
 def valid_ref(ref: object) -> bool:

@@ -12,5 +12,7 @@ from __future__ import annotations
 PERSIST_MESSAGES = "messaging.jobs.persist_messages"
 SEND_MENTION_DIGESTS = "messaging.jobs.send_mention_digests"
 FETCH_LINK_PREVIEWS = "messaging.jobs.fetch_link_previews"
+# A deleted or hidden message's files leave the storage (attachments.jobs).
+WITHDRAW_ATTACHMENTS = "attachments.jobs.withdraw_attachments"
 
-ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS, FETCH_LINK_PREVIEWS)
+ALL = (PERSIST_MESSAGES, SEND_MENTION_DIGESTS, FETCH_LINK_PREVIEWS, WITHDRAW_ATTACHMENTS)

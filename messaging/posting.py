@@ -54,6 +54,7 @@ async def message_post(
     also_in_room: bool = False,
     known_seq: int | None = None,
     author_bot: bool = False,
+    attachments: list[dict] | None = None,
 ) -> SendResult:
     """Check that the author may post in the room (``access``, read at subscribe or for
     the request) and store the message through ``message_send``.
@@ -62,7 +63,8 @@ async def message_post(
     as the caller knows it (a socket's subscription), so that a reply to a later seq is
     refused without a read. ``thread``: a thread reply's root, or a reply of that thread
     (threads do not nest: it goes to the root's thread); its root's summary is told to the
-    room once stored. Raises ActionRefused."""
+    room once stored. ``attachments``: the wire forms of the files this send claimed
+    (attachments.services.attachments_claim). Raises ActionRefused."""
     check_may_post(access)
     reply = None
     if reply_to is not None:
@@ -90,6 +92,7 @@ async def message_post(
         thread=thread,
         also_in_room=also_in_room and thread is not None,
         author_bot=author_bot,
+        attachments=attachments,
     )
     if thread is not None and result.created:
         await thread_summary_publish(

@@ -86,7 +86,7 @@ def _pg_messages(room_id: int, **filters) -> list[tuple[dict, MessageState]]:
     rows = (
         Message.objects.filter(room_id=room_id, **filters)
         .select_related("author", "link_preview", "pin__pinned_by")
-        .prefetch_related(Prefetch("reactions", queryset=Reaction.objects.select_related("user")))
+        .prefetch_related("attachments", Prefetch("reactions", queryset=Reaction.objects.select_related("user")))
         .annotate(clap_total=Sum("claps__count"))
         .order_by("seq")
     )
@@ -146,6 +146,7 @@ def with_reply_quotes(*, room_id: int, pairs: list[tuple[dict, MessageState]]) -
             row.seq: row
             for row in Message.objects.filter(room_id=room_id, seq__in=missing)
             .select_related("author")
+            .prefetch_related("attachments")
             .annotate(clap_total=Sum("claps__count"))
         }
         # What PostgreSQL has not written yet is in the buffer: the reply's own record
@@ -321,6 +322,7 @@ def top_clapped_messages(*, room: Room, limit: int = 10) -> list[dict]:
     # A Redis that lost its ranking: PostgreSQL's totals.
     rows = (
         Message.objects.filter(room=room, deleted_at__isnull=True, hidden_by__isnull=True)
+        .prefetch_related("attachments")
         .annotate(clap_total=Sum("claps__count"))
         .filter(clap_total__gt=0)
         .order_by("-clap_total", "seq")[:limit]

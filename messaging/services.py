@@ -154,6 +154,18 @@ def persist_enqueue(*, server: int) -> None:
     queue.enqueue(job_paths.PERSIST_MESSAGES, server)
 
 
+def attachments_withdraw_enqueue(*, room_id: int, seq: int) -> None:
+    """A deleted or hidden message's files leave the storage later (attachments.jobs); they
+    are refused to everyone from the moment the deletion is stored (attachments.selectors).
+    A job lost is made up by the periodic ``attachments_cleanup``."""
+    try:
+        django_rq.get_queue("default", connection=get_redis(url=settings.REDIS_URL)).enqueue(
+            job_paths.WITHDRAW_ATTACHMENTS, room_id, seq
+        )
+    except RedisError as error:
+        logger.warning("attachments of %s/%s not queued for removal: %r", room_id, seq, error)
+
+
 # --- Messages ----------------------------------------------------------------
 
 
@@ -183,6 +195,7 @@ async def message_send(
     thread: int | None = None,
     also_in_room: bool = False,
     author_bot: bool = False,
+    attachments: list[dict] | None = None,
 ) -> SendResult:
     """Store a message durably in Redis, broadcast it, and schedule its persistence.
 
@@ -215,6 +228,8 @@ async def message_send(
         record["thread"] = thread
         if also_in_room:
             record["also_in_room"] = True
+    if attachments:  # their wire forms, claimed by this send (attachments.services.attachments_claim)
+        record["attachments"] = attachments
     layer = get_channel_layer()
     group = room_group(room_id)
     wait = buffer.replica_wait()
@@ -364,6 +379,8 @@ async def message_delete(*, room_id: int, room_slug: str, seq: int, user_id: int
     await get_channel_layer().group_send(room_group(room_id), events.room_change_event(room_id=room_id, frame=frame))
     if result.schedule_persist:
         await _schedule_persist(room_id)
+    if record.get("attachments"):
+        await asyncio.to_thread(attachments_withdraw_enqueue, room_id=room_id, seq=seq)
     return result.rev
 
 
@@ -387,6 +404,7 @@ def message_hide(*, room_id: int, room_slug: str, seq: int, moderator_id: int) -
     )
     if result.schedule_persist:
         persist_enqueue(server=all_room_redis_urls().index(room_redis_url(room_id)))
+    attachments_withdraw_enqueue(room_id=room_id, seq=seq)  # a no-op job for a message without files
     return result.rev
 
 

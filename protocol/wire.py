@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import orjson
 from django.conf import settings
+from django.urls import reverse
 
 if TYPE_CHECKING:
+    from attachments.models import Attachment
     from messaging.models import Message
 
 
@@ -68,7 +70,28 @@ def record_from_message(message: Message) -> dict:
         record["thread"] = message.thread_seq
         if message.also_in_room:
             record["also_in_room"] = True
+    # The caller prefetches them (messaging.selectors): a message without any costs nothing.
+    attachments = [attachment_wire(a) for a in message.attachments.all() if a.deleted_at is None]
+    if attachments:
+        record["attachments"] = attachments
     return record
+
+
+def attachment_wire(attachment: Attachment) -> dict:
+    """An attachment as a ``message`` frame lists it (docs/protocol.md "Attachments"): its
+    URLs are the app's, which check the reader's rights each time (attachments.views)."""
+    wire = {
+        "id": str(attachment.id),
+        "name": attachment.name,
+        "size": attachment.size,
+        "type": attachment.content_type,
+        "url": reverse("attachment-file", args=[attachment.id, attachment.name]),
+    }
+    if attachment.width is not None:
+        wire["width"], wire["height"] = attachment.width, attachment.height
+    if attachment.thumb_key:
+        wire["thumb_url"] = reverse("attachment-thumb", args=[attachment.id])
+    return wire
 
 
 def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dict:
@@ -92,6 +115,9 @@ def message_wire(record: dict, *, room: str, state: MessageState = FRESH) -> dic
         frame["reactions"] = reactions_summary_wire(state.reactions)
     if state.pin and state.pin["pinned"] and not state.deleted:
         frame["pinned"] = {"by": state.pin["by"], "at": state.pin["at"]}
+    if record.get("attachments") and not state.deleted:
+        # Present only on a message with files (docs/protocol.md "Attachments").
+        frame["attachments"] = record["attachments"]
     reply_to = record.get("reply_to")
     if reply_to:
         # Present only on a reply (an extension of the contract: docs/protocol.md).

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "ninja",  # the API's docs page from its own static files (no CDN)
     "api",
     "webpush",
+    "attachments",
 ]
 
 MIDDLEWARE = [
@@ -266,6 +267,7 @@ RATE_LIMITS = {
     "report": _rate("RATE_LIMIT_REPORT", "30/hour"),  # message reports per user
     "direct_open": _rate("RATE_LIMIT_DIRECT_OPEN", "60/hour"),  # direct conversations opened per user
     "search": _rate("RATE_LIMIT_SEARCH", "30/minute"),  # searches (/search/ with a query) per user
+    "attachment_upload": _rate("RATE_LIMIT_ATTACHMENT_UPLOAD", "60/minute"),  # attachment uploads per user
     # Password spraying (pubsub_site.ratelimit.login_refused): failed log-ins per address over
     # every username (more than AXES_FAILURE_LIMIT), and per username over every address.
     "login_address": _rate("RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS", "20/hour"),
@@ -343,6 +345,65 @@ STORAGES = {
     },
 }
 SERVESTATIC_USE_FINDERS = DEBUG
+
+# --- Attachments (attachments/: docs/protocol.md "Attachments", docs/deploy.md) ---------
+# Files go through the "attachments" storage: the filesystem under ATTACHMENT_ROOT (var/)
+# unless AWS_STORAGE_BUCKET_NAME names a (private) S3 bucket; then django-storages' S3
+# backend, with presigned URLs of ATTACHMENT_URL_SECONDS. AWS_S3_ENDPOINT_URL points it at
+# an S3-compatible server (SeaweedFS in the tests and the compose stack). Credentials: the
+# instance's IAM role (boto3's chain), or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024)
+ATTACHMENT_DAILY_BYTES = env_int("ATTACHMENT_DAILY_BYTES", 500 * 1024 * 1024)  # per user, a rolling 24 h
+ATTACHMENTS_PER_MESSAGE = env_int("ATTACHMENTS_PER_MESSAGE", 10)
+# Content types (as guessed from the file's name; images are checked by decoding them):
+# exact ("application/pdf") or a family ("image/*").
+ATTACHMENT_TYPES = env_list(
+    "ATTACHMENT_TYPES",
+    [
+        "image/*",
+        "audio/*",
+        "video/*",
+        "text/*",
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/json",
+        "application/msword",
+        "application/vnd.openxmlformats-officedocument.*",
+        "application/vnd.oasis.opendocument.*",
+    ],
+)
+ATTACHMENT_URL_SECONDS = env_int("ATTACHMENT_URL_SECONDS", 60)  # a presigned URL's life
+# Uploads never sent by then are removed by `manage.py attachments_cleanup` (docs/deploy.md).
+ATTACHMENT_UNCLAIMED_HOURS = env_int("ATTACHMENT_UNCLAIMED_HOURS", 24)
+# Set when nginx fronts the app and serves ATTACHMENT_ROOT from this internal
+# location (deploy/nginx.conf): the app then answers with X-Accel-Redirect.
+ATTACHMENT_X_ACCEL_PREFIX = env_str("ATTACHMENT_X_ACCEL_PREFIX", "")
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "")
+# Where browsers reach the endpoint, when not at AWS_S3_ENDPOINT_URL: a proxy that forwards to
+# it with the endpoint's Host (the compose stack's nginx, /_s3), so that the signature holds.
+AWS_S3_PUBLIC_URL = env_str("AWS_S3_PUBLIC_URL", "")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["attachments"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME", "") or None,
+            "default_acl": None,  # the bucket's: private, no public ACL
+            "querystring_auth": True,
+            "querystring_expire": ATTACHMENT_URL_SECONDS,
+            "file_overwrite": False,
+            "signature_version": "s3v4",
+            "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE", "") or None,
+        },
+    }
+else:
+    STORAGES["attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # Outside MEDIA_ROOT: /media/ must never serve them (attachments.views does, checking).
+        "OPTIONS": {"location": env_str("ATTACHMENT_ROOT", str(VAR_DIR / "attachments"))},
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("api.urls")),
     re_path(r"^media/(?P<path>.+)$", media, name="media"),
     path("", include("webpush.urls")),
+    path("", include("attachments.urls")),
     path("", include("messaging.urls")),
     path("", include("rooms.urls")),
     path("", include("outgoing_webhooks.urls")),

@@ -1,6 +1,7 @@
 import json
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -117,6 +118,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "invite_form": InviteForm(),
         "open_report_count": report_count_open(room=room) if membership and membership.can_moderate else 0,
         "pins": [] if room.is_direct else room_pins_list(room_id=room.pk),
+        "attachments_per_message": settings.ATTACHMENTS_PER_MESSAGE,  # the composer's limit (room-uploads.js)
     }
     return render(request, "rooms/room_detail.html", context)
 

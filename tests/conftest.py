@@ -25,8 +25,9 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def cluster(transactional_db, request):
-    """Real processes sharing the test database and the test Redis."""
+def cluster(transactional_db, request, tmp_path):
+    """Real processes sharing the test database and the test Redis (and a directory of the
+    test's own for attachments)."""
     env = {
         "DJANGO_ENV": "development",
         "DEBUG": "0",
@@ -36,6 +37,7 @@ def cluster(transactional_db, request):
         "CHANNEL_REDIS_URLS": ",".join(settings.CHANNEL_REDIS_URLS),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        "ATTACHMENT_ROOT": str(tmp_path / "attachments"),
         **{f"WS_RATE_LIMIT_{action.upper()}": rate for action, rate in GENEROUS_WS_LIMITS.items()},
     }
     with Cluster(env=env) as running:

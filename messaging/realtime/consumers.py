@@ -28,7 +28,9 @@ from collections.abc import Awaitable, Callable
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError
 
+from attachments.services import ClaimRefused, attachments_claim, attachments_mark_sent
 from messaging import frames, moderation
 from messaging.frames import ClientError
 from messaging.models import CLAP_CAP
@@ -126,7 +128,8 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
 
     async def handle_send(self, frame: dict, ref: object) -> None:
         frames.required_str(frame, "room")
-        body = frames.body(frame)
+        attachment_ids = frames.attachment_ids(frame)
+        body = frames.body(frame, allow_empty=bool(attachment_ids))
         client_id = frames.client_id(frame)
         reply_to = frames.optional_seq(frame, "reply_to")
         thread = frames.optional_seq(frame, "thread")
@@ -134,6 +137,15 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         sub = self._subscription(frame)
         self._check_grant("publish")
         access = sub.access
+        attachments = None
+        if attachment_ids:  # a database round trip only for a message with files
+            check_may_post(access)
+            try:
+                attachments = await database_sync_to_async(attachments_claim)(
+                    room_id=access.room_id, uploader_id=self.user_id, ids=attachment_ids, client_id=client_id
+                )
+            except ClaimRefused as refused:
+                raise ClientError(refused.code, refused.detail) from None
         result = await message_post(
             access=access,
             author_id=self.user_id,
@@ -145,7 +157,15 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
             also_in_room=also_in_room,
             known_seq=sub.seen_seq,
             author_bot=self.bot,
+            attachments=attachments,
         )
+        if attachments:
+            try:
+                await database_sync_to_async(attachments_mark_sent)(
+                    room_id=access.room_id, client_id=client_id, seq=result.seq
+                )
+            except DatabaseError as error:  # stored all the same: the persistence job sets it too
+                logger.warning("attachments of %s/%s not marked sent: %r", access.room_id, result.seq, error)
         self.read_markers[access.room_id] = max(self.read_markers.get(access.room_id, 0), result.seq)
         # The message ended the author's typing (their readers stop showing it): the next
         # keystroke announces the next one at once, not after TYPING_INTERVAL.

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"
 PRODUCTION = ("docker-compose.yml",)
 DEVELOPMENT = ("docker-compose.yml", "docker-compose.dev.yml")
-LONG_RUNNING = ("proxy", "web", "worker", "redis", "postgres")
+LONG_RUNNING = ("proxy", "web", "worker", "redis", "postgres", "seaweedfs")
 
 
 # --- docker-compose ------------------------------------------------------------
@@ -136,7 +136,7 @@ def volume_mounts(service: dict) -> dict[str, str]:
 def test_the_production_file_resolves_with_the_example_environment(production):
     # The `ha` profile's services (a Redis replica, Sentinels: test_redis_ha.py) start only when asked.
     default = {name for name, service in production["services"].items() if "ha" not in service.get("profiles", [])}
-    assert default == {"proxy", "web", "worker", "migrate", "redis", "postgres"}
+    assert default == {"proxy", "web", "worker", "migrate", "redis", "postgres", "seaweedfs"}
 
 
 def test_it_does_not_need_a_dot_env_file_but_refuses_to_run_without_the_secrets(tmp_path):
@@ -445,6 +445,13 @@ NGINX_ARITY: dict[str, tuple[int, int | None]] = {
     "proxy_buffering": (1, 1),
     "proxy_next_upstream": (1, None),
     "if": (1, None),  # `if ( condition )`: the parentheses are words of their own here
+    # Attachments: the internal location of X-Accel-Redirect, the proxied S3.
+    "internal": (0, 0),
+    "alias": (1, 1),
+    "set": (2, 2),
+    "rewrite": (2, 3),
+    "limit_except": (1, None),
+    "deny": (1, 1),
 }
 
 
@@ -521,6 +528,25 @@ def test_nginx_upgrades_websockets_on_ws_and_keeps_them_open(nginx):
     # A location with a proxy_set_header of its own would silently drop all of the server's.
     for path, body in locations.items():
         assert not find(body, "proxy_set_header"), path
+
+
+def test_nginx_serves_attachments_only_for_the_app_and_through_signed_s3_urls(nginx):
+    (http,) = find(nginx, "http")
+    (tls,) = [server for server in find(http[2], "server") if find(server[2], "listen", "443")]
+    locations = {d[1][-1]: d[2] for d in find(tls[2], "location")}
+    # X-Accel-Redirect's location: never reachable by a client's own request.
+    assert find(locations["/_attachments/"], "internal")
+    assert find(locations["/_attachments/"], "alias", "/srv/attachments/")
+    # The compose stack's S3, read-only from outside: the presigned URL's signature decides.
+    s3 = locations["/_s3/"]
+    assert find(s3, "proxy_pass", "http://$s3") and find(s3, "set", "$s3", "seaweedfs:8333")
+    (methods,) = find(s3, "limit_except")
+    assert methods[1] == ["GET", "HEAD"] and find(methods[2], "deny", "all")
+    # Uploads may be as large as ATTACHMENT_MAX_BYTES (25 MB by default); everything else stays at 1 MB.
+    (upload,) = [body for path, body in locations.items() if "attachments" in path and path.startswith("^")]
+    (limit,) = find(upload, "client_max_body_size")
+    assert int(limit[1][0].removesuffix("m")) * 1024 * 1024 > 25 * 1024 * 1024
+    assert find(http[2], "client_max_body_size", "1m")
 
 
 def test_nginx_lets_metrics_through_only_with_a_bearer_token(nginx):

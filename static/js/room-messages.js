@@ -138,7 +138,9 @@
       edited.className = "message__edited";
       edited.textContent = "(edited)";
       if (m.reply_to) content.append(buildQuote(m));
-      content.append(body, " ", edited);
+      content.append(body);
+      if (m.attachments && m.attachments.length && !m.deleted) content.append(window.PubSubUploads.buildAttachments(m.attachments));
+      content.append(" ", edited);
       if (m.thread && m.also_in_room) {
         const inThread = button("open-thread", "Replied in a thread");
         inThread.classList.add("message__in-thread");
@@ -303,6 +305,8 @@
       if (m.deleted) {
         body.textContent = "This message was deleted.";
         delete li.dataset.body;
+        const files = li.querySelector(".attachments");
+        if (files) files.remove(); // no longer served either (attachments.selectors)
       }
       else if (m.body !== undefined) {
         fillBody(body, m.body);

@@ -51,9 +51,10 @@
       send({ type: "subscribe", room, since: seq, rev });
     }
 
-    function sendFrame(clientId, { body, replyTo, extra }) {
+    function sendFrame(clientId, { body, replyTo, extra, attachments }) {
       const frame = { type: "send", room, body, client_id: clientId, ref: clientId };
       if (replyTo) frame.reply_to = replyTo;
+      if (attachments && attachments.length) frame.attachments = attachments; // ids (static/js/room-uploads.js)
       if (extra) Object.assign(frame, extra); // a thread reply's `thread`, `also_in_room` (room-threads.js)
       return frame;
     }
@@ -136,9 +137,9 @@
       },
       // A message written here: kept until confirmed, sent now if subscribed (else after the
       // resubscribe). Returns its client_id, which its pending copy on the page carries.
-      post(body, replyTo = null, extra = null) {
+      post(body, replyTo = null, extra = null, attachments = null) {
         const clientId = uuid4();
-        const message = { body, replyTo, extra };
+        const message = { body, replyTo, extra, attachments };
         pending.set(clientId, message);
         if (ready) send(sendFrame(clientId, message));
         return clientId;

@@ -543,14 +543,22 @@
     composerBody.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && replyTo) cancelReply();
     });
+    // Files: static/js/room-uploads.js (uploaded by HTTP; the send names their ids).
+    const uploads = composer.dataset.uploadUrl ? window.PubSubUploads.attach({ composer, dropZone: root, showError }) : null;
     composer.addEventListener("submit", (event) => {
       event.preventDefault();
       const body = composerBody.value.trim();
-      if (!body) return;
-      const clientId = stream.post(body, replyTo ? replyTo.seq : null);
+      if (uploads && uploads.busy()) {
+        showError("Wait until the files are uploaded, or cancel them.");
+        return;
+      }
+      const files = uploads ? uploads.ready() : [];
+      if (!body && !files.length) return;
+      const clientId = stream.post(body, replyTo ? replyTo.seq : null, null, files.map((a) => a.id));
+      if (uploads) uploads.clear();
       const li = buildMessage({
         seq: "", client_id: clientId, author: me, body, sent_at: new Date().toISOString(),
-        deleted: false, edited: false, claps: 0,
+        deleted: false, edited: false, claps: 0, attachments: files,
         reply_to: replyTo ? replyTo.seq : undefined, reply: replyTo ? replyTo.reply : undefined,
       });
       li.classList.add("message--pending");

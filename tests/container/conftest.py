@@ -32,7 +32,7 @@ from tests.container.stack import (
     timed,
 )
 
-LONG_RUNNING = {"proxy": 1, "web": 2, "worker": 1, "redis": 1, "postgres": 1}
+LONG_RUNNING = {"proxy": 1, "web": 2, "worker": 1, "redis": 1, "postgres": 1, "seaweedfs": 1}
 PASSWORD = "container-test-Passw0rd"
 BUILD_NOTES: list[str] = []
 ENGINES: list[Engine] = []
@@ -66,7 +66,7 @@ def engine(request) -> Iterator[Engine]:
                 pytest.fail(f"deploy/test-images/build.sh failed:\n{tail(result.stdout)}\n{tail(result.stderr)}")
         with timed("project image from its Dockerfile (docker-compose build web)"):
             # Tagged PUBSUB_IMAGE (stack.IMAGE): every stack of the package runs it, --no-build.
-            new_stack(engine, "build").compose("build", "web", timeout=1200)
+            new_stack(engine, "build").compose("build", "web", "seaweedfs", timeout=1200)
         yield engine
     finally:
         engine.stop()

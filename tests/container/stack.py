@@ -411,12 +411,15 @@ def write_project_files(
         "PUBSUB_IMAGE": IMAGE,
         "HTTP_PORT": f"127.0.0.1:{http_port}",
         "HTTPS_PORT": f"127.0.0.1:{https_port}",
+        "S3_ACCESS_KEY": "stack" + secrets.token_hex(6),
+        "S3_SECRET_KEY": secrets.token_urlsafe(24),
         **(settings or {}),
     }
     env_file.write_text("".join(f"{name}={value}\n" for name, value in values.items()))
     services: dict[str, dict] = {
         # The engine has no NAT (Engine.start): pip reaches PyPI over the host's network.
         "web": {"build": {"network": "host"}},
+        "seaweedfs": {"build": {"network": "host"}},
         "proxy": {
             "volumes": [
                 f"{stack_dir / 'letsencrypt'}:/etc/letsencrypt:ro",
@@ -488,6 +491,43 @@ class Browser:
         assert token, "no CSRF cookie"
         headers = {"Origin": self.stack.origin, "Referer": self.stack.origin + path}
         return self.request(path, {"csrfmiddlewaretoken": token, **fields}, headers)
+
+    def upload(self, room: str, name: str, data: bytes) -> tuple[int, dict]:
+        """A file to the room's upload endpoint, as the composer sends it (multipart, the CSRF
+        token of a page seen before); (status, JSON answer)."""
+        token = self.cookie("csrftoken")
+        assert token, "no CSRF cookie: open a form first"
+        boundary = "----upload" + secrets.token_hex(8)
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        path = f"/rooms/{room}/attachments/"
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "X-CSRFToken": token,
+            "Origin": self.stack.origin,
+            "Referer": self.stack.origin + f"/rooms/{room}/",
+        }
+        request = urllib.request.Request(self.stack.origin + path, data=body, headers=headers)  # noqa: S310
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, {"body": error.read().decode(errors="replace")[:2000]}
+
+    def download(self, path: str) -> tuple[int, str, bytes]:
+        """(status, final URL, bytes), following redirects (to the presigned URL, via /_s3/)."""
+        request = urllib.request.Request(self.stack.origin + path)  # noqa: S310
+        try:
+            with self.opener.open(request, timeout=30) as response:
+                return response.status, response.geturl(), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.geturl(), error.read()
 
     def sign_up(self, username: str, password: str) -> None:
         status, url, body = self.post_form(

@@ -74,6 +74,20 @@ def test_two_replicas_carry_one_conversation_through_the_proxy(stack: Stack, con
     assert [(m["seq"], m["body"]) for m in history] == sorted(conversation.messages.items())
 
 
+def test_an_attachment_goes_up_and_comes_back_through_the_proxy_from_seaweedfs(
+    stack: Stack, conversation: Conversation
+):
+    data = b"attached in the stack " + uuid.uuid4().hex.encode()
+    status, wire = conversation.alice.upload(conversation.room, "notes.txt", data)
+    assert status == 201, wire
+    # Redirected to a presigned URL, fetched through the proxy's /_s3/ from SeaweedFS.
+    status, url, body = conversation.alice.download(wire["url"])
+    assert (status, body) == (200, data)
+    assert "/_s3/attachments/" in url and "X-Amz-Signature=" in url
+    # Not sent yet: its uploader's alone.
+    assert conversation.bob.download(wire["url"])[0] == 404
+
+
 def redis_state(stack: Stack, conversation: Conversation) -> dict:
     """What must survive Redis going away: the history as the site serves it (seq, body,
     claps), the room's counters and clap totals in Redis, and a sentinel written there."""
