@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("accounts", "messaging", "protocol", "pubsub_site", "rooms")
+PACKAGES = ("accounts", "api", "messaging", "protocol", "pubsub_site", "rooms")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
