@@ -139,3 +139,20 @@ def test_the_docs_page_loads_its_scripts_from_the_site_not_a_cdn(client):
     scripts = re.findall(r'<script[^>]*src="([^"]+)"', page)
     assert scripts and all(src.startswith("/static/") for src in scripts)
     assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+
+
+def test_a_token_made_in_the_admin_is_shown_once_and_revoked_there(client, alice, bob):
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client.force_login(alice)
+    response = client.post(
+        "/admin/api/apitoken/add/",
+        {"user": bob.pk, "name": "from the admin", "can_read": "on", "all_rooms": "on"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    secret = SECRET.search(response.content.decode()).group()
+    token = ApiToken.objects.get(user=bob)
+    assert token.hash == secret_hash(secret) and token_grant(secret).scopes == {"read"}
+    client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    assert token_grant(secret) is None
