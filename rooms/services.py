@@ -27,6 +27,7 @@ from protocol.events import (
     user_kicked_on_commit,
 )
 from pubsub_site import async_db
+from rooms.joins import Joined, ajoin_public_room, membership_join_public
 from rooms.models import Membership, Room, RoomSlugAlias
 
 
@@ -332,22 +333,32 @@ def room_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
 
     Every subscribe runs this (a reconnect storm, thousands at once): one query reads the
     room joined with the user's membership; the join of a public room adds the others."""
+    row = _room_access_row(slug=slug, user_id=user_id)
+    if not _joins(row):
+        return _room_access(row)
+    return _room_access(row, joined=membership_join_public(room_id=row[0], room_slug=row[1], user_id=user_id))
+
+
+def _room_access_row(*, slug: str, user_id: int) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
-        row = cursor.fetchone()
-    return _room_access(row, user_id=user_id)
+        return cursor.fetchone()
 
 
-async def aroom_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
-    """``room_access_for_subscriber`` from a consumer: its read on the event loop
-    (pubsub_site.async_db); only a first visit to a public room, which writes the
-    membership, and a database other than PostgreSQL take the hop to Django's thread."""
+async def aroom_access_for_subscriber(*, slug: str, user_id: int, username: str) -> RoomAccess:
+    """``room_access_for_subscriber`` from a consumer (``username``: the subscriber's): its
+    read on the event loop (pubsub_site.async_db; on another database than PostgreSQL, in
+    Django's thread), and a first visit to a public room, which writes the membership,
+    written with the other first visits of the moment (rooms.joins)."""
     if async_db.native():
         rows = await async_db.fetchall(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
         row = rows[0] if rows else None
-        if not _joins(row):
-            return _room_access(row, user_id=user_id)
-    return await database_sync_to_async(room_access_for_subscriber)(slug=slug, user_id=user_id)
+    else:
+        row = await database_sync_to_async(_room_access_row)(slug=slug, user_id=user_id)
+    if not _joins(row):
+        return _room_access(row)
+    joined = await ajoin_public_room(room_id=row[0], room_slug=row[1], user_id=user_id, username=username)
+    return _room_access(row, joined=joined)
 
 
 def _joins(row: tuple | None) -> bool:
@@ -356,9 +367,9 @@ def _joins(row: tuple | None) -> bool:
     return row is not None and row[5] is None and row[2] == Room.Visibility.PUBLIC
 
 
-def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
-    """The access ``_room_access_sql``'s row gives; a public room the user is not in yet is
-    joined (``_joins``: only ever called synchronously then)."""
+def _room_access(row: tuple | None, *, joined: Joined | None = None) -> RoomAccess:
+    """The access ``_room_access_sql``'s row gives, or, for a public room the user was not
+    in (``_joins``), the membership its join left (``joined``: a ban written meanwhile wins)."""
     if row is None:
         raise RoomNotFound
     room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until, blocked = row
@@ -366,15 +377,10 @@ def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
         # SQLite (development) hands a raw query naive UTC datetimes; the ORM would make them aware.
         muted_until = timezone.make_aware(muted_until, UTC)
     if membership_id is None:
-        if visibility != Room.Visibility.PUBLIC:
+        if visibility != Room.Visibility.PUBLIC or joined is None:
             raise RoomNotFound
-        membership, created = Membership.objects.get_or_create(room_id=room_id, user_id=user_id)
-        role, muted_until = membership.role, membership.muted_until
-        if created:  # a first visit: the member lists of the room's open pages show them
-            user_model = get_user_model()
-            username = user_model.objects.filter(pk=user_id).values_list(user_model.USERNAME_FIELD, flat=True).first()
-            member_updated_tell(membership, room_slug=slug, username=username)
-    elif banned:
+        role, muted_until, banned = joined.role, joined.muted_until, joined.banned
+    if banned:
         raise RoomBanned
     return RoomAccess(
         room_id=room_id,
