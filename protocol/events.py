@@ -153,8 +153,14 @@ def room_state_changed_on_commit(*, room: Room) -> None:
 
 
 def room_notice_event(*, room_id: int, frames: list[dict]) -> dict:
-    """Frames about the room itself, for its subscribers (``LayerEvents.room_notice``)."""
-    return {"type": "room.notice", "room_id": room_id, "frames": [encode(frame) for frame in frames]}
+    """Frames about the room itself, for its subscribers (``LayerEvents.room_notice``): one
+    as ``frame``, several (new members written together, rooms.joins) as ``frames``."""
+    texts = [encode(frame) for frame in frames]
+    return {
+        "type": "room.notice",
+        "room_id": room_id,
+        **({"frame": texts[0]} if len(texts) == 1 else {"frames": texts}),
+    }
 
 
 def room_notice_on_commit(*, room_id: int, frame: dict) -> None:

@@ -111,7 +111,6 @@ class _JoinBatches:
     def __init__(self) -> None:
         self.waiting: dict[tuple[int, int], tuple[_Visit, asyncio.Future]] = {}
         self.writer: asyncio.Task | None = None
-        self.telling: set[asyncio.Task] = set()
 
     def join(self, visit: _Visit) -> asyncio.Future:
         key = (visit.room_id, visit.user_id)
@@ -143,13 +142,15 @@ class _JoinBatches:
                     for _, future in batch:
                         future.cancel()
                     raise
-                for key, (_, future) in zip(keys, batch, strict=True):
-                    future.set_result(found[key])
-                made = [(visit, found[key]) for key, (visit, _) in zip(keys, batch, strict=True) if found[key].created]
-                if made:  # committed: the rooms' open pages list the new members (not in the writer's way)
-                    task = asyncio.get_running_loop().create_task(_tell_joined(made))
-                    self.telling.add(task)
-                    task.add_done_callback(self.telling.discard)
+                # Committed: the rooms' open pages list the new members, told before the
+                # subscribers go on (as on commit, before they join the rooms' groups).
+                try:
+                    await _tell_joined(
+                        [(visit, found[key]) for key, (visit, _) in zip(keys, batch, strict=True) if found[key].created]
+                    )
+                finally:  # the joins stand, told or not
+                    for key, (_, future) in zip(keys, batch, strict=True):
+                        future.set_result(found[key])
         finally:
             self.writer = None
             for _, future in self.waiting.values():  # only when cancelled: the loop is ending
@@ -171,7 +172,7 @@ async def _tell_joined(made: list[tuple[_Visit, Joined]]) -> None:
     for room_id, (room_slug, members) in by_room.items():
         try:
             await members_joined_send(room_id=room_id, room_slug=room_slug, members=members)
-        except RedisError as error:  # the joins stand; the member lists miss them until reloaded
+        except (RedisError, OSError) as error:  # the joins stand; the member lists miss them until reloaded
             logger.warning("could not tell room %s of %d new members: %r", room_id, len(members), error)
 
 

@@ -44,8 +44,7 @@ class LayerEvents:
 
     async def room_notice(self, event: dict) -> None:
         """The room's name, topic or members changed (protocol.events.room_notice_event: one
-        frame, or several new members at once). ``frame``: the one frame of a process not yet
-        updated, during a rolling deploy."""
+        frame, or several new members at once)."""
         if self._sub_for(event) is not None:
             await self._send_texts(event["frames"] if "frames" in event else [event["frame"]])
 
