@@ -4,8 +4,9 @@ Guarantee: once ``ajoin_public_room`` returns, the user is a member of the room,
 it returns is their membership row as the database holds it (its role and mute; a row
 made meanwhile by another process, or a ban written meanwhile, is what it returns: a ban
 refuses the subscriber). The room's open pages hear of a membership made here once, after
-its transaction committed. A failed write fails every subscribe of its batch (the
-clients retry); none is left half made.
+its transaction committed and before its subscriber goes on (as on commit: before the
+subscriber joins the room's group). A failed write fails every subscribe of its batch (the
+clients are answered with an error and may retry); none is left half made.
 
 Why: every subscribe of a user to a public room they are not in yet joins it (a write).
 One at a time, each took a hop to Django's one database thread and four queries there
@@ -58,7 +59,9 @@ def memberships_join_public(*, pairs: Iterable[tuple[int, int]]) -> dict[tuple[i
     The caller has read that each room is public and that the user had no row in it.
     A row that exists by now (another process's join, a ban) is left as it is: the
     insert ignores conflicts, and ``created`` is true only for the rows this call wrote
-    (told by their ``joined_at``, this call's own instant)."""
+    (told by their ``joined_at``, this call's own instant: another process's row made in the
+    same microsecond would count as made here too, and its member be announced twice, which
+    the member lists take as the same news)."""
     wanted = set(pairs)
     if not wanted:
         return {}
