@@ -137,7 +137,7 @@ _room_counter = 0
 
 
 def make_rooms(
-    population: Population, *, rooms: int, members: int, tag: str, users: int | None = None
+    population: Population, *, rooms: int, members: int, tag: str, users: int | None = None, members_join: bool = True
 ) -> list[tuple[str, list[str]]]:
     """``rooms`` public rooms of ``members`` connections each, memberships made up front.
 
@@ -147,7 +147,9 @@ def make_rooms(
     to rooms x users first: nobody is a member of two of the rooms. (Before, the
     population was grown to one room's users and every room took the same ones: in 10
     rooms x 20 each user had ten sockets, each following the other nine rooms' activity,
-    and in the storm's 100 rooms each of its 20 users was in every room.)
+    and in the storm's 100 rooms each of its 20 users was in every room.) With
+    ``members_join=False`` only each room's creator is a member: the others' first subscribes
+    join the rooms (the handshake section's cold run).
     """
     from rooms.models import Membership
     from rooms.services import room_create
@@ -164,7 +166,8 @@ def make_rooms(
         offset = (offset + users) % len(population.users)
         creator = population.users[picks[0]]
         room = room_create(creator=creator, name=f"bench {tag} {_room_counter}", visibility="public")
-        memberships.extend(Membership(room=room, user=population.users[i]) for i in picks[1:])
+        if members_join:
+            memberships.extend(Membership(room=room, user=population.users[i]) for i in picks[1:])
         made.append((room.slug, [population.sessions[picks[j % users]] for j in range(members)]))
     Membership.objects.bulk_create(memberships, batch_size=1000, ignore_conflicts=True)
     publish_for_bare(ROOMS_KEY, room_ids([slug for slug, _ in made]))

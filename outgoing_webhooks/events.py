@@ -6,7 +6,7 @@
   (``AFTER_CHANGES``), in rev order. Changes the job finds together coalesce as the socket's
   recovery does (``protocol.wire.changes_wire``): two edits of one message between two rounds
   are one ``edit`` with the latest body, claps carry the message's total;
-- ``member_joined``: on the commit of the membership (``rooms.services.MEMBER_JOINED``).
+- ``member_joined``: on the commit of the memberships (``rooms.joins.MEMBERS_JOINED``, one call a batch).
 
 Each event becomes one ``WebhookDelivery`` per active endpoint of the room that asked for its
 kind, with an event id built from the room, seq and rev, so that a job redone after a crash
@@ -28,6 +28,7 @@ from messaging.store.changes import RedisState
 from outgoing_webhooks import services
 from outgoing_webhooks.models import WebhookDelivery, WebhookEndpoint
 from protocol.wire import changes_wire, member_updated_frame, message_wire, now_iso, record_from_message, user_wire
+from rooms.joins import NewMember
 from rooms.models import Room
 
 Event = WebhookEndpoint.Event
@@ -104,16 +105,28 @@ def changes_persisted(*, room_id: int, states: dict[int, RedisState], after_rev:
     _record(room_id=room_id, room_slug=slug, endpoints=endpoints, events=(event[1:] for event in found))
 
 
-def member_joined(*, room_id: int, room_slug: str, user_id: int, username: str, role: str) -> None:
-    """Someone joined the room (run on the membership's commit)."""
-    endpoints = [e for e in _active_endpoints(room_id) if Event.MEMBER_JOINED in e.events]
-    if not endpoints:
-        return
-    frame = member_updated_frame(room=room_slug, user=user_wire(user_id, username), role=role)
-    event_id = f"member_joined:{room_id}:{user_id}:{uuid.uuid4().hex}"
-    _record(
-        room_id=room_id,
-        room_slug=room_slug,
-        endpoints=endpoints,
-        events=[(Event.MEMBER_JOINED.value, event_id, frame)],
-    )
+def members_joined(members: list[NewMember]) -> None:
+    """People joined rooms (run on their memberships' commit, one call a batch of first
+    visits): one query for the rooms' endpoints, then each room's events in one go."""
+    by_room: dict[int, list[NewMember]] = {}
+    for member in members:
+        by_room.setdefault(member.room_id, []).append(member)
+    endpoints_of: dict[int, list[WebhookEndpoint]] = {}
+    for endpoint in WebhookEndpoint.objects.filter(room_id__in=by_room, active=True):
+        if Event.MEMBER_JOINED in endpoint.events:
+            endpoints_of.setdefault(endpoint.room_id, []).append(endpoint)
+    for room_id, endpoints in endpoints_of.items():
+        room_slug = by_room[room_id][0].room_slug
+        _record(
+            room_id=room_id,
+            room_slug=room_slug,
+            endpoints=endpoints,
+            events=[
+                (
+                    Event.MEMBER_JOINED.value,
+                    f"member_joined:{room_id}:{m.user_id}:{uuid.uuid4().hex}",
+                    member_updated_frame(room=room_slug, user=user_wire(m.user_id, m.username), role=m.role),
+                )
+                for m in by_room[room_id]
+            ],
+        )

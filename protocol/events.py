@@ -152,16 +152,38 @@ def room_state_changed_on_commit(*, room: Room) -> None:
     )
 
 
+def room_notice_event(*, room_id: int, frames: list[dict]) -> dict:
+    """Frames about the room itself, for its subscribers (``LayerEvents.room_notice``): one
+    as ``frame``, several (new members written together, rooms.joins) as ``frames``."""
+    texts = [encode(frame) for frame in frames]
+    return {
+        "type": "room.notice",
+        "room_id": room_id,
+        **({"frame": texts[0]} if len(texts) == 1 else {"frames": texts}),
+    }
+
+
 def room_notice_on_commit(*, room_id: int, frame: dict) -> None:
     """A frame about the room itself (its name, topic, members) to its subscribers, who
     may see it all on the room page."""
-    send_to_group_on_commit(room_group(room_id), {"type": "room.notice", "room_id": room_id, "frame": encode(frame)})
+    send_to_group_on_commit(room_group(room_id), room_notice_event(room_id=room_id, frames=[frame]))
 
 
 def member_updated_on_commit(*, room_id: int, room_slug: str, user_id: int, username: str, role: str) -> None:
     """Someone joined the room, or their role in it changed: the member lists show it."""
     frame = member_updated_frame(room=room_slug, user=user_wire(user_id, username), role=role)
     room_notice_on_commit(room_id=room_id, frame=frame)
+
+
+async def members_joined_send(*, room_id: int, room_slug: str, members: list[tuple[int, str, str]]) -> None:
+    """``member_updated_on_commit``'s frames for several new members of one room ((user id,
+    username, role) each), in one event, sent now: for async code whose write has committed
+    already (rooms.joins, the first subscribes' joins written in batches)."""
+    frames = [
+        member_updated_frame(room=room_slug, user=user_wire(user_id, username), role=role)
+        for user_id, username, role in members
+    ]
+    await get_channel_layer().group_send(room_group(room_id), room_notice_event(room_id=room_id, frames=frames))
 
 
 def member_left_on_commit(*, room: Room, user_id: int, username: str) -> None:

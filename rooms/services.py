@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import secrets
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +27,14 @@ from protocol.events import (
     user_kicked_on_commit,
 )
 from pubsub_site import async_db
+from rooms.joins import (
+    MEMBERS_JOINED,
+    Joined,
+    NewMember,
+    ajoin_public_room,
+    members_joined_hooks,
+    membership_join_public,
+)
 from rooms.models import Membership, Room, RoomSlugAlias
 
 
@@ -146,28 +153,21 @@ def member_updated_tell(membership: Membership, *, room_slug: str | None = None,
     )
 
 
-# What runs on commit when someone joins a room (a public room's first visit, an invitation):
-# the outgoing webhooks (outgoing_webhooks.events.member_joined, registered by its app), with
-# the room's id and slug, the user's id and name and their role. A hook: rooms never imports them.
-MEMBER_JOINED: list[Callable[..., None]] = []
-
-
 def member_joined_tell(membership: Membership, *, room_slug: str | None = None, username: str | None = None) -> None:
-    """Someone joined the room: its open pages list them, and the MEMBER_JOINED hooks run on commit."""
+    """Someone joined the room: its open pages list them, and the MEMBERS_JOINED hooks run on
+    commit (rooms.joins)."""
     room_slug = room_slug or membership.room.slug
     username = username or membership.user.get_username()
     member_updated_tell(membership, room_slug=room_slug, username=username)
-    for hook in MEMBER_JOINED:
-        transaction.on_commit(
-            functools.partial(
-                hook,
-                room_id=membership.room_id,
-                room_slug=room_slug,
-                user_id=membership.user_id,
-                username=username,
-                role=membership.role,
-            )
+    if MEMBERS_JOINED:
+        member = NewMember(
+            room_id=membership.room_id,
+            room_slug=room_slug,
+            user_id=membership.user_id,
+            username=username,
+            role=membership.role,
         )
+        transaction.on_commit(functools.partial(members_joined_hooks, [member]))
 
 
 def _tell_member_left(*, room: Room, user: AbstractBaseUser) -> None:
@@ -357,22 +357,32 @@ def room_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
 
     Every subscribe runs this (a reconnect storm, thousands at once): one query reads the
     room joined with the user's membership; the join of a public room adds the others."""
+    row = _room_access_row(slug=slug, user_id=user_id)
+    if not _joins(row):
+        return _room_access(row)
+    return _room_access(row, joined=membership_join_public(room_id=row[0], room_slug=row[1], user_id=user_id))
+
+
+def _room_access_row(*, slug: str, user_id: int) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
-        row = cursor.fetchone()
-    return _room_access(row, user_id=user_id)
+        return cursor.fetchone()
 
 
-async def aroom_access_for_subscriber(*, slug: str, user_id: int) -> RoomAccess:
-    """``room_access_for_subscriber`` from a consumer: its read on the event loop
-    (pubsub_site.async_db); only a first visit to a public room, which writes the
-    membership, and a database other than PostgreSQL take the hop to Django's thread."""
+async def aroom_access_for_subscriber(*, slug: str, user_id: int, username: str) -> RoomAccess:
+    """``room_access_for_subscriber`` from a consumer (``username``: the subscriber's): its
+    read on the event loop (pubsub_site.async_db; on another database than PostgreSQL, in
+    Django's thread), and a first visit to a public room, which writes the membership,
+    written with the other first visits of the moment (rooms.joins)."""
     if async_db.native():
         rows = await async_db.fetchall(_room_access_sql(), [Room.Kind.DIRECT.value, user_id, slug])
         row = rows[0] if rows else None
-        if not _joins(row):
-            return _room_access(row, user_id=user_id)
-    return await database_sync_to_async(room_access_for_subscriber)(slug=slug, user_id=user_id)
+    else:
+        row = await database_sync_to_async(_room_access_row)(slug=slug, user_id=user_id)
+    if not _joins(row):
+        return _room_access(row)
+    joined = await ajoin_public_room(room_id=row[0], room_slug=row[1], user_id=user_id, username=username)
+    return _room_access(row, joined=joined)
 
 
 def _joins(row: tuple | None) -> bool:
@@ -381,9 +391,9 @@ def _joins(row: tuple | None) -> bool:
     return row is not None and row[5] is None and row[2] == Room.Visibility.PUBLIC
 
 
-def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
-    """The access ``_room_access_sql``'s row gives; a public room the user is not in yet is
-    joined (``_joins``: only ever called synchronously then)."""
+def _room_access(row: tuple | None, *, joined: Joined | None = None) -> RoomAccess:
+    """The access ``_room_access_sql``'s row gives, or, for a public room the user was not
+    in (``_joins``), the membership its join left (``joined``: a ban written meanwhile wins)."""
     if row is None:
         raise RoomNotFound
     room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until, blocked = row
@@ -391,15 +401,10 @@ def _room_access(row: tuple | None, *, user_id: int) -> RoomAccess:
         # SQLite (development) hands a raw query naive UTC datetimes; the ORM would make them aware.
         muted_until = timezone.make_aware(muted_until, UTC)
     if membership_id is None:
-        if visibility != Room.Visibility.PUBLIC:
+        if visibility != Room.Visibility.PUBLIC or joined is None:
             raise RoomNotFound
-        membership, created = Membership.objects.get_or_create(room_id=room_id, user_id=user_id)
-        role, muted_until = membership.role, membership.muted_until
-        if created:  # a first visit: the member lists of the room's open pages show them
-            user_model = get_user_model()
-            username = user_model.objects.filter(pk=user_id).values_list(user_model.USERNAME_FIELD, flat=True).first()
-            member_joined_tell(membership, room_slug=slug, username=username)
-    elif banned:
+        role, muted_until, banned = joined.role, joined.muted_until, joined.banned
+    if banned:
         raise RoomBanned
     return RoomAccess(
         room_id=room_id,

@@ -144,6 +144,15 @@ class SocketConsumer(AsyncWebsocketConsumer):
             handshake_done()
             metrics.handshake_finished(self)
 
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Channels' version ends with close_old_connections in the process's one database
+        # thread: a hop for every socket that closes, which the first subscribes' joins (and
+        # in a reconnect storm, every other database call) then queue behind. The consumer
+        # joins no group through ``self.groups``; database_sync_to_async closes old
+        # connections itself around every call.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def _refuse(self, error: ClientError, *, code: int) -> None:
         """Refuse the connection in a way its client can read: accepted, an `error` frame
         saying why, closed with ``code`` (a refusal before the accept is an HTTP 403)."""

@@ -43,9 +43,10 @@ class LayerEvents:
             await self.send(text_data=event["frame"])
 
     async def room_notice(self, event: dict) -> None:
-        """The room's name, topic or members changed (protocol.events.room_notice_on_commit)."""
+        """The room's name, topic or members changed (protocol.events.room_notice_event: one
+        frame, or several new members at once)."""
         if self._sub_for(event) is not None:
-            await self.send(text_data=event["frame"])
+            await self._send_texts(event["frames"] if "frames" in event else [event["frame"]])
 
     async def room_claps(self, event: dict) -> None:
         sub = self._sub_for(event)
@@ -162,7 +163,9 @@ class LayerEvents:
         if sub is None:
             return
         try:
-            sub.access = await aroom_access_for_subscriber(slug=sub.access.slug, user_id=self.user_id)
+            sub.access = await aroom_access_for_subscriber(
+                slug=sub.access.slug, user_id=self.user_id, username=self.user_json["username"]
+            )
         except (RoomNotFound, RoomBanned):
             await self.user_kicked({"room_id": event["room_id"], "reason": "You no longer have access to this room."})
 

@@ -82,7 +82,9 @@ class Subscriptions:
                 f"A connection follows at most {settings.WS_MAX_SUBSCRIPTIONS} rooms; unsubscribe from one first.",
             )
         try:
-            access = await aroom_access_for_subscriber(slug=slug, user_id=self.user_id)
+            access = await aroom_access_for_subscriber(
+                slug=slug, user_id=self.user_id, username=self.user_json["username"]
+            )
         except RoomNotFound:
             raise ClientError("not_found", "No such room.") from None
         except RoomBanned:

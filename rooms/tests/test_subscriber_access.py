@@ -56,8 +56,9 @@ def test_a_banned_member_is_refused_in_one_query(public_room, bob, django_assert
 def test_subscribing_to_a_public_room_joins_it_once_then_reads_in_one_query(
     public_room, bob, django_assert_num_queries
 ):
-    # The read, then get_or_create's SELECT and INSERT (inside a savepoint here, as the test runs in a
-    # transaction), then the username the room's member lists show (a first visit only).
+    # The read, then the join's INSERT and the read of the row it left (in a savepoint here, as the
+    # test runs in a transaction: rooms.joins), then the username the room's member lists show (a
+    # first visit only).
     with django_assert_num_queries(6):
         first = room_access_for_subscriber(slug=public_room.slug, user_id=bob.pk)
     membership = Membership.objects.get(room=public_room, user=bob)

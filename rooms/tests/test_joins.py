@@ -1,0 +1,103 @@
+"""First visits to public rooms (rooms.joins): many at once in one transaction, every right kept."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+
+from rooms import joins, services
+from rooms.models import Membership
+from rooms.services import RoomBanned, room_access_for_subscriber, room_create
+
+
+def test_a_membership_that_exists_is_left_as_it_is(public_room, bob, charlie):
+    Membership.objects.create(room=public_room, user=bob, banned=True)
+    found = joins.memberships_join_public(pairs=[(public_room.pk, bob.pk), (public_room.pk, charlie.pk)])
+    assert found[(public_room.pk, bob.pk)].banned
+    assert not found[(public_room.pk, bob.pk)].created
+    assert found[(public_room.pk, charlie.pk)] == joins.Joined(
+        role=Membership.Role.MEMBER, muted_until=None, banned=False, created=True
+    )
+    assert Membership.objects.filter(room=public_room, user=bob, banned=True).count() == 1
+    assert Membership.objects.filter(room=public_room, user=charlie, banned=False).count() == 1
+
+
+def test_a_subscriber_banned_between_the_read_and_the_join_is_refused(public_room, bob, monkeypatch):
+    read = services._room_access_row
+
+    def read_then_ban(**kwargs):
+        row = read(**kwargs)  # no membership yet: the subscribe goes on to join
+        Membership.objects.create(room=public_room, user=bob, banned=True)  # a moderator, meanwhile
+        return row
+
+    monkeypatch.setattr(services, "_room_access_row", read_then_ban)
+    with pytest.raises(RoomBanned):
+        room_access_for_subscriber(slug=public_room.slug, user_id=bob.pk)
+    assert list(Membership.objects.filter(room=public_room, user=bob).values_list("banned", flat=True)) == [True]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("async_cleanup")
+async def test_first_visits_at_once_are_written_in_one_batch(alice, make_user, monkeypatch):
+    rooms = [
+        await database_sync_to_async(room_create)(creator=alice, name=f"Room {i}", visibility="public")
+        for i in range(2)
+    ]
+    users = [await database_sync_to_async(make_user)(f"user{i}") for i in range(30)]
+    batches = []
+    write = joins.memberships_join_public
+
+    def counted(*, pairs):
+        batches.append(list(pairs))
+        return write(pairs=pairs)
+
+    monkeypatch.setattr(joins, "memberships_join_public", counted)
+    visits = [(room, user) for room in rooms for user in users]
+    # Each visit twice: two tabs of the same user subscribing at the same moment.
+    results = await asyncio.gather(
+        *(
+            joins.ajoin_public_room(room_id=room.pk, room_slug=room.slug, user_id=user.pk, username=user.username)
+            for room, user in visits + visits
+        )
+    )
+    assert len(batches) == 1
+    assert sorted(batches[0]) == sorted((room.pk, user.pk) for room, user in visits)
+    assert all(r.role == Membership.Role.MEMBER and not r.banned and r.created for r in results)
+    counts = await database_sync_to_async(
+        lambda: Membership.objects.filter(room__in=rooms).exclude(user=alice).count()
+    )()
+    assert counts == len(visits)
+    # Members now: a second visit writes nothing.
+    again = await joins.ajoin_public_room(
+        room_id=rooms[0].pk, room_slug=rooms[0].slug, user_id=users[0].pk, username=users[0].username
+    )
+    assert not again.created and len(batches) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_failed_batch_fails_its_subscribes_and_the_next_one_is_written(public_room, bob, charlie, monkeypatch):
+    write = joins.memberships_join_public
+    calls = []
+
+    def fails_once(*, pairs):
+        calls.append(pairs)
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return write(pairs=pairs)
+
+    monkeypatch.setattr(joins, "memberships_join_public", fails_once)
+    with pytest.raises(RuntimeError):
+        await joins.ajoin_public_room(
+            room_id=public_room.pk, room_slug=public_room.slug, user_id=bob.pk, username="bob"
+        )
+    joined = await joins.ajoin_public_room(
+        room_id=public_room.pk, room_slug=public_room.slug, user_id=charlie.pk, username="charlie"
+    )
+    assert joined.created
+    members = await database_sync_to_async(
+        lambda: set(Membership.objects.filter(room=public_room).values_list("user__username", flat=True))
+    )()
+    assert members == {"alice", "charlie"}
