@@ -15,7 +15,7 @@ from messaging.store.persistence import messages_persist_server
 logger = logging.getLogger(__name__)
 
 
-def _run_job(name: str, work: Callable[[], int]) -> int:
+def run_job(name: str, work: Callable[[], int]) -> int:
     """Run one job's work as the worker runs jobs: in its own process, one after another
     (SimpleWorker). Like a request, a job starts and ends by dropping a connection that is
     broken or too old (PostgreSQL restarted in between, CONN_MAX_AGE); its outcome is counted."""
@@ -32,7 +32,7 @@ def _run_job(name: str, work: Callable[[], int]) -> int:
 
 
 def persist_messages(server: int = 0) -> int:
-    written = _run_job("persist_messages", lambda: messages_persist_server(server=server))
+    written = run_job("persist_messages", lambda: messages_persist_server(server=server))
     logger.info("persisted %d messages from room server %d", written, server)
     return written
 
@@ -40,12 +40,12 @@ def persist_messages(server: int = 0) -> int:
 def fetch_link_previews(room_id: int, items: list) -> int:
     """Set the link cards of these messages, ``[seq, url, edit_rev]`` each (messaging.previews)."""
     work = [(int(seq), str(url), int(edit_rev)) for seq, url, edit_rev in items]
-    return _run_job("fetch_link_previews", lambda: link_previews_apply(room_id=room_id, items=work))
+    return run_job("fetch_link_previews", lambda: link_previews_apply(room_id=room_id, items=work))
 
 
 def send_mention_digests() -> int:
     """E-mail the digests of missed mentions that are due (messaging.notifications.digests)."""
-    sent = _run_job("send_mention_digests", mention_digests_send)
+    sent = run_job("send_mention_digests", mention_digests_send)
     if sent:
         logger.info("sent %d mention digests", sent)
     return sent
