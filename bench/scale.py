@@ -670,6 +670,10 @@ def make_plan(args: argparse.Namespace) -> ScalePlan:
     plan = ScalePlan(database_url=args.database_url, redis_url=args.redis_url, sections=sections,
                      **{n: getattr(args, n) for n in names})  # fmt: skip
     plan.storm_window = max(plan.storm_window, plan.storm_kill_after + 5)
+    if plan.storm_sockets > plan.sockets // 2:  # SCALE_SOCKETS lowered alone: the storm takes half
+        half = plan.sockets // 2
+        print(f"--storm-sockets {plan.storm_sockets:,} > half of {plan.sockets:,} sockets: {half:,} instead")
+        plan.storm_sockets = half
 
     def log(line: str) -> None:
         print(line, flush=True)
