@@ -191,6 +191,12 @@ def markdown(results: dict, plot: Path | None, docs: Path) -> str:
         " so the sockets are spread over several web processes on consecutive ports and over load-generator"
         " processes, each connecting from a source address of its own (127.0.0.2, .3, …).",
         "",
+        "How to run it: `make bench-scale` (defaults `SCALE_SOCKETS=100000 STORM_SOCKETS=50000 SOAK_SOCKETS=20000"
+        " SOAK_MINUTES=30`: about 45 minutes on a quiet 2-core machine, longer while handshakes are slow; every"
+        " other option through `BENCH_ARGS`, see `python -m bench.scale --help`). It needs ~1 GiB of memory per"
+        " 10,000 sockets (web processes and load generators) and writes only this section and"
+        " `docs/benchmarks/scale-soak.png`; `make bench` keeps both.",
+        "",
     ]
     if scale and "error" not in scale:
         c = scale["connect"]

@@ -88,14 +88,16 @@ class ScaleAgent(Agent):
 
     async def _bring_in(self, member, since, stats, semaphore, timeout, attempts: int = 0) -> bool:
         """Open ``member`` until it is subscribed: the browser's backoff between tries."""
-        began = time.monotonic()
+        began = None  # the first try, not the wait for a turn among ``concurrency``
         while True:
             member.reset()
             try:
                 if semaphore is None:
+                    began = began or time.monotonic()
                     await self._open(member, since, timeout)
                 else:
                     async with semaphore:
+                        began = began or time.monotonic()
                         await self._open(member, since, timeout)
             except Refused as error:
                 stats.failures.append(str(error)[:200])
@@ -104,7 +106,7 @@ class ScaleAgent(Agent):
                 opened = member.transport is not None
                 if opened and not member.closed:
                     member.transport.disconnect()
-                if time.monotonic() - began > RETRY_FOR:
+                if time.monotonic() - (began or time.monotonic()) > RETRY_FOR:
                     stats.failures.append(f"{type(error).__name__}: {error}"[:200])
                     return False
                 if isinstance(error, Closed) and error.code == 1013:
@@ -120,7 +122,7 @@ class ScaleAgent(Agent):
                 continue
             member.was_subscribed = True
             stats.last_in = time.monotonic()
-            stats.seconds_each.append(stats.last_in - began)
+            stats.seconds_each.append(stats.last_in - (began or stats.last_in))
             return True
 
     async def _open(self, member: ScaleMember, since: int | None, timeout: float) -> None:
