@@ -93,6 +93,7 @@ class ScalePlan:
     storm_sockets: int = 50_000
     storm_window: float = 90.0  # seconds of trickle that the storm happens in (the kill after 5 s)
     storm_kill_after: float = 5.0
+    storm_wait: float = 180.0  # seconds after the kill to wait for every client to be back
     soak_sockets: int = 20_000
     soak_minutes: float = 30.0
     soak_rate: float = 20.0  # sends a second
@@ -416,10 +417,11 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
             timeout=plan.storm_window + 3 * plan.drain_timeout + 300,
         )  # fmt: skip
         killer.join()
-        back = pool.each("back", wait=max(5.0, killed_at[0] + 120 - time.monotonic()))
+        back = pool.each("back", wait=max(5.0, killed_at[0] + plan.storm_wait - time.monotonic()))
     for port in victims:
         cluster.kill_web(port)  # reaped, its gauges gone
     last_in = max((r["last_in_at"] or 0 for r in back), default=0)
+    still_out = sum(r["still_out"] for r in back)
     dropped = sum(r["asked"] for r in back)
     result = counted.count(runs, meter, plan.storm_window, total, settle=60)
     status = pool.each("status")
@@ -428,12 +430,14 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         "killed_processes": len(victims),
         "sockets_dropped": dropped,
         "back": sum(r["connected"] for r in back),
-        "still_out": sum(r["still_out"] for r in back),
+        "still_out": still_out,
         "failed": sum(r["failed"] for r in back),
         "failures": [f for r in back for f in r["failures"]][:5],
         "retries_1013": sum(r["retries_1013"] for r in back),
         "retries_other": sum(r["retries_other"] for r in back),
-        "seconds_to_all_back": round(last_in - killed_at[0], 1) if last_in else None,
+        # None: not all back within storm_wait (still_out says how many were not)
+        "seconds_to_all_back": round(last_in - killed_at[0], 1) if last_in and not still_out else None,
+        "waited_s": plan.storm_wait,
         "each": seconds_percentiles([x for r in back for x in r["each"]]),
         "open_after": sum(s["open"] for s in status),
         "members": sum(s["members"] for s in status),
@@ -442,7 +446,9 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         "window": result,
         "victims_rss_mib": [round(v / 1024, 1) for v in gauges_before.values()],
     }
-    log(f"  storm: {storm['back']:,} of {dropped:,} back in {storm['seconds_to_all_back']} s"
+    took = storm["seconds_to_all_back"]
+    took = f"{took} s" if took else f"more than {plan.storm_wait:g} s"
+    log(f"  storm: {storm['back']:,} of {dropped:,} back in {took}"
         f" ({storm['still_out']} still out, {storm['failed']} failed, retries {storm['retries_1013']} (1013) +"
         f" {storm['retries_other']}), ~{storm['per_survivor']:,} sockets per survivor;"
         f" the {plan.storm_window:g} s window: {_step_line(result)}")  # fmt: skip
@@ -641,7 +647,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=d.idle_seconds)
     parser.add_argument("--storm-sockets", type=int, default=d.storm_sockets,
                         help="sockets held by the web processes killed (50,000)")  # fmt: skip
-    parser.add_argument("--storm-window", type=float, default=d.storm_window)
+    parser.add_argument("--storm-window", type=float, default=d.storm_window,
+                        help="seconds of trickle the storm happens in (the kill after 5 s)")  # fmt: skip
+    parser.add_argument("--storm-wait", type=float, default=d.storm_wait,
+                        help="seconds after the kill to wait for every client to be back (180)")  # fmt: skip
     parser.add_argument("--soak-sockets", type=int, default=d.soak_sockets)
     parser.add_argument("--soak-minutes", type=float, default=d.soak_minutes)
     parser.add_argument("--soak-rate", type=float, default=d.soak_rate, help="sends a second during the soak")
@@ -665,8 +674,8 @@ def make_plan(args: argparse.Namespace) -> ScalePlan:
     if args.per_web >= FILE_LIMIT or args.per_client >= FILE_LIMIT:
         raise SystemExit(f"--per-web and --per-client must stay under the {FILE_LIMIT:,} open files of a process")
     names = ("sockets", "per_web", "per_client", "room_size", "big_rooms", "big_room_size", "connect_concurrency",
-             "trickle_share", "trickle_seconds", "idle_seconds", "storm_sockets", "storm_window", "soak_sockets",
-             "soak_minutes", "soak_rate", "soak_sample", "leak_wait")  # fmt: skip
+             "trickle_share", "trickle_seconds", "idle_seconds", "storm_sockets", "storm_window", "storm_wait",
+             "soak_sockets", "soak_minutes", "soak_rate", "soak_sample", "leak_wait")  # fmt: skip
     plan = ScalePlan(database_url=args.database_url, redis_url=args.redis_url, sections=sections,
                      **{n: getattr(args, n) for n in names})  # fmt: skip
     plan.storm_window = max(plan.storm_window, plan.storm_kill_after + 5)

@@ -89,8 +89,12 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
                 ),
                 (
                     "storm: all back on the others in",
-                    f"{_n(storm['seconds_to_all_back'], ' s')}"
-                    f" ({storm['still_out']} still out, {storm['failed']} failed)"
+                    (
+                        _n(storm["seconds_to_all_back"], " s")
+                        if storm["seconds_to_all_back"]
+                        else f"not all within {storm.get('waited_s', '?')} s"
+                    )
+                    + f" ({storm['still_out']} still out, {storm['failed']} failed)"
                     + _ok(all_back and (storm["seconds_to_all_back"] or 1e9) < targets.get("storm_s", 60)),
                     f"< {targets.get('storm_s', 60):g} s",
                 ),
@@ -228,7 +232,10 @@ def markdown(results: dict, plot: Path | None, docs: Path) -> str:
                 " does (the browser's backoff with jitter, the next server of its list, `subscribe` with `since` ="
                 " the last seq it saw). The layout keeps the survivors under the open-files limit: a process"
                 f" here cannot hold more than ~{scale['layout']['file_limit'] - 2_000:,} sockets, so no single process"
-                f" holding 50,000 can be killed; after the storm each survivor held ~{s['per_survivor']:,}.",
+                f" holding 50,000 can be killed; after the storm each survivor held ~{s['per_survivor']:,}."
+                " Lost and duplicated count every seq of the window at every member, whichever connection brought"
+                " it; the window's latencies include the replays a client got on coming back (its time away), so"
+                " they are not the delivery latency.",
                 "",
             ]
     soak = results.get("soak") or {}
