@@ -545,7 +545,7 @@ def soak_summary(samples: list[dict]) -> dict:
 
 
 def leak_check(plan: ScalePlan, cluster: Cluster, rooms) -> dict:
-    """After everyone left: presence, online sets, group subscriptions and gauges all at zero."""
+    """After everyone left: presence (live or expired), online sets, group subscriptions and gauges all at zero."""
     from django.conf import settings
 
     from messaging.store.keys import RoomKeys
@@ -562,8 +562,10 @@ def leak_check(plan: ScalePlan, cluster: Cluster, rooms) -> dict:
     started = time.monotonic()
     while True:
         pipe = client.pipeline(transaction=False)
+        now = time.time()  # presence scores are expiry times (Unix seconds)
         for pk in ids.values():
-            pipe.zcard(RoomKeys(pk).presence)
+            pipe.zcount(RoomKeys(pk).presence, now, "+inf")
+            pipe.zcount(RoomKeys(pk).presence, "-inf", now)
             pipe.exists(RoomKeys(pk).presence_users)
         presence = pipe.execute()
         pipe = client.pipeline(transaction=False)
@@ -575,8 +577,11 @@ def leak_check(plan: ScalePlan, cluster: Cluster, rooms) -> dict:
             subscribed += sum(1 for _, n in client.pubsub_numsub(*channels[start : start + 1000]) if n)
         gauges = metrics_gauges(cluster.ports[0])
         state = {
-            "presence_entries": sum(presence[0::2]),
-            "presence_user_keys": sum(presence[1::2]),
+            # still there and not expired: someone the site believes present
+            "presence_live": sum(presence[0::3]),
+            # expired but never removed: the leave did not run; only a later visit's sweep drops them
+            "presence_expired": sum(presence[1::3]),
+            "presence_user_keys": sum(presence[2::3]),
             "online_users": online,
             "subscribed_groups": subscribed,
             "gauge_connections": gauges["pubsub_ws_connections"],
