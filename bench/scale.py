@@ -181,6 +181,11 @@ def start_cluster(plan: ScalePlan, webs: int, log) -> Cluster:
     metrics = Path(tempfile.mkdtemp(prefix="pubsub-scale-metrics-"))
     env = server_env(plan)  # the bench's environment: DEBUG off, the send limit nobody reaches
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    # Many web processes on one PostgreSQL (max_connections 100 by default): a small pool each
+    # (a handshake reads through the loop's connections, WS_DB_CONNECTIONS), 5 at most a process,
+    # unless the environment says otherwise.
+    for name, value in {"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "3", "WS_DB_CONNECTIONS": "2"}.items():
+        env[name] = os.environ.get(name, value)
     cluster = Cluster(env=env, web_command=SERVERS["uvicorn"].command,
                       log_dir=Path(tempfile.mkdtemp(prefix="pubsub-scale-")))  # fmt: skip
     try:
