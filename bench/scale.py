@@ -395,7 +395,7 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         gauges_before[port] = rss_kib(cluster.webs[port].pid)
     held_by_victims = round(held * killed / len(ports))
     pool.each("forget")
-    pool.each("arm", on=True)
+    pool.each("arm", on=True, retry_for=plan.storm_wait)
     total = max(1, round(rate * plan.storm_window))
     shares = [total // len(pool) + (i < total % len(pool)) for i in range(len(pool))]
     start_at = time.monotonic() + 0.3

@@ -67,6 +67,7 @@ class ScaleAgent(Agent):
         super().__init__()
         self.source = "127.0.0.1"
         self.armed = False
+        self.retry_for = RETRY_FOR
         self.comeback: JoinStats | None = None
         self.comeback_tasks: set[asyncio.Task] = set()
         self.dropped_at: list[float] = []
@@ -86,7 +87,7 @@ class ScaleAgent(Agent):
         random.shuffle(self.order)
         return stats.reply(len(specs))
 
-    async def _bring_in(self, member, since, stats, semaphore, timeout, attempts: int = 0) -> bool:
+    async def _bring_in(self, member, since, stats, semaphore, timeout, attempts: int = 0, retry_for=RETRY_FOR) -> bool:
         """Open ``member`` until it is subscribed: the browser's backoff between tries."""
         began = None  # the first try, not the wait for a turn among ``concurrency``
         while True:
@@ -106,7 +107,7 @@ class ScaleAgent(Agent):
                 opened = member.transport is not None
                 if opened and not member.closed:
                     member.transport.disconnect()
-                if time.monotonic() - (began or time.monotonic()) > RETRY_FOR:
+                if time.monotonic() - (began or time.monotonic()) > retry_for:
                     stats.failures.append(f"{type(error).__name__}: {error}"[:200])
                     return False
                 if isinstance(error, Closed) and error.code == 1013:
@@ -147,9 +148,11 @@ class ScaleAgent(Agent):
 
     # --- the storm --------------------------------------------------------------------
 
-    def arm(self, on: bool = True) -> dict:
-        """From now on a subscribed member whose connection is cut comes back on its own."""
+    def arm(self, on: bool = True, retry_for: float = RETRY_FOR) -> dict:
+        """From now on a subscribed member whose connection is cut comes back on its own, trying
+        for ``retry_for`` seconds (a browser never stops; the storm's wait is the horizon)."""
         self.armed = on
+        self.retry_for = retry_for
         self.comeback = JoinStats(started=time.monotonic())
         self.dropped_at = []
         return {"armed": on, "members": len(self.members)}
@@ -166,7 +169,7 @@ class ScaleAgent(Agent):
 
     async def _come_back(self, member: ScaleMember, since: int) -> None:
         await asyncio.sleep(browser_backoff(1))
-        await self._bring_in(member, since, self.comeback, None, 60, attempts=1)
+        await self._bring_in(member, since, self.comeback, None, 60, attempts=1, retry_for=self.retry_for)
 
     async def back(self, wait: float) -> dict:
         """Wait until no member is coming back any more (``wait`` seconds at most); what it took."""
@@ -225,6 +228,19 @@ class ScaleAgent(Agent):
                 break
             await asyncio.sleep(0.2)
         return {"behind": behind}
+
+    def tally(self, ranges: dict[str, tuple[int, int]]) -> dict:
+        """``Agent.tally`` over the members connected now; the others (not back after a storm)
+        count as cut off, and what they missed is not counted as lost: they are still away."""
+        here = [m for m in self.members if not m.closed and m.subscribed.done() and not m.subscribed.exception()]
+        everyone, self.members = self.members, here
+        try:
+            reply = super().tally(ranges)
+        finally:
+            self.members = everyone
+        reply["closed_members"] = len(everyone) - len(here)
+        reply["connections"] = len(everyone)
+        return reply
 
     def forget(self) -> dict:
         """Start a fresh count (the seqs received so far are dropped)."""
