@@ -13,7 +13,7 @@ TEST_SQLITE_DATABASE_URL ?= sqlite:///$(CURDIR)/var/suite.sqlite3
 # Where `make run`, `make demo` and `make cluster` listen (the first port of a cluster).
 PORT ?= 8000
 
-.PHONY: run demo test chaos fuzz lint cluster bench bench-search venv clean
+.PHONY: run demo test chaos fuzz lint cluster bench bench-search bench-scale venv clean
 
 venv: $(VENV)/.installed
 
@@ -79,3 +79,15 @@ bench: venv
 ## Search over 1,000,000 messages (a database of its own): p50/p95/p99, written into docs/benchmarks.md.
 bench-search: venv
 	$(PY) -m bench.search $(BENCH_ARGS)
+
+## Connections at scale (python -m bench.scale; a database and Redis database of its own): SCALE_SOCKETS
+## signed-in sockets (100,000) over web and load-generator processes, the SIGKILL storm of STORM_SOCKETS
+## (50,000), then the soak of SOAK_SOCKETS (20,000) for SOAK_MINUTES (30); about 45 minutes on 2 cores.
+## Written into docs/benchmarks.md (its own section) with the soak plot. More options: BENCH_ARGS.
+SCALE_SOCKETS ?= 100000
+STORM_SOCKETS ?= 50000
+SOAK_SOCKETS ?= 20000
+SOAK_MINUTES ?= 30
+bench-scale: venv
+	$(PY) -m bench.scale --sockets $(SCALE_SOCKETS) --storm-sockets $(STORM_SOCKETS) \
+		--soak-sockets $(SOAK_SOCKETS) --soak-minutes $(SOAK_MINUTES) $(BENCH_ARGS)

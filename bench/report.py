@@ -503,6 +503,13 @@ def kept_search(docs_path: Path) -> str:
     return kept_section(docs_path.read_text()) if docs_path.exists() else ""
 
 
+def kept_scale(docs_path: Path) -> str:
+    """The connections-at-scale section (``python -m bench.scale`` writes it), which a new run carries over."""
+    from bench.scale_report import kept_section
+
+    return kept_section(docs_path.read_text()) if docs_path.exists() else ""
+
+
 def _section_errors(config: dict) -> dict[str, str]:
     return {k: v["error"] for k, v in config.items() if isinstance(v, dict) and "error" in v}
 
@@ -620,6 +627,9 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
     search = kept_search(docs_path)
     if search:
         out += [search, ""]
+    scale = kept_scale(docs_path)  # `make bench-scale` writes it (bench/scale.py)
+    if scale:
+        out += [scale, ""]
     out += ["## Detail", ""]
     for config in results["configs"].values():
         out += [f"### {config['label']}", "", f"web: `{config['web_command']}`", ""]

@@ -168,15 +168,15 @@ class Plan:
 
 
 class ClientPool:
-    """``count`` load-generator processes, each with its own uvloop."""
+    """``count`` load-generator processes, each with its own uvloop (``target``: their entry point)."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, target=client_main):
         ctx = multiprocessing.get_context("spawn")
         self.pipes = []
         self.processes = []
         for _ in range(count):
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=client_main, args=(child,), daemon=True)
+            process = ctx.Process(target=target, args=(child,), daemon=True)
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)

@@ -7,7 +7,7 @@ containers from docker-compose.yml. What the override changes, and why:
 - the proxy mounts a self-signed certificate made for the test where nginx.conf expects
   Let's Encrypt's, and publishes on free ports of 127.0.0.1 (HTTP_PORT / HTTPS_PORT);
 - `ulimits: nofile` is lowered to this process's hard limit when that is below the
-  65536 the compose file asks for (a sandbox may forbid raising it: runc then refuses to
+  most the compose file asks for, 131072 (a sandbox may forbid raising it: runc then refuses to
   start the container).
 """
 
@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "pubsubct"
 IMAGE = "pubsub-container-test:latest"
-NOFILE_WANTED = 65536
+NOFILE_WANTED = 131072  # the most a service of docker-compose.yml asks for (proxy)
 # The password of every Redis, replica and Sentinel of the test's stacks (REDIS_PASSWORD);
 # the site's URLs carry it. redis-cli in the containers reads it from REDISCLI_AUTH.
 REDIS_PASSWORD = secrets.token_hex(16)
