@@ -223,12 +223,15 @@ def main() -> None:
     parser.add_argument("--web", type=int, default=3, help="web processes (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--port", type=int, default=8000, help="first web port (default 8000)")
+    parser.add_argument(
+        "--log-dir", type=Path, default=ROOT / "var" / "cluster", help="logs and runner.pid (default var/cluster)"
+    )
     args = parser.parse_args()
-    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ROOT / "var" / "cluster" / "prometheus")
+    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or args.log_dir / "prometheus")
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):  # emptied before the processes start, as prometheus_client asks
         stale.unlink()
-    cluster = Cluster(env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, log_dir=ROOT / "var" / "cluster")
+    cluster = Cluster(env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, log_dir=args.log_dir)
     cluster.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         for i in range(args.web):
@@ -241,9 +244,16 @@ def main() -> None:
         pid_file = cluster.log_dir / "runner.pid"
         pid_file.write_text(f"{os.getpid()}\n")
         print(f"Rolling restart of the web processes: kill -HUP {os.getpid()} (make cluster-restart)")
-        signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-        while signal.sigwait(signals) == signal.SIGHUP:
+        # Handlers that note the signal, not a blocked mask and sigwait: the processes a
+        # rolling restart starts would inherit the mask, and never hear their own SIGTERM.
+        received: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda sig, frame: received.append(sig))
+        while True:
+            while not received:
+                time.sleep(0.2)
+            if received.pop(0) != signal.SIGHUP:
+                break
             print("Rolling restart: the web processes one at a time...", flush=True)
             for port in cluster.ports:
                 stopped, back = cluster.restart_web(port)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -19,6 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from pubsub_site.cluster import ROOT, free_port
 from rooms.services import room_create
 from tests.faults.kit import (
     Ledger,
@@ -240,3 +245,52 @@ def test_a_rolling_restart_under_steady_load_loses_and_duplicates_nothing(make_c
     codes = sum((c.close_codes for c in clients), Counter())
     assert set(codes) == {1012}, codes  # every socket was drained, none cut
     assert sum(codes.values()) >= len(clients)  # each client moved at least once
+
+
+def test_the_cluster_runner_restarts_its_web_processes_one_at_a_time_on_sighup(tmp_path):
+    """`make cluster-restart` (SIGHUP to `python -m pubsub_site.cluster`): each web process in
+    turn drains, stops and comes back on its port; then SIGTERM stops the runner and every
+    process it started (a restarted one hears its own SIGTERM too)."""
+    first = free_port()
+    while True:  # two consecutive free ports
+        second = first + 1
+        try:
+            with socket.create_server(("127.0.0.1", second)):
+                break
+        except OSError:
+            first = free_port()
+    env = {**os.environ, **base_env(), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "pubsub_site.cluster", "--web", "2", "--workers", "0", "--port", str(first),
+         "--log-dir", str(tmp_path)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def read_until(text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            line = runner.stdout.readline()
+            assert line, lines
+            lines.append(line)
+
+    try:
+        read_until("make cluster-restart", 120)
+        assert (tmp_path / "runner.pid").read_text().strip() == str(runner.pid)
+        runner.send_signal(signal.SIGHUP)
+        read_until("Rolling restart done.", 180)
+        restarted = [line for line in lines if "drained and stopped" in line]
+        assert [line.split(":")[0].strip() for line in restarted] == [str(first), str(second)], lines
+        stopped_at = time.monotonic()
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)
+        # Well under the 20 s the runner waits before it SIGKILLs a process that ignores SIGTERM.
+        assert time.monotonic() - stopped_at < 15, lines
+        for port in (first, second):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
