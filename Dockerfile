@@ -62,7 +62,11 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # 16 MiB). X-Forwarded-For and X-Forwarded-Proto (--proxy-headers) are believed only from
 # the addresses in FORWARDED_ALLOW_IPS, which uvicorn reads from the environment: here
 # loopback only; docker-compose.yml sets it to the proxy's own address on its network.
+# --lifespan on: on SIGTERM the app first drains its WebSockets (1012, spread over
+# WS_DRAIN_SECONDS; messaging.realtime.drain), then uvicorn waits for what still runs for
+# --timeout-graceful-shutdown seconds: both within compose's stop_grace_period (20 s).
 ENV FORWARDED_ALLOW_IPS=127.0.0.1
 CMD ["uvicorn", "pubsub_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
      "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-max-size", "65536", \
-     "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log", "--proxy-headers"]
+     "--loop", "uvloop", "--http", "httptools", "--lifespan", "on", "--timeout-graceful-shutdown", "10", \
+     "--no-access-log", "--proxy-headers"]

@@ -13,7 +13,7 @@ TEST_SQLITE_DATABASE_URL ?= sqlite:///$(CURDIR)/var/suite.sqlite3
 # Where `make run`, `make demo` and `make cluster` listen (the first port of a cluster).
 PORT ?= 8000
 
-.PHONY: run demo test chaos fuzz lint cluster bench bench-search bench-scale venv clean
+.PHONY: run demo test chaos fuzz lint cluster cluster-restart bench bench-search bench-scale venv clean
 
 venv: $(VENV)/.installed
 
@@ -71,6 +71,10 @@ WORKERS ?= 2
 cluster: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) -m pubsub_site.cluster --web $(WEB) --workers $(WORKERS) --port $(PORT)
+
+## A rolling restart of the running `make cluster`'s web processes, one at a time (docs/deploy.md).
+cluster-restart:
+	kill -HUP $$(cat var/cluster/runner.pid)
 
 ## The benchmark (not a test): starts the servers it measures, prints figures, writes docs/benchmarks.md.
 bench: venv

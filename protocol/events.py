@@ -50,6 +50,9 @@ def session_fingerprint(session_key: str | None) -> str:
 
 # Told to every consumer of a process whose layer connection came back (messaging.realtime.layers).
 LAYER_RECONNECTED = {"type": "layer.reconnected"}
+# Put in a socket's own inbox by its process when it drains (messaging.realtime.drain): the
+# consumer handles it after the frames before it, then sends `reconnect` and closes with 1012.
+SOCKET_DRAIN = {"type": "socket.drain"}
 
 
 def room_message_event(*, room_id: int, seq: int, record: str, ts: float) -> dict:

@@ -277,6 +277,12 @@ def pong_frame() -> dict:
     return {"type": "pong"}
 
 
+def reconnect_frame(*, after_ms: int) -> dict:
+    """The web process is going away (a restart or a deploy): the socket is closed with 1012
+    next; the client reconnects after ``after_ms`` (messaging.realtime.drain)."""
+    return {"type": "reconnect", "after_ms": after_ms}
+
+
 def ack_frame(*, room: str, client_id: str, seq: int) -> dict:
     return {"type": "ack", "room": room, "client_id": client_id, "seq": seq}
 

@@ -13,6 +13,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from messaging import metrics  # noqa: E402
+from messaging.realtime.drain import lifespan  # noqa: E402
 from messaging.realtime.handshakes import HandshakeLimit  # noqa: E402
 from messaging.realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -37,6 +38,8 @@ class BrowserOriginValidator(OriginValidator):
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # --lifespan on: at startup, SIGTERM drains the sockets first (messaging.realtime.drain)
+        "lifespan": lifespan,
         "websocket": HandshakeLimit(
             BrowserOriginValidator(URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS),
             settings.WS_HANDSHAKE_LIMIT,

@@ -7,6 +7,12 @@ Unlike honcho, a process that dies is left dead and the others go on: the fault
 tests kill processes on purpose and start new ones. Tests drive the ``Cluster``
 class directly.
 
+Rolling restart (a deploy without dropping anyone): ``kill -HUP <runner pid>`` (``make
+cluster-restart``; the pid is in ``var/cluster/runner.pid``) restarts the web processes one
+at a time: SIGTERM (the process drains its sockets, messaging.realtime.drain), wait for it to
+exit, start it again on its port, wait until it answers /healthz, then the next one. Tests
+call ``Cluster.rolling_restart``.
+
 Metrics: the processes share PROMETHEUS_MULTIPROC_DIR (``var/cluster/prometheus``, emptied
 at start, unless the variable is set), so a scrape of any web port counts them all; a
 process this runner stops or kills has its live gauges removed (``mark_process_dead``).
@@ -30,6 +36,12 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
+# How long a process may take to stop after SIGTERM before it is killed: a web process drains
+# its sockets (WS_DRAIN_SECONDS, 5) then waits for what runs (--timeout-graceful-shutdown, 10),
+# as compose's stop_grace_period (20 s) allows.
+STOP_TIMEOUT = 20.0
+# How long a restarted web process may take to answer /healthz (a busy machine is slow to load Django).
+START_TIMEOUT = 90.0
 
 
 def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -112,12 +124,12 @@ class Cluster:
             stderr=subprocess.STDOUT,
         )
 
-    def start_web(self, port: int | None = None, *, wait: bool = True) -> int:
+    def start_web(self, port: int | None = None, *, wait: bool = True, timeout: float = 30) -> int:
         port = port or free_port()
         command = self.web_command or procfile_commands()["web"]
         self.webs[port] = self._spawn(f"web-{port}", command, PORT=str(port))
         if wait:
-            wait_for_http(f"http://127.0.0.1:{port}/healthz")
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
         return port
 
     def start_worker(self) -> subprocess.Popen:
@@ -149,12 +161,34 @@ class Cluster:
         self._gone(process)
         self.workers.remove(process)
 
+    def restart_web(self, port: int, *, timeout: float = STOP_TIMEOUT) -> tuple[float, float]:
+        """SIGTERM the web process on ``port`` (it drains its sockets and exits), then start
+        it again there and wait until it answers. Returns (seconds until it had exited,
+        seconds until the new one answered), both from the SIGTERM."""
+        process = self.webs.pop(port)
+        started = time.monotonic()
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            signal_tree(process, signal.SIGKILL)
+            process.wait()
+        self._gone(process)
+        stopped = time.monotonic() - started
+        self.start_web(port, timeout=START_TIMEOUT)
+        return stopped, time.monotonic() - started
+
+    def rolling_restart(self) -> list[tuple[float, float]]:
+        """Restart the web processes one at a time (``restart_web``), each once the one
+        before answers again; returns what ``restart_web`` returned for each."""
+        return [self.restart_web(port) for port in self.ports]
+
     @property
     def ports(self) -> list[int]:
         return sorted(self.webs)
 
     def stop(self, *, graceful: bool = True) -> None:
-        """SIGTERM everything and wait (10 s at most each), or with ``graceful=False``
+        """SIGTERM everything and wait (STOP_TIMEOUT at most each), or with ``graceful=False``
         SIGKILL everything at once (a test that is over needs no drain)."""
         for process in [*self.webs.values(), *self.workers]:
             if process.poll() is None:
@@ -164,7 +198,7 @@ class Cluster:
                     signal_tree(process, signal.SIGKILL)
         for process in [*self.webs.values(), *self.workers]:
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 signal_tree(process, signal.SIGKILL)
                 process.wait()
@@ -189,12 +223,15 @@ def main() -> None:
     parser.add_argument("--web", type=int, default=3, help="web processes (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--port", type=int, default=8000, help="first web port (default 8000)")
+    parser.add_argument(
+        "--log-dir", type=Path, default=ROOT / "var" / "cluster", help="logs and runner.pid (default var/cluster)"
+    )
     args = parser.parse_args()
-    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ROOT / "var" / "cluster" / "prometheus")
+    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or args.log_dir / "prometheus")
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):  # emptied before the processes start, as prometheus_client asks
         stale.unlink()
-    cluster = Cluster(env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, log_dir=ROOT / "var" / "cluster")
+    cluster = Cluster(env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, log_dir=args.log_dir)
     cluster.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         for i in range(args.web):
@@ -204,8 +241,24 @@ def main() -> None:
         print(f"{args.web} web processes: " + ", ".join(f"http://127.0.0.1:{p}/" for p in cluster.ports))
         print(f"{args.workers} workers; logs in {cluster.log_dir}. Ctrl-C stops them all.")
         print(f"Metrics of them all: http://127.0.0.1:{cluster.ports[0]}/metrics (any one port; not each)")
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        pid_file = cluster.log_dir / "runner.pid"
+        pid_file.write_text(f"{os.getpid()}\n")
+        print(f"Rolling restart of the web processes: kill -HUP {os.getpid()} (make cluster-restart)")
+        # Handlers that note the signal, not a blocked mask and sigwait: the processes a
+        # rolling restart starts would inherit the mask, and never hear their own SIGTERM.
+        received: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda sig, frame: received.append(sig))
+        while True:
+            while not received:
+                time.sleep(0.2)
+            if received.pop(0) != signal.SIGHUP:
+                break
+            print("Rolling restart: the web processes one at a time...", flush=True)
+            for port in cluster.ports:
+                stopped, back = cluster.restart_web(port)
+                print(f"  {port}: drained and stopped in {stopped:.1f} s, back after {back:.1f} s", flush=True)
+            print("Rolling restart done.", flush=True)
     finally:
         cluster.stop()
 

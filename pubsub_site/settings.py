@@ -457,6 +457,13 @@ WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024
 # daphne, keep this under 5). 0: no limit.
 WS_HANDSHAKE_LIMIT = env_int("WS_HANDSHAKE_LIMIT", 10)
 WS_HANDSHAKE_WAIT = env_float("WS_HANDSHAKE_WAIT", 10.0)
+# On SIGTERM a web process closes its sockets (1012, after a `reconnect` frame) spread evenly
+# over WS_DRAIN_SECONDS, each after the frame it is handling, and only then lets uvicorn shut
+# down (messaging.realtime.drain). Each `reconnect` frame asks the client to wait a random
+# 0..WS_RECONNECT_JITTER_MS ms. Keep WS_DRAIN_SECONDS + uvicorn's --timeout-graceful-shutdown
+# under the time the supervisor waits before SIGKILL (compose's stop_grace_period).
+WS_DRAIN_SECONDS = env_float("WS_DRAIN_SECONDS", 5.0)
+WS_RECONNECT_JITTER_MS = env_int("WS_RECONNECT_JITTER_MS", 500)
 # PostgreSQL connections per web process for the reads of handshakes and subscribes, made
 # on the event loop (pubsub_site.async_db), besides the pool of DB_POOL_MAX_SIZE.
 WS_DB_CONNECTIONS = env_int("WS_DB_CONNECTIONS", 4)

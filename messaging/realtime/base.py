@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from messaging import frames, metrics
 from messaging.frames import ClientError
-from messaging.realtime import online
+from messaging.realtime import drain, online
 from messaging.realtime.handshakes import handshake_done, try_again_later
 from messaging.realtime.sockets import Outbox, daphne_protocol, send_close_below_autobahn, server_inbox
 from messaging.services import (
@@ -41,6 +41,7 @@ from messaging.services import (
 from protocol.wire import (
     encode,
     error_frame,
+    reconnect_frame,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
         inbox = server_inbox(receive)
+        drain.sockets().opened(self, inbox)  # SIGTERM: it is told to reconnect elsewhere
         try:
             if inbox is not None:
                 self.channel_layer.deliver_to(self.channel_name, inbox)
@@ -117,6 +119,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
             # However the connection ended (`disconnect` did this already when it ran): first
             # what this process holds, at once, then what Redis holds (the presence entries
             # left would expire anyway once the keeper stops refreshing them).
+            drain.sockets().closed(self)
             held = self.release_here()
             self.channel_layer.drop_channel(self.channel_name)
             if self.outbox is not None:
@@ -152,6 +155,14 @@ class SocketConsumer(AsyncWebsocketConsumer):
         # connections itself around every call.
         await self.disconnect(message["code"])
         raise StopConsumer()
+    async def socket_drain(self, event: dict) -> None:
+        """The process is shutting down (messaging.realtime.drain): after the frames handled
+        before this event (an ack included), tell the client to reconnect, and close (1012)."""
+        if self.closing:
+            return
+        if self.outbox is not None:
+            await self.send(text_data=encode(reconnect_frame(after_ms=drain.reconnect_after_ms())))
+        await self.close(code=drain.SERVICE_RESTART)
 
     async def _refuse(self, error: ClientError, *, code: int) -> None:
         """Refuse the connection in a way its client can read: accepted, an `error` frame
@@ -164,6 +175,10 @@ class SocketConsumer(AsyncWebsocketConsumer):
     # --- Frames from the client ------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            # Read after the close was decided (a drain, a cut-off): never handled, so never
+            # stored without its ack; the client sends it again on its next connection.
+            return
         size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
         if size > settings.WS_FRAME_MAX_BYTES:
             await self.close(code=1009)

@@ -704,3 +704,29 @@ def test_no_web_command_trusts_forwarded_headers_from_everyone(production):
     for where, command in web_commands().items():
         assert not re.search(r"--forwarded-allow-ips[ =]['\"]?\*", command), where
     assert production["services"]["web"]["environment"]["FORWARDED_ALLOW_IPS"] not in {"*", ""}
+
+
+def test_every_deploy_web_command_drains_its_sockets_within_the_stop_grace_period(production):
+    """On SIGTERM the app drains its WebSockets (messaging.realtime.drain), which needs the ASGI
+    lifespan (--lifespan on), then uvicorn waits --timeout-graceful-shutdown for what still
+    runs: the same in every command that deploys the site, and the whole within the time
+    compose (and pubsub_site.cluster) waits before SIGKILL. The benchmark's commands are left
+    out: nothing restarts them."""
+    from django.conf import settings
+
+    from messaging.realtime.drain import CLOSE_GRACE_SECONDS
+    from pubsub_site.cluster import STOP_TIMEOUT
+
+    deploy = {where: command for where, command in web_commands().items() if not where.startswith("bench")}
+    assert len(deploy) == 2, deploy
+    timeouts = set()
+    for where, command in deploy.items():
+        assert re.findall(r"--lifespan[ =](\w+)", command) == ["on"], f"{where}: {command}"
+        found = re.findall(r"--timeout-graceful-shutdown[ =](\d+)", command)
+        assert len(found) == 1, f"{where}: {command}"
+        timeouts.add(int(found[0]))
+    assert len(timeouts) == 1, timeouts
+    grace = production["services"]["web"]["stop_grace_period"]
+    assert grace.endswith("s")
+    needed = settings.WS_DRAIN_SECONDS + CLOSE_GRACE_SECONDS + timeouts.pop()
+    assert needed < int(grace[:-1]) <= STOP_TIMEOUT, (needed, grace, STOP_TIMEOUT)

@@ -1,4 +1,5 @@
-// One WebSocket per tab to /ws/, reconnecting with exponential backoff and jitter.
+// One WebSocket per tab to /ws/, reconnecting with exponential backoff and jitter; when the
+// server restarts (a `reconnect` frame, then close 1012), after the wait it asked for.
 // Shared by room.js (the room page) and live.js (every other page).
 (function () {
   "use strict";
@@ -15,6 +16,8 @@
     let offlineTimer = null;
     let retryTimer = null;
     let closedByUs = false;
+    // The wait a `reconnect` frame asked for (ms), for the close (1012) that follows it.
+    let reconnectAfter = null;
 
     function setState(next) {
       // Every failed attempt reports "reconnecting" again: keep the clock running.
@@ -43,12 +46,25 @@
         } catch (error) {
           return;
         }
+        if (frame.type === "reconnect") {
+          reconnectAfter = Number(frame.after_ms) || 0;
+          return;
+        }
         onFrame(frame);
       });
-      socket.addEventListener("close", () => {
+      socket.addEventListener("close", (event) => {
         clearInterval(pingTimer);
         if (closedByUs) return;
         setState("reconnecting");
+        const hint = reconnectAfter;
+        reconnectAfter = null;
+        if (event.code === 1012) {
+          // Service Restart: the server is draining. Another process takes us after its hint
+          // (plus a little jitter); no backoff yet, this is not a failure.
+          attempts = 0;
+          retryTimer = setTimeout(open, (hint === null ? 1000 * Math.random() : hint) + Math.random() * 250);
+          return;
+        }
         attempts += 1;
         // Exponential backoff with jitter, so a restarted server is not stormed.
         const ceiling = Math.min(30000, 500 * 2 ** Math.min(attempts, 6));

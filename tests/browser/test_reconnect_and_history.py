@@ -3,6 +3,7 @@ pages reconnect and show every message once; scrolling up reads older history.""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 import pytest
@@ -98,3 +99,29 @@ def test_scrolling_up_loads_older_history(site, alice, bob, lobby):
     expect(jump).to_be_hidden()
     expect(page.locator("#messages")).to_be_focused()
     assert page.locator("#messages").evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight") < 5
+
+
+def test_a_page_whose_web_process_restarts_gracefully_comes_back_and_misses_nothing(site, alice, bob, lobby):
+    """SIGTERM (a deploy): alice's socket is told `reconnect` and closed with 1012; her page
+    reconnects after the hint (then with its backoff, until the process is back on its port),
+    resubscribes and shows every message once, hers written meanwhile included."""
+    first = site.port
+    second = site.cluster.start_web()
+    alice_page = site.page_for(alice, lobby.get_absolute_url(), port=first)
+    bob_page = site.page_for(bob, lobby.get_absolute_url(), port=second)
+    for page in (alice_page, bob_page):
+        expect(page.locator("#connection")).to_have_text("connected")
+    say(alice_page, "before the restart")
+    expect(bob_page.locator("#messages li.message")).to_have_count(1)
+
+    restart = threading.Thread(target=site.cluster.restart_web, args=(first,))
+    restart.start()
+    connection = alice_page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "reconnecting", timeout=10000)
+    say(bob_page, "bob during the restart")
+    say(alice_page, "alice during the restart")
+    restart.join(timeout=120)
+    expect(connection).to_have_text("connected", timeout=20000)
+    expected = ["before the restart", "bob during the restart", "alice during the restart"]
+    expect_each_once(alice_page, expected)
+    expect_each_once(bob_page, expected)

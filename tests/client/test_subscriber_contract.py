@@ -136,3 +136,36 @@ async def test_a_forbidden_subscribe_or_a_policy_close_ends_the_iteration():
     closed = Script({(1, 1): 1008})
     with pytest.raises(SubscriptionEnded, match="scripted"):
         await run(closed, want=1)
+
+
+async def test_a_restarting_server_is_left_after_its_reconnect_hint_and_resumed_after_the_last_seq():
+    """A drain (messaging.realtime.drain): a `reconnect` frame, then close 1012. The client waits
+    the frame's after_ms (plus at most RESTART_JITTER), with no backoff, and resubscribes with since."""
+    hint_ms = 400
+    script = Script({(2, 1): [message(3)]})
+    original = script.handler
+    closed_at: list[float] = []
+    reconnected_at: list[float] = []
+
+    async def handler(ws):
+        loop = asyncio.get_running_loop()
+        if script.connections == 0:
+            script.connections += 1
+            script.subscribes.append(json.loads(await ws.recv()))
+            await ws.send(json.dumps({"type": "subscribed", "room": "lobby", "seq": 2, "rev": 2, "recovered": True}))
+            await ws.send(message(1))
+            await ws.send(message(2))
+            await ws.send(json.dumps({"type": "reconnect", "after_ms": hint_ms}))
+            closed_at.append(loop.time())
+            await ws.close(1012, "")
+            return
+        reconnected_at.append(loop.time())
+        await original(ws)
+
+    script.handler = handler
+    seen, subscription = await run(script, since=0, want=3)
+    assert seen == [1, 2, 3]
+    assert [s["since"] for s in script.subscribes] == [0, 2]
+    assert subscription.reconnects == 1
+    waited = reconnected_at[0] - closed_at[0]
+    assert hint_ms / 1000 <= waited < hint_ms / 1000 + 0.25 + 0.3, waited

@@ -517,6 +517,8 @@ class ChatClient:
         # The longest time this client was without a live subscription after losing one.
         self.down_since: float | None = None
         self.longest_outage = 0.0
+        # A `reconnect` frame's wait (seconds), for the close (1012) that follows it.
+        self.reconnect_after: float | None = None
 
     # The connection -------------------------------------------------------------------
 
@@ -586,7 +588,12 @@ class ChatClient:
                 if self.closing:
                     return
                 self.down_since = time.monotonic()
-                self.close_codes[closed.rcvd.code if closed.rcvd else 1006] += 1
+                code = closed.rcvd.code if closed.rcvd else 1006
+                self.close_codes[code] += 1
+                if code == 1012 and self.reconnect_after is not None:
+                    # The process is restarting: come back after its hint, with jitter (as the browser).
+                    await asyncio.sleep(self.reconnect_after + random.uniform(0, 0.1))
+                self.reconnect_after = None
                 if not await self._reconnect():
                     return
                 continue
@@ -628,6 +635,8 @@ class ChatClient:
                     self.down_since = None
         elif kind == "ack":
             self._settle(frame.get("ref"), f"{ACKED}:{frame['seq']}")
+        elif kind == "reconnect":
+            self.reconnect_after = frame["after_ms"] / 1000
         elif kind == "error":
             self.errors[frame["code"]] += 1
             self._settle(frame.get("ref"), f"{REFUSED}:{frame['code']}")

@@ -11,6 +11,9 @@ It follows the recovery contract of the site's docs/protocol.md:
   messages over HTTP (``Client.history_after``) up to the seq the server named;
 - when the connection drops (a web process restarted, a network failure, close codes 1011 or
   1013), it reconnects after an exponential backoff with jitter and resubscribes with ``since``;
+- when the server restarts (a ``reconnect`` frame, then close code 1012, Service Restart), it
+  reconnects after the frame's ``after_ms`` plus a little jitter, without backoff: a drain is
+  not a failure;
 - a refusal (HTTP 401/403 on the handshake, a ``forbidden`` or ``not_found`` error to the
   subscribe, ``kicked``, close code 1008) ends the iteration with ``SubscriptionEnded``.
 
@@ -38,6 +41,9 @@ CHANGE_TYPES = frozenset({"message_updated", "message_deleted", "claps"})
 FINAL_ERRORS = frozenset({"forbidden", "not_found", "banned"})
 # Close codes after which reconnecting is pointless: policy violation (the session or token ended).
 FINAL_CLOSE_CODES = frozenset({1008})
+SERVICE_RESTART = 1012  # the web process is draining: come back after its `reconnect` hint
+# Added to a `reconnect` frame's wait (seconds, at most), so that clients told the same come apart.
+RESTART_JITTER = 0.25
 
 
 class Subscription:
@@ -63,6 +69,7 @@ class Subscription:
         self.http_recoveries = 0  # how many times it read missed messages over HTTP
         self._ws: ClientConnection | None = None
         self._closed = False
+        self._reconnect_after: float | None = None  # a `reconnect` frame's wait (seconds)
 
     @property
     def ws_url(self) -> str:
@@ -115,6 +122,13 @@ class Subscription:
                     return
                 if closed.rcvd is not None and closed.rcvd.code in FINAL_CLOSE_CODES:
                     raise SubscriptionEnded("closed", closed.rcvd.reason or "the server ended the session") from closed
+                if closed.rcvd is not None and closed.rcvd.code == SERVICE_RESTART:
+                    hint, self._reconnect_after = self._reconnect_after, None
+                    self.reconnects += 1
+                    failures = 0
+                    wait = hint if hint is not None else random.uniform(0, 1)
+                    await asyncio.sleep(wait + random.uniform(0, RESTART_JITTER))
+                    continue
             except (OSError, InvalidHandshake, TimeoutError):
                 pass
             finally:
@@ -166,6 +180,8 @@ class Subscription:
                 self._saw_rev(frame)
                 if self.changes and frame.get("seq", 0) <= (self.last_seq or 0):
                     yield frame
+            elif kind == "reconnect":  # a close (1012) follows: the server is restarting
+                self._reconnect_after = max(0, frame.get("after_ms") or 0) / 1000
             elif kind == "kicked":
                 raise SubscriptionEnded("kicked", frame.get("reason", ""))
             elif kind == "error":
