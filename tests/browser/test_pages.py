@@ -191,8 +191,11 @@ def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
     expect(log).to_have_attribute("aria-label", f"Messages in {public_room.name}")
     expect(page.locator("#composer-body")).to_have_accessible_name(f"Message {public_room.name}")
 
-    # The composer has the focus; the log is the one stop before it (tests/browser/test_phone_and_keyboard.py).
+    # The composer has the focus; before it, its "Attach files" button, then the log, one stop
+    # (tests/browser/test_phone_and_keyboard.py).
     expect(page.locator("#composer-body")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="Attach files")).to_be_focused()
     page.keyboard.press("Shift+Tab")
     expect(page.locator("li.message")).to_be_focused()
     page.keyboard.press("ArrowRight")
@@ -206,11 +209,15 @@ def test_the_room_works_with_the_keyboard_alone(site, alice, bob, public_room):
     page.keyboard.press("Space")
     expect(clap.locator(".clap__total")).to_have_text("2")
     page.keyboard.press("ArrowRight")
+    expect(page.locator("li.message [data-action=react-open]")).to_be_focused()
+    page.keyboard.press("ArrowRight")
     expect(page.locator("li.message [data-action=reply]")).to_be_focused()
     page.keyboard.press("ArrowRight")
     expect(page.locator("li.message .message__tools [data-action=open-thread]")).to_be_focused()
     page.keyboard.press("ArrowRight")
     expect(page.locator("li.message [data-action=delete]")).to_be_focused()  # alice moderates the room
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("li.message [data-action=pin]")).to_be_focused()
     page.keyboard.press("ArrowRight")
     expect(page.locator("li.message [data-action=report]")).to_be_focused()
     page.keyboard.press("Enter")
