@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
@@ -89,8 +90,15 @@ def required_bool(frame: dict, key: str) -> bool:
     return value
 
 
+# A UUID as clients write it (crypto.randomUUID()): it is its own canonical form.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def client_id(frame: dict) -> str:
+    """The frame's ``client_id``, in the canonical form of a UUID (lower case, with hyphens)."""
     raw = required_str(frame, "client_id")
+    if CANONICAL_UUID.fullmatch(raw):
+        return raw  # what str(uuid.UUID(raw)) would give, without making the UUID
     try:
         return str(uuid.UUID(raw))
     except ValueError:

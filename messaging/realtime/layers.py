@@ -93,6 +93,25 @@ class _Shard(RedisSingleShardConnection):
         self._ensure_redis()
         await self._redis.publish(channel, message)
 
+    async def _do_receiving(self) -> None:
+        """channels-redis's receive loop, reading without a timeout while subscribed: it
+        reads with a 0.1 s one, a timer made and cancelled for every event the process
+        hears. The read ends with the next event, the confirmation of an (un)subscribe,
+        or a broken connection (redis-py reconnects and subscribes again, ``on_connect``);
+        it is cancelled when the layer is flushed."""
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception:
+                logger.exception("Unexpected exception in the channel layer's receive task")
+                await asyncio.sleep(1)
+
     def _receive_message(self, message) -> None:
         if message is None:
             return

@@ -21,6 +21,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from messaging.store.keys import CONFIRM_KEY, DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
+from messaging.store.script_batch import run_batched
 from pubsub_site.redis_client import get_async_redis, get_redis
 
 # Dedupe by (author, client_id); refuse a new message past its author's send limit or slow mode;
@@ -264,7 +265,8 @@ async def append(
     )
     replicas = None
     if wait is None:
-        reply = await _append.arun(client, keys=script_keys, args=args)
+        # With the other sends of this turn of the event loop: one pipeline (script_batch).
+        reply = await run_batched(client, _append, script_keys, args)
     else:
         reply, replicas = await _run_and_wait(client, _append, script_keys, (*args, "1"), wait)
     status = int(reply[0])

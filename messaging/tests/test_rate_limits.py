@@ -118,17 +118,27 @@ async def test_turning_slow_mode_on_reaches_open_subscriptions(alice, bob, publi
 @contextlib.contextmanager
 def room_redis_commands(room_id):
     """The commands every client sends on this loop's pool to the room's Redis server
-    (the consumer's, and a library's that borrows the pool), by name."""
+    (the consumer's, and a library's that borrows the pool), by name; a pipeline's
+    (messaging.store.script_batch) each by its own name."""
     pool = get_async_redis(room_id).connection_pool
     sent = []
     execute_command = aioredis.Redis.execute_command
+    execute_pipeline = aioredis.client.Pipeline.execute
 
     async def counting(self, *args, **options):
         if self.connection_pool is pool:
             sent.append(str(args[0]).upper())
         return await execute_command(self, *args, **options)
 
-    with mock.patch.object(aioredis.Redis, "execute_command", counting):
+    async def counting_pipeline(self, *args, **options):
+        if self.connection_pool is pool:
+            sent.extend(str(command_args[0]).upper() for command_args, _ in self.command_stack)
+        return await execute_pipeline(self, *args, **options)
+
+    with (
+        mock.patch.object(aioredis.Redis, "execute_command", counting),
+        mock.patch.object(aioredis.client.Pipeline, "execute", counting_pipeline),
+    ):
         yield sent
 
 
