@@ -146,12 +146,13 @@ def load(database_url: str, *, messages: int, seed: int, log) -> dict:
         with (
             conn.cursor() as cur,
             cur.copy(
-                "COPY rooms_membership (user_id, room_id, role, joined_at, last_read_seq, banned) FROM STDIN"
+                "COPY rooms_membership (user_id, room_id, role, joined_at, last_read_seq, banned, notify_level)"
+                " FROM STDIN"
             ) as copy,
         ):
             for r in mine_private + mine_public:
-                copy.write_row((searcher_id, first_room + r, "member", base, 0, False))
-            copy.write_row((searcher_id, first_room + banned_from, "member", base, 0, True))
+                copy.write_row((searcher_id, first_room + r, "member", base, 0, False, "mentions"))
+            copy.write_row((searcher_id, first_room + banned_from, "member", base, 0, True, "mentions"))
 
         conn.execute("DROP INDEX message_search_vector")
         conn.execute("DROP INDEX message_newest_first")
@@ -160,8 +161,8 @@ def load(database_url: str, *, messages: int, seed: int, log) -> dict:
         with (
             conn.cursor() as cur,
             cur.copy(
-                "COPY messaging_message (room_id, seq, author_id, body, client_id, sent_at, edited_at, deleted_at, rev)"
-                " FROM STDIN"
+                "COPY messaging_message (room_id, seq, author_id, body, client_id, sent_at, edited_at, deleted_at, rev,"
+                " also_in_room) FROM STDIN"
             ) as copy,
         ):
             for n, (room, seq, author, body, offset) in enumerate(data.bodies()):
@@ -177,6 +178,7 @@ def load(database_url: str, *, messages: int, seed: int, log) -> dict:
                         sent_at + timedelta(minutes=1) if n % edited_every == 7 else None,
                         sent_at + timedelta(minutes=2) if n % deleted_every == 3 else None,
                         seq,
+                        False,
                     )
                 )
                 if n and n % 200_000 == 0:

@@ -41,8 +41,8 @@ def hold_seq(room_id: int, author_id: int, seq: int) -> psycopg.Connection:
     not committed, while the batches before it commit. However fast the worker runs, it
     cannot get past that INSERT: the kill lands in it whatever the machine's load."""
     meta = Message._meta
-    names = ("room", "seq", "author", "body", "client_id", "sent_at", "rev")
-    insert = sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %s, now(), 0)").format(
+    names = ("room", "seq", "author", "body", "client_id", "sent_at", "rev", "also_in_room")
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s, %s, now(), 0, false)").format(
         sql.Identifier(meta.db_table), sql.SQL(", ").join(sql.Identifier(meta.get_field(n).column) for n in names)
     )
     holder = psycopg.connect(database_url())
