@@ -93,6 +93,10 @@ def world(alice, bob, charlie):
         "token_id": 1,
         "bot_user_id": bob.pk,
         "hook_id": 1,
+        "endpoint_id": 1,  # an outgoing webhook (outgoing_webhooks/urls.py)
+        # An attachment that does not exist (attachments/urls.py), and a file name.
+        "attachment_id": uuid.UUID(int=1),
+        "name": "photo.png",
     }
 
 
