@@ -176,6 +176,8 @@ def test_the_message_log_is_one_tab_stop_with_the_actions_on_the_arrows(site, al
 
     third, second, first = message(page, "Third"), message(page, "Second"), message(page, "First")
     page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="Attach files")).to_be_focused()  # the composer's own
+    page.keyboard.press("Shift+Tab")
     expect(third).to_be_focused()
     expect(third.locator(".message__tools")).to_have_css("opacity", "1")  # revealed by focus
     page.keyboard.press("ArrowUp")
