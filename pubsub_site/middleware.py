@@ -2,7 +2,8 @@ from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.exceptions import ImproperlyConfigured
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.urls import Resolver404, resolve
 
 
@@ -35,7 +36,9 @@ class ContentSecurityPolicyMiddleware:
 class RqDashboardIndexMiddleware:
     """django-rq's dashboard (staff only: /admin/rq/ and the admin's /admin/django_rq/) indexes
     its list of queues with the URL's number unchecked: a number past the list was a 500
-    (IndexError). Here such a URL is a 404, as any URL naming nothing."""
+    (IndexError). Here such a URL is a 404, as any URL naming nothing; so is one naming a job or
+    a worker that does not exist, or the schedulers' pages without rq-scheduler (django-rq lets
+    those out as NoSuchJobError, ValueError and ImproperlyConfigured: 500s)."""
 
     async_capable = True
     sync_capable = True
@@ -52,6 +55,15 @@ class RqDashboardIndexMiddleware:
         if request.path_info.startswith(self.PREFIXES):
             self._check(request.path_info)
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from rq.exceptions import NoSuchJobError  # noqa: PLC0415 (rq, only for the dashboard's pages)
+
+        if request.path_info.startswith(self.PREFIXES) and isinstance(
+            exception, NoSuchJobError | ValueError | ImproperlyConfigured
+        ):
+            return HttpResponseNotFound("No such queue, job, worker or scheduler.")
+        return None
 
     def _check(self, path: str) -> None:
         from django_rq.queues import get_queues_list  # noqa: PLC0415 (django-rq's settings, read at the first dashboard URL)

@@ -33,6 +33,23 @@ def test_a_number_past_the_list_is_a_404(staff_client, prefix, path):
     assert staff_client.get(prefix + path.format(n=9999999999999999999)).status_code == 404
 
 
+@pytest.mark.parametrize("prefix", ["/admin/rq/", "/admin/django_rq/dashboard/"])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "queues/1/no-such-job/"),
+        ("post", "queues/1/no-such-job/delete/"),
+        ("post", "queues/1/no-such-job/requeue/"),
+        ("post", "queues/1/no-such-job/enqueue/"),
+        ("get", "workers/1/no-such-worker/"),
+        ("get", "schedulers/0/"),
+    ],
+)
+def test_a_job_worker_or_scheduler_that_does_not_exist_is_a_404(staff_client, prefix, method, path):
+    """Found by the HTTP fuzzer once there were several queues (default, webhooks, previews)."""
+    assert getattr(staff_client, method)(prefix + path).status_code == 404
+
+
 def test_the_first_queue_still_opens(staff_client):
     assert staff_client.get("/admin/rq/queues/0/").status_code == 200
     assert staff_client.get("/admin/django_rq/dashboard/queues/0/").status_code == 200
