@@ -273,12 +273,8 @@
   }
   document.addEventListener("click", async (event) => {
     if (!event.target.closest('[data-action="notify-permission"]')) return;
-    const permission = await Notification.requestPermission();
+    await Notification.requestPermission();
     renderPermission();
-    // One prompt for both: where the site pushes (static/js/push.js), the same click also
-    // subscribes this device, so a closed tab hears of mentions too. Its failure (no push
-    // service reachable) leaves the in-tab notifications on; the settings page shows the state.
-    if (permission === "granted" && window.PubSubPush) window.PubSubPush.turnOn().catch(() => {});
   });
 
   document.querySelectorAll(".sidebar__room[data-notify], .room-list__item[data-notify]").forEach(renderItem);
