@@ -221,7 +221,9 @@ async def messages_batch(request: HttpRequest, payload: schemas.BatchIn):
         try:
             access = accesses.get(item.room)
             if access is None and grant.allows_publish(item.room):
-                access = accesses[item.room] = await room_access(slug=item.room, user_id=grant.user_id)
+                access = accesses[item.room] = await room_access(
+                    slug=item.room, user_id=grant.user_id, username=grant.username
+                )
             published = await publish(
                 grant=grant,
                 slug=item.room,
@@ -243,7 +245,7 @@ async def messages_batch(request: HttpRequest, payload: schemas.BatchIn):
 async def _writable(grant: Grant, slug: str):
     if not grant.allows_publish(slug):
         raise ApiError("forbidden", "This token may not write to this room.")
-    return await room_access(slug=slug, user_id=grant.user_id)
+    return await room_access(slug=slug, user_id=grant.user_id, username=grant.username)
 
 
 async def _message(access, seq: int) -> dict:

@@ -46,10 +46,10 @@ def check_slug(slug: str) -> None:
         raise ApiError("not_found", "No such room.")
 
 
-async def room_access(*, slug: str, user_id: int) -> RoomAccess:
+async def room_access(*, slug: str, user_id: int, username: str) -> RoomAccess:
     check_slug(slug)
     try:
-        return await aroom_access_for_subscriber(slug=slug, user_id=user_id)
+        return await aroom_access_for_subscriber(slug=slug, user_id=user_id, username=username)
     except RoomNotFound:
         raise ApiError("not_found", "No such room.") from None
     except RoomBanned:
@@ -76,7 +76,7 @@ async def publish(
         raise ApiError("forbidden", "This token may not publish to this room.")
     try:
         text = frames.body({"body": body})
-        access = access or await room_access(slug=slug, user_id=grant.user_id)
+        access = access or await room_access(slug=slug, user_id=grant.user_id, username=grant.username)
         result = await message_post(
             access=access,
             author_id=grant.user_id,
