@@ -121,7 +121,9 @@ async def test_with_a_replica_the_append_and_its_wait_go_together_in_one_pipelin
 
     def append():
         record = {"author": {"id": alice.pk, "username": "alice"}, "body": "x", "client_id": str(uuid.uuid4())}
-        return buffer.append(room_id=public_room.pk, record=record, wait=buffer.ReplicaWait(1, 100))
+        # WAIT returns once the replica has the write: 5 s is a bound for a loaded machine
+        # (100 ms was missed there), not a delay.
+        return buffer.append(room_id=public_room.pk, record=record, wait=buffer.ReplicaWait(1, 5000))
 
     assert (await append()).created  # the first one loads the script (NOSCRIPT, SCRIPT LOAD, again)
 
