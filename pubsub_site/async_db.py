@@ -21,16 +21,26 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Sequence
+from datetime import UTC
 
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.utils import timezone
 from psycopg import pq
 
 
 def native() -> bool:
     """Whether reads run here on the loop (PostgreSQL), rather than in Django's thread."""
     return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def row_datetime(value):
+    """A datetime column of a raw query's row as the ORM would give it: SQLite (development)
+    hands raw queries naive UTC datetimes, PostgreSQL aware ones."""
+    if value is not None and timezone.is_naive(value):
+        return timezone.make_aware(value, UTC)
+    return value
 
 
 async def fetchall(sql: str, params: Sequence) -> list[tuple]:

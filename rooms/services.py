@@ -6,7 +6,7 @@ import functools
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -397,9 +397,7 @@ def _room_access(row: tuple | None, *, joined: Joined | None = None) -> RoomAcce
     if row is None:
         raise RoomNotFound
     room_id, slug, visibility, locked, slow_mode_seconds, membership_id, role, banned, muted_until, blocked = row
-    if muted_until is not None and timezone.is_naive(muted_until):
-        # SQLite (development) hands a raw query naive UTC datetimes; the ORM would make them aware.
-        muted_until = timezone.make_aware(muted_until, UTC)
+    muted_until = async_db.row_datetime(muted_until)
     if membership_id is None:
         if visibility != Room.Visibility.PUBLIC or joined is None:
             raise RoomNotFound

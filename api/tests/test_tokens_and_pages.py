@@ -4,14 +4,17 @@ and who may make them."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from openapi_spec_validator import validate
 
 from api.models import ApiToken, BotAccount, IncomingWebhook
 from api.services import bot_create, token_create, token_revoke
-from api.tokens import secret_hash, token_grant
+from api.tokens import atoken_grant, secret_hash, token_grant
 from rooms.models import Membership
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +54,23 @@ def test_a_revoked_or_expired_token_or_one_of_an_inactive_user_grants_nothing(al
     for made in (revoked, expired, inactive):
         assert token_grant(made.secret) is None
     assert token_grant("psk_" + "a" * 43) is None and token_grant("not a token") is None
+
+
+@pytest.mark.django_db(transaction=True)  # atoken_grant's thread hop (SQLite) closes old connections
+def test_a_bots_token_grants_the_same_from_sync_and_async_code(alice, public_room):
+    """One statement reads a token on every database: in Django's thread (SQLite, sync
+    callers) and on PostgreSQL's loop (api.tokens.atoken_grant); both grant alike."""
+    bot = bot_create(room=public_room, created_by=alice, username="deploybot")
+    made = token_create(
+        user=bot.user, name="ci", can_read=False, expires_at=timezone.now() + timedelta(days=1), rooms=[public_room]
+    )
+    everywhere = token_create(user=alice, name="all")
+    grant = token_grant(made.secret)
+    assert grant.bot and grant.username == "deploybot" and grant.user_id == bot.user_id
+    assert grant.scopes == {"publish"} and grant.room_slugs == {public_room.slug}
+    assert async_to_sync(atoken_grant)(made.secret) == grant
+    assert token_grant(everywhere.secret).room_slugs is None and not token_grant(everywhere.secret).bot
+    assert async_to_sync(atoken_grant)(everywhere.secret) == token_grant(everywhere.secret)
 
 
 def test_a_token_records_its_last_use_at_most_once_a_minute(alice):
