@@ -7,8 +7,9 @@ class OutgoingWebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         # Hooks, not imports: the store and the rooms' services never import this app.
+        from messaging.management.commands import jobs_worker
         from messaging.store import persistence
-        from outgoing_webhooks import events
+        from outgoing_webhooks import events, services
         from rooms import joins
 
         if events.messages_persisted not in persistence.AFTER_BATCH:
@@ -17,3 +18,5 @@ class OutgoingWebhooksConfig(AppConfig):
             persistence.AFTER_CHANGES.append(events.changes_persisted)
         if events.members_joined not in joins.MEMBERS_JOINED:
             joins.MEMBERS_JOINED.append(events.members_joined)
+        if services.webhooks_sweep not in jobs_worker.EVERY_SWEEP:
+            jobs_worker.EVERY_SWEEP.append(services.webhooks_sweep)

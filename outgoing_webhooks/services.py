@@ -42,7 +42,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -355,3 +355,22 @@ def deliveries_prune(*, older_than_days: int | None = None) -> int:
         status=WebhookDelivery.Status.DELIVERED, delivered_at__lt=timezone.now() - timedelta(days=days)
     ).delete()
     return deleted
+
+
+WEBHOOK_PRUNE_SECONDS = 3600
+_last_prune = [0.0]
+
+
+def webhooks_sweep(*, client=None) -> None:
+    """The worker's sweep (a hook of messaging's jobs_worker): queue the due deliveries; once an
+    hour, forget the old delivered ones. ``client``: the sweep's Redis client, unused here."""
+    close_old_connections()
+    try:
+        deliveries_due_enqueue()
+        if time.monotonic() - _last_prune[0] > WEBHOOK_PRUNE_SECONDS:
+            _last_prune[0] = time.monotonic()
+            deliveries_prune()
+    except (DatabaseError, RedisError) as error:
+        logger.warning("the webhook sweep failed: %r", error)
+    finally:
+        close_old_connections()

@@ -24,7 +24,6 @@ from collections.abc import Callable
 import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import DatabaseError, close_old_connections
 from django_rq.utils import reset_db_connections
 from django_rq.workers import get_worker
 from rq.logutils import setup_loghandlers
@@ -32,7 +31,6 @@ from rq.logutils import setup_loghandlers
 from messaging.notifications.digests import mention_digests_schedule
 from messaging.services import persist_enqueue
 from messaging.store import watermarks
-from outgoing_webhooks.services import deliveries_due_enqueue, deliveries_prune
 from pubsub_site.metrics_http import start_worker_listener
 from pubsub_site.redis_client import all_room_redis_urls, new_redis
 
@@ -42,7 +40,8 @@ RESTART_DELAY_SECONDS = 2
 
 # What else the sweep thread does each time, with its client for the first room server: the
 # pushes whose coalescing window ended (webpush.services.push_flush_due, registered by
-# webpush.apps). A hook, not an import: messaging does not import the apps above it.
+# webpush.apps) and the outgoing webhooks' due deliveries (outgoing_webhooks.services.webhooks_sweep,
+# registered by its app). Hooks, not imports: messaging does not import the apps above it.
 EVERY_SWEEP: list[Callable[..., object]] = []
 
 
@@ -66,30 +65,11 @@ def sweep_forever(interval: float) -> None:
             mention_digests_schedule(client=clients[0])
         except redis.RedisError as error:
             logger.warning("could not queue the mention e-mails: %r", error)
-        webhooks_sweep()
         for hook in EVERY_SWEEP:
             try:
                 hook(client=clients[0])
             except Exception:
                 logger.exception("the sweep's %s failed; the next sweep tries again", hook.__qualname__)
-
-
-WEBHOOK_PRUNE_SECONDS = 3600
-_last_prune = [0.0]
-
-
-def webhooks_sweep() -> None:
-    """Queue the outgoing webhooks' due deliveries; once an hour, forget the old delivered ones."""
-    close_old_connections()
-    try:
-        deliveries_due_enqueue()
-        if time.monotonic() - _last_prune[0] > WEBHOOK_PRUNE_SECONDS:
-            _last_prune[0] = time.monotonic()
-            deliveries_prune()
-    except (DatabaseError, redis.RedisError) as error:
-        logger.warning("the webhook sweep failed: %r", error)
-    finally:
-        close_old_connections()
 
 
 class Command(BaseCommand):
