@@ -63,8 +63,6 @@ from pubsub_site.cluster import Cluster
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pubsub_bench_scale"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
-SECTION_START = "<!-- scale: written by bench/scale.py, kept by the next run -->"
-SECTION_END = "<!-- /scale -->"
 FILE_LIMIT = 20_000  # open files a process may have on the benchmark machine (a hard limit)
 
 TARGETS = {

@@ -256,28 +256,14 @@ def markdown(results: dict, plot: Path | None, docs: Path) -> str:
 
 
 def kept_section(text: str) -> str:
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start < 0 or end < start:
-        return ""
-    return text[start : end + len(SECTION_END)]
+    from bench.report import kept_between
+
+    return kept_between(text, SECTION_START, SECTION_END)
 
 
 def write_docs(path: Path, section: str) -> None:
     """Replace the scale section of the report, or add it after the search section (or the analysis)."""
-    from bench.report import ANALYSIS_END
+    from bench.report import ANALYSIS_END, write_section
     from bench.search import SECTION_END as SEARCH_END
 
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    old = kept_section(text)
-    if old:
-        text = text.replace(old, section)
-    else:
-        for anchor in (SEARCH_END, ANALYSIS_END):
-            at = text.find(anchor)
-            if at >= 0:
-                cut = at + len(anchor)
-                text = text[:cut] + "\n\n" + section + text[cut:]
-                break
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, section, start=SECTION_START, end=SECTION_END, after=(SEARCH_END, ANALYSIS_END))

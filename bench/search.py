@@ -340,28 +340,16 @@ def markdown(results: dict) -> str:
 
 
 def kept_section(text: str) -> str:
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start < 0 or end < start:
-        return ""
-    return text[start : end + len(SECTION_END)]
+    from bench.report import kept_between
+
+    return kept_between(text, SECTION_START, SECTION_END)
 
 
 def write_docs(path: Path, section: str) -> None:
     """Replace the search section of the report, or add it after the hand-written analysis."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    old = kept_section(text)
-    if old:
-        text = text.replace(old, section)
-    else:
-        from bench.report import ANALYSIS_END
+    from bench.report import ANALYSIS_END, write_section
 
-        anchor = text.find(ANALYSIS_END)
-        if anchor >= 0:
-            cut = anchor + len(ANALYSIS_END)
-            text = text[:cut] + "\n\n" + section + text[cut:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(path, section, start=SECTION_START, end=SECTION_END, after=(ANALYSIS_END,))
 
 
 def main(argv: list[str] | None = None) -> int:
