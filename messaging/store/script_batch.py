@@ -6,9 +6,11 @@ its own reply: a system call each way and redis-py's round-trip machinery, per m
 the calls made during one turn of the event loop are written as one pipeline at the next turn,
 and each caller gets its own reply (or its own error), as if it had called alone.
 
-Guarantees: the calls reach Redis in the order they were made (a pipeline runs its commands in
-order, on one connection), so what one caller awaits before its next call keeps its order, and
-two sends of one room get their seqs in the order they were made. A command's error (NOSCRIPT
+Guarantees: the calls of one pipeline reach Redis in the order they were made (a pipeline runs
+its commands in order, on one connection), and what one caller awaits before its next call keeps
+its order (a socket awaits its send's ack before the next). Calls of different pipelines (another
+turn, or past ``BATCH_MAX``) go on other connections and may interleave as lone calls would: the
+seq is given by the script, atomically, whichever arrives first. A command's error (NOSCRIPT
 is handled here: the script is loaded and those calls sent again, in order) goes to its caller
 only; a failure of the connection goes to every caller of the batch, each of which sees the
 ``RedisError`` a lone call would have raised. A caller cancelled while it waits does not stop
