@@ -79,6 +79,30 @@ async def test_a_message_carries_its_attachments_live_to_every_reader(lobby, ali
     await bob_ws.close()
 
 
+async def test_a_reader_gets_the_file_as_soon_as_its_message_is_stored_before_the_sender_marks_it_sent(
+    lobby, alice, bob
+):
+    # The readers get the message frame before the sender's socket writes the seq on the
+    # file (attachments_mark_sent follows the broadcast): a reader asking in between is served.
+    image = await uploaded(bob, lobby.slug, "shot.png", png_bytes())
+    ws = await connected(bob)
+    await ws.subscribe(lobby.slug)
+    ack = await send_with(ws, lobby.slug, "look", [image["id"]])
+    await ws.close()
+    await database_sync_to_async(Attachment.objects.filter(id=image["id"]).update)(seq=None)
+    assert (await get(alice, image["thumb_url"])).status_code == 200
+    assert (await get(alice, image["url"])).status_code == 200
+    await database_sync_to_async(room_message_hide)(room=lobby, actor=alice, seq=ack["seq"])
+    assert (await get(alice, image["url"])).status_code == 404  # that message's rules still hold
+
+
+async def test_a_claimed_file_whose_send_was_not_stored_is_its_uploaders_alone(lobby, alice, bob):
+    doc = await uploaded(bob, lobby.slug, "draft.txt", b"draft")
+    await database_sync_to_async(Attachment.objects.filter(id=doc["id"]).update)(client_id=uuid.uuid4())
+    assert (await get(alice, doc["url"])).status_code == 404
+    assert (await get(bob, doc["url"])).status_code == 200
+
+
 async def test_a_message_without_attachments_has_no_attachments_field(lobby, alice, bob):
     ws = await connected(bob)
     await ws.subscribe(lobby.slug)

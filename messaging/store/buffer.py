@@ -365,6 +365,13 @@ def counters(*, room_id: int) -> tuple[int, int] | None:
     return _parse_counters(get_redis(room_id).mget(keys.seq, keys.rev))
 
 
+def stored_seq(*, room_id: int, author_id: int, client_id: str) -> int | None:
+    """The seq the author's ``client_id`` was stored as, while its dedupe key lives
+    (MESSAGE_DEDUP_TTL); None when it was not (yet) stored."""
+    value = get_redis(room_id).get(RoomKeys(room_id).client_id(client_id, author_id))
+    return int(value) if value is not None else None
+
+
 def _parse_records(raw: list[bytes]) -> list[dict]:
     return [orjson.loads(item) for item in raw]
 
