@@ -8,7 +8,10 @@ the next sweep (by any live process with a subscriber in the room) announces tho
 leave. A user is online while the room holds any of their entries (until a sweep, an
 expired one too: nobody has been told they left); two tabs are one person. The room's
 ``presence_users`` hash counts each user's entries, so that joining, leaving and counting
-cost the same in a room of ten and in one of ten thousand.
+cost the same in a room of ten and in one of ten thousand. Both keys live at least as long as
+their newest entry (every join and heartbeat pushes back their expiry to PRESENCE_TTL and a
+second): a room whose every process died, or whose last live process left before the dead
+ones' entries expired, keeps nothing in Redis once those entries have expired.
 
 A big room (an audience of thousands) is told how many people are online and the names of
 at most PRESENCE_LIST_MAX of them (in a room of more, a sample: the list is not a ranking);
@@ -46,7 +49,7 @@ logger = logging.getLogger(__name__)
 # filling O(N²): 6,000 sockets joining one room took 101 s).
 
 # KEYS: presence, presence users, the room's seq and rev; ARGV: member, expiry, now, user
-# id, the list's cap. Returns {1 when the user came online else 0, seq, rev, users online,
+# id, the list's cap, the keys' lifetime (ms; never shortened). Returns {1 when the user came online else 0, seq, rev, users online,
 # live entries...}: every live entry when the room has at most `cap` people, else the first
 # 4 x cap (a sample: the list names at most `cap` people). A subscribe needs the counters
 # and who is online next, in the same round trip.
@@ -54,6 +57,10 @@ JOIN_SCRIPT = """
 local came = 0
 if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) == 1 then
   if redis.call('HINCRBY', KEYS[2], ARGV[4], 1) == 1 then came = 1 end
+end
+local lifetime = tonumber(ARGV[6])
+for i = 1, 2 do
+  if redis.call('PTTL', KEYS[i]) < lifetime then redis.call('PEXPIRE', KEYS[i], lifetime) end
 end
 local count = redis.call('HLEN', KEYS[2])
 local reply
@@ -143,7 +150,7 @@ async def join(*, room_id: int, member: str) -> Joined:
     reply = await _join.arun(
         get_async_redis(room_id),
         keys=(keys.presence, keys.presence_users, keys.seq, keys.rev),
-        args=(member, now + settings.PRESENCE_TTL, now, _user_id_of(member), settings.PRESENCE_LIST_MAX),
+        args=(member, now + settings.PRESENCE_TTL, now, _user_id_of(member), settings.PRESENCE_LIST_MAX, _lifetime_ms()),
     )
     came, seq, rev, count, *members = reply
     return Joined(
@@ -165,12 +172,27 @@ def _user_id_of(member: str) -> str:
     return member.split("|", 1)[0]
 
 
+def _lifetime_ms() -> int:
+    """How long a room's presence keys outlive their latest write: their entries' PRESENCE_TTL
+    and a second (Redis's clock and this process's need not agree to the millisecond)."""
+    return (settings.PRESENCE_TTL + 1) * 1000
+
+
 async def heartbeat(*, entries: dict[int, set[str]]) -> None:
-    """Push back the expiry of live entries (room id -> members): one command per room."""
+    """Push back the expiry of live entries (room id -> members) and of the room's keys: one
+    round trip per room."""
     expiry = _now() + settings.PRESENCE_TTL
+    lifetime = _lifetime_ms()
     for room_id, members in entries.items():
         if members:
-            await get_async_redis(room_id).zadd(RoomKeys(room_id).presence, dict.fromkeys(members, expiry), xx=True)
+            keys = RoomKeys(room_id)
+            pipe = get_async_redis(room_id).pipeline(transaction=False)
+            pipe.zadd(keys.presence, dict.fromkeys(members, expiry), xx=True)
+            for key in (keys.presence, keys.presence_users):
+                # NX: a key written before keys had a lifetime; GT: never shortened.
+                pipe.pexpire(key, lifetime, nx=True)
+                pipe.pexpire(key, lifetime, gt=True)
+            await pipe.execute()
 
 
 class PresenceKeeper:

@@ -159,3 +159,49 @@ async def test_a_sweep_announces_only_users_with_no_entry_left():
     assert await presence.sweep(room_id=room_id) == []
     one = {"id": 1, "username": "user1", "spectator": False}
     assert await presence.changes(room_id=room_id, users={1: one}) == ([one], [], 1)
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_rooms_presence_keys_outlive_their_newest_entry_and_no_more(settings):
+    # The entries of a process that died stay until a live process sweeps the room; when no
+    # live process is left there, the keys themselves expire: nothing stays behind in Redis.
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
+    from pubsub_site.redis_client import get_async_redis
+
+    settings.PRESENCE_TTL = 1
+    room_id = 904
+    redis = get_async_redis(room_id)
+    keys = RoomKeys(room_id)
+    await presence.join(room_id=room_id, member=_member(1, "dead"))
+    for key in (keys.presence, keys.presence_users):
+        assert 1000 < await redis.pttl(key) <= 2000  # PRESENCE_TTL and a second
+    await asyncio.sleep(1.0)
+    await presence.heartbeat(entries={room_id: {_member(1, "dead")}})  # a beat pushes both back
+    assert await redis.pttl(keys.presence) > 1500 and await redis.pttl(keys.presence_users) > 1500
+    await presence.join(room_id=room_id, member=_member(2, "alive"))
+    settings.PRESENCE_TTL = 45
+    await presence.heartbeat(entries={room_id: {_member(2, "alive")}})
+    assert await redis.pttl(keys.presence) > 40_000  # a longer lifetime wins ...
+    settings.PRESENCE_TTL = 1
+    await presence.join(room_id=room_id, member=_member(3, "late"))
+    assert await redis.pttl(keys.presence) > 40_000  # ... and is never shortened
+    await redis.persist(keys.presence)  # a key written before keys had a lifetime gets one
+    await presence.heartbeat(entries={room_id: {_member(3, "late")}})
+    assert 0 < await redis.pttl(keys.presence) <= 2000
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_nothing_of_a_dead_processs_room_is_left_once_its_entries_expired(settings):
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
+    from pubsub_site.redis_client import get_async_redis
+
+    settings.PRESENCE_TTL = 1
+    room_id = 905
+    redis = get_async_redis(room_id)
+    keys = RoomKeys(room_id)
+    for user_id in (1, 2, 3):
+        await presence.join(room_id=room_id, member=_member(user_id, "killed"))  # and never a leave
+    await asyncio.sleep(2.3)
+    assert not await redis.exists(keys.presence, keys.presence_users)
