@@ -33,6 +33,8 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pubsub_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 
 ALL = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile", "api"]
+# Sections that measure what only the site does (its API, its persistence).
+SITE_ONLY = frozenset({"api", "persistence"})
 SITE_SECTIONS = ["latency", "fanout", "spectators", "handshake", "storm", "persistence", "memory", "profile", "api"]
 # The full run (about 40 minutes on 2 cores, more while opening connections is slow):
 # the site on the server it ships with (uvicorn, websockets-sansio) gets every section;
@@ -122,6 +124,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         if args.configs:  # sections a config does not run by default, but were asked for
             matrix = [(c, s + [x for x in ALL if x in only and x not in {y.partition("@")[0] for y in s}])
                       for c, s in matrix]  # fmt: skip
+    # The bare reference app has no API and stores nothing: what only the site does is not asked of it.
+    matrix = [(c, [x for x in s if not (c.is_reference and x.partition("@")[0] in SITE_ONLY)]) for c, s in matrix]
     matrix = [(c, s) for c, s in matrix if s]
     plan = Plan(database_url=args.database_url, redis_url=args.redis_url, configs=matrix)
     if args.quick:

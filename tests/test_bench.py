@@ -143,3 +143,13 @@ def run_tiny_benchmark(tmp_path, db: int) -> None:
     assert (summary["lost"], summary["duplicated"], summary["out_of_order"]) == (0, 0, 0)
     assert {"cpu_per_copy", "handshake", "storm", "spectators"} <= results["targets"][SITE].keys()
     assert "site on uvicorn" in finished.stdout and "bare ASGI reference" in finished.stdout  # the table
+
+
+def test_the_bare_reference_is_never_asked_what_only_the_site_does():
+    from bench.cli import make_plan, parse_args
+
+    plan = make_plan(parse_args(["--only", "latency,api,persistence", "--configs", "uvicorn-1p,bare-1p"]))
+    assert [(config.key, sections) for config, sections in plan.configs] == [
+        ("uvicorn-1p", ["latency", "persistence", "api"]),
+        ("bare-1p", ["latency"]),
+    ]
