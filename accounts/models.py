@@ -26,13 +26,13 @@ class Profile(models.Model):
 
     # True once the address in ``user.email`` was confirmed by its link (accounts.services):
     # an unconfirmed address gets no password-reset mail and no digest.
-    email_verified = models.BooleanField(default=False)
-    display_name = models.CharField("Display name", max_length=50, blank=True)
+    email_verified = models.BooleanField(default=False, db_default=False)
+    display_name = models.CharField("Display name", max_length=50, blank=True, db_default="")
     # The storage name (default_storage) of the square avatar made from an upload.
-    avatar = models.CharField(max_length=200, blank=True)
-    status = models.CharField("Status", max_length=80, blank=True)
+    avatar = models.CharField(max_length=200, blank=True, db_default="")
+    status = models.CharField("Status", max_length=80, blank=True, db_default="")
     status_expires_at = models.DateTimeField(null=True, blank=True)
-    time_zone = models.CharField("Time zone", max_length=64, blank=True)  # blank: the site's
+    time_zone = models.CharField("Time zone", max_length=64, blank=True, db_default="")  # blank: the site's
 
     def __str__(self) -> str:
         return f"profile of {self.user_id}"

@@ -33,7 +33,8 @@ class Message(models.Model):
     # A thread reply: the seq of its thread's root (a message of the same room that is no thread
     # reply itself; messaging.threads). ``also_in_room``: shown in the room's timeline as well.
     thread_seq = models.PositiveBigIntegerField(null=True, blank=True)
-    also_in_room = models.BooleanField(default=False)
+    # db_default: the previous release's workers insert messages during a rolling deploy.
+    also_in_room = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["room", "seq"]

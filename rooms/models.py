@@ -25,14 +25,16 @@ class Room(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     locked = models.BooleanField(default=False, help_text="A locked room can be read but not posted in.")
     slow_mode_seconds = models.PositiveIntegerField(
-        default=0, help_text="Members wait this long between two messages; 0 turns slow mode off."
+        default=0, db_default=0, help_text="Members wait this long between two messages; 0 turns slow mode off."
     )
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM, db_default=Kind.ROOM)
     # A direct conversation's people, as their sorted ids ("3,8"): opening one with the same
     # people again finds it. Null for rooms.
     dm_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
     # An archived room is read-only and left out of the room list (rooms.room_settings.room_archive).
-    archived = models.BooleanField(default=False, help_text="An archived room can be read but not posted in.")
+    archived = models.BooleanField(
+        default=False, db_default=False, help_text="An archived room can be read but not posted in."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -115,8 +117,14 @@ class Membership(models.Model):
     # confused with notifications_snoozed_until, the member's own choice to hear nothing.
     muted_until = models.DateTimeField(null=True, blank=True)
     banned = models.BooleanField(default=False)
+    # db_default too: during a rolling deploy the previous release, which knows nothing of the
+    # column, still inserts memberships (docs/deploy.md, "Upgrades").
     notify_level = models.CharField(
-        "Notify me of", max_length=10, choices=NotifyLevel.choices, default=NotifyLevel.MENTIONS
+        "Notify me of",
+        max_length=10,
+        choices=NotifyLevel.choices,
+        default=NotifyLevel.MENTIONS,
+        db_default=NotifyLevel.MENTIONS,
     )
     # The member silenced the room's notifications until then ("mute for 1 hour").
     notifications_snoozed_until = models.DateTimeField(null=True, blank=True)

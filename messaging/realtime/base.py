@@ -155,6 +155,7 @@ class SocketConsumer(AsyncWebsocketConsumer):
         # connections itself around every call.
         await self.disconnect(message["code"])
         raise StopConsumer()
+
     async def socket_drain(self, event: dict) -> None:
         """The process is shutting down (messaging.realtime.drain): after the frames handled
         before this event (an ack included), tell the client to reconnect, and close (1012)."""

@@ -49,9 +49,10 @@ logger = logging.getLogger(__name__)
 # filling O(N²): 6,000 sockets joining one room took 101 s).
 
 # KEYS: presence, presence users, the room's seq and rev; ARGV: member, expiry, now, user
-# id, the list's cap, the keys' lifetime (ms; never shortened). Returns {1 when the user came online else 0, seq, rev, users online,
-# live entries...}: every live entry when the room has at most `cap` people, else the first
-# 4 x cap (a sample: the list names at most `cap` people). A subscribe needs the counters
+# id, the list's cap, the keys' lifetime (ms; never shortened). Returns {1 when the user
+# came online else 0, seq, rev, users online, live entries...}: every live entry when the
+# room has at most `cap` people, else the first 4 x cap (a sample: the list names at most
+# `cap` people). A subscribe needs the counters
 # and who is online next, in the same round trip.
 JOIN_SCRIPT = """
 local came = 0
@@ -150,7 +151,14 @@ async def join(*, room_id: int, member: str) -> Joined:
     reply = await _join.arun(
         get_async_redis(room_id),
         keys=(keys.presence, keys.presence_users, keys.seq, keys.rev),
-        args=(member, now + settings.PRESENCE_TTL, now, _user_id_of(member), settings.PRESENCE_LIST_MAX, _lifetime_ms()),
+        args=(
+            member,
+            now + settings.PRESENCE_TTL,
+            now,
+            _user_id_of(member),
+            settings.PRESENCE_LIST_MAX,
+            _lifetime_ms(),
+        ),
     )
     came, seq, rev, count, *members = reply
     return Joined(
