@@ -205,3 +205,27 @@ async def test_nothing_of_a_dead_processs_room_is_left_once_its_entries_expired(
         await presence.join(room_id=room_id, member=_member(user_id, "killed"))  # and never a leave
     await asyncio.sleep(2.3)
     assert not await redis.exists(keys.presence, keys.presence_users)
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_one_heartbeat_refreshes_and_sweeps_every_room_of_the_process_at_once():
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
+    from pubsub_site.redis_client import get_async_redis
+
+    rooms = range(910, 916)
+    redis = get_async_redis(rooms[0])
+    for room_id in rooms:
+        await presence.join(room_id=room_id, member=_member(1, f"ours-{room_id}"))
+        await presence.join(room_id=room_id, member=_member(room_id, "dead"))
+        await redis.zadd(RoomKeys(room_id).presence, {_member(room_id, "dead"): presence._now() - 1})
+    before = await redis.zscore(RoomKeys(rooms[0]).presence, _member(1, f"ours-{rooms[0]}"))
+    await asyncio.sleep(0.01)
+    gone = await presence.heartbeat(entries={room_id: {_member(1, f"ours-{room_id}")} for room_id in rooms})
+    assert gone == {room_id: [{"id": room_id, "username": f"user{room_id}", "spectator": False}] for room_id in rooms}
+    for room_id in rooms:
+        assert await redis.zrange(RoomKeys(room_id).presence, 0, -1) == [_member(1, f"ours-{room_id}").encode()]
+    assert await redis.zscore(RoomKeys(rooms[0]).presence, _member(1, f"ours-{rooms[0]}")) > before
+    # An entry a sweep already dropped is not brought back by its process's beat.
+    assert await presence.heartbeat(entries={rooms[0]: {_member(99, "swept")}}) == {}
+    assert await redis.zscore(RoomKeys(rooms[0]).presence, _member(99, "swept")) is None
