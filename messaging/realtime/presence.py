@@ -161,8 +161,9 @@ _join = LuaScript(JOIN_SCRIPT)
 _leave = LuaScript(LEAVE_SCRIPT)
 _sweep = LuaScript(SWEEP_SCRIPT)
 _beat = LuaScript(BEAT_SCRIPT)
-# Rooms a heartbeat writes in one go (each room one call; script_batch pipelines them).
-BEAT_ROOMS_AT_ONCE = 1000
+# Rooms a heartbeat writes in one go: one pipeline (script_batch), and the loop serves sockets
+# between two (a bound on how long a beat holds the loop).
+BEAT_ROOMS_AT_ONCE = 250
 
 
 @dataclass(frozen=True)
