@@ -128,6 +128,17 @@ local now = ARGV[2]"""
 )
 
 
+# KEYS: presence users; ARGV: user ids. Returns {users online, {each user's entries or nil}}.
+CHANGES_SCRIPT = """
+local counts = {}
+for i = 1, #ARGV, 500 do
+  local part = redis.call('HMGET', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+  for j = 1, #part do counts[#counts + 1] = part[j] end
+end
+return {redis.call('HLEN', KEYS[1]), counts}
+"""
+
+
 async def every_heartbeat(
     beat: Callable[[], Awaitable[None]], what: str, *, on_failure: Callable[[], object] = lambda: None
 ) -> None:
@@ -160,6 +171,7 @@ def _now() -> float:
 _join = LuaScript(JOIN_SCRIPT)
 _leave = LuaScript(LEAVE_SCRIPT)
 _sweep = LuaScript(SWEEP_SCRIPT)
+_changes = LuaScript(CHANGES_SCRIPT)
 _beat = LuaScript(BEAT_SCRIPT)
 # Rooms a heartbeat writes in one go: one pipeline (script_batch), and the loop serves sockets
 # between two (a bound on how long a beat holds the loop).
@@ -177,8 +189,9 @@ async def join(*, room_id: int, member: str) -> Joined:
     """Add the entry, and read who is online and the room's counters in the same call."""
     now = _now()
     keys = RoomKeys(room_id)
-    reply = await _join.arun(
+    reply = await run_batched(
         get_async_redis(room_id),
+        _join,
         keys=(keys.presence, keys.presence_users, keys.seq, keys.rev),
         args=(
             member,
@@ -199,8 +212,8 @@ async def join(*, room_id: int, member: str) -> Joined:
 
 async def leave(*, room_id: int, member: str) -> bool:
     keys = RoomKeys(room_id)
-    reply = await _leave.arun(
-        get_async_redis(room_id), keys=(keys.presence, keys.presence_users), args=(member, _user_id_of(member))
+    reply = await run_batched(
+        get_async_redis(room_id), _leave, keys=(keys.presence, keys.presence_users), args=(member, _user_id_of(member))
     )
     return bool(int(reply))
 
@@ -340,11 +353,7 @@ async def changes(*, room_id: int, users: dict[int, dict]) -> tuple[list[dict], 
     not (leaves), each list capped, and how many people are online. One round trip, and
     the room's size does not matter: only these users' counts are read."""
     ids = list(users)
-    pipe = get_async_redis(room_id).pipeline(transaction=False)
-    key = RoomKeys(room_id).presence_users
-    pipe.hmget(key, ids)
-    pipe.hlen(key)
-    counts, online = await pipe.execute()
+    online, counts = await run_batched(get_async_redis(room_id), _changes, (RoomKeys(room_id).presence_users,), ids)
     joins = [users[user_id] for user_id, n in zip(ids, counts, strict=True) if n is not None and int(n) > 0]
     leaves = [users[user_id] for user_id, n in zip(ids, counts, strict=True) if n is None or int(n) <= 0]
     return _capped(joins), _capped(leaves), int(online)

@@ -189,6 +189,14 @@ def unwrap_send(send: Callable) -> Callable:
     return send
 
 
+def client_gone(error: BaseException) -> bool:
+    """Whether ``error`` is the ASGI server's answer to a write on a connection its client has
+    closed (the spec: an OSError of the server's; uvicorn's ``ClientDisconnected``): the client
+    went away, typically from a handshake it gave up waiting for. Not a defect, and nothing
+    is left to close."""
+    return isinstance(error, OSError) and type(error).__name__ == "ClientDisconnected"
+
+
 def daphne_protocol(send: Callable) -> object | None:
     """The autobahn protocol behind ``send`` under daphne; None elsewhere. Daphne's ``send``
     is functools.partial(server.handle_reply, protocol)."""

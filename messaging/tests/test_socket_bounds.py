@@ -297,3 +297,44 @@ async def test_a_frame_whose_handler_fails_gets_an_error_and_the_user_still_leav
     assert [u["id"] for u in diff["leaves"]] == [bob.pk]
     await eventually(lambda: feeds_of(public_room) == 1 and subscriptions_gauge() == gauge)
     await watch.close()
+
+
+async def test_a_client_that_left_before_its_accept_is_let_go_quietly(alice, caplog):
+    # In a reconnect storm clients give up on handshakes the server has not answered yet; the
+    # server's write of the accept then fails (uvicorn: ClientDisconnected, an OSError). That
+    # is no defect: no error and no traceback are logged, and what the socket took is let go.
+    import asyncio
+    import logging
+
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    from messaging.realtime import online
+    from messaging.realtime.sockets import client_gone
+    from messaging.tests.wsclient import session_key_for
+    from pubsub_site.asgi import application
+
+    assert client_gone(ClientDisconnected()) and not client_gone(OSError("disk full")) and not client_gone(ValueError())
+    inbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+    written = []
+
+    async def send(message):
+        written.append(message["type"])
+        if message["type"] == "websocket.accept":
+            raise ClientDisconnected()
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws/",
+        "raw_path": b"/ws/",
+        "query_string": b"",
+        "headers": [(b"origin", b"http://localhost"), (b"cookie", f"sessionid={await session_key_for(alice)}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "subprotocols": [],
+    }
+    with caplog.at_level(logging.DEBUG, logger="messaging"):
+        await asyncio.wait_for(application(scope, inbox.get, send), 5)
+    assert written == ["websocket.accept"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert online.sockets_of(user_id=alice.pk) == 0
