@@ -328,7 +328,10 @@ async def test_a_client_that_left_before_its_accept_is_let_go_quietly(alice, cap
         "path": "/ws/",
         "raw_path": b"/ws/",
         "query_string": b"",
-        "headers": [(b"origin", b"http://localhost"), (b"cookie", f"sessionid={await session_key_for(alice)}".encode())],
+        "headers": [
+            (b"origin", b"http://localhost"),
+            (b"cookie", f"sessionid={await session_key_for(alice)}".encode()),
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
         "subprotocols": [],
