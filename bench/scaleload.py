@@ -53,8 +53,14 @@ class ScaleMember(Member):
 
     def on_ws_disconnected(self, transport) -> None:
         super().on_ws_disconnected(transport)
-        if self.was_subscribed and self.subscribed.done() and not self.subscribed.exception():
+        if self.was_subscribed and self.is_subscribed:
             self.agent.lost_connection(self)
+
+    @property
+    def is_subscribed(self) -> bool:
+        """Subscribed on its current connection (a cancelled wait is not: ``exception()`` would raise)."""
+        done = self.subscribed
+        return done.done() and not done.cancelled() and done.exception() is None
 
 
 def _retrieved(future: asyncio.Future) -> None:
@@ -202,7 +208,7 @@ class ScaleAgent(Agent):
                 for _ in range(len(order)):
                     member = order[position % len(order)]
                     position += 1
-                    if not member.closed and member.subscribed.done() and not member.subscribed.exception():
+                    if not member.closed and member.is_subscribed:
                         break
                 else:
                     step.send_errors += due - sent  # nobody to send from
@@ -232,7 +238,7 @@ class ScaleAgent(Agent):
     def tally(self, ranges: dict[str, tuple[int, int]]) -> dict:
         """``Agent.tally`` over the members connected now; the others (not back after a storm)
         count as cut off, and what they missed is not counted as lost: they are still away."""
-        here = [m for m in self.members if not m.closed and m.subscribed.done() and not m.subscribed.exception()]
+        here = [m for m in self.members if not m.closed and m.is_subscribed]
         everyone, self.members = self.members, here
         try:
             reply = super().tally(ranges)
