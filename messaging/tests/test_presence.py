@@ -229,3 +229,39 @@ async def test_one_heartbeat_refreshes_and_sweeps_every_room_of_the_process_at_o
     # An entry a sweep already dropped is not brought back by its process's beat.
     assert await presence.heartbeat(entries={rooms[0]: {_member(99, "swept")}}) == {}
     assert await redis.zscore(RoomKeys(rooms[0]).presence, _member(99, "swept")) is None
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_the_keeper_beats_a_slice_of_its_rooms_at_a_time_and_every_room_once_a_round(settings):
+    # One slice a second, not every room at once every PRESENCE_HEARTBEAT: the work of a beat
+    # is spread over the interval instead of a burst in every process at the same moment.
+    from messaging.realtime import presence
+    from messaging.store.keys import RoomKeys
+    from pubsub_site.redis_client import get_async_redis
+
+    settings.PRESENCE_HEARTBEAT = 3
+    assert presence.beat_slices() == 3
+    rooms = range(930, 936)
+    redis = get_async_redis(rooms[0])
+
+    async def on_gone(room_id, users):
+        pass
+
+    keeper = presence.PresenceKeeper(on_gone)
+    for room_id in rooms:
+        await presence.join(room_id=room_id, member=_member(1, f"k{room_id}"))
+        keeper.entries[room_id] = {_member(1, f"k{room_id}")}
+
+    async def scores():
+        return {room_id: await redis.zscore(RoomKeys(room_id).presence, _member(1, f"k{room_id}")) for room_id in rooms}
+
+    refreshed: list[int] = []
+    for index in range(3):
+        before = await scores()
+        await asyncio.sleep(0.01)
+        await keeper.beat(slice_of=(index, 3))
+        after = await scores()
+        now = [room_id for room_id in rooms if after[room_id] > before[room_id]]
+        assert now == [room_id for room_id in rooms if room_id % 3 == index]
+        refreshed += now
+    assert sorted(refreshed) == list(rooms)
