@@ -9,20 +9,27 @@ containers from docker-compose.yml. What the override changes, and why:
 - `ulimits: nofile` is lowered to this process's hard limit when that is below the
   most the compose file asks for, 131072 (a sandbox may forbid raising it: runc then refuses to
   start the container).
+And the env file moves each stack's network to a subnet of its own (free_subnet): CI may run
+another engine's stacks on the same host at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import ipaddress
 import json
 import os
+import random
 import re
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -31,6 +38,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -87,6 +96,67 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# Each stack's compose network: a /24 of SUBNET_POOL (free_subnet).
+SUBNET_POOL = ipaddress.IPv4Network("172.30.0.0/16")
+COMPOSE_DEFAULT_SUBNET = ipaddress.IPv4Network("172.30.57.0/24")  # docker-compose.yml's PUBSUB_SUBNET
+SUBNET_LOCKS = Path("/tmp/pubsub-container-subnets")
+HELD_SUBNETS: list = []  # the lock files of this process's subnets, open until it exits
+
+
+def host_routes() -> list[ipaddress.IPv4Network]:
+    """The networks the host routes (its main table, default route left out): every
+    interface's, every Docker engine's bridge networks included."""
+    routes = []
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[7], 16) == 0:
+            continue  # the default route
+        destination, mask = (socket.inet_ntoa(struct.pack("<L", int(fields[i], 16))) for i in (1, 7))
+        routes.append(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False))
+    return routes
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """A /24 for a stack's compose network that no other Docker engine on this host has or
+    will take while this process runs. Every engine's bridge networks are routes of the
+    host's one network namespace: two with one subnet, and docker-proxy's connections to the
+    proxy's address go to whichever bridge the kernel finds first, another engine's
+    perhaps (CI may run its container tests beside a developer's). So: never
+    docker-compose.yml's default (what any checkout's stack may take), none the host routes
+    now, and one that no other process of this code holds (a lock file, kept until this
+    process exits)."""
+    SUBNET_LOCKS.mkdir(exist_ok=True)
+    routed = host_routes()
+    candidates = [
+        net
+        for net in SUBNET_POOL.subnets(new_prefix=24)
+        if net != COMPOSE_DEFAULT_SUBNET and not any(net.overlaps(route) for route in routed)
+    ]
+    random.shuffle(candidates)
+    for net in candidates:
+        lock = open(SUBNET_LOCKS / f"{net.network_address}.lock", "w")  # noqa: SIM115 (held until exit)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        HELD_SUBNETS.append(lock)
+        return net
+    pytest.fail(f"no /24 of {SUBNET_POOL} is free on this host (routes: {routed})")
+
+
+def subnet_settings(net: ipaddress.IPv4Network) -> dict[str, str]:
+    """docker-compose.yml's variables that put the project's network on ``net`` (its layout:
+    the proxy at .10, the other containers in the upper half)."""
+    proxy = str(net.network_address + 10)
+    return {
+        "PUBSUB_SUBNET": str(net),
+        "PUBSUB_DYNAMIC_RANGE": f"{net.network_address + 128}/25",
+        "PROXY_ADDRESS": proxy,
+        "FORWARDED_ALLOW_IPS": proxy,
+    }
 
 
 def docker_cli() -> str:
@@ -259,19 +329,14 @@ class Stack:
         """docker-compose on docker-compose.yml and the test's override, with only the
         engine's variables from this process's environment (the suite's DATABASE_URL and
         REDIS_URL must not reach the interpolation) and the test's env file."""
-        compose = required_tool("docker-compose", "docker-compose")
-        command = [
-            compose,
-            "--project-name", self.project,
-            *(option for profile in self.profiles for option in ("--profile", profile)),
-            "--env-file", str(self.env_file),
-            "-f", str(ROOT / "docker-compose.yml"),
-            "-f", str(self.override),
-            *args,
-        ]  # fmt: skip
-        env = self.engine.env(COMPOSE_DOCKER_CLI_BUILD="0", COMPOSE_HTTP_TIMEOUT="300")
         result = subprocess.run(
-            command, cwd=ROOT, env=env, input=input, capture_output=True, text=True, timeout=timeout
+            self.compose_command(*args),
+            cwd=ROOT,
+            env=self.compose_env(),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             pytest.fail(
@@ -279,6 +344,70 @@ class Stack:
                 f"{tail(result.stdout, 30)}\n{tail(result.stderr)}"
             )
         return result
+
+    def compose_command(self, *args: str) -> list[str]:
+        """The docker-compose command line of this project (run it in ROOT, with compose_env())."""
+        return [
+            required_tool("docker-compose", "docker-compose"),
+            "--project-name", self.project,
+            *(option for profile in self.profiles for option in ("--profile", profile)),
+            "--env-file", str(self.env_file),
+            "-f", str(ROOT / "docker-compose.yml"),
+            "-f", str(self.override),
+            *args,
+        ]  # fmt: skip
+
+    def compose_env(self) -> dict[str, str]:
+        return self.engine.env(COMPOSE_DOCKER_CLI_BUILD="0", COMPOSE_HTTP_TIMEOUT="300")
+
+    def run_as_operator(self, script: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """A shell script as docs/deploy.md writes them (sh -e, in ROOT), where `docker compose`
+        is this project's docker-compose (1.29: the same subcommands) and `docker` the engine's
+        client."""
+        prelude = (
+            "docker() {\n"
+            '  if [ "$1" = compose ]; then shift; ' + shlex.join(self.compose_command()) + ' "$@"\n'
+            "  else " + shlex.quote(self.engine.docker) + ' "$@"; fi\n'
+            "}\n"
+        )
+        return subprocess.run(
+            ["sh", "-e", "-c", prelude + script],
+            cwd=ROOT,
+            env=self.compose_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    @contextmanager
+    def events_of(self, service: str, *events: str) -> Iterator[list[dict]]:
+        """The engine's ``events`` (kill, die...) of this project's ``service`` containers
+        while the block runs, streamed (docker events); the list is filled when it ends."""
+        seen: list[dict] = []
+        watcher = subprocess.Popen(
+            [
+                self.engine.docker, "events", "--format", "{{json .}}", "--since", f"{time.time():.3f}",
+                "--filter", "type=container",
+                "--filter", f"label=com.docker.compose.project={self.project}",
+                "--filter", f"label=com.docker.compose.service={service}",
+                *(option for event in events for option in ("--filter", f"event={event}")),
+            ],
+            env=self.engine.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        try:
+            yield seen
+        finally:
+            time.sleep(1)  # the stream's last events
+            watcher.terminate()
+            out, _ = watcher.communicate(timeout=30)
+            for line in out.splitlines():
+                event = json.loads(line)
+                attributes = event.get("Actor", {}).get("Attributes", {})
+                if attributes.get("com.docker.compose.service") == service and event.get("status") in events:
+                    seen.append(event)
 
     def containers(self) -> list[Container]:
         ids = self.engine.run(
@@ -413,6 +542,7 @@ def write_project_files(
         "HTTPS_PORT": f"127.0.0.1:{https_port}",
         "S3_ACCESS_KEY": "stack" + secrets.token_hex(6),
         "S3_SECRET_KEY": secrets.token_urlsafe(24),
+        **subnet_settings(free_subnet()),
         **(settings or {}),
     }
     env_file.write_text("".join(f"{name}={value}\n" for name, value in values.items()))

@@ -530,9 +530,10 @@ class ChatClient:
         others = [p for p in live if p != self.port] or live
         return others[(self.reconnects + self.failed_handshakes + sum(map(ord, self.name))) % len(others)]
 
-    async def _open(self) -> None:
-        port = self._next_port()
-        ws = await connect(
+    async def _connect(self, port: int):
+        """A new socket to the web process on ``port`` (a subclass may reach the site
+        another way: through a proxy, tests/container)."""
+        return await connect(
             f"ws://127.0.0.1:{port}/ws/",
             additional_headers={"Cookie": f"sessionid={self.session_key}"},
             origin="http://127.0.0.1",
@@ -541,6 +542,10 @@ class ChatClient:
             max_size=2**22,
             ping_interval=None,
         )
+
+    async def _open(self) -> None:
+        port = self._next_port()
+        ws = await self._connect(port)
         self.ws, self.port = ws, port
         self.ports_used.append(port)
         for room in self.rooms:
@@ -949,6 +954,12 @@ def verify(
         lost=len(lost),
         duplicated=duplicated,
     )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The value at quantile ``q`` (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def client_stats(clients: list[ChatClient]) -> str:

@@ -32,6 +32,7 @@ from tests.faults.kit import (
     longest_outage,
     make_users,
     open_clients,
+    percentile,
     report,
     room_latest,
     start_webs,
@@ -168,11 +169,6 @@ def test_every_send_the_server_has_read_at_sigterm_is_acked_before_its_socket_cl
 
 def latest_seq(room_id: int) -> int:
     return room_latest(room_id, base_env()["REDIS_URL"])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def test_a_rolling_restart_under_steady_load_loses_and_duplicates_nothing(make_cluster, alice):
