@@ -25,7 +25,6 @@ import weakref
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging.realtime.presence import every_heartbeat
 from messaging.store.lua import LuaScript
 from messaging.store.online import online_key
 from pubsub_site.redis_client import get_async_redis
@@ -101,7 +100,14 @@ class OnlineTracker:
             await pipe.execute()
 
     async def _run(self) -> None:
-        await every_heartbeat(self.beat, "online")
+        """Every PRESENCE_HEARTBEAT seconds, for ever. A Redis failure is logged; the next beat
+        tries again (entries live PRESENCE_TTL, several beats)."""
+        while True:
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
+            try:
+                await self.beat()
+            except RedisError:
+                logger.warning("online heartbeat failed", exc_info=True)
 
     async def beat(self) -> None:
         await _mark(get_async_redis(None), list(self.channels), self.token)

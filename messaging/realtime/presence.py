@@ -87,31 +87,12 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: presence, presence users; ARGV: now. Drops expired entries; returns the members of
-# users now offline.
-_SWEEP = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #expired == 0 then return {} end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local gone = {}
-for _, m in ipairs(expired) do
-  local uid = string.match(m, '^([^|]+)|')
-  if uid and redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
-    redis.call('HDEL', KEYS[2], uid)
-    table.insert(gone, m)
-  end
-end
-return gone
-"""
-SWEEP_SCRIPT = "local now = ARGV[1]" + _SWEEP
-
-
 # KEYS: presence, presence users; ARGV: expiry, now, the keys' lifetime (ms), this process's
 # live members of the room... A process's heartbeat of one room in one call: its entries'
 # expiry pushed back (XX: an entry a sweep already dropped stays gone), the keys' lifetime
-# too, then SWEEP_SCRIPT's work. Returns what SWEEP_SCRIPT returns.
-BEAT_SCRIPT = (
-    """
+# too, then the sweep: entries that expired (a process that died) are dropped. Returns the
+# members of the users who are offline now (their every entry expired).
+BEAT_SCRIPT = """
 for i = 4, #ARGV, 500 do
   local scored = {}
   for j = i, math.min(i + 499, #ARGV) do
@@ -124,9 +105,19 @@ local lifetime = tonumber(ARGV[3])
 for i = 1, 2 do
   if redis.call('PTTL', KEYS[i]) < lifetime then redis.call('PEXPIRE', KEYS[i], lifetime) end
 end
-local now = ARGV[2]"""
-    + _SWEEP
-)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if #expired == 0 then return {} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local gone = {}
+for _, m in ipairs(expired) do
+  local uid = string.match(m, '^([^|]+)|')
+  if uid and redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], uid)
+    table.insert(gone, m)
+  end
+end
+return gone
+"""
 
 
 # KEYS: presence users; ARGV: user ids. Returns {users online, {each user's entries or nil}}.
@@ -138,20 +129,6 @@ for i = 1, #ARGV, 500 do
 end
 return {redis.call('HLEN', KEYS[1]), counts}
 """
-
-
-async def every_heartbeat(
-    beat: Callable[[], Awaitable[None]], what: str, *, on_failure: Callable[[], object] = lambda: None
-) -> None:
-    """Call ``beat`` every PRESENCE_HEARTBEAT seconds, for ever. A Redis failure is logged and
-    counted; the next beat tries again (entries live PRESENCE_TTL, several beats)."""
-    while True:
-        await asyncio.sleep(settings.PRESENCE_HEARTBEAT)
-        try:
-            await beat()
-        except RedisError:
-            on_failure()
-            logger.warning("%s heartbeat failed", what, exc_info=True)
 
 
 def member_key(*, user_id: int, username: str, spectator: bool, channel: str) -> str:
@@ -171,12 +148,8 @@ def _now() -> float:
 
 _join = LuaScript(JOIN_SCRIPT)
 _leave = LuaScript(LEAVE_SCRIPT)
-_sweep = LuaScript(SWEEP_SCRIPT)
 _changes = LuaScript(CHANGES_SCRIPT)
 _beat = LuaScript(BEAT_SCRIPT)
-# Rooms a heartbeat writes in one go: one pipeline (script_batch), and the loop serves sockets
-# between two (a bound on how long a beat holds the loop).
-BEAT_ROOMS_AT_ONCE = 250
 
 
 @dataclass(frozen=True)
@@ -232,34 +205,33 @@ def _lifetime_ms() -> int:
 async def heartbeat(*, entries: dict[int, set[str]]) -> dict[int, list[dict]]:
     """Push back the expiry of live entries (room id -> this process's members) and of the
     rooms' keys, and sweep each room once for expired entries: one script call per room, the
-    rooms' calls pipelined together (script_batch), not a round trip each. Returns, per room,
+    rooms' calls pipelined together (script_batch: BATCH_MAX calls a pipeline), not a round
+    trip each. Returns, per room,
     the users whose every entry expired (they left without saying goodbye). A Redis failure
     of any room is raised after every other room's beat was made."""
     expiry, now, lifetime = _now() + settings.PRESENCE_TTL, _now(), _lifetime_ms()
     rooms = [(room_id, members) for room_id, members in entries.items() if members]
+    replies = await asyncio.gather(
+        *(
+            run_batched(
+                get_async_redis(room_id),
+                _beat,
+                (RoomKeys(room_id).presence, RoomKeys(room_id).presence_users),
+                (expiry, now, lifetime, *members),
+            )
+            for room_id, members in rooms
+        ),
+        return_exceptions=True,
+    )
     gone: dict[int, list[dict]] = {}
     failure: RedisError | None = None
-    for start in range(0, len(rooms), BEAT_ROOMS_AT_ONCE):
-        chunk = rooms[start : start + BEAT_ROOMS_AT_ONCE]
-        replies = await asyncio.gather(
-            *(
-                run_batched(
-                    get_async_redis(room_id),
-                    _beat,
-                    (RoomKeys(room_id).presence, RoomKeys(room_id).presence_users),
-                    (expiry, now, lifetime, *members),
-                )
-                for room_id, members in chunk
-            ),
-            return_exceptions=True,
-        )
-        for (room_id, _), reply in zip(chunk, replies, strict=True):
-            if isinstance(reply, RedisError):
-                failure = failure or reply
-            elif isinstance(reply, BaseException):
-                raise reply
-            elif reply:
-                gone[room_id] = [user_from_member(m) for m in reply]
+    for (room_id, _), reply in zip(rooms, replies, strict=True):
+        if isinstance(reply, RedisError):
+            failure = failure or reply
+        elif isinstance(reply, BaseException):
+            raise reply
+        elif reply:
+            gone[room_id] = [user_from_member(m) for m in reply]
     if failure is not None:
         raise failure
     return gone
@@ -339,13 +311,6 @@ def keeper(*, on_gone: Callable[[int, list[dict]], Awaitable[None]]) -> Presence
     if found is None:
         found = _keepers[loop] = PresenceKeeper(on_gone)
     return found
-
-
-async def sweep(*, room_id: int) -> list[dict]:
-    """Users whose every entry expired: they left without saying goodbye."""
-    keys = RoomKeys(room_id)
-    gone = await _sweep.arun(get_async_redis(room_id), keys=(keys.presence, keys.presence_users), args=(_now(),))
-    return [user_from_member(m) for m in gone]
 
 
 @dataclass(frozen=True)

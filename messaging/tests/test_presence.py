@@ -4,7 +4,10 @@ import asyncio
 
 import pytest
 
+from messaging.realtime import presence
+from messaging.store.keys import RoomKeys
 from messaging.tests.wsclient import connected
+from pubsub_site.redis_client import get_async_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
@@ -67,9 +70,6 @@ async def test_someone_who_came_and_went_within_the_interval_is_announced_as_gon
 
 
 async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_room_once(alice, bob, public_room):
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
 
     redis = get_async_redis(public_room.pk)
     key = RoomKeys(public_room.pk).presence
@@ -101,16 +101,12 @@ async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_r
 
 
 def _member(user_id: int, channel: str, *, spectator: bool = False) -> str:
-    from messaging.realtime import presence
 
     return presence.member_key(user_id=user_id, username=f"user{user_id}", spectator=spectator, channel=channel)
 
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_two_tabs_are_one_person_who_leaves_with_the_last_tab():
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
 
     room_id = 901
     first = await presence.join(room_id=room_id, member=_member(7, "tab-1"))
@@ -126,7 +122,6 @@ async def test_two_tabs_are_one_person_who_leaves_with_the_last_tab():
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_a_big_room_counts_everyone_and_lists_a_capped_sample(settings):
-    from messaging.realtime import presence
 
     settings.PRESENCE_LIST_MAX = 3
     room_id = 902
@@ -144,19 +139,16 @@ async def test_a_big_room_counts_everyone_and_lists_a_capped_sample(settings):
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_a_sweep_announces_only_users_with_no_entry_left():
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
-
     room_id = 903
     redis = get_async_redis(room_id)
     key = RoomKeys(room_id).presence
     for member in (_member(1, "dead"), _member(1, "alive"), _member(2, "dead")):
         await presence.join(room_id=room_id, member=member)
     await redis.zadd(key, {_member(1, "dead"): presence._now() - 1, _member(2, "dead"): presence._now() - 1})
-    gone = await presence.sweep(room_id=room_id)
-    assert [u["id"] for u in gone] == [2]  # user 1 still has a tab
-    assert await presence.sweep(room_id=room_id) == []
+    beat = {room_id: {_member(1, "alive")}}  # the live process's entry
+    gone = await presence.heartbeat(entries=beat)
+    assert [u["id"] for u in gone[room_id]] == [2]  # user 1 still has a tab
+    assert await presence.heartbeat(entries=beat) == {}
     one = {"id": 1, "username": "user1", "spectator": False}
     assert await presence.changes(room_id=room_id, users={1: one}) == ([one], [], 1)
 
@@ -165,9 +157,6 @@ async def test_a_sweep_announces_only_users_with_no_entry_left():
 async def test_a_rooms_presence_keys_outlive_their_newest_entry_and_no_more(settings):
     # The entries of a process that died stay until a live process sweeps the room; when no
     # live process is left there, the keys themselves expire: nothing stays behind in Redis.
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
 
     settings.PRESENCE_TTL = 1
     room_id = 904
@@ -193,9 +182,6 @@ async def test_a_rooms_presence_keys_outlive_their_newest_entry_and_no_more(sett
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_nothing_of_a_dead_processs_room_is_left_once_its_entries_expired(settings):
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
 
     settings.PRESENCE_TTL = 1
     room_id = 905
@@ -209,9 +195,6 @@ async def test_nothing_of_a_dead_processs_room_is_left_once_its_entries_expired(
 
 @pytest.mark.usefixtures("async_cleanup")
 async def test_one_heartbeat_refreshes_and_sweeps_every_room_of_the_process_at_once():
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
 
     rooms = range(910, 916)
     redis = get_async_redis(rooms[0])
@@ -235,9 +218,6 @@ async def test_one_heartbeat_refreshes_and_sweeps_every_room_of_the_process_at_o
 async def test_the_keeper_beats_a_slice_of_its_rooms_at_a_time_and_every_room_once_a_round(settings):
     # One slice a second, not every room at once every PRESENCE_HEARTBEAT: the work of a beat
     # is spread over the interval instead of a burst in every process at the same moment.
-    from messaging.realtime import presence
-    from messaging.store.keys import RoomKeys
-    from pubsub_site.redis_client import get_async_redis
 
     settings.PRESENCE_HEARTBEAT = 3
     assert presence.beat_slices() == 3
