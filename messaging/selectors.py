@@ -265,17 +265,12 @@ def message_get(*, room_id: int, seq: int) -> tuple[dict, MessageState] | None:
 
 
 def message_seq_of_send(*, room_id: int, author_id: int, client_id: str) -> int | None:
-    """The seq of the author's send ``client_id`` in the room, once stored (the live store's
-    dedupe key, or the persisted row); None before. For what must follow a message at once,
-    before the sender's own bookkeeping catches up (an attachment's first reader)."""
-    seq = buffer.stored_seq(room_id=room_id, author_id=author_id, client_id=client_id)
-    if seq is None:
-        seq = (
-            Message.objects.filter(room_id=room_id, author_id=author_id, client_id=client_id)
-            .values_list("seq", flat=True)
-            .first()
-        )
-    return seq
+    """The seq of the author's send ``client_id`` in the room, once stored, read from the live
+    store's dedupe key (it lives MESSAGE_DEDUP_TTL); None before. For what must follow a message
+    at once, before the sender's own bookkeeping catches up: an attachment's first reader
+    (attachments.selectors), in the moment before the persistence job or the sender's socket
+    has written the seq on the file's row."""
+    return buffer.stored_seq(room_id=room_id, author_id=author_id, client_id=client_id)
 
 
 def unread_counts(*, user_id: int, room_ids: list[int]) -> dict[int, int]:
