@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from uvicorn.protocols.utils import ClientDisconnected
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -191,10 +192,10 @@ def unwrap_send(send: Callable) -> Callable:
 
 def client_gone(error: BaseException) -> bool:
     """Whether ``error`` is the ASGI server's answer to a write on a connection its client has
-    closed (the spec: an OSError of the server's; uvicorn's ``ClientDisconnected``): the client
-    went away, typically from a handshake it gave up waiting for. Not a defect, and nothing
-    is left to close."""
-    return isinstance(error, OSError) and type(error).__name__ == "ClientDisconnected"
+    closed (the spec: an OSError subclass of the server's own; uvicorn's ``ClientDisconnected``,
+    the server the site ships with): the client went away, typically from a handshake it gave
+    up waiting for. Not a defect, and nothing is left to close."""
+    return isinstance(error, ClientDisconnected)
 
 
 def daphne_protocol(send: Callable) -> object | None:
