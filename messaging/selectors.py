@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from messaging.store import reactions as reactions_store
 from messaging.store.previews import row_preview
 from messaging.threads.summaries import thread_summary_changes, with_thread_summaries
 from protocol.wire import MessageState, changes_wire, message_wire, record_from_message, reply_wire
-from pubsub_site import async_db
+from pubsub_site import async_db, coalesce
 from rooms.models import Membership, Report, Room
 
 HISTORY_MAX_LIMIT = 200
@@ -42,7 +43,22 @@ def room_counters(*, room_id: int) -> tuple[int, int]:
 async def aroom_counters(*, room_id: int) -> tuple[int, int]:
     """room_counters for async code: Redis through the event loop's client and, when Redis
     holds nothing for the room (after Redis lost its data, every room's first subscriber),
-    PostgreSQL read on the loop too (pubsub_site.async_db; a thread hop elsewhere)."""
+    PostgreSQL read on the loop too (pubsub_site.async_db; a thread hop elsewhere).
+
+    The calls that wait together read each room once (pubsub_site.coalesce): a new room's
+    first twenty subscribers, arriving together, made twenty reads of PostgreSQL and twenty
+    initialisations of its counters."""
+    return await coalesce.for_loop("room_counters", lambda: coalesce.Coalescer(_rooms_counters)).get(room_id)
+
+
+async def _rooms_counters(room_ids: list[int]) -> list[tuple[int, int]]:
+    rooms = list(dict.fromkeys(room_ids))
+    counters = await asyncio.gather(*(_aroom_counters(room_id=room_id) for room_id in rooms))
+    found = dict(zip(rooms, counters, strict=True))
+    return [found[room_id] for room_id in room_ids]
+
+
+async def _aroom_counters(*, room_id: int) -> tuple[int, int]:
     found = await buffer.acounters(room_id=room_id)
     if found is not None:
         return found

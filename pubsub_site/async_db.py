@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC
 
 import psycopg
@@ -28,6 +28,8 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 from psycopg import pq
+
+from pubsub_site import coalesce
 
 
 def native() -> bool:
@@ -47,6 +49,33 @@ async def fetchall(sql: str, params: Sequence) -> list[tuple]:
     """The rows of ``sql`` (a read), on the running loop's connections. PostgreSQL only:
     callers check ``native()`` and otherwise run their synchronous form in Django's thread."""
     return await _connections().fetchall(sql, params)
+
+
+async def fetchall_together(
+    sql: str, key: Hashable, *, params: Callable[[list], Sequence], key_of: Callable[[tuple], Hashable]
+) -> list[tuple]:
+    """The rows of ``sql`` that are ``key``'s, read with the same reads of other callers
+    that wait at the same time: one query for all of them (pubsub_site.coalesce).
+
+    ``sql`` reads many keys at once (``= ANY(%s)``, ``unnest``): ``params(keys)`` are its
+    parameters for a batch's keys, ``key_of(row)`` the key a row answers. A caller gets
+    the rows whose ``key_of`` is its key (none: an empty list), as a query for its key
+    alone would have returned them. PostgreSQL only, as ``fetchall``."""
+    in_flight = max(1, settings.WS_DB_CONNECTIONS // 2)  # a batch in flight a connection, half of them
+    coalescer = coalesce.for_loop(
+        ("sql", sql), lambda: coalesce.Coalescer(_rows_by_key(sql, params, key_of), in_flight=in_flight)
+    )
+    return await coalescer.get(key)
+
+
+def _rows_by_key(sql: str, params: Callable[[list], Sequence], key_of: Callable[[tuple], Hashable]):
+    async def many(keys: list) -> list[list[tuple]]:
+        found: dict[Hashable, list[tuple]] = {}
+        for row in await fetchall(sql, params(keys)):
+            found.setdefault(key_of(row), []).append(row)
+        return [found.get(key, []) for key in keys]
+
+    return many
 
 
 class _Connections:

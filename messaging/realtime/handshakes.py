@@ -72,9 +72,10 @@ class HandshakeLimit:
             slots = self.slots[loop] = asyncio.Semaphore(self.limit)
         try:
             if slots.locked():
-                await asyncio.wait_for(slots.acquire(), self.wait)
+                async with asyncio.timeout(self.wait):  # a timer, no task (wait_for made one a handshake)
+                    await slots.acquire()
             else:
-                await slots.acquire()  # free: no timer, no task (wait_for makes both)
+                await slots.acquire()  # free: no timer
         except TimeoutError:
             metrics.handshake_refused("try_again_later")
             await receive()  # websocket.connect
