@@ -13,7 +13,9 @@ Why: every handshake and every subscribe reads a row or two. Through
 (the hop to the database thread and back with their GIL hand-offs, and Django's cursor
 wrapper), a query on an asyncio connection about 70 µs (measured on the benchmark's
 machine), and a thousand handshakes at once are a core's work. Only reads come here:
-writes, and every read that is not on the socket's hot path, stay with the ORM.
+writes, and every read that is not on the socket's hot path, stay with the ORM. The reads
+that wait at the same time can go as one query (``fetchall_together``, pubsub_site.coalesce):
+psycopg's own work per query was then the larger part of a handshake's database cost.
 """
 
 from __future__ import annotations

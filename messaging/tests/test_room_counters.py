@@ -1,5 +1,7 @@
 """aroom_counters: a room's (seq, rev) from the event loop, Redis first, PostgreSQL when Redis lost them."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -66,3 +68,25 @@ async def test_it_reads_room_counters_from_the_database_after_redis_was_flushed(
 
 async def test_a_room_without_messages_counts_zero(public_room):
     assert await aroom_counters(room_id=public_room.pk) == (0, 0)
+
+
+async def test_subscribers_arriving_together_after_redis_was_flushed_read_each_room_once(
+    room_with_three_messages, private_room, monkeypatch
+):
+    """A room's first twenty subscribers come together (a new room, Redis restarted empty):
+    one read of each room and one initialisation, not one each; every caller gets the counters."""
+    public_room = room_with_three_messages
+    before = await database_sync_to_async(room_counters)(room_id=public_room.pk)
+    await database_sync_to_async(get_redis(public_room.pk).flushdb)()
+    reads: list[int] = []
+    real = selectors._aroom_counters
+
+    async def counting(*, room_id):
+        reads.append(room_id)
+        return await real(room_id=room_id)
+
+    monkeypatch.setattr(selectors, "_aroom_counters", counting)
+    rooms = [public_room.pk] * 20 + [private_room.pk] * 5
+    answers = await asyncio.gather(*(aroom_counters(room_id=room_id) for room_id in rooms))
+    assert answers == [before] * 20 + [(0, 0)] * 5
+    assert sorted(reads) == sorted([public_room.pk, private_room.pk])

@@ -13,6 +13,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
+import pubsub_site.cache
 from messaging.tests.wsclient import connect, session_key_for
 from pubsub_site import async_db, wsauth
 from pubsub_site.asgi import application
@@ -94,6 +95,50 @@ async def test_on_postgresql_the_handshake_makes_no_hop_and_puts_memberships_on_
     assert scope["user"] == bob
     assert scope["session"].session_key == key
     assert scope["memberships"] == {private_room.pk: (private_room.slug, 7)}
+
+
+@pytest.mark.postgresql_only(reason="the handshake reads on the event loop (async_db) on PostgreSQL only")
+@closes_async_clients
+async def test_handshakes_that_arrive_together_read_their_sessions_in_one_mget_and_their_users_in_one_query(
+    alice, bob, charlie, private_room, monkeypatch
+):
+    keys = {user: await session_key_for(user) for user in (alice, bob, charlie)}
+    await database_sync_to_async(Membership.objects.filter(room=private_room, user=bob).update)(last_read_seq=3)
+    queries: list[object] = []
+    real_fetchall = async_db.fetchall
+
+    async def counting(sql, params):
+        queries.append(params)
+        return await real_fetchall(sql, params)
+
+    monkeypatch.setattr(async_db, "fetchall", counting)
+    redis_calls: list[str] = []
+
+    class CountingRedis:
+        def __init__(self, client):
+            self.client = client
+
+        def __getattr__(self, name):
+            redis_calls.append(name)
+            return getattr(self.client, name)
+
+    real_redis = pubsub_site.cache.get_async_redis
+    monkeypatch.setattr(pubsub_site.cache, "get_async_redis", lambda **kwargs: CountingRedis(real_redis(**kwargs)))
+    for key in keys.values():  # a first handshake each puts the sessions in the cache (as a log-in does)
+        await handshake(f"sessionid={key}")
+    queries.clear()
+    redis_calls.clear()
+    scopes = await asyncio.gather(*(handshake(f"sessionid={key}") for key in keys.values()))
+
+    assert [scope["user"] for scope in scopes] == [alice, bob, charlie]
+    assert [scope["memberships"] for scope in scopes] == [
+        {private_room.pk: (private_room.slug, 0)},
+        {private_room.pk: (private_room.slug, 3)},
+        {},
+    ]
+    assert len(queries) == 1  # alice's, bob's and charlie's users and memberships in one query
+    assert sorted(queries[0][0]) == sorted(user.pk for user in keys)
+    assert redis_calls == ["mget"]  # the three sessions in one MGET
 
 
 @closes_async_clients

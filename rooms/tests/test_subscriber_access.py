@@ -2,13 +2,16 @@
 
 alice owns the rooms, bob is a member of the private one, charlie is an outsider."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from pubsub_site import async_db
 from rooms.models import Membership
-from rooms.services import RoomBanned, RoomNotFound, room_access_for_subscriber
+from rooms.services import RoomBanned, RoomNotFound, aroom_access_for_subscriber, room_access_for_subscriber
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +70,44 @@ def test_subscribing_to_a_public_room_joins_it_once_then_reads_in_one_query(
         again = room_access_for_subscriber(slug=public_room.slug, user_id=bob.pk)
     assert again == first
     assert Membership.objects.filter(room=public_room, user=bob).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("async_cleanup")
+@pytest.mark.postgresql_only(reason="subscribes read on the event loop (async_db), together, on PostgreSQL only")
+async def test_subscribes_that_arrive_together_are_read_in_one_query_each_with_its_own_answer(
+    private_room, public_room, alice, bob, charlie, monkeypatch
+):
+    await database_sync_to_async(Membership.objects.create)(room=public_room, user=charlie, banned=True)
+    queries: list[object] = []
+    real_fetchall = async_db.fetchall
+
+    async def counting(sql, params):
+        queries.append(params)
+        return await real_fetchall(sql, params)
+
+    monkeypatch.setattr(async_db, "fetchall", counting)
+    asked = [
+        (private_room.slug, alice),
+        (private_room.slug, bob),
+        (private_room.slug, charlie),  # an outsider of a private room
+        (public_room.slug, charlie),  # banned
+        ("nowhere", bob),
+        ("bad\x00slug", bob),  # a slug PostgreSQL cannot take is not found, and fails no one else's read
+        (public_room.slug, alice),
+    ]
+    answers = await asyncio.gather(
+        *(aroom_access_for_subscriber(slug=slug, user_id=user.pk, username=user.username) for slug, user in asked),
+        return_exceptions=True,
+    )
+    assert [answer.role if not isinstance(answer, Exception) else type(answer) for answer in answers] == [
+        Membership.Role.OWNER,
+        Membership.Role.MEMBER,
+        RoomNotFound,
+        RoomBanned,
+        RoomNotFound,
+        RoomNotFound,
+        Membership.Role.OWNER,
+    ]
+    assert answers[1].room_id == private_room.pk and answers[6].room_id == public_room.pk
+    assert len(queries) == 1
