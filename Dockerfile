@@ -63,8 +63,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # the addresses in FORWARDED_ALLOW_IPS, which uvicorn reads from the environment: here
 # loopback only; docker-compose.yml sets it to the proxy's own address on its network.
 # --lifespan on: on SIGTERM the app first drains its WebSockets (1012, spread over
-# WS_DRAIN_SECONDS; messaging.realtime.drain), then uvicorn waits for what still runs for
-# --timeout-graceful-shutdown seconds: both within compose's stop_grace_period (20 s).
+# WS_DRAIN_SECONDS; messaging.realtime.drain) and lingers WS_DRAIN_LINGER_SECONDS not
+# listening, then uvicorn waits for what still runs for --timeout-graceful-shutdown
+# seconds: all within compose's stop_grace_period (25 s).
 ENV FORWARDED_ALLOW_IPS=127.0.0.1
 CMD ["uvicorn", "pubsub_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
      "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-max-size", "65536", \

@@ -37,9 +37,10 @@ from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parent.parent
 # How long a process may take to stop after SIGTERM before it is killed: a web process drains
-# its sockets (WS_DRAIN_SECONDS, 5) then waits for what runs (--timeout-graceful-shutdown, 10),
-# as compose's stop_grace_period (20 s) allows.
-STOP_TIMEOUT = 20.0
+# its sockets (WS_DRAIN_SECONDS, 5, and up to 2 s for the last closes), lingers
+# (WS_DRAIN_LINGER_SECONDS: 0 here by default, 6 in compose) then waits for what runs
+# (--timeout-graceful-shutdown, 10), as compose's stop_grace_period (25 s) allows.
+STOP_TIMEOUT = 25.0
 # How long a restarted web process may take to answer /healthz (a busy machine is slow to load Django).
 START_TIMEOUT = 90.0
 

@@ -460,9 +460,17 @@ WS_HANDSHAKE_WAIT = env_float("WS_HANDSHAKE_WAIT", 10.0)
 # On SIGTERM a web process closes its sockets (1012, after a `reconnect` frame) spread evenly
 # over WS_DRAIN_SECONDS, each after the frame it is handling, and only then lets uvicorn shut
 # down (messaging.realtime.drain). Each `reconnect` frame asks the client to wait a random
-# 0..WS_RECONNECT_JITTER_MS ms. Keep WS_DRAIN_SECONDS + uvicorn's --timeout-graceful-shutdown
-# under the time the supervisor waits before SIGKILL (compose's stop_grace_period).
+# 0..WS_RECONNECT_JITTER_MS ms. Keep WS_DRAIN_SECONDS + WS_DRAIN_LINGER_SECONDS + uvicorn's
+# --timeout-graceful-shutdown (+ 2 s of close grace) under the time the supervisor waits
+# before SIGKILL (compose's stop_grace_period).
 WS_DRAIN_SECONDS = env_float("WS_DRAIN_SECONDS", 5.0)
+# Once drained, the process stays alive this long, its listener still closed, before uvicorn
+# shuts down. Why: a proxy that still has the process's address (nginx re-resolves `web`
+# every 5 s, deploy/nginx.conf) gets its connect refused at once by the kernel and tries the
+# next replica; once the process (and its container's address) is gone, the same connect
+# goes unanswered until proxy_connect_timeout (1 s), then 502. docker-compose.yml sets it
+# above nginx's resolver validity; 0 (a proxy that needs no such wait, make cluster): none.
+WS_DRAIN_LINGER_SECONDS = env_float("WS_DRAIN_LINGER_SECONDS", 0.0)
 WS_RECONNECT_JITTER_MS = env_int("WS_RECONNECT_JITTER_MS", 500)
 # PostgreSQL connections per web process for the reads of handshakes and subscribes, made
 # on the event loop (pubsub_site.async_db), besides the pool of DB_POOL_MAX_SIZE.

@@ -8,18 +8,26 @@ spread evenly over WS_DRAIN_SECONDS, so that their clients arrive at the other p
 few at a time, not all at once. A socket is closed only after every frame it received
 before its moment is handled: the drain is an event in the socket's own inbox, behind those
 frames, so a ``send`` being stored is acked (and its ack written) before the close. When the
-last socket is closed (or WS_DRAIN_SECONDS plus ``CLOSE_GRACE_SECONDS`` have passed), uvicorn's
-own shutdown runs: it closes what is left at once (1012, HTTP keep-alive connections) and
-waits for running tasks up to ``--timeout-graceful-shutdown``.
+last socket is closed (or WS_DRAIN_SECONDS plus ``CLOSE_GRACE_SECONDS`` have passed), the
+process lingers WS_DRAIN_LINGER_SECONDS (0 by default), alive and still not listening: a
+connect to its port is refused at once by the kernel, so a proxy that has not yet forgotten
+its address (nginx re-resolves every few seconds) tries the next replica at once instead of
+waiting out its connect timeout on an address that answers nothing. A WebSocket that still
+gets in meanwhile (over a connection opened before SIGTERM) is drained at once. Then
+uvicorn's own shutdown runs: it closes what is left at once (1012, HTTP keep-alive
+connections) and waits for running tasks up to ``--timeout-graceful-shutdown``. From SIGTERM
+to exit: WS_DRAIN_SECONDS + ``CLOSE_GRACE_SECONDS`` + WS_DRAIN_LINGER_SECONDS +
+``--timeout-graceful-shutdown`` at most.
 
 How: uvicorn (0.54) on SIGTERM closes every WebSocket at once (1012, without waiting for
 what its consumer is doing) and only then sends the ASGI lifespan ``shutdown``, too late for
 a drain. So the lifespan ``startup`` (``--lifespan on``; uvicorn has installed its signal
 handlers by then) puts a SIGTERM handler in front of uvicorn's: it starts the drain and, once
-it is over, calls uvicorn's handler, which shuts down as before. A second SIGTERM, or a
-SIGINT (Ctrl-C), goes to uvicorn at once. Under a server without lifespan, or one that does
-not hand the consumer its inbox (messaging.realtime.sockets.server_inbox), nothing drains:
-the server's own shutdown is all there is.
+it is over (and the linger with it), calls uvicorn's handler, which shuts down as before.
+A second SIGTERM, or a SIGINT (Ctrl-C), goes to uvicorn at once, during the drain or the
+linger. Under a server without lifespan, or one that does not hand the consumer its inbox
+(messaging.realtime.sockets.server_inbox), nothing drains (nor lingers): the server's own
+shutdown is all there is.
 """
 
 from __future__ import annotations
@@ -100,6 +108,14 @@ def reconnect_after_ms() -> int:
     return random.randint(0, max(0, settings.WS_RECONNECT_JITTER_MS))
 
 
+async def linger(seconds: float) -> None:
+    """Stay alive, not listening, ``seconds`` more: until the proxies have let go of this
+    process's address (see the module's docstring)."""
+    if seconds > 0:
+        logger.warning("Drained; lingering %.1f s, not listening, before shutting down", seconds)
+        await asyncio.sleep(seconds)
+
+
 def _stop_listening(handler: object) -> None:
     """Close the listening sockets of the uvicorn server whose SIGTERM handler is ``handler``
     (its bound ``Server.handle_exit``): new connections go to the other processes (a proxy
@@ -133,6 +149,8 @@ def install_sigterm_drain(loop: asyncio.AbstractEventLoop) -> bool:
             await _drain.run(settings.WS_DRAIN_SECONDS)
         except Exception:
             logger.exception("The drain failed; shutting down at once")
+        else:
+            await linger(settings.WS_DRAIN_LINGER_SECONDS)
         _hand_over(previous, signal.SIGTERM, None)
 
     def start() -> None:

@@ -706,12 +706,14 @@ def test_no_web_command_trusts_forwarded_headers_from_everyone(production):
     assert production["services"]["web"]["environment"]["FORWARDED_ALLOW_IPS"] not in {"*", ""}
 
 
-def test_every_deploy_web_command_drains_its_sockets_within_the_stop_grace_period(production):
+def test_every_deploy_web_command_drains_its_sockets_within_the_stop_grace_period(production, nginx):
     """On SIGTERM the app drains its WebSockets (messaging.realtime.drain), which needs the ASGI
-    lifespan (--lifespan on), then uvicorn waits --timeout-graceful-shutdown for what still
-    runs: the same in every command that deploys the site, and the whole within the time
-    compose (and pubsub_site.cluster) waits before SIGKILL. The benchmark's commands are left
-    out: nothing restarts them."""
+    lifespan (--lifespan on), lingers (compose's WS_DRAIN_LINGER_SECONDS, longer than nginx
+    keeps a resolved address, so that nginx's connects to a stopping replica are refused, not
+    left unanswered), then uvicorn waits --timeout-graceful-shutdown for what still runs: the
+    same in every command that deploys the site, and the whole within the time compose (and
+    pubsub_site.cluster) waits before SIGKILL. The benchmark's commands are left out: nothing
+    restarts them."""
     from django.conf import settings
 
     from messaging.realtime.drain import CLOSE_GRACE_SECONDS
@@ -728,5 +730,10 @@ def test_every_deploy_web_command_drains_its_sockets_within_the_stop_grace_perio
     assert len(timeouts) == 1, timeouts
     grace = production["services"]["web"]["stop_grace_period"]
     assert grace.endswith("s")
-    needed = settings.WS_DRAIN_SECONDS + CLOSE_GRACE_SECONDS + timeouts.pop()
+    (http,) = find(nginx, "http")
+    (resolver,) = find(http[2], "resolver")
+    (valid,) = [int(arg.removeprefix("valid=").removesuffix("s")) for arg in resolver[1] if arg.startswith("valid=")]
+    linger = float(production["services"]["web"]["environment"]["WS_DRAIN_LINGER_SECONDS"])
+    assert linger > valid, (linger, resolver)
+    needed = settings.WS_DRAIN_SECONDS + CLOSE_GRACE_SECONDS + linger + timeouts.pop()
     assert needed < int(grace[:-1]) <= STOP_TIMEOUT, (needed, grace, STOP_TIMEOUT)

@@ -1,6 +1,7 @@
 """A web process told to stop (SIGTERM) drains: it stops listening, tells each socket to
 reconnect (a `reconnect` frame, then close 1012) at moments spread over WS_DRAIN_SECONDS, acks
-what it was handling first, and exits. A rolling restart of every web process under steady
+what it was handling first, lingers WS_DRAIN_LINGER_SECONDS (alive, connects to it refused at
+once), and exits. A rolling restart of every web process under steady
 load (Cluster.rolling_restart, what `make cluster-restart` does) loses and duplicates nothing.
 """
 
@@ -18,12 +19,13 @@ import sys
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from pubsub_site.cluster import ROOT, free_port
+from pubsub_site.cluster import ROOT, Cluster, free_port
 from rooms.services import room_create
 from tests.faults.kit import (
     Ledger,
@@ -116,6 +118,95 @@ def test_sigterm_closes_every_socket_with_1012_after_a_reconnect_hint_spread_ove
     assert spread >= DRAIN_SECONDS * 0.7, closed_at
     assert closed_at[-1] <= DRAIN_SECONDS + 1.5, closed_at
     assert sum(1 for t in closed_at if t < closed_at[0] + 0.05) <= 3, closed_at
+
+
+LINGER_SECONDS = 3.0
+
+
+@dataclass
+class Probe:
+    """A TCP connect to a draining process's port."""
+
+    at: float  # seconds after the socket's close
+    outcome: str  # "refused", "accepted" or "timed out"
+    seconds: float  # how long the connect took to give its answer
+    alive: bool  # the process, right after the answer
+
+
+def drain_one_socket(cluster: Cluster) -> tuple[list[dict], int | None, list[Probe], float]:
+    """One web process with one open socket, sent SIGTERM. Returns the socket's frames and
+    close code, a connect to the process's port every 0.1 s from the close until the process
+    exits, and the seconds from the close to the exit."""
+    port = cluster.start_web()
+    process = cluster.webs[port]
+    (user,) = make_users(1)
+    key = session_key_for(user)
+
+    async def scenario():
+        ws = await open_socket(port, key)
+        reader = asyncio.create_task(frames_until_closed(ws))
+        await asyncio.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        return await reader
+
+    frames, code, closed_at = asyncio.run(scenario())
+    probes = []
+    deadline = closed_at + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        started = time.monotonic()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            outcome = "accepted"
+        except ConnectionRefusedError:
+            outcome = "refused"
+        except TimeoutError:
+            outcome = "timed out"
+        answered = time.monotonic()
+        probes.append(Probe(started - closed_at, outcome, answered - started, process.poll() is None))
+        time.sleep(0.1)
+    process.wait(timeout=10)
+    exited_after = time.monotonic() - closed_at
+    cluster.webs.pop(port)
+    return frames, code, probes, exited_after
+
+
+def test_a_drained_process_stays_alive_refusing_connects_at_once_for_the_linger_then_exits(make_cluster):
+    """Behind a proxy that keeps a replica's address a few seconds (nginx's resolver), a
+    connect to a process that has exited (its container's address gone) may go unanswered
+    until the proxy's connect timeout; one to a live process that does not listen is refused
+    at once, and the proxy tries the next replica. So a drained process stays alive
+    WS_DRAIN_LINGER_SECONDS, not listening, and only then exits."""
+    cluster = make_cluster(base_env(WS_DRAIN_SECONDS="0.5", WS_DRAIN_LINGER_SECONDS=str(LINGER_SECONDS)))
+    frames, code, probes, exited_after = drain_one_socket(cluster)
+    alive = [probe for probe in probes if probe.alive]
+    report(
+        f"a drained process lingers (WS_DRAIN_LINGER_SECONDS={LINGER_SECONDS:g})",
+        f"socket closed {code} after a {frames[-1]['type'] if frames else None!r} frame; {len(alive)} connects "
+        f"while the process lived after that: {dict(Counter(p.outcome for p in alive))}, the first "
+        f"{alive[0].at if alive else float('nan'):.2f} s and the last {alive[-1].at if alive else float('nan'):.2f} s "
+        f"after the close, the slowest answered in {max((p.seconds for p in alive), default=0) * 1000:.1f} ms; "
+        f"exited {exited_after:.2f} s after the close",
+    )
+    assert code == 1012 and frames[-1]["type"] == "reconnect", (code, frames)
+    # Right after the close, and all along: refused at once (not accepted, not left to time
+    # out) while the process lives.
+    assert alive and alive[0].at < 0.5, probes
+    assert all(p.outcome == "refused" and p.seconds < 0.2 for p in alive), probes
+    # Alive through the linger (give or take a busy machine), gone soon after it.
+    assert alive[-1].at >= LINGER_SECONDS - 1.0, probes
+    assert exited_after <= LINGER_SECONDS + 4.0, (exited_after, probes)
+
+
+def test_without_a_linger_a_drained_process_exits_as_soon_as_its_sockets_are_closed(make_cluster):
+    cluster = make_cluster(base_env(WS_DRAIN_SECONDS="0.5"))  # WS_DRAIN_LINGER_SECONDS: its default, 0
+    frames, code, probes, exited_after = drain_one_socket(cluster)
+    report(
+        "a drained process without a linger (WS_DRAIN_LINGER_SECONDS=0, the default)",
+        f"socket closed {code}; exited {exited_after:.2f} s after the close",
+    )
+    assert code == 1012 and frames[-1]["type"] == "reconnect", (code, frames)
+    assert exited_after < 2.5, (exited_after, probes)
+    assert all(p.outcome == "refused" for p in probes), probes
 
 
 def test_every_send_the_server_has_read_at_sigterm_is_acked_before_its_socket_closes(make_cluster, alice):
@@ -281,7 +372,7 @@ def test_the_cluster_runner_restarts_its_web_processes_one_at_a_time_on_sighup(t
         stopped_at = time.monotonic()
         runner.send_signal(signal.SIGTERM)
         runner.wait(timeout=30)
-        # Well under the 20 s the runner waits before it SIGKILLs a process that ignores SIGTERM.
+        # Well under the 25 s the runner waits before it SIGKILLs a process that ignores SIGTERM.
         assert time.monotonic() - stopped_at < 15, lines
         for port in (first, second):
             with pytest.raises(OSError):
