@@ -99,7 +99,7 @@ class RoomsConsumer(LayerEvents, Subscriptions, SocketConsumer):
         # PostgreSQL's read markers; a newer one may be in Redis until it is persisted, and
         # it is read from there at the room's first activity (room_activity).
         self.read_markers = {room_id: last_read for room_id, (_, last_read) in memberships.items()}
-        self.markers_checked: set[int] = set()
+        self.markers_checked: set[int] | None = None  # made at the first room activity (an empty set is 216 bytes)
         self.latest_seen: dict[int, int] = {}
         await self.channel_layer.group_add_all(
             [user_group(self.user_id), *map(activity_group, self.activity_rooms)], self.channel_name

@@ -87,10 +87,13 @@ class LayerEvents:
             return
         self.latest_seen[room_id] = max(self.latest_seen.get(room_id, 0), event["seq"])
         authors = event.get("authors", ())
-        if room_id not in self.markers_checked or authors is None or self.user_id in authors:
+        checked = self.markers_checked
+        if checked is None or room_id not in checked or authors is None or self.user_id in authors:
             # The marker PostgreSQL gave at connect may be old, and one of the user's messages
             # (sent from another tab) moved it: Redis has the newest.
-            self.markers_checked.add(room_id)
+            if checked is None:
+                checked = self.markers_checked = set()
+            checked.add(room_id)
             marker = await changes.aread_marker(room_id=room_id, user_id=self.user_id)
             if marker is not None:
                 self.read_markers[room_id] = max(self.read_markers.get(room_id, 0), marker)

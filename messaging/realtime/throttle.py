@@ -13,7 +13,6 @@ Limits of one socket (its subscribe frames): ``LocalWindow``, in the socket's ow
 from __future__ import annotations
 
 import time
-from collections import deque
 
 from messaging.posting import retry_after, send_limits, window
 
@@ -29,7 +28,9 @@ class LocalWindow:
     __slots__ = ("hits",)
 
     def __init__(self) -> None:
-        self.hits: deque[float] = deque()
+        # A list, not a deque: every socket has a window from its first subscribe, a deque's
+        # first block is 64 slots (624 bytes) and a window holds a few timestamps (56 bytes).
+        self.hits: list[float] = []
 
     def retry_after(self, limit: str) -> float | None:
         """Count one hit under ``limit`` (e.g. "20/10second"); None when allowed, else the
@@ -37,8 +38,8 @@ class LocalWindow:
         amount, window_ms = _window(limit)
         window = window_ms / 1000
         now = time.monotonic()
-        while self.hits and self.hits[0] <= now - window:
-            self.hits.popleft()
+        if self.hits and self.hits[0] <= now - window:
+            self.hits = [hit for hit in self.hits if hit > now - window]
         if len(self.hits) >= amount:
             return max(0.1, round(self.hits[0] + window - now, 2))
         self.hits.append(now)
