@@ -42,6 +42,7 @@ class Coalescer(Generic[K, V]):
         self.batch_max = batch_max
         self.in_flight = 0
         self.waiting: list[tuple[K, asyncio.Future]] = []
+        self.tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     async def get(self, key: K) -> V:
         future = asyncio.get_running_loop().create_future()
@@ -52,7 +53,9 @@ class Coalescer(Generic[K, V]):
 
     def _start(self) -> None:
         self.in_flight += 1
-        asyncio.get_running_loop().create_task(self._run())
+        task = asyncio.get_running_loop().create_task(self._run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _run(self) -> None:
         # The batch is taken when the task first runs: reads asked in the same turn of the
