@@ -100,9 +100,14 @@ def _cpu_time(body: str, repetitions: int = 7) -> float:
     return best
 
 
-def test_it_formats_a_body_of_unclosed_code_fences_in_under_5_ms():
+def test_it_formats_a_body_of_unclosed_code_fences_about_as_fast_as_plain_lines_of_its_length():
+    # Against the same machine's time for 800 plain lines (2 ms on the benchmark's machine,
+    # unclosed fences 2.8 ms): the issue 20 case took 40 ms, twenty times the plain lines. An
+    # absolute bound (it was 5 ms) failed on a slower, busy machine without any regression.
     assert len(HOSTILE["unclosed fences"]) == 4000
-    assert _cpu_time(HOSTILE["unclosed fences"]) < 0.005
+    plain = "words\n" * 666 + "word"
+    assert len(plain) == 4000
+    assert _cpu_time(HOSTILE["unclosed fences"]) < 5 * _cpu_time(plain)
 
 
 @pytest.mark.parametrize("name", HOSTILE)
