@@ -82,6 +82,22 @@ async def async_cleanup():
     await database_sync_to_async(connections.close_all)()
 
 
+@pytest.fixture
+def async_db_queries(monkeypatch):
+    """The parameters of every query the event loop's reads make (pubsub_site.async_db), in order."""
+    from pubsub_site import async_db
+
+    made: list[object] = []
+    real = async_db.fetchall
+
+    async def counting(sql, params):
+        made.append(params)
+        return await real(sql, params)
+
+    monkeypatch.setattr(async_db, "fetchall", counting)
+    return made
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is for production; tests create many users."""

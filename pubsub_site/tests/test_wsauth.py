@@ -100,18 +100,11 @@ async def test_on_postgresql_the_handshake_makes_no_hop_and_puts_memberships_on_
 @pytest.mark.postgresql_only(reason="the handshake reads on the event loop (async_db) on PostgreSQL only")
 @closes_async_clients
 async def test_handshakes_that_arrive_together_read_their_sessions_in_one_mget_and_their_users_in_one_query(
-    alice, bob, charlie, private_room, monkeypatch
+    alice, bob, charlie, private_room, monkeypatch, async_db_queries
 ):
     keys = {user: await session_key_for(user) for user in (alice, bob, charlie)}
     await database_sync_to_async(Membership.objects.filter(room=private_room, user=bob).update)(last_read_seq=3)
-    queries: list[object] = []
-    real_fetchall = async_db.fetchall
-
-    async def counting(sql, params):
-        queries.append(params)
-        return await real_fetchall(sql, params)
-
-    monkeypatch.setattr(async_db, "fetchall", counting)
+    queries = async_db_queries
     redis_calls: list[str] = []
 
     class CountingRedis:

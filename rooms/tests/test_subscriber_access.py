@@ -9,7 +9,6 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from pubsub_site import async_db
 from rooms.models import Membership
 from rooms.services import RoomBanned, RoomNotFound, aroom_access_for_subscriber, room_access_for_subscriber
 
@@ -76,17 +75,10 @@ def test_subscribing_to_a_public_room_joins_it_once_then_reads_in_one_query(
 @pytest.mark.usefixtures("async_cleanup")
 @pytest.mark.postgresql_only(reason="subscribes read on the event loop (async_db), together, on PostgreSQL only")
 async def test_subscribes_that_arrive_together_are_read_in_one_query_each_with_its_own_answer(
-    private_room, public_room, alice, bob, charlie, monkeypatch
+    private_room, public_room, alice, bob, charlie, async_db_queries
 ):
     await database_sync_to_async(Membership.objects.create)(room=public_room, user=charlie, banned=True)
-    queries: list[object] = []
-    real_fetchall = async_db.fetchall
-
-    async def counting(sql, params):
-        queries.append(params)
-        return await real_fetchall(sql, params)
-
-    monkeypatch.setattr(async_db, "fetchall", counting)
+    queries = async_db_queries
     asked = [
         (private_room.slug, alice),
         (private_room.slug, bob),
