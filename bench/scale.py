@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -223,6 +224,29 @@ def redis_client(plan: ScalePlan):
 
 def redis_memory(plan: ScalePlan) -> int:
     return int(redis_client(plan).info("memory")["used_memory"])
+
+
+_KEY_CLASS = re.compile(r"\{\d+\}|(?<=:)[0-9a-f-]{8,}(?=:|$)|(?<=:)\d+(?=:|$)")
+
+
+def redis_memory_by_class(plan: ScalePlan) -> dict[str, dict]:
+    """Every key's MEMORY USAGE, summed by its class (the key with room ids, user ids and
+    client ids taken out): what the soak's Redis memory is made of, largest first."""
+    client = redis_client(plan)
+    totals: dict[str, dict] = {}
+    keys = list(client.scan_iter(count=2000))
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=0)
+        for key, size in zip(chunk, pipe.execute(), strict=True):
+            name = _KEY_CLASS.sub("N", key.decode(errors="replace"))
+            entry = totals.setdefault(name, {"keys": 0, "mib": 0.0})
+            entry["keys"] += 1
+            entry["mib"] += (size or 0) / 2**20
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1]["mib"])
+    return {name: {"keys": v["keys"], "mib": round(v["mib"], 2)} for name, v in ranked[:15]}
 
 
 # --- a step of sending, counted -------------------------------------------------------
@@ -481,6 +505,7 @@ def run_soak(plan: ScalePlan) -> dict:
             out["connected"] = connected
             out["failed"] = sum(r["failed"] for r in replies)
             log(f"  {connected:,} connected in {max(r['seconds'] for r in replies):.1f} s")
+            out["redis_by_class_start"] = redis_memory_by_class(plan)
             counted = Counted(pool, rooms)
             started = time.monotonic()
             end = started + plan.soak_minutes * 60
@@ -507,6 +532,8 @@ def run_soak(plan: ScalePlan) -> dict:
                     f" cores, p99 {sample['p99_ms']} ms, lost {sample['lost']}, Redis {sample['redis_mib']} MiB,"
                     f" load {sample['load1']}")  # fmt: skip
             gauges_before_leaving = metrics_gauges(cluster.ports[0])
+            out["redis_by_class"] = redis_memory_by_class(plan)
+            log(f"  Redis by key class: {out['redis_by_class']}")
             pool.each("close")
         out["samples"] = samples
         out["gauges_before_leaving"] = gauges_before_leaving

@@ -25,7 +25,9 @@ from messaging.store.script_batch import run_batched
 from pubsub_site.redis_client import get_async_redis, get_redis
 
 # Dedupe by (author, client_id); refuse a new message past its author's send limit or slow mode;
-# otherwise take the next seq and rev, store the record, move the author's read marker
+# otherwise take the next seq and rev, store the record (and take off the buffer's expiry: a
+# quiet room's buffer expires once PostgreSQL has all of it, messaging.store.watermarks),
+# move the author's read marker
 # to it, mark the room dirty, claim the right to schedule a persistence job, and count
 # the message against the limits: one atomic step.
 # KEYS: seq rev buf cid dirty scheduled reads reads_dirty [send_limit slow_mode [legacy_cid [threads changes]]]
@@ -93,6 +95,7 @@ record['seq'] = seq
 record['rev'] = rev
 local encoded = cjson.encode(record)
 redis.call('ZADD', KEYS[3], seq, encoded)
+redis.call('PERSIST', KEYS[3])
 redis.call('SET', KEYS[4], seq, 'EX', tonumber(ARGV[2]))
 redis.call('SADD', KEYS[5], ARGV[3])
 redis.call('HSET', KEYS[7], ARGV[5], seq)

@@ -7,7 +7,9 @@ Keys of one room share the hash tag ``{<room_id>}`` and live on the room's serve
 - ``…:rev``        the room's revision: rises with every change to its state
 - ``…:buf``        sorted set, score ``seq``, member the message record (JSON); holds
                    every message PostgreSQL does not have yet, plus the last
-                   ``MESSAGE_BUFFER_KEEP`` persisted ones for fast replay
+                   ``MESSAGE_BUFFER_KEEP`` persisted ones for fast replay, none of them
+                   persisted more than ``MESSAGE_HOT_SECONDS`` ago (a buffer with nothing
+                   to persist expires)
 - ``…:persisted``  every message with ``seq`` up to this is in PostgreSQL
 - ``…:cid:<author>:<uuid>`` the ``seq`` the author's ``client_id`` got, for retries
                    (expires). Per author: another user's ``client_id`` is never theirs.

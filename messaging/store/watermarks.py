@@ -9,6 +9,9 @@ the job, reads and moves them; ``messaging.store.keys`` names them).
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import orjson
 from django.conf import settings
 
@@ -16,8 +19,15 @@ from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, Roo
 from messaging.store.lua import LuaScript
 from pubsub_site.redis_client import get_redis
 
-# After PostgreSQL committed every record up to ARGV[1]: raise the watermark and trim
-# what replay no longer needs. Returns how many records still wait.
+# After PostgreSQL committed every record up to ARGV[1]: raise the watermark and let go of
+# what replay no longer needs. KEYS: persisted buf; ARGV: upto keep hot_seconds cutoff (ISO
+# 8601, as the records' ``sent_at``).
+# - The buffer keeps at most ``keep`` persisted records, and none sent before ``cutoff``: the
+#   oldest are looked at until the first one still hot (at most 256 a call; the next call
+#   goes on). Unpersisted records are never touched.
+# - A buffer with nothing left to persist expires ``hot_seconds`` from now as a whole (a room
+#   gone quiet; the append script takes the expiry off again with its next record).
+# Returns how many records still wait.
 MARK_PERSISTED_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local upto = tonumber(ARGV[1])
@@ -26,7 +36,24 @@ if upto > current then
   current = upto
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', current - tonumber(ARGV[2]))
-return redis.call('ZCOUNT', KEYS[2], '(' .. current, '+inf')
+local drop, looked, hot_found = nil, 0, false
+repeat
+  local chunk = redis.call('ZRANGE', KEYS[2], looked, looked + 15, 'WITHSCORES')
+  if #chunk == 0 then break end
+  for i = 1, #chunk, 2 do
+    local seq = tonumber(chunk[i + 1])
+    if seq > current or cjson.decode(chunk[i])['sent_at'] >= ARGV[4] then
+      hot_found = true
+      break
+    end
+    drop = seq
+  end
+  looked = looked + 16
+until hot_found or looked >= 256
+if drop then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', drop) end
+local waiting = redis.call('ZCOUNT', KEYS[2], '(' .. current, '+inf')
+if waiting == 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
+return waiting
 """
 
 # KEYS: persisted buf changes_persisted changes reads_dirty dirty; ARGV: room_id.
@@ -97,11 +124,17 @@ def unpersisted_records(*, room_id: int, after: int, limit: int) -> list[dict]:
 
 
 def mark_persisted(*, room_id: int, upto: int) -> int:
-    """Record that PostgreSQL has every message up to ``upto``; returns how many are still waiting."""
+    """Record that PostgreSQL has every message up to ``upto``; returns how many are still
+    waiting. The buffer then keeps no persisted record older than ``MESSAGE_HOT_SECONDS``
+    (MARK_PERSISTED_SCRIPT)."""
     keys = RoomKeys(room_id)
+    hot = settings.MESSAGE_HOT_SECONDS
+    cutoff = datetime.fromtimestamp(time.time() - hot, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return int(
         _mark_persisted.run(
-            get_redis(room_id), keys=(keys.persisted, keys.buf), args=(upto, settings.MESSAGE_BUFFER_KEEP)
+            get_redis(room_id),
+            keys=(keys.persisted, keys.buf),
+            args=(upto, settings.MESSAGE_BUFFER_KEEP, hot, cutoff),
         )
     )
 

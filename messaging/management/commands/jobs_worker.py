@@ -72,6 +72,11 @@ def sweep_forever(interval: float) -> None:
                 logger.exception("the sweep's %s failed; the next sweep tries again", hook.__qualname__)
 
 
+def make_worker(queues: list[str]):
+    """django-rq's worker for ``queues``, keeping no result of a finished job (RQ_RESULT_TTL)."""
+    return get_worker(*queues, default_result_ttl=settings.RQ_RESULT_TTL)
+
+
 class Command(BaseCommand):
     help = "Run the background worker (django-rq), persisting any messages left in Redis first."
 
@@ -99,7 +104,7 @@ class Command(BaseCommand):
         while True:
             worker = None
             try:
-                worker = get_worker(*queues)
+                worker = make_worker(queues)
                 reset_db_connections()  # no connection crosses a fork, if the worker class forks
                 worker.work()
             except redis.RedisError as error:
