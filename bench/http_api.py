@@ -23,6 +23,8 @@ from array import array
 
 import orjson
 
+from messaging.frames import uuid7
+
 BODY = "x" * 100
 
 
@@ -84,7 +86,7 @@ async def _socket_clients(port: int, token: str, slugs: list[str], duration: flo
                     break
             await ready.wait()
             while time.monotonic() < deadline_box[0]:
-                client_id = str(uuid.uuid4())
+                client_id = uuid7()  # as the browser makes them
                 started = time.perf_counter_ns()
                 frame = {"type": "send", "room": slug, "body": BODY, "client_id": client_id, "ref": client_id}
                 await ws.send_str(orjson.dumps(frame).decode())

@@ -28,13 +28,14 @@ import contextlib
 import random
 import resource
 import time
-import uuid
 from array import array
 from dataclasses import dataclass, field
 from itertools import cycle
 
 import orjson
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
+
+from messaging.frames import uuid7
 
 BODY_PAD = "x" * 200
 # A member that is still not in this long after its batch started (plus the batch's time
@@ -382,7 +383,7 @@ class Agent:
             due = min(total, int((time.monotonic() - start) * rate) + 1)
             while sent < due:
                 member = next(senders)
-                client_id = str(uuid.uuid4())
+                client_id = uuid7()  # as the browser makes them
                 now = time.monotonic_ns()
                 body = f"{now} {BODY_PAD}"
                 pending[client_id] = now

@@ -226,7 +226,7 @@ def redis_memory(plan: ScalePlan) -> int:
     return int(redis_client(plan).info("memory")["used_memory"])
 
 
-_KEY_CLASS = re.compile(r"\{\d+\}|(?<=:)[0-9a-f-]{8,}(?=:|$)|(?<=:)\d+(?=:|$)")
+_KEY_CLASS = re.compile(r"\{\d+\}|(?<=:)[0-9a-f-]{8,}(?=:|$)|(?<=:)\d+(?=:|$)|(?<=cached_db)[a-z0-9]+$")
 
 
 def redis_memory_by_class(plan: ScalePlan) -> dict[str, dict]:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from array import array
 
 from picows import ws_connect
 
 from bench.loadgen import Agent, Closed, JoinStats, Member, Refused, browser_backoff, raise_open_files_limit
+from messaging.frames import uuid7
 
 RETRY_FOR = 180.0
 
@@ -214,7 +214,7 @@ class ScaleAgent(Agent):
                     step.send_errors += due - sent  # nobody to send from
                     sent = due
                     break
-                client_id = str(uuid.uuid4())  # the protocol wants a UUID
+                client_id = uuid7()  # a UUID, as the browser makes them
                 now = time.monotonic_ns()
                 self.pending[client_id] = now
                 member.send_json({"type": "send", "room": member.room, "body": f"{now} scale",

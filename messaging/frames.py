@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+import time
 import uuid
 
 from django.conf import settings
@@ -103,6 +105,25 @@ def client_id(frame: dict) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         raise ClientError("bad_request", "`client_id` must be a UUID.") from None
+
+
+def client_id_time(client_id: str) -> float | None:
+    """When a UUIDv7 ``client_id`` (RFC 9562, as the browser client makes them) says it was made,
+    in Unix seconds by the client's clock; None for a UUID of another version. ``client_id`` is in
+    canonical form (``client_id`` above)."""
+    if len(client_id) != 36 or client_id[14] != "7":
+        return None
+    return int(client_id[:8] + client_id[9:13], 16) / 1000
+
+
+def uuid7(at: float | None = None) -> str:
+    """A UUIDv7 made at ``at`` (Unix seconds; now by default), as the browser client makes its
+    client_ids (static/js/room-stream.js): the benchmark's clients and the tests send these."""
+    ms = int((time.time() if at is None else at) * 1000) & (2**48 - 1)
+    value = (ms << 80) | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # the version
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # the variant (RFC 9562)
+    return str(uuid.UUID(int=value))
 
 
 def body(frame: dict, *, allow_empty: bool = False) -> str:

@@ -118,6 +118,16 @@ DELIVERY_LATENCY = Histogram(
     "process, observed once per fan-out batch for the batch's oldest message.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+RETRIES_ANSWERED_BY_DATABASE = Counter(
+    "pubsub_retries_answered_by_database",
+    "Sends answered with their first seq from PostgreSQL: late retries, whose dedupe key had left Redis.",
+)
+RETRY_CHECKS = Counter(
+    "pubsub_retry_checks",
+    "Sends whose UUIDv7 client_id was not fresh, checked against PostgreSQL before the append, by `outcome` "
+    "(asked; skipped: PostgreSQL did not answer, or had just failed to).",
+    ["outcome"],
+)
 
 # --- Channel layer, presence --------------------------------------------------------------
 

@@ -280,6 +280,50 @@ def message_get(*, room_id: int, seq: int) -> tuple[dict, MessageState] | None:
     return pairs[0] if pairs else None
 
 
+async def apersisted_send_seq(*, room_id: int, author_id: int, client_id: str) -> int | None:
+    """The seq under which PostgreSQL keeps the author's send ``client_id`` in the room, or None:
+    the unique key (room, author, client_id) answers a retry that comes after its dedupe key left
+    Redis (messaging.services.message_send). On PostgreSQL the sends that ask at the same time
+    ask with one query (pubsub_site.async_db.fetchall_together); elsewhere (SQLite) in Django's
+    thread. Raises django.db.DatabaseError when the database cannot answer."""
+    if not async_db.native():
+        return await database_sync_to_async(_persisted_send_seq)(room_id, author_id, client_id)
+    rows = await async_db.fetchall_together(
+        _persisted_sends_sql(),
+        (room_id, author_id, client_id),
+        params=_persisted_sends_params,
+        key_of=lambda row: (row[0], row[1], str(row[2])),
+    )
+    return rows[0][3] if rows else None
+
+
+def _persisted_send_seq(room_id: int, author_id: int, client_id: str) -> int | None:
+    return (
+        Message.objects.filter(room_id=room_id, author_id=author_id, client_id=client_id)
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+@functools.cache
+def _persisted_sends_sql() -> str:
+    """The stored (room, author, client_id, seq) of many sends: the unique key's index, once each."""
+    table = Message._meta.db_table
+    room, author, client_id, seq = (
+        Message._meta.get_field(name).column for name in ("room", "author", "client_id", "seq")
+    )
+    return (
+        f'SELECT m."{room}", m."{author}", m."{client_id}", m."{seq}" FROM "{table}" m '  # noqa: S608 (model names)
+        "JOIN unnest(%s::bigint[], %s::bigint[], %s::uuid[]) AS k(room, author, client_id) "
+        f'ON m."{room}" = k.room AND m."{author}" = k.author AND m."{client_id}" = k.client_id'
+    )
+
+
+def _persisted_sends_params(keys: list[tuple[int, int, str]]) -> tuple[list, list, list]:
+    rooms, authors, client_ids = zip(*keys, strict=True)
+    return list(rooms), list(authors), list(client_ids)
+
+
 def message_seq_of_send(*, room_id: int, author_id: int, client_id: str) -> int | None:
     """The seq of the author's send ``client_id`` in the room, once stored, read from the live
     store's dedupe key (it lives MESSAGE_DEDUP_TTL); None before. For what must follow a message

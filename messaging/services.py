@@ -19,10 +19,11 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import job_paths, metrics
-from messaging.selectors import message_get, room_counters
+from messaging import frames, job_paths, metrics
+from messaging.selectors import apersisted_send_seq, message_get, room_counters
 from messaging.store import buffer, changes
 from messaging.store.keys import RoomKeys
 from protocol import events
@@ -182,6 +183,56 @@ async def _broadcast_stored(layer, group: str, room_id: int, seq: int, record: b
         logger.warning("message %s/%s stored but not broadcast: %r", room_id, seq, error)
 
 
+# A UUIDv7 client_id made this far ahead of the server's clock, at most, is taken as fresh.
+CLIENT_CLOCK_AHEAD = 60.0
+# How long a send waits for PostgreSQL to say whether its client_id is stored, at most; and
+# after PostgreSQL failed to, how long the process's sends go on without asking.
+PERSISTED_RETRY_TIMEOUT = 2.0
+PERSISTED_RETRY_PAUSE = 1.0
+_retry_checks_resume_at = 0.0
+
+
+def _may_be_a_late_retry(client_id: str) -> bool:
+    """Whether Redis may no longer know this send's ``client_id`` although it is stored.
+
+    A UUIDv7's dedupe key leaves Redis ``MESSAGE_HOT_SECONDS`` after its message is persisted
+    (messaging.store.watermarks.mark_persisted); one made within the last half of that window
+    (by its own time, allowing the client's clock CLIENT_CLOCK_AHEAD) cannot be older than its
+    key, and Redis answers it. Another UUID's key lives ``MESSAGE_DEDUP_TTL`` (7 days): Redis
+    answers it too. Only a UUIDv7 from further back (a late retry, or a client's clock far
+    behind) is asked of PostgreSQL."""
+    made = frames.client_id_time(client_id)
+    if made is None:
+        return False
+    now = time.time()
+    return not (now - settings.MESSAGE_HOT_SECONDS / 2 <= made <= now + CLIENT_CLOCK_AHEAD)
+
+
+async def _persisted_retry_seq(room_id: int, author_id: int, client_id: str) -> int | None:
+    """The seq PostgreSQL keeps the send under, when it is a retry of a persisted message.
+
+    A send waits at most PERSISTED_RETRY_TIMEOUT for the answer, far less than Redis keeps a
+    dedupe key after the message is persisted: a message persisted meanwhile still has its key
+    when the append script runs. When PostgreSQL cannot answer, the sends go on with Redis's
+    dedupe alone (counted; logged once, then not asked for PERSISTED_RETRY_PAUSE): sends do not
+    stop with the database, and only a late retry could then be stored twice."""
+    global _retry_checks_resume_at
+    if time.monotonic() < _retry_checks_resume_at:
+        metrics.RETRY_CHECKS.labels(outcome="skipped").inc()
+        return None
+    try:
+        async with asyncio.timeout(PERSISTED_RETRY_TIMEOUT):
+            found = await apersisted_send_seq(room_id=room_id, author_id=author_id, client_id=client_id)
+    except (DatabaseError, TimeoutError) as error:
+        metrics.RETRY_CHECKS.labels(outcome="skipped").inc()
+        if time.monotonic() >= _retry_checks_resume_at:
+            logger.warning("late retries are checked with Redis alone for %s s: %r", PERSISTED_RETRY_PAUSE, error)
+        _retry_checks_resume_at = time.monotonic() + PERSISTED_RETRY_PAUSE
+        return None
+    metrics.RETRY_CHECKS.labels(outcome="asked").inc()
+    return found
+
+
 async def message_send(
     *,
     room_id: int,
@@ -202,7 +253,9 @@ async def message_send(
     The caller has checked the rights and validated ``body`` and ``client_id``, and says
     which ``limits`` apply (``messaging.posting.send_limits``): they are checked and
     counted in the Redis call that stores the message. A retry of a stored ``client_id``
-    is answered with its ``seq``, never refused. Raises ActionRefused (``rate_limited``,
+    is answered with its ``seq``, never refused: by Redis's dedupe key, or, for a UUIDv7 made
+    before Redis's hot window (a late retry, ``_may_be_a_late_retry``), by PostgreSQL's unique
+    key, read before the append. Raises ActionRefused (``rate_limited``,
     with ``retry_after``) when the author must wait, redis.RedisError when storing fails:
     nothing is stored either way (but for NotReplicated, below).
 
@@ -230,6 +283,11 @@ async def message_send(
             record["also_in_room"] = True
     if attachments:  # their wire forms, claimed by this send (attachments.services.attachments_claim)
         record["attachments"] = attachments
+    if _may_be_a_late_retry(client_id):
+        persisted_seq = await _persisted_retry_seq(room_id, author_id, client_id)
+        if persisted_seq is not None:
+            metrics.RETRIES_ANSWERED_BY_DATABASE.inc()
+            return SendResult(seq=persisted_seq, created=False)
     layer = get_channel_layer()
     group = room_group(room_id)
     wait = buffer.replica_wait()

@@ -435,11 +435,13 @@ if PRODUCTION:
 # --- Messaging -------------------------------------------------------------
 
 MESSAGE_MAX_LENGTH = 4000
-# The room's replay buffer in Redis keeps a persisted message until this long (seconds) after it
-# was sent, at most: older replays read PostgreSQL, and the buffers' memory follows the send
-# rate, not the history (docs/deploy.md, Redis memory).
+# Redis keeps a persisted message this long (seconds) at most: in the room's replay buffer (from
+# when it was sent) and, for a UUIDv7 client_id, its dedupe key (from when it was persisted).
+# Older replays read PostgreSQL, and a later retry is answered from its unique key (room, author,
+# client_id): Redis's memory follows the send rate, not the history (docs/deploy.md, Redis memory).
 MESSAGE_HOT_SECONDS = env_int("MESSAGE_HOT_SECONDS", 600)
-# A client_id is remembered for retries this long (seconds).
+# A dedupe key of another UUID (not a v7: its age is unknown) lives this long (seconds), as does
+# any whose message is never persisted (its room deleted first).
 MESSAGE_DEDUP_TTL = env_int("MESSAGE_DEDUP_TTL", 7 * 24 * 3600)
 # How many persisted messages each room keeps in its Redis buffer for fast replay, at most
 # (and none older than MESSAGE_HOT_SECONDS).

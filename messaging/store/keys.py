@@ -12,7 +12,9 @@ Keys of one room share the hash tag ``{<room_id>}`` and live on the room's serve
                    to persist expires)
 - ``…:persisted``  every message with ``seq`` up to this is in PostgreSQL
 - ``…:cid:<author>:<uuid>`` the ``seq`` the author's ``client_id`` got, for retries
-                   (expires). Per author: another user's ``client_id`` is never theirs.
+                   (expires: a UUIDv7's ``MESSAGE_HOT_SECONDS`` after its message is
+                   persisted, PostgreSQL answering later retries; another UUID's after
+                   ``MESSAGE_DEDUP_TTL``). Per author: another user's ``client_id`` is never theirs.
                    (``…:cid:<uuid>``, without the author, is the form written before; still
                    read, for the author whose message the buffer shows, until it expires.)
 - ``…:ratelimit:send:<user>`` the times of the user's last messages, for the send limit (expires)

@@ -107,7 +107,7 @@ def messages_persist_room(*, room_id: int) -> int:
         # no batch's mentions or webhook events are lost to a crash.
         for hook in AFTER_BATCH:
             hook(room_id=room_id, records=records)
-        watermarks.mark_persisted(room_id=room_id, upto=records[-1]["seq"])
+        watermarks.mark_persisted(room_id=room_id, upto=records[-1]["seq"], records=records)
 
 
 def changes_persist_room(*, room_id: int) -> None:

@@ -10,18 +10,23 @@ the job, reads and moves them; ``messaging.store.keys`` names them).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 from django.conf import settings
 
+from messaging.frames import client_id_time
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
 from pubsub_site.redis_client import get_redis
 
 # After PostgreSQL committed every record up to ARGV[1]: raise the watermark and let go of
-# what replay no longer needs. KEYS: persisted buf; ARGV: upto keep hot_seconds cutoff (ISO
-# 8601, as the records' ``sent_at``).
+# what Redis no longer needs. KEYS: persisted buf [dedupe keys...]; ARGV: upto keep hot_seconds
+# cutoff (ISO 8601, as the records' ``sent_at``).
+# - The dedupe keys given (the batch's UUIDv7 sends) expire ``hot_seconds`` from now, never
+#   later than they would have: a later retry is answered from PostgreSQL
+#   (messaging.services.message_send).
 # - The buffer keeps at most ``keep`` persisted records, and none sent before ``cutoff``: the
 #   oldest are looked at until the first one still hot (at most 256 a call; the next call
 #   goes on). Unpersisted records are never touched.
@@ -34,6 +39,11 @@ local upto = tonumber(ARGV[1])
 if upto > current then
   redis.call('SET', KEYS[1], upto)
   current = upto
+end
+local hot = tonumber(ARGV[3])
+for i = 3, #KEYS do
+  local ttl = redis.call('TTL', KEYS[i])
+  if ttl == -1 or ttl > hot then redis.call('EXPIRE', KEYS[i], hot) end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', current - tonumber(ARGV[2]))
 local drop, looked, hot_found = nil, 0, false
@@ -52,7 +62,7 @@ repeat
 until hot_found or looked >= 256
 if drop then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', drop) end
 local waiting = redis.call('ZCOUNT', KEYS[2], '(' .. current, '+inf')
-if waiting == 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
+if waiting == 0 then redis.call('EXPIRE', KEYS[2], hot) end
 return waiting
 """
 
@@ -123,17 +133,21 @@ def unpersisted_records(*, room_id: int, after: int, limit: int) -> list[dict]:
     return [orjson.loads(item) for item in raw]
 
 
-def mark_persisted(*, room_id: int, upto: int) -> int:
+def mark_persisted(*, room_id: int, upto: int, records: Sequence[dict] = ()) -> int:
     """Record that PostgreSQL has every message up to ``upto``; returns how many are still
-    waiting. The buffer then keeps no persisted record older than ``MESSAGE_HOT_SECONDS``
-    (MARK_PERSISTED_SCRIPT)."""
+    waiting. Redis then keeps no persisted record older than ``MESSAGE_HOT_SECONDS`` in the
+    buffer, and the dedupe keys of ``records`` (the batch) sent with a UUIDv7 ``client_id``
+    that long at most (MARK_PERSISTED_SCRIPT); another UUID's key keeps its MESSAGE_DEDUP_TTL."""
     keys = RoomKeys(room_id)
+    dedupe = [
+        keys.client_id(r["client_id"], r["author"]["id"]) for r in records if client_id_time(r["client_id"]) is not None
+    ]
     hot = settings.MESSAGE_HOT_SECONDS
     cutoff = datetime.fromtimestamp(time.time() - hot, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return int(
         _mark_persisted.run(
             get_redis(room_id),
-            keys=(keys.persisted, keys.buf),
+            keys=(keys.persisted, keys.buf, *dedupe),
             args=(upto, settings.MESSAGE_BUFFER_KEEP, hot, cutoff),
         )
     )

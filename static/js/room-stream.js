@@ -19,11 +19,13 @@
 (function (root) {
   "use strict";
 
-  function uuid4() {
-    const crypto = root.crypto;
-    if (crypto && crypto.randomUUID) return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
+  // A client_id: a UUIDv7 (RFC 9562), the time it was made (Unix ms, 48 bits) and then 74
+  // random bits. From its time the server knows a fresh message from a late retry: a retry made
+  // after its message left Redis is answered from the database (docs/protocol.md, retries).
+  function uuid7(now = Date.now()) {
+    const b = root.crypto.getRandomValues(new Uint8Array(16));
+    for (let i = 5, t = now; i >= 0; i--, t = Math.floor(t / 256)) b[i] = t % 256;
+    b[6] = (b[6] & 0x0f) | 0x70;
     b[8] = (b[8] & 0x3f) | 0x80;
     const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
@@ -138,7 +140,7 @@
       // A message written here: kept until confirmed, sent now if subscribed (else after the
       // resubscribe). Returns its client_id, which its pending copy on the page carries.
       post(body, replyTo = null, extra = null, attachments = null) {
-        const clientId = uuid4();
+        const clientId = uuid7();
         const message = { body, replyTo, extra, attachments };
         pending.set(clientId, message);
         if (ready) send(sendFrame(clientId, message));
@@ -155,7 +157,7 @@
     };
   }
 
-  const api = { create, uuid4 };
+  const api = { create, uuid7 };
   if (typeof module === "object" && module.exports) module.exports = api;
   else root.PubSubRoomStream = api;
 })(typeof window !== "undefined" ? window : globalThis);

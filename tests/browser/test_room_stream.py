@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
+
+from messaging.frames import client_id_time
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM_JS = ROOT / "static" / "js" / "room-stream.js"
@@ -249,3 +252,17 @@ def test_after_kicked_it_never_resubscribes():
     assert len(subscribes(out["sent"])) == 1
     assert out["result"] is True
     assert ["event", "kicked"] in out["heard"]
+
+
+def test_a_message_written_gets_a_uuid7_client_id_of_the_moment_it_was_written():
+    """The server answers a late retry of a UUIDv7 from the database (docs/protocol.md, retries)."""
+    out = run("""
+        const before = Date.now();
+        const ids = [stream.post("one"), stream.post("two")];
+        return { ids, before, after: Date.now() };
+    """)
+    result = out["result"]
+    first, second = (uuid.UUID(client_id) for client_id in result["ids"])
+    assert first.version == second.version == 7 and first.variant == uuid.RFC_4122 and first != second
+    for client_id in result["ids"]:
+        assert result["before"] <= round(client_id_time(client_id) * 1000) <= result["after"]
