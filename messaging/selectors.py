@@ -326,7 +326,9 @@ def _persisted_sends_params(keys: list[tuple[int, int, str]]) -> tuple[list, lis
 
 def message_seq_of_send(*, room_id: int, author_id: int, client_id: str) -> int | None:
     """The seq of the author's send ``client_id`` in the room, once stored, read from the live
-    store's dedupe key (it lives MESSAGE_DEDUP_TTL); None before. For what must follow a message
+    store's dedupe key (a UUIDv7's lives until MESSAGE_HOT_SECONDS after its message is persisted,
+    by when the persistence job has written the seq on the file's row; another UUID's
+    MESSAGE_DEDUP_TTL); None before. For what must follow a message
     at once, before the sender's own bookkeeping catches up: an attachment's first reader
     (attachments.selectors), in the moment before the persistence job or the sender's socket
     has written the seq on the file's row."""

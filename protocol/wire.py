@@ -49,8 +49,14 @@ class MessageState:
 FRESH = MessageState()
 
 
+def iso_time(moment: datetime) -> str:
+    """A moment as the wire and the stored records write it: UTC, milliseconds, ``Z``. One
+    format, so that two of them compare as strings (messaging.store.watermarks does)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(datetime.now(UTC))
 
 
 def record_from_message(message: Message) -> dict:
@@ -61,7 +67,7 @@ def record_from_message(message: Message) -> dict:
         "author": {"id": message.author_id, "username": message.author.username},
         "body": message.body,
         "client_id": str(message.client_id),
-        "sent_at": message.sent_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "sent_at": iso_time(message.sent_at),
     }
     if message.reply_to_seq is not None:
         # Its quote (``reply``) is read with the original: messaging.selectors.with_reply_quotes.

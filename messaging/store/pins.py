@@ -10,7 +10,6 @@ an unpin keeps the entry (``pinned`` false), so that recovery and persistence kn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
 
 import orjson
 from django.utils.dateparse import parse_datetime
@@ -19,6 +18,7 @@ from messaging.models import Message, Pin
 from messaging.store.changes import MARK_DIRTY_LUA, ChangeResult, RedisState
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
+from protocol.wire import iso_time
 from pubsub_site.redis_client import get_redis
 
 # KEYS: seq rev deletions pins changes dirty scheduled; ARGV: seq pin-json room_id ttl
@@ -97,5 +97,5 @@ def pins_persist(*, messages: dict[int, Message], states: dict[int, RedisState])
 def pin_state_of_row(pin: Pin) -> PinState:
     """A ``Pin`` row (its ``pinned_by`` selected) as a pin state."""
     by = {"id": pin.pinned_by_id, "username": pin.pinned_by.get_username()} if pin.pinned_by_id else None
-    at = pin.pinned_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    at = iso_time(pin.pinned_at)
     return PinState(pinned=True, by=by, at=at)

@@ -19,6 +19,7 @@ from django.conf import settings
 from messaging.frames import client_id_time
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
+from protocol.wire import iso_time
 from pubsub_site.redis_client import get_redis
 
 # After PostgreSQL committed every record up to ARGV[1]: raise the watermark and let go of
@@ -143,7 +144,7 @@ def mark_persisted(*, room_id: int, upto: int, records: Sequence[dict] = ()) -> 
         keys.client_id(r["client_id"], r["author"]["id"]) for r in records if client_id_time(r["client_id"]) is not None
     ]
     hot = settings.MESSAGE_HOT_SECONDS
-    cutoff = datetime.fromtimestamp(time.time() - hot, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    cutoff = iso_time(datetime.fromtimestamp(time.time() - hot, UTC))
     return int(
         _mark_persisted.run(
             get_redis(room_id),
