@@ -75,3 +75,57 @@ def summarise(raw: str, top: int = 15) -> dict:
         "inclusive": share(inclusive),
         "by_area": [{"area": k, "samples": v, "percent": round(100 * v / total, 1)} for k, v in areas.most_common(12)],
     }
+
+
+class Spy:
+    """py-spy on some processes for as long as the ``with`` block lasts: where their CPU went.
+
+    ``summary`` (after the block) merges every process's samples (on-CPU only, at ``rate`` a
+    second): the same form as :func:`summarise`, with the raw files' paths. ``None`` paths
+    mean py-spy is not installed: the block runs unprofiled and ``summary`` says so.
+    """
+
+    def __init__(self, pids: list[int], name: str, rate: int = 100):
+        import tempfile
+
+        self.pids = pids
+        self.rate = rate
+        self.dir = Path(tempfile.mkdtemp(prefix=f"pubsub-spy-{name}-"))
+        self.procs: list = []
+        self.summary: dict = {}
+
+    def __enter__(self) -> Spy:
+        import subprocess
+        import time
+
+        spy = pyspy_path()
+        if spy is None:
+            self.summary = {"skipped": "py-spy is not installed (pip install py-spy)"}
+            return self
+        for pid in self.pids:
+            command = [spy, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
+                       "--nonblocking", "--output", str(self.dir / f"{pid}.raw")]  # fmt: skip
+            self.procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        time.sleep(1.0)  # py-spy attaches
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        errors = []
+        for proc in self.procs:
+            try:
+                _, err = proc.communicate(timeout=60)
+            except Exception:  # a py-spy that hangs costs its profile, not the run
+                proc.kill()
+                err = b"did not stop"
+            if proc.returncode not in (0, -2, 130):
+                errors.append(err.decode(errors="replace")[-200:])
+        raws = sorted(self.dir.glob("*.raw"))
+        if self.procs:
+            self.summary = summarise("\n".join(p.read_text() for p in raws))
+            self.summary["raw_files"] = [str(p) for p in raws]
+            if errors:
+                self.summary["errors"] = errors

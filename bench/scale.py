@@ -100,6 +100,7 @@ class ScalePlan:
     soak_big_rooms: int = 1
     drain_timeout: float = 10.0
     leak_wait: float = 60.0
+    profile: bool = False  # py-spy on every web process while they connect, idle and trickle
     log: object = print
 
 
@@ -317,6 +318,17 @@ def _us(seconds: float, count: int) -> float | None:
 # --- the runs ------------------------------------------------------------------------
 
 
+def spying(plan: ScalePlan, pids: list[int], name: str):
+    """py-spy on ``pids`` for the block when ``--profile`` asked for it; nothing otherwise."""
+    from contextlib import nullcontext
+
+    from bench.profile import Spy
+
+    if not plan.profile:
+        return nullcontext(None)
+    return Spy(pids, name)
+
+
 def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
     """``plan.sockets`` signed-in sockets, the trickle, and (``want_storm``) the storm on them."""
     log = plan.log
@@ -340,7 +352,7 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
             per_client = specs_for(rooms, cluster.ports, clients)
             each = max(1, plan.connect_concurrency // clients)
             load = os.getloadavg()
-            with CpuMeter({**groups, "clients": pool.pids}) as meter:
+            with spying(plan, groups["web"], "connect") as spy, CpuMeter({**groups, "clients": pool.pids}) as meter:
                 replies = pool.call(
                     "connect",
                     [{"specs": specs, "concurrency": each, "timeout": 60, "source": source_address(i)}
@@ -365,6 +377,8 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
                 else None,
                 "load_average_before": [round(x, 1) for x in load],
             }
+            if plan.profile:
+                out["profile"] = {"connect": spy.summary}
             connect["per_s"] = round(connected / connect["seconds"], 1) if connect["seconds"] else None
             log(f"  connected {connected:,} of {connect['asked']:,} in {connect['seconds']} s ({connect['per_s']}/s),"
                 f" {connect['failed']} failed, retries {connect['retries_1013']} (1013) + {connect['retries_other']};"
@@ -386,14 +400,19 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
                 f"  web RSS {memory['rss_before_kib'] / 1024:.0f} → {memory['rss_after_kib'] / 1024:.0f} MiB:"
                 f" {memory['kib_per_socket']} KiB a socket; gauges {memory['gauges']}"
             )
-            with CpuMeter({**groups, "clients": pool.pids}) as idle:
+            with spying(plan, groups["web"], "idle") as spy, CpuMeter({**groups, "clients": pool.pids}) as idle:
                 time.sleep(plan.idle_seconds)
+            if plan.profile:
+                out["profile"]["idle"] = spy.summary
             per_socket = _us(idle.seconds["web"] / plan.idle_seconds, connected)
             idle_figures = {"seconds": plan.idle_seconds, "cores": idle.cores, "web_us_per_socket_second": per_socket}
             log(f"  idle {plan.idle_seconds:g} s: cores {idle.cores}")
             counted = Counted(pool, rooms)
             rate = plan.sockets * plan.trickle_share / 60
-            trickle = counted.step(rate, plan.trickle_seconds, plan.drain_timeout, groups)
+            with spying(plan, groups["web"], "trickle") as spy:
+                trickle = counted.step(rate, plan.trickle_seconds, plan.drain_timeout, groups)
+            if plan.profile:
+                out["profile"]["trickle"] = spy.summary
             trickle["sends_per_s"] = round(rate, 2)
             log(f"  trickle {rate:.1f} sends/s for {plan.trickle_seconds:g} s: {_step_line(trickle)}")
             out.update({"connect": connect, "memory": memory, "idle": idle_figures, "trickle": trickle})
@@ -692,6 +711,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-sample", type=float, default=d.soak_sample, help="seconds between samples")
     parser.add_argument("--leak-wait", type=float, default=d.leak_wait,
                         help="seconds to wait for the state to come back to zero after everyone left")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy on the web processes as they connect, idle, trickle (in the JSON)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     parser.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--no-docs", action="store_true", help="write neither docs/benchmarks.md nor the plot")
@@ -710,7 +731,7 @@ def make_plan(args: argparse.Namespace) -> ScalePlan:
         raise SystemExit(f"--per-web and --per-client must stay under the {FILE_LIMIT:,} open files of a process")
     names = ("sockets", "per_web", "per_client", "room_size", "big_rooms", "big_room_size", "connect_concurrency",
              "trickle_share", "trickle_seconds", "idle_seconds", "storm_sockets", "storm_window", "storm_wait",
-             "soak_sockets", "soak_minutes", "soak_rate", "soak_sample", "leak_wait")  # fmt: skip
+             "soak_sockets", "soak_minutes", "soak_rate", "soak_sample", "leak_wait", "profile")  # fmt: skip
     plan = ScalePlan(database_url=args.database_url, redis_url=args.redis_url, sections=sections,
                      **{n: getattr(args, n) for n in names})  # fmt: skip
     plan.storm_window = max(plan.storm_window, plan.storm_kill_after + 5)

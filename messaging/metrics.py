@@ -100,6 +100,12 @@ OUTBOX_BACKLOGGED = Gauge(
     "Sockets with frames waiting in their outbox (sampled).",
     multiprocess_mode="livesum",
 )
+GC_FULL_COLLECTIONS = Histogram(
+    "pubsub_gc_full_collection_seconds",
+    "How long the cyclic garbage collector's full collections (generation 2) stopped a web process: its "
+    "event loop and every socket on it waited that long (pubsub_site.gc_policy).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 LOOP_LAG = Gauge(
     "pubsub_event_loop_lag_seconds",
     "How late the web process's event loop ran the metrics sampler (the worst process; sampled).",
@@ -245,6 +251,11 @@ def batch_written(sent_at: float | None) -> None:
     """The fan-out wrote its batch: observe the oldest message's latency, once for the batch."""
     if sent_at is not None:
         DELIVERY_LATENCY.observe(max(0.0, time.time() - sent_at))
+
+
+def full_collection(seconds: float) -> None:
+    """The cyclic garbage collector finished a full collection (pubsub_site.gc_policy)."""
+    GC_FULL_COLLECTIONS.observe(seconds)
 
 
 # --- The outboxes' backlog, sampled ---------------------------------------------------------

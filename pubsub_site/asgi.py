@@ -1,6 +1,5 @@
 """ASGI entry point: HTTP through Django, WebSocket through Channels."""
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,6 +15,7 @@ from messaging import metrics  # noqa: E402
 from messaging.realtime.drain import lifespan  # noqa: E402
 from messaging.realtime.handshakes import HandshakeLimit  # noqa: E402
 from messaging.realtime.routing import websocket_urlpatterns  # noqa: E402
+from pubsub_site import gc_policy  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -49,5 +49,5 @@ application = ProtocolTypeRouter(
 )
 
 # What loading Django and the project made lives as long as the process: out of the cyclic
-# collector's sight, so that its full collections under load do not walk it every time.
-gc.freeze()
+# collector's sight; and full collections walk only what is new (pubsub_site.gc_policy).
+gc_policy.install()
