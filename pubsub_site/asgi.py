@@ -49,5 +49,5 @@ application = ProtocolTypeRouter(
 )
 
 # What loading Django and the project made lives as long as the process: out of the cyclic
-# collector's sight; and full collections walk only what is new (pubsub_site.gc_policy).
+# collector's sight; and full collections come once an interval (pubsub_site.gc_policy).
 gc_policy.install()

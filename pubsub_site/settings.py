@@ -510,9 +510,9 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
 METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
 # How often each web process samples its sockets' outbox backlog and its event loop's lag.
 METRICS_SAMPLE_SECONDS = env_float("METRICS_SAMPLE_SECONDS", 5.0)
-# A web process's full garbage collections walk only the objects made since the last one;
-# everything is walked once this often (seconds), freeing cycles that became garbage after
-# they were frozen (pubsub_site.gc_policy). 0: Python's own rule.
+# A web process's garbage collector makes no full collection of its own, but one this often
+# (seconds), freeing the cycles that grew old before they became garbage
+# (pubsub_site.gc_policy). 0: Python's own rule.
 GC_FULL_WALK_SECONDS = env_int("GC_FULL_WALK_SECONDS", 1800)
 if GC_FULL_WALK_SECONDS < 0:
     raise ImproperlyConfigured(f"GC_FULL_WALK_SECONDS={GC_FULL_WALK_SECONDS}: 0 (off) or more seconds.")
