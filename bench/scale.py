@@ -616,6 +616,7 @@ def leak_check(plan: ScalePlan, cluster: Cluster, rooms) -> dict:
             pipe.zcount(RoomKeys(pk).presence, now, "+inf")
             pipe.zcount(RoomKeys(pk).presence, "-inf", now)
             pipe.exists(RoomKeys(pk).presence_users)
+            pipe.exists(RoomKeys(pk).presence_news)
         presence = pipe.execute()
         pipe = client.pipeline(transaction=False)
         for uid in user_ids:
@@ -627,10 +628,12 @@ def leak_check(plan: ScalePlan, cluster: Cluster, rooms) -> dict:
         gauges = metrics_gauges(cluster.ports[0])
         state = {
             # still there and not expired: someone the site believes present
-            "presence_live": sum(presence[0::3]),
+            "presence_live": sum(presence[0::4]),
             # expired but never removed: the leave did not run; only a later visit's sweep drops them
-            "presence_expired": sum(presence[1::3]),
-            "presence_user_keys": sum(presence[2::3]),
+            "presence_expired": sum(presence[1::4]),
+            "presence_user_keys": sum(presence[2::4]),
+            # comings and goings nobody told the room
+            "presence_news": sum(presence[3::4]),
             "online_users": online,
             "subscribed_groups": subscribed,
             "gauge_connections": gauges["pubsub_ws_connections"],

@@ -556,7 +556,7 @@ LOGGING = {
 # PRESENCE_TTL + PRESENCE_HEARTBEAT seconds (45 + 15 = 60).
 PRESENCE_TTL = env_int("PRESENCE_TTL", 45)
 PRESENCE_HEARTBEAT = env_int("PRESENCE_HEARTBEAT", 15)
-# Who came and went is broadcast at most this often per room and web process (seconds),
+# Who came and went is broadcast at most this often per room, over every web process (seconds),
 # and a presence frame names at most PRESENCE_LIST_MAX people (with the count of all).
 PRESENCE_COALESCE_SECONDS = env_float("PRESENCE_COALESCE_SECONDS", 1.0)
 PRESENCE_LIST_MAX = env_int("PRESENCE_LIST_MAX", 100)

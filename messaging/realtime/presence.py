@@ -15,14 +15,20 @@ ones' entries expired, keeps nothing in Redis once those entries have expired.
 
 A big room (an audience of thousands) is told how many people are online and the names of
 at most PRESENCE_LIST_MAX of them (in a room of more, a sample: the list is not a ranking);
-who came and went is announced at most once a PRESENCE_COALESCE_SECONDS per room and web
-process (``presence_broadcast``, below), so filling a room costs O(N) presence
-frames, not O(N²), and O(N) work in Redis.
+who came and went is announced at most once a PRESENCE_COALESCE_SECONDS per room, however
+many web processes its members are spread over (``presence_broadcast``, below): the
+processes leave their news in the room's ``presence_news`` hash, and whichever takes the
+room's ``presence_told`` lease first tells everything there is. So filling a room costs
+O(N) presence frames, not O(N²) nor O(N x processes), and O(N) work in Redis. (Once a
+second per process, 100,000 sockets over 7 processes connecting made 7 presence frames a
+second for each member of a room still filling: 3,000 a second and process for each
+member of a room of 3,000.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -120,14 +126,29 @@ return gone
 """
 
 
-# KEYS: presence users; ARGV: user ids. Returns {users online, {each user's entries or nil}}.
-CHANGES_SCRIPT = """
+# KEYS: presence users, presence news, presence told; ARGV: the interval (ms), the news'
+# lifetime (ms), then user id and user (JSON) pairs: this process's news of the room. Leaves
+# them with the others', then, unless the room was told within the interval (the lease is
+# another process's), takes the lease and every news. Returns {0} when there is no news, {1,
+# ms until the lease is free} when another process told the room lately, else {2, users
+# online, {user id, user...}, {each user's entries or nil}}.
+TELL_SCRIPT = """
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {0} end
+if not redis.call('SET', KEYS[3], '1', 'PX', ARGV[1], 'NX') then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return {1, redis.call('PTTL', KEYS[3])}
+end
+local news = redis.call('HGETALL', KEYS[2])
+redis.call('DEL', KEYS[2])
 local counts = {}
-for i = 1, #ARGV, 500 do
-  local part = redis.call('HMGET', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+for i = 1, #news, 1000 do
+  local ids = {}
+  for j = i, math.min(i + 999, #news), 2 do ids[#ids + 1] = news[j] end
+  local part = redis.call('HMGET', KEYS[1], unpack(ids))
   for j = 1, #part do counts[#counts + 1] = part[j] end
 end
-return {redis.call('HLEN', KEYS[1]), counts}
+return {2, redis.call('HLEN', KEYS[1]), news, counts}
 """
 
 
@@ -148,7 +169,7 @@ def _now() -> float:
 
 _join = LuaScript(JOIN_SCRIPT)
 _leave = LuaScript(LEAVE_SCRIPT)
-_changes = LuaScript(CHANGES_SCRIPT)
+_tell = LuaScript(TELL_SCRIPT)
 _beat = LuaScript(BEAT_SCRIPT)
 
 
@@ -337,24 +358,17 @@ def _capped(users: list[dict]) -> list[dict]:
     return ordered[: settings.PRESENCE_LIST_MAX]
 
 
-async def changes(*, room_id: int, users: dict[int, dict]) -> tuple[list[dict], list[dict], int]:
-    """Of ``users`` (id -> user) who came or went lately: those online now (joins), those
-    not (leaves), each list capped, and how many people are online. One round trip, and
-    the room's size does not matter: only these users' counts are read."""
-    ids = list(users)
-    online, counts = await run_batched(get_async_redis(room_id), _changes, (RoomKeys(room_id).presence_users,), ids)
-    joins = [users[user_id] for user_id, n in zip(ids, counts, strict=True) if n is not None and int(n) > 0]
-    leaves = [users[user_id] for user_id, n in zip(ids, counts, strict=True) if n is None or int(n) <= 0]
-    return _capped(joins), _capped(leaves), int(online)
+# --- Telling the room: one event per room and PRESENCE_COALESCE_SECONDS ----------------
 
-
-# --- Telling the room: one event per room, process and PRESENCE_COALESCE_SECONDS ---
+# News of a room that no process told (all of them stopped) leave Redis after this long (ms).
+NEWS_LIFETIME_MS = 60_000
 
 
 async def presence_broadcast(*, room_id: int, joins: list[dict], leaves: list[dict]) -> None:
-    """Tell the room who came and went: at most one event per PRESENCE_COALESCE_SECONDS,
-    room and process, with each user's state when it goes out (a join then a leave within
-    the interval is announced as a leave)."""
+    """Tell the room who came and went: gathered in this process for a
+    PRESENCE_COALESCE_SECONDS, then with the other processes' news at most once a
+    PRESENCE_COALESCE_SECONDS per room (``tell``), each user with their state when it goes
+    out (a join then a leave within the interval is announced as a leave)."""
     coalescer = coalescer_for("presence", settings.PRESENCE_COALESCE_SECONDS, _flush_presence)
     users = coalescer.pending.get(room_id) or {}
     users.update({user["id"]: user for user in [*joins, *leaves]})
@@ -366,9 +380,53 @@ async def presence_left(room_id: int, users: list[dict]) -> None:
     await presence_broadcast(room_id=room_id, joins=[], leaves=users)
 
 
+# Rooms for which a task of this process waits to tell news it left (one task a room).
+_waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[int]] = weakref.WeakKeyDictionary()
+
+
 async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
-    joins, leaves, count = await changes(room_id=room_id, users=users)
+    await tell(room_id=room_id, users=users)
+
+
+async def tell(*, room_id: int, users: dict[int, dict]) -> bool:
+    """Leave ``users`` (id -> user) as news of the room, and tell the room every news if
+    nobody did within the interval. When another process did, wait for its lease to end and
+    try again, until the news are told (by this process or another): news that a process
+    left are never forgotten while that process lives. Returns whether this call told it."""
+    keys = RoomKeys(room_id)
+    redis = get_async_redis(room_id)
+    interval_ms = max(1, round(settings.PRESENCE_COALESCE_SECONDS * 1000))
+    news = [field for user_id, user in users.items() for field in (user_id, json.dumps(user))]
+    waiting = _waiting.setdefault(asyncio.get_running_loop(), set())
+    try:
+        while True:
+            reply = await run_batched(
+                redis,
+                _tell,
+                (keys.presence_users, keys.presence_news, keys.presence_told),
+                (interval_ms, NEWS_LIFETIME_MS, *news),
+            )
+            if int(reply[0]) == 0:
+                return False
+            if int(reply[0]) == 2:
+                await _announce(room_id, reply[1:])
+                return True
+            if news and room_id in waiting:
+                return False  # left with the others; this process's waiting task tells them
+            news = []
+            waiting.add(room_id)
+            await asyncio.sleep(max(10, int(reply[1])) / 1000)
+    finally:
+        if not news:
+            waiting.discard(room_id)
+
+
+async def _announce(room_id: int, reply: list) -> None:
+    online, news, counts = reply
+    users = [json.loads(news[i + 1]) for i in range(0, len(news), 2)]
+    joins = [user for user, n in zip(users, counts, strict=True) if n is not None and int(n) > 0]
+    leaves = [user for user, n in zip(users, counts, strict=True) if n is None or int(n) <= 0]
     await get_channel_layer().group_send(
         room_group(room_id),
-        events.room_presence_event(room_id=room_id, joins=joins, leaves=leaves, count=count),
+        events.room_presence_event(room_id=room_id, joins=_capped(joins), leaves=_capped(leaves), count=int(online)),
     )

@@ -152,3 +152,11 @@ class RoomKeys:
     @property
     def presence_users(self) -> str:
         return f"{self.prefix}:presence_users"  # hash: user id -> how many entries `presence` holds
+
+    @property
+    def presence_news(self) -> str:
+        return f"{self.prefix}:presence_news"  # hash: user id -> the user (JSON) who came or went, not yet told
+
+    @property
+    def presence_told(self) -> str:
+        return f"{self.prefix}:presence_told"  # exists for PRESENCE_COALESCE_SECONDS after the room was told

@@ -69,6 +69,68 @@ async def test_someone_who_came_and_went_within_the_interval_is_announced_as_gon
     await watch.close()
 
 
+def _user(user) -> dict:
+    return {"id": user.pk, "username": user.username, "spectator": False}
+
+
+async def _online(room_id: int, *users) -> None:
+    for user in users:
+        member = presence.member_key(user_id=user.pk, username=user.username, spectator=False, channel="elsewhere")
+        await presence.join(room_id=room_id, member=member)
+
+
+async def test_news_that_come_while_the_room_was_just_told_go_out_when_the_interval_ends(
+    alice, bob, crowd, public_room, settings
+):
+    # Two processes with news of the same room in the same second (here two calls of one
+    # process, as each would make): the room hears the first at once, the second when the
+    # interval of the first has passed, not both at once.
+    settings.PRESENCE_COALESCE_SECONDS = 0.5
+    watch = await connected(alice, ignore=NOT_PRESENCE)
+    await watch.subscribe(public_room.slug)
+    await watch.recv_type("presence")
+    await asyncio.sleep(1.2)  # alice's own join told (not to her), and its interval over
+    await _online(public_room.pk, bob, crowd[0])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first, second = await asyncio.gather(
+        presence.tell(room_id=public_room.pk, users={bob.pk: _user(bob)}),
+        presence.tell(room_id=public_room.pk, users={crowd[0].pk: _user(crowd[0])}),
+    )
+    assert (first, second) == (True, True)
+    one = await watch.recv_type("presence_diff")
+    two = await watch.recv_type("presence_diff")
+    assert [u["username"] for u in one["joins"]] == ["bob"]
+    assert [u["username"] for u in two["joins"]] == ["fan0"] and two["count"] == 3
+    assert loop.time() - started >= 0.45
+    assert await watch.nothing_more(0.8)
+    await watch.close()
+
+
+async def test_a_process_leaves_its_news_to_whoever_tells_the_room_next(alice, bob, crowd, public_room, settings):
+    # While the room was just told and a task already waits to tell it again, more news are
+    # left in Redis and go out in that next frame: one frame for all of them.
+    settings.PRESENCE_COALESCE_SECONDS = 0.5
+    watch = await connected(alice, ignore=NOT_PRESENCE)
+    await watch.subscribe(public_room.slug)
+    await watch.recv_type("presence")
+    await asyncio.sleep(1.2)
+    await _online(public_room.pk, bob, *crowd[:3])
+    assert await presence.tell(room_id=public_room.pk, users={bob.pk: _user(bob)})
+    waiter = asyncio.create_task(presence.tell(room_id=public_room.pk, users={crowd[0].pk: _user(crowd[0])}))
+    await asyncio.sleep(0.05)
+    left = [await presence.tell(room_id=public_room.pk, users={fan.pk: _user(fan)}) for fan in crowd[1:3]]
+    assert left == [False, False]  # left for the waiting task
+    assert await waiter is True
+    await watch.recv_type("presence_diff")
+    diff = await watch.recv_type("presence_diff")
+    assert sorted(u["username"] for u in diff["joins"]) == ["fan0", "fan1", "fan2"] and diff["count"] == 5
+    assert await watch.nothing_more(0.8)
+    keys = RoomKeys(public_room.pk)
+    assert not await get_async_redis(public_room.pk).exists(keys.presence_news)
+    await watch.close()
+
+
 async def test_the_process_keeps_its_entries_alive_in_one_beat_and_sweeps_each_room_once(alice, bob, public_room):
 
     redis = get_async_redis(public_room.pk)
@@ -134,7 +196,10 @@ async def test_a_big_room_counts_everyone_and_lists_a_capped_sample(settings):
         {"id": 5, "username": "user5", "spectator": True},
         {"id": 99, "username": "user99", "spectator": False},
     )
-    assert await presence.changes(room_id=room_id, users={5: five, 99: absent}) == ([five], [absent], 40)
+    counts = RoomKeys(room_id).presence_users
+    redis = get_async_redis(room_id)
+    assert await redis.hlen(counts) == 40
+    assert (await redis.hget(counts, five["id"]), await redis.hget(counts, absent["id"])) == (b"1", None)
 
 
 @pytest.mark.usefixtures("async_cleanup")
@@ -149,8 +214,7 @@ async def test_a_sweep_announces_only_users_with_no_entry_left():
     gone = await presence.heartbeat(entries=beat)
     assert [u["id"] for u in gone[room_id]] == [2]  # user 1 still has a tab
     assert await presence.heartbeat(entries=beat) == {}
-    one = {"id": 1, "username": "user1", "spectator": False}
-    assert await presence.changes(room_id=room_id, users={1: one}) == ([one], [], 1)
+    assert await redis.hgetall(RoomKeys(room_id).presence_users) == {b"1": b"1"}
 
 
 @pytest.mark.usefixtures("async_cleanup")
