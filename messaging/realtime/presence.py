@@ -57,11 +57,11 @@ logger = logging.getLogger(__name__)
 # filling O(N²): 6,000 sockets joining one room took 101 s).
 
 # KEYS: presence, presence users, the room's seq and rev; ARGV: member, expiry, now, user
-# id, the list's cap, the keys' lifetime (ms; never shortened). Returns {1 when the user
-# came online else 0, seq, rev, users online, live entries...}: every live entry when the
-# room has at most `cap` people, else the first 4 x cap (a sample: the list names at most
-# `cap` people). A subscribe needs the counters
-# and who is online next, in the same round trip.
+# id, the list's cap, the keys' lifetime (ms; never shortened), 1 when the caller has a
+# sample of this room already. Returns {1 when the user came online else 0, seq, rev, users
+# online, live entries...}: every live entry when the room has at most `cap` people, else
+# the first 4 x cap (a sample: the list names at most `cap` people), or none when the caller
+# has a sample. A subscribe needs the counters and who is online next, in the same round trip.
 JOIN_SCRIPT = """
 local came = 0
 if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) == 1 then
@@ -75,6 +75,8 @@ local count = redis.call('HLEN', KEYS[2])
 local reply
 if count <= tonumber(ARGV[5]) then
   reply = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf')
+elseif ARGV[7] == '1' then
+  reply = {}
 else
   reply = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'LIMIT', 0, 4 * tonumber(ARGV[5]))
 end
@@ -180,10 +182,23 @@ class Joined:
     counters: tuple[int, int] | None  # the room's (seq, rev), None when Redis holds none
 
 
+# A big room's sample of who is online (room id -> (when it was read, the capped list)),
+# shown to the subscribers of this process that arrive within SAMPLE_SECONDS of its read:
+# 3,000 people joining a room each read and parsed 400 entries, 23% of the web processes'
+# CPU while they connected (docs/benchmarks.md, 2026-12-06 evening).
+SAMPLE_SECONDS = 1.0
+_samples: dict[int, tuple[float, list[dict]]] = {}
+
+
 async def join(*, room_id: int, member: str) -> Joined:
-    """Add the entry, and read who is online and the room's counters in the same call."""
+    """Add the entry, and read who is online and the room's counters in the same call. In a
+    room of more than PRESENCE_LIST_MAX people, the list (a sample then) is read at most once
+    a SAMPLE_SECONDS per process; a smaller room's is read every time, exact."""
     now = _now()
     keys = RoomKeys(room_id)
+    sample = _samples.get(room_id)
+    if sample is not None and now - sample[0] >= SAMPLE_SECONDS:
+        sample = None
     reply = await run_batched(
         get_async_redis(room_id),
         _join,
@@ -195,14 +210,29 @@ async def join(*, room_id: int, member: str) -> Joined:
             _user_id_of(member),
             settings.PRESENCE_LIST_MAX,
             _lifetime_ms(),
+            1 if sample is not None else 0,
         ),
     )
     came, seq, rev, count, *members = reply
+    count = int(count)
+    if count > settings.PRESENCE_LIST_MAX and not members and sample is not None:
+        users = sample[1]
+    else:
+        users = _capped(list(_users_of(members).values()))
+        if count > settings.PRESENCE_LIST_MAX:
+            _keep_sample(room_id, now, users)
     return Joined(
         came_online=bool(int(came)),
-        online=Online(users=_capped(list(_users_of(members).values())), count=int(count)),
+        online=Online(users=users, count=count),
         counters=(int(seq), int(rev or 0)) if seq else None,
     )
+
+
+def _keep_sample(room_id: int, now: float, users: list[dict]) -> None:
+    if len(_samples) >= 1000:  # rooms whose sample is old are forgotten
+        for stale in [r for r, (at, _) in _samples.items() if now - at >= SAMPLE_SECONDS]:
+            del _samples[stale]
+    _samples[room_id] = (now, users)
 
 
 async def leave(*, room_id: int, member: str) -> bool:

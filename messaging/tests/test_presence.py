@@ -46,11 +46,12 @@ async def test_the_list_names_at_most_presence_list_max_people_and_counts_them_a
         fan = await connected(user)
         await fan.subscribe(public_room.slug)
         fans.append(fan)
+    await asyncio.sleep(presence.SAMPLE_SECONDS)  # the fans' sample is not alice's
     watch = await connected(alice, ignore=NOT_PRESENCE)
     await watch.subscribe(public_room.slug)
-    presence = await watch.recv_type("presence")
-    assert presence["count"] == 6
-    assert [u["username"] for u in presence["online"]] == ["alice", "fan0", "fan1"]  # by name
+    online = await watch.recv_type("presence")
+    assert online["count"] == 6
+    assert [u["username"] for u in online["online"]] == ["alice", "fan0", "fan1"]  # by name
     for fan in fans:
         await fan.close()
     await watch.close()
@@ -309,3 +310,25 @@ async def test_the_keeper_beats_a_slice_of_its_rooms_at_a_time_and_every_room_on
         assert now == [room_id for room_id in rooms if room_id % 3 == index]
         refreshed += now
     assert sorted(refreshed) == list(rooms)
+
+
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_big_rooms_sample_is_read_once_a_second_per_process_a_small_rooms_list_every_time(settings):
+    # In a room of more than PRESENCE_LIST_MAX people the list is a sample: the subscribers of
+    # one process that arrive within SAMPLE_SECONDS share one read of it. A room that small
+    # enough to be listed whole is read at every join, exact.
+    settings.PRESENCE_LIST_MAX = 3
+    big, small = 941, 942
+    for user_id in range(10, 15):
+        await presence.join(room_id=big, member=_member(user_id, f"b{user_id}"))
+    first = await presence.join(room_id=big, member=_member(15, "b15"))
+    early = await presence.join(room_id=big, member=_member(1, "b1"))  # "user1": first by name
+    assert early.online.count == 7
+    assert early.online.users == first.online.users and 1 not in {u["id"] for u in early.online.users}
+    await asyncio.sleep(presence.SAMPLE_SECONDS)
+    later = await presence.join(room_id=big, member=_member(16, "b16"))
+    assert later.online.count == 8 and later.online.users[0]["id"] == 1
+
+    await presence.join(room_id=small, member=_member(20, "s20"))
+    joined = await presence.join(room_id=small, member=_member(2, "s2"))
+    assert [u["id"] for u in joined.online.users] == [2, 20]
