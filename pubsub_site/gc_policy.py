@@ -22,10 +22,11 @@ The guarantee kept here, in a web process (``install``, from ``pubsub_site.asgi`
   freed at once as always.
 - **One full collection every ``GC_FULL_WALK_SECONDS``** (``gc.collect``): the cycles
   that reached the oldest generation and became garbage are freed within that time, so
-  memory stays bounded. That walk is the one long pause left (at 15,000 sockets about a
-  second): at a random moment of the first interval, so that processes started together do
-  not stop together, then once an interval. Its duration and what it freed are logged; every
-  full collection's duration is the metric ``pubsub_gc_full_collection_seconds``.
+  memory stays bounded. That walk is the one long pause left (as long as one of Python's
+  own full collections: 0.5-2 s at 15,000 sockets): at a random moment of the first
+  interval, so that processes started together do not stop together, then once an
+  interval. Its duration and what it freed are logged; every full collection's duration is
+  the metric ``pubsub_gc_full_collection_seconds``.
 
 What Django, the project and the libraries made at import is frozen first (``gc.freeze``):
 it lives as long as the process and no walk needs to look at it. ``GC_FULL_WALK_SECONDS=0``
