@@ -439,7 +439,7 @@ async def tell(*, room_id: int, users: dict[int, dict]) -> bool:
             if int(reply[0]) == 0:
                 return False
             if int(reply[0]) == 2:
-                await _announce(room_id, reply[1:])
+                await _send_news(room_id, reply[1:])
                 return True
             if news and room_id in waiting:
                 return False  # left with the others; this process's waiting task tells them
@@ -451,7 +451,7 @@ async def tell(*, room_id: int, users: dict[int, dict]) -> bool:
             waiting.discard(room_id)
 
 
-async def _announce(room_id: int, reply: list) -> None:
+async def _send_news(room_id: int, reply: list) -> None:
     online, news, counts = reply
     users = [json.loads(news[i + 1]) for i in range(0, len(news), 2)]
     joins = [user for user, n in zip(users, counts, strict=True) if n is not None and int(n) > 0]
