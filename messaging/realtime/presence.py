@@ -28,7 +28,6 @@ member of a room of 3,000.)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -36,6 +35,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
 from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -426,7 +426,7 @@ async def tell(*, room_id: int, users: dict[int, dict]) -> bool:
     keys = RoomKeys(room_id)
     redis = get_async_redis(room_id)
     interval_ms = max(1, round(settings.PRESENCE_COALESCE_SECONDS * 1000))
-    news = [field for user_id, user in users.items() for field in (user_id, json.dumps(user))]
+    news = [field for user_id, user in users.items() for field in (user_id, orjson.dumps(user))]
     waiting = _waiting.setdefault(asyncio.get_running_loop(), set())
     try:
         while True:
@@ -453,7 +453,7 @@ async def tell(*, room_id: int, users: dict[int, dict]) -> bool:
 
 async def _send_news(room_id: int, reply: list) -> None:
     online, news, counts = reply
-    users = [json.loads(news[i + 1]) for i in range(0, len(news), 2)]
+    users = [orjson.loads(news[i + 1]) for i in range(0, len(news), 2)]
     joins = [user for user, n in zip(users, counts, strict=True) if n is not None and int(n) > 0]
     leaves = [user for user, n in zip(users, counts, strict=True) if n is None or int(n) <= 0]
     await get_channel_layer().group_send(
