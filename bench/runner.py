@@ -345,8 +345,30 @@ def _cpu(pid: int) -> float:
         return 0.0
 
 
+# The services the benchmark shares the machine with, by process name: every PostgreSQL
+# and Redis process of the machine (an idle second cluster adds nothing).
+SERVICES = {"postgres": "postgres", "redis": "redis-server"}
+
+
+def service_cpu() -> dict[str, dict[int, float]]:
+    """CPU seconds of each process of each service in ``SERVICES``, by pid."""
+    found: dict[str, dict[int, float]] = {name: {} for name in SERVICES}
+    by_comm = {comm: name for name, comm in SERVICES.items()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            if comm in by_comm:
+                found[by_comm[comm]][int(entry.name)] = cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return found
+
+
 class CpuMeter:
-    """Cores used over a step: the whole machine, and each group of our processes."""
+    """Cores used over a step: the whole machine, each group of our processes, and
+    PostgreSQL's and Redis's processes (part of ``rest``, which is everything not ours)."""
 
     def __init__(self, groups: dict[str, list[int]]):
         self.groups = groups
@@ -355,17 +377,24 @@ class CpuMeter:
         self.wall = time.monotonic()
         self.machine = machine_busy_seconds()
         self.before = {name: sum(_cpu(p) for p in pids) for name, pids in self.groups.items()}
+        self.services_before = service_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.monotonic() - self.wall
         used = {name: sum(_cpu(p) for p in pids) - self.before[name] for name, pids in self.groups.items()}
         machine = machine_busy_seconds() - self.machine
+        services = {
+            # a process gone since the start takes its CPU with it; a new one counts from 0
+            name: sum(seconds - self.services_before[name].get(pid, 0.0) for pid, seconds in pids.items())
+            for name, pids in service_cpu().items()
+        }
         self.seconds = {name: round(v, 3) for name, v in used.items()}
         self.cores = {name: round(v / wall, 2) for name, v in used.items()}
         self.cores["machine"] = round(machine / wall, 2)
         # PostgreSQL, Redis, and whatever else runs on the machine (other people's test runs)
         self.cores["rest"] = round((machine - sum(used.values())) / wall, 2)
+        self.service_cores = {name: round(v / wall, 2) for name, v in services.items()}
 
 
 def wait_for_quiet_machine(max_wait: float, log, busy_cores: float = 0.4) -> dict:
@@ -724,6 +753,20 @@ def section_spectators(plan, config, cluster, pool, population) -> dict:
     }
 
 
+def warm_up_processes(plan, pool, population, cluster: Cluster, tag: str, per_process: int = 40) -> None:
+    """A few members of other rooms connect and subscribe to every web process, then leave:
+    a new process's first handshakes open its connections to PostgreSQL and Redis and fill
+    its caches (prepared statements, Django's, the code's), which the next thousand, cold
+    or warm, should not be charged for."""
+    webs = len(cluster.ports)
+    shape = new_shape(plan, pool, population, cluster, webs * 2, per_process // 2, tag)
+    try:
+        shape.connect(concurrency=per_process, budget=plan.connect_budget)
+        pool.each("close")
+    finally:
+        shape.close()
+
+
 def section_handshake(plan, config, cluster, pool, population) -> dict:
     """``handshake_clients`` clients connect and subscribe, ``handshake_concurrency`` at a time
     (all at once by default): cold, every client a user who is not yet a member of its public
@@ -731,6 +774,7 @@ def section_handshake(plan, config, cluster, pool, population) -> dict:
     size = plan.handshake_room_size
     rooms = max(1, plan.handshake_clients // size)
     concurrency = plan.handshake_concurrency or plan.handshake_clients
+    warm_up_processes(plan, pool, population, cluster, f"hs warm-up {config.key}")
     shape = new_shape(plan, pool, population, cluster, rooms, size, f"hs {config.key}", members_join=False)
     webs = len(cluster.ports)
     runs = {}

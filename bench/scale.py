@@ -223,6 +223,34 @@ def redis_client(plan: ScalePlan):
     return redis.Redis.from_url(plan.redis_url)
 
 
+def service_calls(plan: ScalePlan) -> dict[str, int]:
+    """Counters of the work asked of Redis and PostgreSQL so far: Redis's commands by name
+    (its whole server: pub/sub is not per database), its client reads (``total_reads_processed``:
+    one a round trip, however many commands a pipeline holds) and PostgreSQL's transactions
+    on the benchmark's database."""
+    info = redis_client(plan).info("all")
+    calls = {f"redis {name.removeprefix('cmdstat_')}": int(stat["calls"])
+             for name, stat in info.items() if name.startswith("cmdstat_")}  # fmt: skip
+    calls["redis reads"] = int(info.get("total_reads_processed", 0))
+    import psycopg
+
+    with psycopg.connect(plan.database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        )
+        calls["postgres transactions"] = int(row.fetchone()[0])
+    return calls
+
+
+def calls_per(before: dict[str, int], after: dict[str, int], count: int, floor: float = 0.05) -> dict[str, float]:
+    """What each of ``count`` handshakes (or sends) cost Redis and PostgreSQL, from two
+    ``service_calls``: only what came to at least ``floor`` a one."""
+    if not count:
+        return {}
+    per = {name: (after.get(name, 0) - before.get(name, 0)) / count for name in after}
+    return {name: round(v, 2) for name, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= floor}
+
+
 def redis_memory(plan: ScalePlan) -> int:
     return int(redis_client(plan).info("memory")["used_memory"])
 
@@ -352,6 +380,7 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
             per_client = specs_for(rooms, cluster.ports, clients)
             each = max(1, plan.connect_concurrency // clients)
             load = os.getloadavg()
+            calls_before = service_calls(plan)
             with spying(plan, groups["web"], "connect") as spy, CpuMeter({**groups, "clients": pool.pids}) as meter:
                 replies = pool.call(
                     "connect",
@@ -360,6 +389,7 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
                     timeout=3600,
                 )  # fmt: skip
             connected = sum(r["connected"] for r in replies)
+            calls = calls_per(calls_before, service_calls(plan), connected)
             connect = {
                 "asked": sum(r["asked"] for r in replies),
                 "connected": connected,
@@ -370,6 +400,8 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
                 "seconds": round(max(r["seconds"] for r in replies), 1),
                 "each": seconds_percentiles([x for r in replies for x in r["seconds_each"]]),
                 "cores": meter.cores,
+                "service_cores": meter.service_cores,
+                "calls_per_handshake": calls,
                 "cpu_s": meter.seconds,
                 "web_ms_per_handshake": round(meter.seconds["web"] / connected * 1000, 2) if connected else None,
                 "clients_ms_per_handshake": round(meter.seconds["clients"] / connected * 1000, 2)
@@ -383,7 +415,9 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
             log(f"  connected {connected:,} of {connect['asked']:,} in {connect['seconds']} s ({connect['per_s']}/s),"
                 f" {connect['failed']} failed, retries {connect['retries_1013']} (1013) + {connect['retries_other']};"
                 f" web {connect['web_ms_per_handshake']} ms CPU a handshake, load generators"
-                f" {connect['clients_ms_per_handshake']} ms; cores {meter.cores}")  # fmt: skip
+                f" {connect['clients_ms_per_handshake']} ms; cores {meter.cores}, of the rest"
+                f" {meter.service_cores}")  # fmt: skip
+            log(f"  a handshake asked of Redis and PostgreSQL: {calls}")
             wait_idle(groups["web"], timeout=60)
             time.sleep(2)
             rss_after = {pid: rss_kib(pid) for pid in groups["web"]}
@@ -405,8 +439,9 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
             if plan.profile:
                 out["profile"]["idle"] = spy.summary
             per_socket = _us(idle.seconds["web"] / plan.idle_seconds, connected)
-            idle_figures = {"seconds": plan.idle_seconds, "cores": idle.cores, "web_us_per_socket_second": per_socket}
-            log(f"  idle {plan.idle_seconds:g} s: cores {idle.cores}")
+            idle_figures = {"seconds": plan.idle_seconds, "cores": idle.cores, "service_cores": idle.service_cores,
+                            "web_us_per_socket_second": per_socket}  # fmt: skip
+            log(f"  idle {plan.idle_seconds:g} s: cores {idle.cores}, of the rest {idle.service_cores}")
             counted = Counted(pool, rooms)
             rate = plan.sockets * plan.trickle_share / 60
             with spying(plan, groups["web"], "trickle") as spy:
