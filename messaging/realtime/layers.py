@@ -28,7 +28,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -67,62 +67,7 @@ class _ReconnectAwarePubSub(PubSub):
 
 
 class _Shard(RedisSingleShardConnection):
-    """One Redis server's subscriber connection of an event loop.
-
-    Subscribes go together: the groups that the handshakes of one turn of the event loop
-    need (each socket's user group, the activity groups of its rooms, its room's group)
-    are subscribed to in one SUBSCRIBE, written at the next turn; channels-redis wrote one
-    command (one system call, one read for Redis) a group. A caller goes on once its
-    groups' SUBSCRIBE is written, as before, or hears the error that writing it raised.
-    Unsubscribes of idle groups go together too (``unsubscribe_all``)."""
-
     channel_layer: FanoutLoopLayer
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._to_subscribe: dict[str, None] = {}  # ordered: the groups of the next SUBSCRIBE
-        self._subscribing: asyncio.Task | None = None
-
-    async def subscribe_all(self, names: Iterable[str]) -> None:
-        """Subscribe to each of ``names`` this connection is not subscribed to, in the
-        SUBSCRIBE of this turn of the event loop."""
-        wanted = [name for name in names if name not in self._subscribed_to]
-        if not wanted:
-            return
-        self._to_subscribe.update(dict.fromkeys(wanted))
-        task = self._subscribing
-        if task is None:
-            task = self._subscribing = asyncio.get_running_loop().create_task(self._subscribe_waiting())
-        # A caller cancelled while it waits leaves the others' SUBSCRIBE alone.
-        await asyncio.shield(task)
-
-    async def _subscribe_waiting(self) -> None:
-        async with self._lock:
-            names = [name for name in self._to_subscribe if name not in self._subscribed_to]
-            # From here on, callers make the next SUBSCRIBE (after this one, under the lock).
-            self._to_subscribe, self._subscribing = {}, None
-            if names:
-                self._ensure_redis()
-                self._ensure_receiver()
-                await self._pubsub.subscribe(*names)
-                self._subscribed_to.update(names)
-
-    async def subscribe(self, channel: str) -> None:
-        await self.subscribe_all((channel,))
-
-    async def unsubscribe_all(self, names: Iterable[str], still_wanted: Callable[[str], bool]) -> None:
-        """One UNSUBSCRIBE for those of ``names`` that are subscribed and not ``still_wanted``
-        (asked under the lock: a group that got a member meanwhile stays)."""
-        async with self._lock:
-            gone = [name for name in names if name in self._subscribed_to and not still_wanted(name)]
-            if not gone:
-                return
-            # Forgotten before the write: a group joined during it is subscribed to again,
-            # after this UNSUBSCRIBE, on the same connection.
-            self._subscribed_to.difference_update(gone)
-            self._ensure_redis()
-            self._ensure_receiver()
-            await self._pubsub.unsubscribe(*gone)
 
     def _ensure_redis(self) -> None:
         if self._redis is None:
@@ -256,7 +201,6 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
         handshake's CPU, though all but the first socket's were subscribed already."""
         if channel not in self.channels:
             raise RuntimeError(f"{channel!r} is not a channel of this process (see new_channel)")
-        new: dict[_Shard, list[str]] = {}
         for group in groups:
             name = self._get_group_channel_name(group)
             members = self.groups.get(name)
@@ -265,9 +209,7 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
             members.add(channel)
             shard = self._get_shard(name)
             if name not in shard._subscribed_to:
-                new.setdefault(shard, []).append(name)
-        for shard, names in new.items():
-            await shard.subscribe_all(names)
+                await shard.subscribe(name)
 
     async def group_discard(self, group: str, channel: str) -> None:
         await self.group_discard_all((group,), channel)
@@ -303,19 +245,15 @@ class FanoutLoopLayer(RedisPubSubLoopLayer):
             while self.idle_groups:
                 await asyncio.sleep(UNSUBSCRIBE_AFTER_SECONDS / 2)
                 due = loop.time() - UNSUBSCRIBE_AFTER_SECONDS
-                gone: dict[_Shard, list[str]] = {}
                 for name, since in list(self.idle_groups.items()):
                     if since > due:
                         continue
                     del self.idle_groups[name]
                     if name not in self.groups:  # nobody came back
-                        gone.setdefault(self._get_shard(name), []).append(name)
-                for shard, names in gone.items():
-                    try:
-                        # Nobody came back meanwhile either (asked again under the shard's lock).
-                        await shard.unsubscribe_all(names, still_wanted=self.groups.__contains__)
-                    except Exception:  # the connection is down: its reconnect re-subscribes them
-                        logger.warning("Could not unsubscribe from %d groups", len(names), exc_info=True)
+                        try:
+                            await self._get_shard(name).unsubscribe(name)
+                        except Exception:  # the connection is down: its reconnect re-subscribes it
+                            logger.warning("Could not unsubscribe from %s", name, exc_info=True)
         finally:
             self.unsubscriber = None
 

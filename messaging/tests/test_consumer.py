@@ -387,10 +387,10 @@ async def test_a_redis_failure_during_the_handshake_is_try_again_later_not_a_ref
 
     from messaging.realtime.layers import _Shard
 
-    async def broken(self, names):
+    async def broken(self, channel):
         raise RedisConnectionError("Connection lost")
 
-    monkeypatch.setattr(_Shard, "subscribe_all", broken)
+    monkeypatch.setattr(_Shard, "subscribe", broken)
     ok, _, client = await connect(alice)
     assert ok  # accepted, then closed
     assert await client.ws.receive_output(timeout=2) == {"type": "websocket.close", "code": 1013}

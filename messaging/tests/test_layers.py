@@ -96,32 +96,23 @@ async def test_a_group_left_by_its_last_member_stays_subscribed_a_while_then_is_
         await admin.aclose()
 
 
-def record_subscribe_commands(monkeypatch, prefix: str) -> list[list[str]]:
-    """The (UN)SUBSCRIBE commands the layer's subscriber connections write, as lists of
-    ``[command, group, group, ...]``."""
-    from messaging.realtime.layers import _ReconnectAwarePubSub
+async def test_group_add_all_subscribes_only_to_groups_new_to_the_process(monkeypatch):
+    from messaging.realtime.layers import _Shard
 
-    written: list[list[str]] = []
-    real = _ReconnectAwarePubSub.execute_command
-
-    async def recording(self, *args):
-        command, *names = args
-        if command in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            written.append([command, *(str(name).removeprefix(f"{prefix}__group__") for name in names)])
-        return await real(self, *args)
-
-    monkeypatch.setattr(_ReconnectAwarePubSub, "execute_command", recording)
-    return written
-
-
-async def test_group_add_all_subscribes_in_one_command_only_to_groups_new_to_the_process(monkeypatch):
     layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-all:")
-    written = record_subscribe_commands(monkeypatch, "test-layers-all:")
+    subscribed: list[str] = []
+    real = _Shard.subscribe
+
+    async def counting(self, channel):
+        subscribed.append(channel.removeprefix("test-layers-all:__group__"))
+        await real(self, channel)
+
+    monkeypatch.setattr(_Shard, "subscribe", counting)
     try:
         first, second = await layer.new_channel(), await layer.new_channel()
         await layer.group_add_all(["user.1", "activity.1", "activity.2"], first)
         await layer.group_add_all(["user.2", "activity.1", "activity.2"], second)
-        assert written == [["SUBSCRIBE", "user.1", "activity.1", "activity.2"], ["SUBSCRIBE", "user.2"]]
+        assert subscribed == ["user.1", "activity.1", "activity.2", "user.2"]
         await layer.group_send("activity.2", {"type": "room.activity", "n": 1})
         for channel in (first, second):
             assert await asyncio.wait_for(layer.receive(channel), 2) == {"type": "room.activity", "n": 1}
@@ -169,41 +160,3 @@ def test_with_sentinel_a_script_may_publish_when_the_room_and_the_group_are_one_
     assert layer.script_broadcast_channel("room.7", "redis://10.0.1.5:6379/0") is None
     plain = FanoutChannelLayer(hosts=["redis://10.0.1.5:6379/0"], prefix="p:")
     assert plain.script_broadcast_channel("room.7", f"{service}/0") is None
-
-
-async def test_the_subscribes_of_one_turn_of_the_loop_go_in_one_command_and_each_caller_waits_for_it(monkeypatch):
-    layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-turn:")
-    written = record_subscribe_commands(monkeypatch, "test-layers-turn:")
-    try:
-        channels = [await layer.new_channel() for _ in range(3)]
-        await asyncio.gather(
-            *(layer.group_add_all([f"user.{i}", "activity.7"], channel) for i, channel in enumerate(channels))
-        )
-        assert written == [["SUBSCRIBE", "user.0", "activity.7", "user.1", "user.2"]]
-        # Every caller went on after the SUBSCRIBE was written: each hears its groups at once.
-        await layer.group_send("user.2", {"type": "user.notify", "n": 1})
-        assert await asyncio.wait_for(layer.receive(channels[2]), 2) == {"type": "user.notify", "n": 1}
-    finally:
-        await layer.flush()
-
-
-async def test_idle_groups_are_unsubscribed_in_one_command_unless_a_member_came_back(monkeypatch):
-    import messaging.realtime.layers as layers
-
-    monkeypatch.setattr(layers, "UNSUBSCRIBE_AFTER_SECONDS", 0.2)
-    layer = FanoutChannelLayer(hosts=[settings.REDIS_URL], prefix="test-layers-gone:")
-    written = record_subscribe_commands(monkeypatch, "test-layers-gone:")
-    try:
-        first, second = await layer.new_channel(), await layer.new_channel()
-        await layer.group_add_all(["user.1", "user.2", "activity.1"], first)
-        await layer.group_discard_all(["user.1", "user.2", "activity.1"], first)
-        await layer.group_add("user.2", second)  # came back before the linger was over
-        for _ in range(40):
-            if len(written) > 1:
-                break
-            await asyncio.sleep(0.05)
-        assert written == [["SUBSCRIBE", "user.1", "user.2", "activity.1"], ["UNSUBSCRIBE", "user.1", "activity.1"]]
-        await layer.group_send("user.2", {"type": "user.notify", "n": 1})
-        assert await asyncio.wait_for(layer.receive(second), 2) == {"type": "user.notify", "n": 1}
-    finally:
-        await layer.flush()
