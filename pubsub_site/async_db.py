@@ -12,10 +12,8 @@ Why: every handshake and every subscribe reads a row or two. Through
 ``database_sync_to_async`` a one-row read cost the web process about 300 µs of CPU
 (the hop to the database thread and back with their GIL hand-offs, and Django's cursor
 wrapper), a query on an asyncio connection about 70 µs (measured on the benchmark's
-machine), and a thousand handshakes at once are a core's work. Reads come here, and one
-write: the first visits' joins (rooms.joins, one statement a batch that inserts and reads
-back). Every other write, and every read that is not on the socket's hot path, stays with
-the ORM. The reads
+machine), and a thousand handshakes at once are a core's work. Only reads come here:
+writes, and every read that is not on the socket's hot path, stay with the ORM. The reads
 that wait at the same time can go as one query (``fetchall_together``, pubsub_site.coalesce):
 psycopg's own work per query was then the larger part of a handshake's database cost.
 """

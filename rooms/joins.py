@@ -13,10 +13,9 @@ One at a time, each took a hop to Django's one database thread and four queries 
 (the get, the insert in a savepoint, the username, and the broadcast's hop back to the
 event loop), so a thousand first visits at once queued for seconds behind each other.
 Here the first subscribes that arrive while a batch is being written wait for the next
-one, and each batch is one write that leaves a row that exists as it is: on PostgreSQL
-one statement on the event loop's own connection (insert and read back, ``amemberships_join_public``),
-on SQLite one hop and one transaction through the ORM (``bulk_create`` ignoring conflicts,
-then a read of the rows).
+one, and each batch is one hop and one transaction: one ``bulk_create`` (conflicts
+ignored: a row that exists stays as it is) and one read of the rows. On PostgreSQL and on
+SQLite alike, through the ORM.
 """
 
 from __future__ import annotations
@@ -31,12 +30,11 @@ from datetime import datetime
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from protocol.events import member_updated_on_commit, members_joined_send
-from pubsub_site import async_db
 from rooms.models import Membership
 
 logger = logging.getLogger(__name__)
@@ -113,83 +111,6 @@ def memberships_join_public(*, pairs: Iterable[tuple[int, int]]) -> dict[tuple[i
     return found
 
 
-async def amemberships_join_public(*, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Joined]:
-    """``memberships_join_public`` from the event loop. On PostgreSQL one statement on the
-    loop's own connection (pubsub_site.async_db): the insert and the read of every pair's
-    row in one round trip, no hop to Django's database thread and no model instance a row
-    (``make bench``'s 1,000 first visits at once: 1.25 ms of web CPU a handshake through the
-    ORM, 1.17 ms here). Elsewhere (SQLite) the ORM's, in Django's thread."""
-    wanted = set(pairs)
-    if not wanted:
-        return {}
-    if not async_db.native():
-        return await database_sync_to_async(memberships_join_public)(pairs=wanted)
-    room_ids, user_ids = zip(*wanted, strict=True)
-    sql, others = _join_sql()
-    template = Membership(room_id=0, user_id=0)  # every other column's default, as bulk_create takes it
-    defaults = [f.get_db_prep_save(getattr(template, f.attname), connection) for f in others]
-    rows = await async_db.fetchall(sql, [list(room_ids), list(user_ids), timezone.now(), *defaults])
-    found = {(room_id, user_id): Joined(role, async_db.row_datetime(muted), banned, created)
-             for room_id, user_id, role, muted, banned, created in rows}  # fmt: skip
-    missing = wanted - found.keys()
-    if missing:
-        # Committed by another process after the statement's snapshot was taken: its insert
-        # skipped them, and its read could not see them yet; this read can.
-        room_ids, user_ids = zip(*missing, strict=True)
-        for room_id, user_id, role, muted, banned in await async_db.fetchall(
-            _read_sql(), [list(room_ids), list(user_ids)]
-        ):
-            found[(room_id, user_id)] = Joined(role, async_db.row_datetime(muted), banned, created=False)
-    missing = wanted - found.keys()
-    if missing:  # a row made and deleted again meanwhile: very unlikely
-        raise RuntimeError(f"memberships not found after their insert: {sorted(missing)[:5]}")
-    return found
-
-
-def _columns() -> dict[str, str]:
-    return {f.name: f.column for f in Membership._meta.concrete_fields}
-
-
-@functools.cache
-def _read_sql() -> str:
-    c = _columns()
-    return (
-        f'SELECT m."{c["room"]}", m."{c["user"]}", m."{c["role"]}", m."{c["muted_until"]}", m."{c["banned"]}" '  # noqa: S608 (model names)
-        f'FROM "{Membership._meta.db_table}" m '
-        f"JOIN unnest(%s::bigint[], %s::bigint[]) AS w(room_id, user_id) "
-        f'ON m."{c["room"]}" = w.room_id AND m."{c["user"]}" = w.user_id'
-    )
-
-
-@functools.cache
-def _join_sql() -> tuple[str, list]:
-    """The statement that makes the memberships not in yet (every other column at its
-    model default, as ``bulk_create`` would write it) and reads back every pair's row:
-    the new ones from the insert (``created``), the others from the table. (A
-    data-modifying WITH runs on the statement's snapshot: the outer read does not see
-    the rows its insert made, so no row comes twice.) Its parameters: the room ids, the
-    user ids, ``joined_at``, then the value of each of the other fields returned with it."""
-    c = _columns()
-    others = [
-        f for f in Membership._meta.concrete_fields
-        if not f.primary_key and f.name not in ("room", "user", "joined_at")
-    ]  # fmt: skip
-    columns = ", ".join(f'"{c[name]}"' for name in ("room", "user", "joined_at")) + "".join(
-        f', "{f.column}"' for f in others
-    )
-    values = "w.room_id, w.user_id, %s::timestamptz" + "".join(f", %s::{f.cast_db_type(connection)}" for f in others)
-    table = Membership._meta.db_table
-    back = f'"{c["room"]}", "{c["user"]}", "{c["role"]}", "{c["muted_until"]}", "{c["banned"]}"'
-    sql = (
-        f"WITH w AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) AS w(room_id, user_id)), "  # noqa: S608 (model names)
-        f'made AS (INSERT INTO "{table}" ({columns}) SELECT {values} FROM w ON CONFLICT DO NOTHING RETURNING {back}) '
-        f"SELECT *, true FROM made UNION ALL "
-        f'SELECT m."{c["room"]}", m."{c["user"]}", m."{c["role"]}", m."{c["muted_until"]}", m."{c["banned"]}", false '
-        f'FROM "{table}" m JOIN w ON m."{c["room"]}" = w.room_id AND m."{c["user"]}" = w.user_id'
-    )
-    return sql, others
-
-
 def membership_join_public(*, room_id: int, room_slug: str, user_id: int, username: str | None = None) -> Joined:
     """One first visit (synchronous callers): ``memberships_join_public`` for one pair, and
     the room's open pages told on commit when it made the row (``username``: the user's,
@@ -246,7 +167,7 @@ class _JoinBatches:
                 keys = list(self.waiting)[:BATCH_MAX]
                 batch = [self.waiting.pop(key) for key in keys]
                 try:
-                    found = await amemberships_join_public(pairs=keys)
+                    found = await database_sync_to_async(memberships_join_public)(pairs=keys)
                 except Exception as error:
                     for _, future in batch:
                         future.set_exception(error)

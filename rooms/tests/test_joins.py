@@ -24,62 +24,6 @@ def test_a_membership_that_exists_is_left_as_it_is(public_room, bob, charlie):
     assert Membership.objects.filter(room=public_room, user=charlie, banned=False).count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("async_cleanup")
-async def test_the_event_loops_join_writes_what_the_orms_writes_and_leaves_existing_rows_alone(
-    public_room, bob, charlie, make_user
-):
-    dave = await database_sync_to_async(make_user)("dave")
-    await database_sync_to_async(Membership.objects.create)(room=public_room, user=bob, banned=True)
-    found = await joins.amemberships_join_public(
-        pairs=[(public_room.pk, bob.pk), (public_room.pk, charlie.pk), (public_room.pk, charlie.pk)]
-    )
-    assert found == {
-        (public_room.pk, bob.pk): joins.Joined(
-            role=Membership.Role.MEMBER, muted_until=None, banned=True, created=False
-        ),
-        (public_room.pk, charlie.pk): joins.Joined(
-            role=Membership.Role.MEMBER, muted_until=None, banned=False, created=True
-        ),
-    }
-    # Every column of the row made on the loop as the ORM makes it (the fields' defaults).
-    await database_sync_to_async(joins.memberships_join_public)(pairs=[(public_room.pk, dave.pk)])
-    fields = [f.attname for f in Membership._meta.concrete_fields if f.attname not in ("id", "user_id", "joined_at")]
-    rows = await database_sync_to_async(
-        lambda: {
-            m.user_id: (tuple(getattr(m, f) for f in fields), m.joined_at is not None)
-            for m in Membership.objects.filter(room=public_room, user__in=[charlie, dave])
-        }
-    )()
-    assert rows[charlie.pk] == rows[dave.pk]
-
-
-@pytest.mark.postgresql_only(reason="the statement on the event loop is PostgreSQL's; SQLite's join is the ORM's")
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("async_cleanup")
-async def test_a_row_committed_by_another_process_while_the_join_ran_is_read_again(public_room, bob, monkeypatch):
-    """The statement skips a row committed after its snapshot and cannot read it either."""
-    from pubsub_site import async_db
-
-    await database_sync_to_async(Membership.objects.create)(room=public_room, user=bob, role=Membership.Role.SPECTATOR)
-    read = async_db.fetchall
-    statements = []
-
-    async def unseen_by_the_first_statement(sql, params):
-        rows = await read(sql, params)
-        statements.append(sql)
-        return [] if len(statements) == 1 else rows
-
-    monkeypatch.setattr(async_db, "fetchall", unseen_by_the_first_statement)
-    found = await joins.amemberships_join_public(pairs=[(public_room.pk, bob.pk)])
-    assert found == {
-        (public_room.pk, bob.pk): joins.Joined(
-            role=Membership.Role.SPECTATOR, muted_until=None, banned=False, created=False
-        )
-    }
-    assert len(statements) == 2
-
-
 def test_a_subscriber_banned_between_the_read_and_the_join_is_refused(public_room, bob, monkeypatch):
     read = services._room_access_row
 
@@ -103,13 +47,13 @@ async def test_first_visits_at_once_are_written_in_one_batch(alice, make_user, m
     ]
     users = [await database_sync_to_async(make_user)(f"user{i}") for i in range(30)]
     batches = []
-    write = joins.amemberships_join_public
+    write = joins.memberships_join_public
 
-    async def counted(*, pairs):
+    def counted(*, pairs):
         batches.append(list(pairs))
-        return await write(pairs=pairs)
+        return write(pairs=pairs)
 
-    monkeypatch.setattr(joins, "amemberships_join_public", counted)
+    monkeypatch.setattr(joins, "memberships_join_public", counted)
     visits = [(room, user) for room in rooms for user in users]
     # Each visit twice: two tabs of the same user subscribing at the same moment.
     results = await asyncio.gather(
@@ -135,16 +79,16 @@ async def test_first_visits_at_once_are_written_in_one_batch(alice, make_user, m
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("async_cleanup")
 async def test_a_failed_batch_fails_its_subscribes_and_the_next_one_is_written(public_room, bob, charlie, monkeypatch):
-    write = joins.amemberships_join_public
+    write = joins.memberships_join_public
     calls = []
 
-    async def fails_once(*, pairs):
+    def fails_once(*, pairs):
         calls.append(pairs)
         if len(calls) == 1:
             raise RuntimeError("the database went away")
-        return await write(pairs=pairs)
+        return write(pairs=pairs)
 
-    monkeypatch.setattr(joins, "amemberships_join_public", fails_once)
+    monkeypatch.setattr(joins, "memberships_join_public", fails_once)
     with pytest.raises(RuntimeError):
         await joins.ajoin_public_room(
             room_id=public_room.pk, room_slug=public_room.slug, user_id=bob.pk, username="bob"
