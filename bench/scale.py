@@ -101,6 +101,9 @@ class ScalePlan:
     drain_timeout: float = 10.0
     leak_wait: float = 60.0
     profile: bool = False  # py-spy on every web process while they connect, idle and trickle
+    # "site", or "bare": the bare ASGI reference (bench.bare) on the same layout, load
+    # generators and Redis, the ceiling of the server the site runs on (the scale section only)
+    server: str = "site"
     log: object = print
 
 
@@ -186,7 +189,7 @@ def start_cluster(plan: ScalePlan, webs: int, log) -> Cluster:
     # unless the environment says otherwise.
     for name, value in {"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "3", "WS_DB_CONNECTIONS": "2"}.items():
         env[name] = os.environ.get(name, value)
-    cluster = Cluster(env=env, web_command=SERVERS["uvicorn"].command,
+    cluster = Cluster(env=env, web_command=SERVERS["uvicorn" if plan.server == "site" else "bare"].command,
                       log_dir=Path(tempfile.mkdtemp(prefix="pubsub-scale-")))  # fmt: skip
     try:
         for _ in range(webs):
@@ -427,7 +430,7 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
                 "rss_after_kib": sum(rss_after.values()),
                 "per_process_after_mib": sorted(round(v / 1024, 1) for v in rss_after.values()),
                 "kib_per_socket": round(grown / connected, 2) if connected else None,
-                "gauges": metrics_gauges(cluster.ports[0]),
+                "gauges": metrics_gauges(cluster.ports[0]) if plan.server == "site" else None,  # bare: none
                 "redis_used_memory_mib": round(redis_memory(plan) / 2**20, 1),
             }
             log(
@@ -749,6 +752,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-sample", type=float, default=d.soak_sample, help="seconds between samples")
     parser.add_argument("--leak-wait", type=float, default=d.leak_wait,
                         help="seconds to wait for the state to come back to zero after everyone left")  # fmt: skip
+    parser.add_argument("--server", choices=("site", "bare"), default=d.server,
+                        help="bare: the bare ASGI reference (bench.bare), the scale section only")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="py-spy on the web processes as they connect, idle, trickle (in the JSON)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
@@ -765,11 +770,13 @@ def make_plan(args: argparse.Namespace) -> ScalePlan:
     for name in sections:
         if name not in ("scale", "storm", "soak"):
             raise SystemExit(f"--sections {name}: unknown (known: scale, storm, soak)")
+    if args.server == "bare" and sections != ["scale"]:
+        raise SystemExit("--server bare runs the scale section only (the bare app has no gauges, presence or drain)")
     if args.per_web >= FILE_LIMIT or args.per_client >= FILE_LIMIT:
         raise SystemExit(f"--per-web and --per-client must stay under the {FILE_LIMIT:,} open files of a process")
     names = ("sockets", "per_web", "per_client", "room_size", "big_rooms", "big_room_size", "connect_concurrency",
              "trickle_share", "trickle_seconds", "idle_seconds", "storm_sockets", "storm_window", "storm_wait",
-             "soak_sockets", "soak_minutes", "soak_rate", "soak_sample", "leak_wait", "profile")  # fmt: skip
+             "soak_sockets", "soak_minutes", "soak_rate", "soak_sample", "leak_wait", "profile", "server")  # fmt: skip
     plan = ScalePlan(database_url=args.database_url, redis_url=args.redis_url, sections=sections,
                      **{n: getattr(args, n) for n in names})  # fmt: skip
     plan.storm_window = max(plan.storm_window, plan.storm_kill_after + 5)
