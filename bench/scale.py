@@ -207,9 +207,9 @@ def web_pids(cluster: Cluster) -> list[int]:
     return [p.pid for p in cluster.webs.values()]
 
 
-def metrics_gauges(port: int) -> dict[str, float]:
+def metrics_gauges(port: int, timeout: float = 30) -> dict[str, float]:
     """The web processes' live gauges, summed over the processes (one scrape of any port)."""
-    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
         text = response.read().decode()
     wanted = ("pubsub_ws_connections", "pubsub_ws_subscriptions", "pubsub_ws_outbox_backlogged_connections")
     out = dict.fromkeys(wanted, 0.0)
@@ -509,7 +509,11 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
     dropped = sum(r["asked"] for r in back)
     result = counted.count(runs, meter, plan.storm_window, total, settle=60)
     status = pool.each("status")
-    gauges = metrics_gauges(cluster.ports[0])
+    try:  # survivors still busy with the storm may not answer within the default
+        gauges = metrics_gauges(cluster.ports[0], timeout=180)
+    except OSError as error:  # the storm's figures stand without it
+        log(f"  storm: the survivors' gauges could not be read: {error!r}")
+        gauges = {"pubsub_ws_connections": None}
     storm = {
         "killed_processes": len(victims),
         "sockets_dropped": dropped,
@@ -526,7 +530,7 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         "open_after": sum(s["open"] for s in status),
         "members": sum(s["members"] for s in status),
         "survivor_connections_gauge": gauges["pubsub_ws_connections"],
-        "per_survivor": round(gauges["pubsub_ws_connections"] / len(cluster.ports)),
+        "per_survivor": round((gauges["pubsub_ws_connections"] or 0) / len(cluster.ports)),
         "window": result,
         "victims_rss_mib": [round(v / 1024, 1) for v in gauges_before.values()],
     }

@@ -37,7 +37,12 @@ async def try_again_later(send, *, after_ms: int | None = None) -> None:
     "foreign origin")."""
     await send({"type": "websocket.accept"})
     if after_ms is not None:
-        await send({"type": "websocket.send", "text": encode(reconnect_frame(after_ms=after_ms))})
+        try:
+            await send({"type": "websocket.send", "text": encode(reconnect_frame(after_ms=after_ms))})
+        except (RuntimeError, OSError):
+            # The client left while it waited: uvicorn drops an accept on a closing connection
+            # and then refuses a frame (RuntimeError), or says the client is gone (OSError).
+            return
     if not send_close_below_autobahn(daphne_protocol(send), TRY_AGAIN_LATER):
         await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
 
