@@ -12,6 +12,7 @@ back as fast as the process can take it and no faster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import weakref
 from collections.abc import Callable
@@ -37,12 +38,11 @@ async def try_again_later(send, *, after_ms: int | None = None) -> None:
     "foreign origin")."""
     await send({"type": "websocket.accept"})
     if after_ms is not None:
-        try:
+        # A client that left while it waited gets no hint: uvicorn drops an accept on a closing
+        # connection and then refuses a frame (RuntimeError), or says the client is gone
+        # (OSError). The close still goes (it completes the handshake as uvicorn sees it).
+        with contextlib.suppress(RuntimeError, OSError):
             await send({"type": "websocket.send", "text": encode(reconnect_frame(after_ms=after_ms))})
-        except (RuntimeError, OSError):
-            # The client left while it waited: uvicorn drops an accept on a closing connection
-            # and then refuses a frame (RuntimeError), or says the client is gone (OSError).
-            return
     if not send_close_below_autobahn(daphne_protocol(send), TRY_AGAIN_LATER):
         await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
 
