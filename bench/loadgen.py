@@ -79,25 +79,11 @@ def _retrieved(future: asyncio.Future) -> None:
 def browser_backoff(attempts: int) -> float:
     """static/js/socket.js: ceiling = min(30 s, 0.5 s x 2^min(attempts, 6)); wait ceiling/2 + random x ceiling/2.
 
-    ``attempts`` counts closes since the last open (an open resets it); closes with 1013
-    count among themselves (``next_try``).
+    ``attempts`` counts closes since the last open (an open resets it), so a connection
+    accepted and then closed with 1013 always waits 0.5-1 s.
     """
     ceiling = min(30.0, 0.5 * 2 ** min(attempts, 6))
     return ceiling / 2 + random.random() * ceiling / 2
-
-
-def next_try(error: Exception, *, opened: bool, hint: float | None, attempts: int, busy: int) -> tuple[float, int, int]:
-    """static/js/socket.js's wait before the next try of a connection that failed before it
-    was subscribed: (seconds, attempts, busy). A 1013 (Try Again Later) with the server's
-    ``reconnect`` hint waits the hint and up to 250 ms more; without one, the closes with
-    1013 in a row (``busy``) set the backoff, though each of those connections opened."""
-    if isinstance(error, Closed) and error.code == 1013:
-        busy += 1
-        if hint is not None:
-            return hint + random.random() * 0.25, attempts, busy
-        return browser_backoff(busy), busy, busy
-    attempts = 1 if opened else attempts + 1
-    return browser_backoff(attempts), attempts, busy
 
 
 @dataclass
@@ -145,7 +131,6 @@ class Member(WSListener):
         self.top_seq = 0
         self.closed = False
         self.close_code: int | None = None
-        self.come_back_after: float | None = None  # seconds: a `reconnect` frame's hint
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -184,8 +169,6 @@ class Member(WSListener):
             self.agent.step.last_message_ns = now
         elif kind == "ack":
             self.agent.on_ack(self.room, data, now)
-        elif kind == "reconnect":
-            self.come_back_after = data["after_ms"] / 1000
         elif kind == "subscribed":
             self.base_seq = data["seq"]
             if not self.subscribed.done():
@@ -283,7 +266,7 @@ class Agent:
         if first_wait:
             await asyncio.sleep(first_wait)
         began = time.monotonic()
-        attempts = busy = 0  # closes since the last open, and 1013s in a row, as the browser counts them
+        attempts = 0  # closes since the last open, as the browser counts them
         for tries in range(1, max_tries + 1):
             if budget is not None and time.monotonic() - stats.started > budget:
                 stats.skipped += 1
@@ -312,10 +295,8 @@ class Agent:
                     stats.retries_other += 1
                 reason = f"close {error.code}" if isinstance(error, Closed) else f"{type(error).__name__}: {error}"[:80]
                 stats.retry_reasons[reason] = stats.retry_reasons.get(reason, 0) + 1
-                wait, attempts, busy = next_try(
-                    error, opened=opened, hint=member.come_back_after, attempts=attempts, busy=busy
-                )
-                await asyncio.sleep(wait)
+                attempts = 1 if opened else attempts + 1
+                await asyncio.sleep(browser_backoff(attempts))
                 continue
             self.members.append(member)
             stats.last_in = time.monotonic()

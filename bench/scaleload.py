@@ -25,7 +25,7 @@ from array import array
 
 from picows import ws_connect
 
-from bench.loadgen import Agent, Closed, JoinStats, Member, Refused, browser_backoff, next_try, raise_open_files_limit
+from bench.loadgen import Agent, Closed, JoinStats, Member, Refused, browser_backoff, raise_open_files_limit
 from messaging.frames import uuid7
 
 RETRY_FOR = 180.0
@@ -50,7 +50,6 @@ class ScaleMember(Member):
         self.transport = None
         self.closed = False
         self.close_code = None
-        self.come_back_after = None
 
     def on_ws_disconnected(self, transport) -> None:
         super().on_ws_disconnected(transport)
@@ -97,7 +96,6 @@ class ScaleAgent(Agent):
     async def _bring_in(self, member, since, stats, semaphore, timeout, attempts: int = 0, retry_for=RETRY_FOR) -> bool:
         """Open ``member`` until it is subscribed: the browser's backoff between tries."""
         began = None  # the first try, not the wait for a turn among ``concurrency``
-        busy = 0  # 1013s in a row
         while True:
             member.reset()
             try:
@@ -126,10 +124,8 @@ class ScaleAgent(Agent):
                         member.port_index += 1
                 reason = f"close {error.code}" if isinstance(error, Closed) else type(error).__name__
                 stats.retry_reasons[reason] = stats.retry_reasons.get(reason, 0) + 1
-                wait, attempts, busy = next_try(
-                    error, opened=opened, hint=member.come_back_after, attempts=attempts, busy=busy
-                )
-                await asyncio.sleep(wait)
+                attempts = 1 if opened else attempts + 1
+                await asyncio.sleep(browser_backoff(attempts))
                 continue
             member.was_subscribed = True
             stats.last_in = time.monotonic()

@@ -284,9 +284,8 @@ def pong_frame() -> dict:
 
 
 def reconnect_frame(*, after_ms: int) -> dict:
-    """The client is to reconnect after ``after_ms``: the web process is going away (a restart
-    or a deploy; 1012 follows, messaging.realtime.drain), or it has too many handshakes
-    waiting and this is the client's turn (1013 follows, messaging.realtime.handshakes)."""
+    """The web process is going away (a restart or a deploy): the socket is closed with 1012
+    next; the client reconnects after ``after_ms`` (messaging.realtime.drain)."""
     return {"type": "reconnect", "after_ms": after_ms}
 
 

@@ -462,11 +462,9 @@ PERSIST_LINGER_SECONDS = env_float("PERSIST_LINGER_SECONDS", 0.1)
 # kernel buffer for its socket, its connection is closed (bytes; see messaging.realtime.sockets.Outbox).
 WS_SEND_BACKLOG_MAX_BYTES = env_int("WS_SEND_BACKLOG_MAX_BYTES", 2 * 1024 * 1024)
 # WebSocket handshakes at work at once per web process; more wait their turn for up to
-# WS_HANDSHAKE_WAIT seconds (or, behind a queue longer than that at the rate the process
-# finishes handshakes, not at all), then are closed with 1013 after a `reconnect` frame that
-# gives each client a turn to come back (messaging.realtime.handshakes.HandshakeLimit). A
-# wait costs nothing; a 1013 costs a handshake and a retry: in the benchmark's 2,000-client
-# storm a 2 s wait made 2,800 of them. uvicorn
+# WS_HANDSHAKE_WAIT seconds, then are closed with 1013 and the clients retry with backoff
+# (see pubsub_site.asgi.HandshakeLimit). A wait costs nothing; a 1013 costs a handshake and
+# a retry: in the benchmark's 2,000-client storm a 2 s wait made 2,800 of them. uvicorn
 # keeps a waiting handshake open as long as it takes (daphne drops it after 5 s: under
 # daphne, keep this under 5). 0: no limit.
 WS_HANDSHAKE_LIMIT = env_int("WS_HANDSHAKE_LIMIT", 10)

@@ -64,3 +64,33 @@ def test_a_tiny_scale_run_connects_everyone_survives_the_storm_and_leaks_nothing
     assert soak["summary"]["lost"] == 0, shown
     assert soak["leak"]["clean"], soak["leak"]
     assert "time to connect all" in finished.stdout and "after everyone left" in finished.stdout
+
+
+def test_the_bare_reference_connects_and_trickles_on_the_same_layout(tmp_path):
+    """`--server bare`: the bare ASGI app (bench.bare) in the site's place, the ceiling of the
+    server the site runs on; it has no gauges, so the section reports none."""
+    with free_redis_database() as db:
+        out = tmp_path / "scale.json"
+        command = [
+            sys.executable, "-m", "bench.scale", "--no-docs", "--out", str(out), "--server", "bare",
+            "--sections", "scale", "--sockets", "60", "--per-web", "40", "--per-client", "30",
+            "--room-size", "10", "--big-rooms", "1", "--big-room-size", "20", "--trickle-share", "1",
+            "--trickle-seconds", "3", "--idle-seconds", "1",
+            "--database-url", bench_database_url(f"scale{db}"), "--redis-url", redis_url(db),
+        ]  # fmt: skip
+        finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    shown = finished.stdout[-4000:] + finished.stderr[-3000:]
+    assert finished.returncode == 0, shown
+    scale = json.loads(out.read_text())["scale"]
+    assert scale["connect"]["connected"] == scale["connect"]["asked"] == 60, shown
+    assert scale["memory"]["gauges"] is None and scale["memory"]["kib_per_socket"] is not None, shown
+    trickle = scale["trickle"]
+    assert trickle["sent"] == trickle["acked"] > 0 and (trickle["lost"], trickle["duplicated"]) == (0, 0), shown
+
+
+def test_the_bare_reference_is_refused_the_sections_only_the_site_has():
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--server", "bare", "--sections", "scale,storm", "--no-docs"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert finished.returncode != 0 and "--server bare runs the scale section only" in finished.stderr

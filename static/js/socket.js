@@ -1,6 +1,5 @@
 // One WebSocket per tab to /ws/, reconnecting with exponential backoff and jitter; when the
-// server restarts (a `reconnect` frame, then close 1012) or is too busy to take us (a
-// `reconnect` frame, then close 1013), after the wait it asked for.
+// server restarts (a `reconnect` frame, then close 1012), after the wait it asked for.
 // Shared by room.js (the room page) and live.js (every other page).
 (function () {
   "use strict";
@@ -13,9 +12,6 @@
     let socket = null;
     let state = null;
     let attempts = 0;
-    // Closes with 1013 (Try Again Later) in a row: each of those connections opened, which
-    // resets `attempts`, so without this a busy server would be retried every second.
-    let busy = 0;
     let pingTimer = null;
     let offlineTimer = null;
     let retryTimer = null;
@@ -54,7 +50,6 @@
           reconnectAfter = Number(frame.after_ms) || 0;
           return;
         }
-        busy = 0;
         onFrame(frame);
       });
       socket.addEventListener("close", (event) => {
@@ -69,17 +64,6 @@
           attempts = 0;
           retryTimer = setTimeout(open, (hint === null ? 1000 * Math.random() : hint) + Math.random() * 250);
           return;
-        }
-        if (event.code === 1013) {
-          // Try Again Later: the server had too many handshakes waiting. It said when it can
-          // take us (its turns are spread at the rate it serves them); without a hint, back
-          // off as after a failure.
-          busy += 1;
-          if (hint !== null) {
-            retryTimer = setTimeout(open, hint + Math.random() * 250);
-            return;
-          }
-          attempts = busy - 1;
         }
         attempts += 1;
         // Exponential backoff with jitter, so a restarted server is not stormed.

@@ -3,11 +3,8 @@ pages reconnect and show every message once; scrolling up reads older history.""
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from collections import Counter
-from itertools import pairwise
 
 import pytest
 from playwright.sync_api import expect
@@ -128,76 +125,3 @@ def test_a_page_whose_web_process_restarts_gracefully_comes_back_and_misses_noth
     expected = ["before the restart", "bob during the restart", "alice during the restart"]
     expect_each_once(alice_page, expected)
     expect_each_once(bob_page, expected)
-
-
-# Each WebSocket the page makes, when it was made and when it closed (the page's clock, in ms):
-# the waits of its client, whenever the test's side handles the routed socket.
-SOCKET_TIMES = """
-window.socketTimes = [];
-window.WebSocket = class extends window.WebSocket {
-  constructor(...args) {
-    super(...args);
-    const times = { opened: performance.now(), open: false, closed: null };
-    window.socketTimes.push(times);
-    this.addEventListener("open", () => { times.open = true; });
-    this.addEventListener("close", () => { times.closed = performance.now(); });
-  }
-};
-"""
-
-
-def busy_server(page, turns: list[int | None]) -> None:
-    """Between the page and /ws/: its first connections are sent away as a busy web process
-    sends them (accepted, a `reconnect` frame with each turn of ``turns`` unless None, close
-    1013); the next goes through to the site."""
-    routed = []
-
-    def handle(route) -> None:
-        routed.append(route)
-        if len(routed) > len(turns):
-            route.connect_to_server()
-            return
-        turn = turns[len(routed) - 1]
-
-        def send_away(_message) -> None:  # the page's first frame (its subscribe): it saw the socket open
-            if turn is not None:
-                route.send(json.dumps({"type": "reconnect", "after_ms": turn}))
-            route.close(code=1013, reason="")
-
-        route.on_message(send_away)
-
-    page.route_web_socket(re.compile(r"/ws/$"), handle)
-    page.add_init_script(SOCKET_TIMES)  # over the routed WebSocket that Playwright puts in the page
-
-
-def waits_between_sockets(page) -> list[float]:
-    """Seconds from each socket's close to the next socket (each of them opened, as a socket a
-    busy process sends away does: it is accepted, then closed)."""
-    times = page.evaluate("window.socketTimes")
-    assert all(socket["open"] for socket in times), times
-    return [(later["opened"] - earlier["closed"]) / 1000 for earlier, later in pairwise(times)]
-
-
-def test_a_page_sent_away_by_a_busy_web_process_comes_back_at_the_turn_it_was_given(site, alice, lobby):
-    """1013 after a `reconnect` frame: the page waits the frame's after_ms (and up to 250 ms),
-    not its backoff (0.5-1 s after a connection that opened), then connects and subscribes."""
-    page = site.page_for(alice, None)
-    busy_server(page, [2000])
-    page.goto(lobby.get_absolute_url())
-    expect(page.locator("#connection")).to_have_text("connected", timeout=15000)
-    waits = waits_between_sockets(page)
-    assert len(waits) == 1
-    assert 2.0 <= waits[0] <= 2.0 + 0.25 + 0.1, waits
-
-
-def test_a_page_sent_away_again_and_again_without_a_turn_backs_off_further_each_time(site, alice, lobby):
-    """Closes with 1013 in a row count as failures, though each connection opened: the
-    waits are the backoff's steps (0.5-1 s, 1-2 s, 2-4 s), not 0.5-1 s each time."""
-    page = site.page_for(alice, None)
-    busy_server(page, [None, None, None])
-    page.goto(lobby.get_absolute_url())
-    expect(page.locator("#connection")).to_have_text("connected", timeout=20000)
-    waits = waits_between_sockets(page)
-    assert len(waits) == 3
-    for wait, (low, high) in zip(waits, [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0)], strict=True):
-        assert low <= wait <= high + 0.1, waits

@@ -13,8 +13,7 @@ It follows the recovery contract of the site's docs/protocol.md:
   1013), it reconnects after an exponential backoff with jitter and resubscribes with ``since``;
 - when the server restarts (a ``reconnect`` frame, then close code 1012, Service Restart), it
   reconnects after the frame's ``after_ms`` plus a little jitter, without backoff: a drain is
-  not a failure; when a busy server sends it away (a ``reconnect`` frame, then close code 1013,
-  Try Again Later), it reconnects after the frame's ``after_ms`` plus a little jitter too;
+  not a failure;
 - a refusal (HTTP 401/403 on the handshake, a ``forbidden`` or ``not_found`` error to the
   subscribe, ``kicked``, close code 1008) ends the iteration with ``SubscriptionEnded``.
 
@@ -43,7 +42,6 @@ FINAL_ERRORS = frozenset({"forbidden", "not_found", "banned"})
 # Close codes after which reconnecting is pointless: policy violation (the session or token ended).
 FINAL_CLOSE_CODES = frozenset({1008})
 SERVICE_RESTART = 1012  # the web process is draining: come back after its `reconnect` hint
-TRY_AGAIN_LATER = 1013  # the web process has too many handshakes waiting: come back after its hint
 # Added to a `reconnect` frame's wait (seconds, at most), so that clients told the same come apart.
 RESTART_JITTER = 0.25
 
@@ -106,11 +104,7 @@ class Subscription:
                     max_size=2**22,
                 ) as ws:
                     self._ws = ws
-                    try:
-                        await self._subscribe(ws)
-                    except ConnectionClosed:
-                        await self._read_hint(ws)
-                        raise
+                    await self._subscribe(ws)
                     try:
                         async for frame in self._session(ws):
                             failures = 0
@@ -128,17 +122,12 @@ class Subscription:
                     return
                 if closed.rcvd is not None and closed.rcvd.code in FINAL_CLOSE_CODES:
                     raise SubscriptionEnded("closed", closed.rcvd.reason or "the server ended the session") from closed
-                hint, self._reconnect_after = self._reconnect_after, None
                 if closed.rcvd is not None and closed.rcvd.code == SERVICE_RESTART:
+                    hint, self._reconnect_after = self._reconnect_after, None
                     self.reconnects += 1
                     failures = 0
                     wait = hint if hint is not None else random.uniform(0, 1)
                     await asyncio.sleep(wait + random.uniform(0, RESTART_JITTER))
-                    continue
-                if closed.rcvd is not None and closed.rcvd.code == TRY_AGAIN_LATER and hint is not None:
-                    self.reconnects += 1
-                    failures += 1  # without a hint next time, the backoff goes on from here
-                    await asyncio.sleep(hint + random.uniform(0, RESTART_JITTER))
                     continue
             except (OSError, InvalidHandshake, TimeoutError):
                 pass
@@ -149,17 +138,6 @@ class Subscription:
             failures += 1
             self.reconnects += 1
             await asyncio.sleep(self._delay(failures))
-
-    async def _read_hint(self, ws: ClientConnection) -> None:
-        """The frames that came before a close that ended the connection before the subscribe
-        went out (a busy server sends ``reconnect`` and closes with 1013 at once): its hint."""
-        try:
-            async for raw in ws:
-                frame = json.loads(raw)
-                if frame.get("type") == "reconnect":
-                    self._reconnect_after = max(0, frame.get("after_ms") or 0) / 1000
-        except ConnectionClosed:
-            pass
 
     async def _session(self, ws: ClientConnection) -> AsyncIterator[dict]:
         """One connection's frames, as the contract says to take them."""
@@ -202,7 +180,7 @@ class Subscription:
                 self._saw_rev(frame)
                 if self.changes and frame.get("seq", 0) <= (self.last_seq or 0):
                     yield frame
-            elif kind == "reconnect":  # a close follows: 1012 (a restart) or 1013 (too busy now)
+            elif kind == "reconnect":  # a close (1012) follows: the server is restarting
                 self._reconnect_after = max(0, frame.get("after_ms") or 0) / 1000
             elif kind == "kicked":
                 raise SubscriptionEnded("kicked", frame.get("reason", ""))
