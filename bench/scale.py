@@ -25,6 +25,10 @@ source address of its own, 127.0.0.2, .3, …):
              the online sets, the group subscriptions in Redis and the web processes' gauges
              must all come back to zero (no leak).
 
+``--server bare --sections scale`` runs the scale section with the bare ASGI reference
+(``bench.bare``) in the site's place, on the same layout: the ceiling of the server the site
+runs on, at this many sockets on this machine.
+
 Prints a table and writes JSON (``bench/results/scale.json``) and, unless ``--no-docs``,
 its section of docs/benchmarks.md (between the ``scale`` markers, which ``make bench``
 keeps) and the soak plot (docs/benchmarks/scale-soak.png).
