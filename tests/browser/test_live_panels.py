@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
 def test_the_member_list_and_the_header_follow_the_room_live(site, alice, bob, charlie, lobby):
     bob_page = site.page_for(bob, lobby.get_absolute_url())
-    expect(bob_page.locator("#connection")).to_have_text("connected")
+    # Subscribed, not only connected: the presence frame follows `subscribed`, which the server
+    # sends once the socket is in the room's group. A join before that is news the page never hears.
+    expect(bob_page.locator("#online .online__user", has_text="bob")).to_be_visible()
     members = bob_page.locator("#members")
     expect(members).not_to_contain_text("charlie")
 
