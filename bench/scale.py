@@ -518,6 +518,7 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
     except OSError as error:  # the storm's figures stand without it
         log(f"  storm: the survivors' gauges could not be read: {error!r}")
         gauges = {"pubsub_ws_connections": None}
+    held_now = gauges["pubsub_ws_connections"]
     storm = {
         "killed_processes": len(victims),
         "sockets_dropped": dropped,
@@ -533,8 +534,9 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         "each": seconds_percentiles([x for r in back for x in r["each"]]),
         "open_after": sum(s["open"] for s in status),
         "members": sum(s["members"] for s in status),
-        "survivor_connections_gauge": gauges["pubsub_ws_connections"],
-        "per_survivor": round((gauges["pubsub_ws_connections"] or 0) / len(cluster.ports)),
+        "survivor_connections_gauge": held_now,
+        # None when the gauges could not be read (not 0: nobody counted them)
+        "per_survivor": None if held_now is None else round(held_now / len(cluster.ports)),
         "window": result,
         "victims_rss_mib": [round(v / 1024, 1) for v in gauges_before.values()],
     }
@@ -542,9 +544,13 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
     took = f"{took} s" if took else f"more than {plan.storm_wait:g} s"
     log(f"  storm: {storm['back']:,} of {dropped:,} back in {took}"
         f" ({storm['still_out']} still out, {storm['failed']} failed, retries {storm['retries_1013']} (1013) +"
-        f" {storm['retries_other']}), ~{storm['per_survivor']:,} sockets per survivor;"
+        f" {storm['retries_other']}), ~{_thousands(storm['per_survivor'])} sockets per survivor;"
         f" the {plan.storm_window:g} s window: {_step_line(result)}")  # fmt: skip
     return storm
+
+
+def _thousands(n: int | None) -> str:
+    return "unknown" if n is None else f"{n:,}"
 
 
 def run_soak(plan: ScalePlan) -> dict:
