@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from protocol.details import adetails_raise, details_raise
 from protocol.wire import encode, member_left_frame, member_updated_frame, room_updated_frame, user_wire
 from rooms.models import Room
 
@@ -168,8 +169,14 @@ def room_notice_event(*, room_id: int, frames: list[dict]) -> dict:
 
 def room_notice_on_commit(*, room_id: int, frame: dict) -> None:
     """A frame about the room itself (its name, topic, members) to its subscribers, who
-    may see it all on the room page."""
-    send_to_group_on_commit(room_group(room_id), room_notice_event(room_id=room_id, frames=[frame]))
+    may see it all on the room page. On commit, the room's details revision is raised and the
+    frame carries the new value (protocol.details)."""
+
+    def send() -> None:
+        stamped = {**frame, "details": details_raise(room_id)}
+        send_to_group(room_group(room_id), room_notice_event(room_id=room_id, frames=[stamped]))
+
+    transaction.on_commit(send)
 
 
 def member_updated_on_commit(*, room_id: int, room_slug: str, user_id: int, username: str, role: str) -> None:
@@ -182,8 +189,9 @@ async def members_joined_send(*, room_id: int, room_slug: str, members: list[tup
     """``member_updated_on_commit``'s frames for several new members of one room ((user id,
     username, role) each), in one event, sent now: for async code whose write has committed
     already (rooms.joins, the first subscribes' joins written in batches)."""
+    details = await adetails_raise(room_id)  # one change of the room's details: one value for all
     frames = [
-        member_updated_frame(room=room_slug, user=user_wire(user_id, username), role=role)
+        {**member_updated_frame(room=room_slug, user=user_wire(user_id, username), role=role), "details": details}
         for user_id, username, role in members
     ]
     await get_channel_layer().group_send(room_group(room_id), room_notice_event(room_id=room_id, frames=frames))

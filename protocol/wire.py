@@ -297,8 +297,9 @@ def error_frame(*, code: str, detail: str, **extra) -> dict:
     return {"type": "error", "code": code, "detail": detail, **extra}
 
 
-def subscribed_frame(*, room: str, seq: int, rev: int, recovered: bool) -> dict:
-    return {"type": "subscribed", "room": room, "seq": seq, "rev": rev, "recovered": recovered}
+def subscribed_frame(*, room: str, seq: int, rev: int, recovered: bool, details: int) -> dict:
+    """``details``: the room's details revision when the subscription started (protocol.details)."""
+    return {"type": "subscribed", "room": room, "seq": seq, "rev": rev, "recovered": recovered, "details": details}
 
 
 def unsubscribed_frame(*, room: str) -> dict:

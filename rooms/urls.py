@@ -1,13 +1,14 @@
 from django.urls import path
 
 from messaging import views as messaging_views
-from rooms import notify_views, views
+from rooms import details_views, notify_views, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
     path("rooms/new/", views.room_create, name="room-create"),
     path("direct/new/", views.direct_new, name="direct-new"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
+    path("rooms/<slug:slug>/details/", details_views.room_details, name="room-details"),
     path("rooms/<slug:slug>/join/", views.room_join, name="room-join"),
     path("rooms/<slug:slug>/leave/", views.room_leave, name="room-leave"),
     path("rooms/<slug:slug>/invite/", views.room_invite, name="room-invite"),

@@ -18,6 +18,7 @@ from messaging.pins import room_pins_list
 from messaging.selectors import message_get, message_history, report_list_open
 from pubsub_site.ratelimit import per_user, rate_limited
 from rooms import moderation, room_settings, services
+from rooms.details_views import room_details_revision
 from rooms.forms import (
     DeleteRoomForm,
     DirectForm,
@@ -96,6 +97,8 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         # An old address (a direct conversation's, from before it was named after its people).
         query = request.META.get("QUERY_STRING", "")
         return redirect(moved.get_absolute_url() + (f"?{query}" if query else ""), permanent=True)
+    # Read before the members: a page that misses a change after it reads them again (protocol.details).
+    details = room_details_revision(room)
     # ?around=<seq>: the page around one message (a search result), the newer ones behind a button.
     raw_around = request.GET.get("around", "")
     around = int(raw_around) if raw_around.isascii() and raw_around.isdigit() and len(raw_around) < 16 else None
@@ -103,6 +106,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     members = room_members(room=room)
     context = {
         "room": room,
+        "details": details,
         "title": room_title_for(room=room, user=request.user),
         "direct_banned": direct_banned_members(room=room),
         "membership": membership,

@@ -56,10 +56,10 @@ logger = logging.getLogger(__name__)
 # online, and no script scans the room's entries to know either (scanning made a room's
 # filling O(N²): 6,000 sockets joining one room took 101 s).
 
-# KEYS: presence, presence users, the room's seq and rev; ARGV: member, expiry, now, user
-# id, the list's cap, the keys' lifetime (ms; never shortened), 1 when the caller has a
-# sample of this room already. Returns {1 when the user came online else 0, seq, rev, users
-# online, live entries...}: every live entry when the room has at most `cap` people, else
+# KEYS: presence, presence users, the room's seq, rev and details revision; ARGV: member,
+# expiry, now, user id, the list's cap, the keys' lifetime (ms; never shortened), 1 when the
+# caller has a sample of this room already. Returns {1 when the user came online else 0, seq,
+# rev, details, users online, live entries...}: every live entry when the room has at most `cap` people, else
 # the first 4 x cap (a sample: the list names at most `cap` people), or none when the caller
 # has a sample. A subscribe needs the counters and who is online next, in the same round trip.
 JOIN_SCRIPT = """
@@ -81,6 +81,7 @@ else
   reply = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf', 'LIMIT', 0, 4 * tonumber(ARGV[5]))
 end
 table.insert(reply, 1, count)
+table.insert(reply, 1, redis.call('GET', KEYS[5]) or '0')
 table.insert(reply, 1, redis.call('GET', KEYS[4]) or '')
 table.insert(reply, 1, redis.call('GET', KEYS[3]) or '')
 table.insert(reply, 1, came)
@@ -180,6 +181,7 @@ class Joined:
     came_online: bool  # the user had no other live entry in the room
     online: Online  # who is online now, the joiner included
     counters: tuple[int, int] | None  # the room's (seq, rev), None when Redis holds none
+    details: int  # the room's details revision (protocol.details)
 
 
 # A big room's sample of who is online (room id -> (when it was read, the capped list)),
@@ -202,7 +204,7 @@ async def join(*, room_id: int, member: str) -> Joined:
     reply = await run_batched(
         get_async_redis(room_id),
         _join,
-        keys=(keys.presence, keys.presence_users, keys.seq, keys.rev),
+        keys=(keys.presence, keys.presence_users, keys.seq, keys.rev, keys.details),
         args=(
             member,
             now + settings.PRESENCE_TTL,
@@ -213,7 +215,7 @@ async def join(*, room_id: int, member: str) -> Joined:
             1 if sample is not None else 0,
         ),
     )
-    came, seq, rev, count, *members = reply
+    came, seq, rev, details, count, *members = reply
     count = int(count)
     if count > settings.PRESENCE_LIST_MAX and not members and sample is not None:
         users = sample[1]
@@ -225,6 +227,7 @@ async def join(*, room_id: int, member: str) -> Joined:
         came_online=bool(int(came)),
         online=Online(users=users, count=count),
         counters=(int(seq), int(rev or 0)) if seq else None,
+        details=int(details),
     )
 
 

@@ -2,9 +2,10 @@
 
 Subscribing is, in this order (``Subscriptions.handle_subscribe`` and ``_start_subscription``):
 attach to the room's fan-out (a message with a later seq waits in the socket's feed), join
-the room's group, enter the room's presence (its counters read in the same call), read
-the counters, replay what the client missed (``since``, ``rev``), then start the stream
-from the fan-out after the replay. Nothing falls between the replay and the stream, and a
+the room's group, enter the room's presence (its counters and details revision read in the
+same call: a later change to its members or name is told to the socket), read the counters,
+replay what the client missed (``since``, ``rev``), then start the stream from the fan-out
+after the replay. Nothing falls between the replay and the stream, and a
 subscribe that fails halfway undoes itself. Ending a subscription undoes it in reverse:
 this process first (the fan-out, the presence keeper), then Redis (the group, presence).
 """
@@ -154,7 +155,7 @@ class Subscriptions:
                         recovered, replay = False, []
                     else:
                         change_frames = found
-        subscribed = subscribed_frame(room=slug, seq=latest, rev=rev, recovered=recovered)
+        subscribed = subscribed_frame(room=slug, seq=latest, rev=rev, recovered=recovered, details=joined.details)
         if ref is not None:
             subscribed["ref"] = ref
         texts = [encode(subscribed)]

@@ -17,6 +17,8 @@ Keys of one room share the hash tag ``{<room_id>}`` and live on the room's serve
                    ``MESSAGE_DEDUP_TTL``). Per author: another user's ``client_id`` is never theirs.
                    (``…:cid:<uuid>``, without the author, is the form written before; still
                    read, for the author whose message the buffer shows, until it expires.)
+- ``…:details``    the revision of the room's details (name, topic, archive state, members):
+                   rises with every change its subscribers are told of (protocol.details)
 - ``…:ratelimit:send:<user>`` the times of the user's last messages, for the send limit (expires)
 - ``…:slow:<user>`` exists while the user must wait in slow mode (expires)
 
@@ -30,6 +32,8 @@ A record is the stored form of a message: ``seq``, ``rev``, ``author``, ``body``
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from protocol.details import details_key
 
 DIRTY_KEY = "pubsub:dirty"
 SCHEDULED_KEY = "pubsub:persist:scheduled"
@@ -54,6 +58,10 @@ class RoomKeys:
     @property
     def rev(self) -> str:
         return f"{self.prefix}:rev"
+
+    @property
+    def details(self) -> str:
+        return details_key(self.room_id)  # the name is protocol.details's: rooms' code raises it
 
     @property
     def buf(self) -> str:

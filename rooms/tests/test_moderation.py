@@ -29,9 +29,11 @@ def last_entry() -> AuditLog:
     return AuditLog.objects.order_by("-pk").first()
 
 
-def notice(room, frame: dict) -> dict:
-    """The event that brings ``frame`` (with the room's slug) to the room's subscribers."""
+def notice(room, frame: dict, *, details: int) -> dict:
+    """The event that brings ``frame`` (with the room's slug) to the room's subscribers, the
+    ``details``-th change of the room's details (protocol.details)."""
     frame = {"type": frame["type"], "room": room.slug, **{k: v for k, v in frame.items() if k != "type"}}
+    frame["details"] = details
     return {"type": "room.notice", "room_id": room.pk, "frame": encode(frame)}
 
 
@@ -55,7 +57,7 @@ def test_the_owner_promotes_a_member_and_demotes_them_again(
     bob_json = {"id": bob.pk, "username": "bob"}
     assert sent_events == [
         (f"user.{bob.pk}", {"type": "user.membership", "room_id": room.pk}),
-        (f"room.{room.pk}", notice(room, {"type": "member_updated", "user": bob_json, "role": "moderator"})),
+        (f"room.{room.pk}", notice(room, {"type": "member_updated", "user": bob_json, "role": "moderator"}, details=1)),
     ]
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -64,7 +66,7 @@ def test_the_owner_promotes_a_member_and_demotes_them_again(
     assert last_entry().action == AuditLog.Action.DEMOTE
     assert sent_events[2:] == [
         (f"user.{bob.pk}", {"type": "user.membership", "room_id": room.pk}),
-        (f"room.{room.pk}", notice(room, {"type": "member_updated", "user": bob_json, "role": "member"})),
+        (f"room.{room.pk}", notice(room, {"type": "member_updated", "user": bob_json, "role": "member"}, details=2)),
     ]
 
 
@@ -223,7 +225,10 @@ def test_a_ban_ends_the_members_access_and_kicks_them_live(
                 "reason": "You were banned from this room: spam.",
             },
         ),
-        (f"room.{room.pk}", notice(room, {"type": "member_left", "user": {"id": bob.pk, "username": "bob"}})),
+        (
+            f"room.{room.pk}",
+            notice(room, {"type": "member_left", "user": {"id": bob.pk, "username": "bob"}}, details=1),
+        ),
     ]
 
 

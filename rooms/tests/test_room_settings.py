@@ -46,7 +46,14 @@ def test_a_moderator_renames_the_room_and_it_is_audited(room, dave, sent_events,
         room,
         "Secret Plans → Grand Plans: clearer",
     )
-    frame = {"type": "room_updated", "room": room.slug, "name": "Grand Plans", "topic": "", "archived": False}
+    frame = {
+        "type": "room_updated",
+        "room": room.slug,
+        "name": "Grand Plans",
+        "topic": "",
+        "archived": False,
+        "details": 1,  # the room's first change (protocol.details)
+    }
     assert sent_events == [(f"room.{room.pk}", {"type": "room.notice", "room_id": room.pk, "frame": encode(frame)})]
 
 

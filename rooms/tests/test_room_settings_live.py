@@ -37,10 +37,16 @@ async def test_the_member_list_hears_of_a_join_and_a_leave(alice, bob, public_ro
         "room": public_room.slug,
         "user": {"id": frank.pk, "username": "frank"},
         "role": "member",
+        "details": 2,  # the room's details revision after the change: bob's first visit was the 1st
     }
     await database_sync_to_async(room_leave)(room=public_room, user=frank)
     left = await next_of(bob_ws, "member_left")
-    assert left == {"type": "member_left", "room": public_room.slug, "user": {"id": frank.pk, "username": "frank"}}
+    assert left == {
+        "type": "member_left",
+        "room": public_room.slug,
+        "user": {"id": frank.pk, "username": "frank"},
+        "details": 3,
+    }
     await bob_ws.close()
 
 

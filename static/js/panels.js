@@ -2,7 +2,14 @@
 // who joins and leaves the member list, the room's name, topic and archive state, and the
 // online list, which shows nobody as online while the socket is not connected (it does not
 // know). room.js hands every frame to `handle` and every connection state to `setConnection`.
-// User text is only ever inserted with textContent.
+// User text is only ever inserted with textContent (the member list read again is the
+// server's own markup, escaped there).
+//
+// A page that missed a change (it was offline, or rendered before its socket subscribed) reads
+// the room's details again: the page is rendered with the room's details revision, every
+// change's frame carries the revision after it, and `subscribed` the revision when the
+// subscription started; when that is not the page's, the page reads them again over HTTP
+// (docs/protocol.md, "Room details and members").
 (function () {
   "use strict";
 
@@ -16,6 +23,12 @@
   const nameHeading = document.getElementById("room-name");
   const topicLine = document.getElementById("room-topic");
   const ROLE_NAMES = { owner: "owner", moderator: "moderator", spectator: "spectator" };
+  const detailsUrl = root.dataset.detailsUrl;
+  // The details revision the page shows; null when unknown (Redis could not be read).
+  let shown = root.dataset.details === "" || root.dataset.details === undefined ? null : Number(root.dataset.details);
+  // While the details are read again, the frames that arrive (applied again on what is read).
+  let arrived = null;
+  let retries = 0;
 
   // The same markup as the members list of templates/rooms/room_detail.html.
   function memberItem(user, role) {
@@ -70,10 +83,13 @@
   }
 
   function roomUpdated(frame) {
-    if (nameHeading && !root.dataset.direct) nameHeading.textContent = frame.name;
-    document.querySelectorAll(`.sidebar__room[data-room="${CSS.escape(room)}"] a`).forEach((a) => {
-      a.textContent = frame.name;
-    });
+    // A direct conversation is named after its people, never by its name.
+    if (!root.dataset.direct) {
+      if (nameHeading) nameHeading.textContent = frame.name;
+      document.querySelectorAll(`.sidebar__room[data-room="${CSS.escape(room)}"] a`).forEach((a) => {
+        a.textContent = frame.name;
+      });
+    }
     if (topicLine) {
       topicLine.textContent = frame.topic;
       topicLine.hidden = !frame.topic;
@@ -110,18 +126,51 @@
     onlineList.replaceChildren(item);
   }
 
+  function apply(frame) {
+    if (frame.type === "member_updated") memberUpdated(frame.user, frame.role);
+    else if (frame.type === "member_left") memberLeft(frame.user);
+    else roomUpdated(frame);
+    if (typeof frame.details === "number") shown = frame.details;
+    if (arrived) arrived.push(frame);
+  }
+
+  // The room's details as they are now, in place of what the page shows.
+  async function readAgain() {
+    if (arrived || !detailsUrl) return; // already reading
+    arrived = [];
+    let data = null;
+    try {
+      const response = await fetch(detailsUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (response.ok) data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    const since = arrived;
+    arrived = null;
+    if (!data) {
+      // Tried again a few times; after that, at the next subscription.
+      if (retries < 3) setTimeout(readAgain, 2000 * ++retries);
+      return;
+    }
+    retries = 0;
+    if (members) members.innerHTML = data.members;
+    roomUpdated(data);
+    shown = data.details;
+    // Frames that came while it was read and are newer than what was read.
+    since.filter((frame) => data.details === null || frame.details > data.details).forEach(apply);
+  }
+
   // True when the frame was this module's (room.js then ignores it).
   function handle(frame) {
     if (frame.room !== room) return false;
     switch (frame.type) {
+      case "subscribed":
+        if (typeof frame.details === "number" && frame.details !== shown) readAgain();
+        return false; // room.js's too
       case "member_updated":
-        memberUpdated(frame.user, frame.role);
-        return true;
       case "member_left":
-        memberLeft(frame.user);
-        return true;
       case "room_updated":
-        roomUpdated(frame);
+        apply(frame);
         return true;
       case "presence":
         if (onlineList) delete onlineList.dataset.unknown; // room.js renders the list

@@ -1,6 +1,8 @@
 """The room page's panels follow the room live (issue 21, defect 4): a newcomer appears in
 the member list, a renamed room shows its new name and topic, and while the socket is
-offline the online list says it does not know who is there, until it is back."""
+offline the online list says it does not know who is there, until it is back. What changed
+while the page had no subscription (before its socket subscribed, or while it was offline)
+is on the page once it has one (protocol.details)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from playwright.sync_api import WebSocketRoute, expect
 
 from rooms.room_settings import room_rename
-from rooms.services import room_join
+from rooms.services import room_join, room_leave
 from tests.browser.kit import off_loop
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -18,8 +20,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
 def test_the_member_list_and_the_header_follow_the_room_live(site, alice, bob, charlie, lobby):
     bob_page = site.page_for(bob, lobby.get_absolute_url())
-    # Subscribed, not only connected: the presence frame follows `subscribed`, which the server
-    # sends once the socket is in the room's group. A join before that is news the page never hears.
+    # Subscribed, not only connected (the presence frame follows `subscribed`): charlie's join is
+    # then told live. One before it is read again over HTTP (the tests below).
     expect(bob_page.locator("#online .online__user", has_text="bob")).to_be_visible()
     members = bob_page.locator("#members")
     expect(members).not_to_contain_text("charlie")
@@ -32,6 +34,81 @@ def test_the_member_list_and_the_header_follow_the_room_live(site, alice, bob, c
     off_loop(room_rename, room=lobby, actor=alice, name="Town Square")
     expect(bob_page.locator("#room-name")).to_have_text("Town Square")
     expect(bob_page.locator(f'.sidebar__room[data-room="{lobby.slug}"] a')).to_have_text("Town Square")
+
+
+def hold_the_socket(page) -> dict:
+    """Route the page's socket: refused while ``held["now"]`` (the server cannot be reached)."""
+    held = {"now": True}
+
+    def handle(route: WebSocketRoute) -> None:
+        if held["now"]:
+            route.close()
+        else:
+            route.connect_to_server()
+
+    page.route_web_socket(re.compile(r"/ws/$"), handle)
+    return held
+
+
+def details_reads(page) -> list[str]:
+    """The page's requests for the room's details, as they are made."""
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url) if request.url.endswith("/details/") else None)
+    return reads
+
+
+def test_a_join_before_the_pages_socket_subscribed_is_on_its_member_list(site, bob, charlie, lobby):
+    bob_page = site.page_for(bob, None)
+    held = hold_the_socket(bob_page)
+    reads = details_reads(bob_page)
+    bob_page.goto(lobby.get_absolute_url())
+    members = bob_page.locator("#members")
+    expect(members.locator('.members__item[data-username="bob"]')).to_be_visible()
+    expect(members).not_to_contain_text("charlie")
+
+    off_loop(room_join, room=lobby, user=charlie)  # no socket of bob's page is in the room's group
+    held["now"] = False
+    bob_page.evaluate("window.pubsubRoomSocket.retryNow()")
+    expect(bob_page.locator("#online .online__user", has_text="bob")).to_be_visible(timeout=15_000)
+    newcomer = members.locator('.members__item[data-username="charlie"]')
+    expect(newcomer).to_be_visible()
+    # The page's own markup, read again: the direct-message button and the profile card.
+    expect(newcomer.get_by_role("button", name="charlie", exact=True)).to_have_attribute(
+        "title", "Send charlie a direct message"
+    )
+    expect(newcomer.get_by_role("button", name="Profile of charlie")).to_be_visible()
+    assert len(reads) == 1, reads
+
+
+def test_a_page_back_from_offline_shows_who_left_and_the_name_it_missed_and_reads_nothing_otherwise(
+    site, alice, bob, charlie, lobby
+):
+    off_loop(room_join, room=lobby, user=charlie)
+    bob_page = site.page_for(bob, None)
+    held = hold_the_socket(bob_page)
+    held["now"] = False
+    reads = details_reads(bob_page)
+    bob_page.goto(lobby.get_absolute_url())
+    members = bob_page.locator("#members")
+    expect(bob_page.locator("#online .online__user", has_text="bob")).to_be_visible()
+    expect(members.locator('.members__item[data-username="charlie"]')).to_be_visible()
+    assert reads == []  # it missed nothing: nothing is read again
+
+    held["now"] = True
+    bob_page.evaluate("window.pubsubRoomSocket.drop()")
+    expect(bob_page.locator("#connection")).to_have_text("offline", timeout=15_000)
+    off_loop(room_leave, room=lobby, user=charlie)
+    off_loop(room_rename, room=lobby, actor=alice, name="Town Square")
+    expect(bob_page.locator("#room-name")).to_have_text("Lobby")  # nothing told while offline
+
+    held["now"] = False
+    bob_page.get_by_role("button", name="Reconnect now").click()
+    expect(bob_page.locator("#connection")).to_have_text("connected")
+    expect(bob_page.locator("#room-name")).to_have_text("Town Square")
+    expect(bob_page.locator(f'.sidebar__room[data-room="{lobby.slug}"] a')).to_have_text("Town Square")
+    expect(members.locator('.members__item[data-username="charlie"]')).to_have_count(0)
+    expect(members.locator('.members__item[data-username="bob"]')).to_be_visible()
+    assert len(reads) == 1, reads
 
 
 def test_the_online_list_is_unknown_while_offline_and_comes_back(site, alice, bob, lobby):
