@@ -154,6 +154,10 @@ PRESENCE_EXPIRED = Counter(
     "pubsub_presence_expired_users", "Users a presence sweep found gone (their process died without a goodbye)."
 )
 PRESENCE_FAILURES = Counter("pubsub_presence_heartbeat_failures", "Presence heartbeats that failed (Redis).")
+PRESENCE_NEWS_DEFERRED = Counter(
+    "pubsub_presence_news_deferred",
+    "Times a room's news of who came and went could not be told (Redis) and waited to be told again.",
+)
 
 # --- Worker ---------------------------------------------------------------------------------
 

@@ -418,7 +418,18 @@ _waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[int]] = weakr
 
 
 async def _flush_presence(room_id: int, users: dict[int, dict]) -> None:
-    await tell(room_id=room_id, users=users)
+    """Tell the room; news that could not be told (Redis could not be reached: down, or this
+    loop too far behind to connect within the timeout) wait for the next interval with the news
+    that came since, which win for the same user. The room's presence in Redis is right either
+    way; without this its pages would show who came and went then wrongly until they subscribe
+    again."""
+    try:
+        await tell(room_id=room_id, users=users)
+    except (RedisError, OSError) as error:
+        metrics.PRESENCE_NEWS_DEFERRED.inc()
+        logger.warning("could not tell room %s who came and went (%r); trying again", room_id, error)
+        coalescer = coalescer_for("presence", settings.PRESENCE_COALESCE_SECONDS, _flush_presence)
+        coalescer.add(room_id, {**users, **(coalescer.pending.get(room_id) or {})})
 
 
 async def tell(*, room_id: int, users: dict[int, dict]) -> bool:

@@ -1,13 +1,16 @@
 """Presence in a room that fills up: coalesced diffs, a capped list with the count of all."""
 
 import asyncio
+from urllib.parse import urlsplit
 
 import pytest
 
+from messaging import metrics
 from messaging.realtime import presence
 from messaging.store.keys import RoomKeys
 from messaging.tests.wsclient import connected
 from pubsub_site.redis_client import get_async_redis
+from tests.faults.fixtures import make_proxy  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
@@ -332,3 +335,30 @@ async def test_a_big_rooms_sample_is_read_once_a_second_per_process_a_small_room
     await presence.join(room_id=small, member=_member(20, "s20"))
     joined = await presence.join(room_id=small, member=_member(2, "s2"))
     assert [u["id"] for u in joined.online.users] == [2, 20]
+
+
+async def test_news_that_could_not_be_told_while_redis_was_out_of_reach_go_out_once_it_is_back(
+    alice, bob, public_room, settings, make_proxy  # noqa: F811 (the fixture)
+):
+    # The rooms' Redis behind a link that can be cut (the channel layer keeps its own).
+    settings.PRESENCE_COALESCE_SECONDS = 0.3
+    real = urlsplit(settings.ROOM_REDIS_URLS[0])
+    link = make_proxy(real.port)
+    settings.ROOM_REDIS_URLS = [real._replace(netloc=f"127.0.0.1:{link.port}").geturl()]
+    watch = await connected(alice, ignore=NOT_PRESENCE)
+    await watch.subscribe(public_room.slug)
+    await watch.recv_type("presence")
+    await asyncio.sleep(0.7)  # alice's own join told (not to her), and its interval over
+    await _online(public_room.pk, bob)
+
+    link.cut()
+    deferred = metrics.PRESENCE_NEWS_DEFERRED._value.get()
+    await presence.presence_broadcast(room_id=public_room.pk, joins=[_user(bob)], leaves=[])
+    await asyncio.sleep(1.0)
+    assert metrics.PRESENCE_NEWS_DEFERRED._value.get() > deferred  # tried, and kept
+    assert await watch.nothing_more(0.1)
+
+    link.restore()
+    diff = await watch.recv_type("presence_diff", timeout=5)
+    assert [u["username"] for u in diff["joins"]] == ["bob"] and diff["leaves"] == [] and diff["count"] == 2
+    await watch.close()
