@@ -338,7 +338,11 @@ async def test_a_big_rooms_sample_is_read_once_a_second_per_process_a_small_room
 
 
 async def test_news_that_could_not_be_told_while_redis_was_out_of_reach_go_out_once_it_is_back(
-    alice, bob, public_room, settings, make_proxy  # noqa: F811 (the fixture)
+    alice,
+    bob,
+    public_room,
+    settings,
+    make_proxy,  # noqa: F811 (the fixture)
 ):
     # The rooms' Redis behind a link that can be cut (the channel layer keeps its own).
     settings.PRESENCE_COALESCE_SECONDS = 0.3
