@@ -24,18 +24,33 @@
   const topicLine = document.getElementById("room-topic");
   const ROLE_NAMES = { owner: "owner", moderator: "moderator", spectator: "spectator" };
   const detailsUrl = root.dataset.detailsUrl;
+  const profileCardUrl = root.dataset.profileCardUrl; // user 0's: the id is put in its place
   // The details revision the page shows; null when unknown (Redis could not be read).
   let shown = root.dataset.details === "" || root.dataset.details === undefined ? null : Number(root.dataset.details);
   // While the details are read again, the frames that arrive (applied again on what is read).
   let arrived = null;
   let retries = 0;
 
-  // The same markup as the members list of templates/rooms/room_detail.html.
+  // The markup of templates/rooms/_members.html, from what the frame says (a user's display name,
+  // avatar and status are not on the wire: the initial of their username stands for them).
   function memberItem(user, role) {
     const li = document.createElement("li");
     li.className = "members__item";
     li.dataset.userId = String(user.id);
     li.dataset.username = user.username;
+    li.dataset.displayName = user.username;
+    const card = document.createElement("button");
+    card.type = "button";
+    card.className = "members__card";
+    if (profileCardUrl) card.dataset.profileCard = profileCardUrl.replace("/0/", `/${Number(user.id)}/`);
+    card.setAttribute("aria-haspopup", "dialog");
+    card.setAttribute("aria-label", `Profile of ${user.username}`);
+    const initial = document.createElement("span");
+    initial.className = "members__avatar members__avatar--initial";
+    initial.setAttribute("aria-hidden", "true");
+    initial.textContent = user.username.charAt(0).toUpperCase();
+    card.append(initial);
+    li.append(card, " ");
     if (user.id === myId) {
       li.append(user.username);
     } else {
@@ -49,13 +64,35 @@
       dm.textContent = user.username;
       li.append(dm);
     }
+    if (user.bot) {
+      const badge = document.createElement("span");
+      badge.className = "badge badge--bot";
+      badge.title = "A bot account";
+      badge.textContent = "BOT";
+      li.append(" ", badge);
+    }
+    setRole(li, role);
+    return li;
+  }
+
+  // The role tag of a member's item ("member" has none).
+  function setRole(li, role) {
+    const current = li.querySelector(".members__role");
+    if (current) {
+      // The space before the tag only (it may share its text with the member's own name).
+      const before = current.previousSibling;
+      if (before && before.nodeType === Node.TEXT_NODE) {
+        before.textContent = before.textContent.replace(/ $/, "");
+        if (!before.textContent) before.remove();
+      }
+      current.remove();
+    }
     if (ROLE_NAMES[role]) {
       const tag = document.createElement("span");
       tag.className = "members__role";
       tag.textContent = ROLE_NAMES[role];
       li.append(" ", tag);
     }
-    return li;
   }
 
   function memberEntry(userId) {
@@ -64,12 +101,12 @@
 
   function memberUpdated(user, role) {
     if (!members) return;
-    const item = memberItem(user, role);
     const current = memberEntry(user.id);
     if (current) {
-      current.replaceWith(item);
+      setRole(current, role); // the rest of the item (avatar, display name, status) stays
       return;
     }
+    const item = memberItem(user, role);
     // A newcomer goes in name order among the others.
     const after = Array.from(members.querySelectorAll(".members__item")).find(
       (li) => (li.dataset.username || li.textContent.trim()).localeCompare(user.username) > 0,

@@ -11,6 +11,7 @@ import re
 import pytest
 from playwright.sync_api import WebSocketRoute, expect
 
+from rooms.moderation import membership_promote
 from rooms.room_settings import room_rename
 from rooms.services import room_join, room_leave
 from tests.browser.kit import off_loop
@@ -29,7 +30,16 @@ def test_the_member_list_and_the_header_follow_the_room_live(site, alice, bob, c
     off_loop(room_join, room=lobby, user=charlie)
     newcomer = members.locator('.members__item[data-username="charlie"]')
     expect(newcomer).to_be_visible()
-    expect(newcomer.get_by_role("button", name="charlie")).to_have_attribute("title", "Send charlie a direct message")
+    expect(newcomer.get_by_role("button", name="charlie", exact=True)).to_have_attribute(
+        "title", "Send charlie a direct message"
+    )
+    # As the page's own items: a profile card behind the avatar, a role tag that follows the role.
+    newcomer.get_by_role("button", name="Profile of charlie").click()
+    expect(bob_page.locator("#profile-card-dialog")).to_contain_text("charlie")
+    bob_page.keyboard.press("Escape")
+    off_loop(membership_promote, room=lobby, actor=alice, user=charlie)
+    expect(newcomer.locator(".members__role")).to_have_text("moderator")
+    expect(newcomer.get_by_role("button", name="Profile of charlie")).to_be_visible()
 
     off_loop(room_rename, room=lobby, actor=alice, name="Town Square")
     expect(bob_page.locator("#room-name")).to_have_text("Town Square")
