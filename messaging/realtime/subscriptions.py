@@ -142,7 +142,10 @@ class Subscriptions:
                 # revisions missed, never by the room's history. The client reloads.
                 recovered = False
             else:
-                replay = await database_sync_to_async(messages_replay)(room_id=access.room_id, after=since, upto=latest)
+                if since < latest:  # else nothing was missed: no trip to the database thread
+                    replay = await database_sync_to_async(messages_replay)(
+                        room_id=access.room_id, after=since, upto=latest
+                    )
                 if since_rev is not None and since_rev < rev:
                     found = await database_sync_to_async(changes_after)(
                         room_id=access.room_id,

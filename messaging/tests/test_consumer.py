@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from messaging.models import Message
+from messaging.realtime import subscriptions
 from messaging.store import buffer
 from messaging.store.keys import RoomKeys
 from messaging.store.persistence import messages_persist_server
@@ -249,6 +250,27 @@ async def test_it_replays_exactly_the_missed_messages_on_resubscribe(alice, bob,
     assert (await bob_ws.recv_type("message"))["seq"] == 52
     await alice_ws.close()
     await bob_ws.close()
+
+
+async def test_a_resubscribe_that_missed_nothing_reads_no_history(alice, public_room, monkeypatch):
+    # A reconnect storm resubscribes by the thousand, most of them with nothing missed: those
+    # make no trip to the database thread for a replay.
+    alice_ws = await connected(alice)
+    await alice_ws.subscribe(public_room.slug)
+    await alice_ws.post(public_room.slug, "seen")
+    await alice_ws.close()
+    reads = []
+    real = subscriptions.messages_replay
+    monkeypatch.setattr(subscriptions, "messages_replay", lambda **kw: reads.append(kw) or real(**kw))
+    again = await connected(alice)
+    subscribed = await again.subscribe(public_room.slug, since=1)
+    assert (subscribed["seq"], subscribed["recovered"]) == (1, True)
+    assert await again.nothing_more() and reads == []
+    await again.close()
+    behind = await connected(alice)
+    await behind.subscribe(public_room.slug, since=0)
+    assert [m["body"] for m in await behind.messages(1)] == ["seen"] and len(reads) == 1
+    await behind.close()
 
 
 async def test_replay_reads_postgresql_for_what_the_buffer_no_longer_holds(alice, public_room, settings):
