@@ -79,8 +79,8 @@ def _retrieved(future: asyncio.Future) -> None:
 def browser_backoff(attempts: int) -> float:
     """static/js/socket.js: ceiling = min(30 s, 0.5 s x 2^min(attempts, 6)); wait ceiling/2 + random x ceiling/2.
 
-    ``attempts`` counts closes since the last open (an open resets it), so a connection
-    accepted and then closed with 1013 always waits 0.5-1 s.
+    ``attempts`` counts failed tries since the connection last served (its first frame resets
+    it), so 1013s in a row back off further each time.
     """
     ceiling = min(30.0, 0.5 * 2 ** min(attempts, 6))
     return ceiling / 2 + random.random() * ceiling / 2
@@ -266,7 +266,7 @@ class Agent:
         if first_wait:
             await asyncio.sleep(first_wait)
         began = time.monotonic()
-        attempts = 0  # closes since the last open, as the browser counts them
+        attempts = 0  # failed tries since the last served connection, as the browser counts them
         for tries in range(1, max_tries + 1):
             if budget is not None and time.monotonic() - stats.started > budget:
                 stats.skipped += 1
@@ -283,7 +283,6 @@ class Agent:
                 stats.failures.append(str(error)[:200])
                 return
             except Exception as error:
-                opened = member.transport is not None
                 if member.transport is not None and not member.closed:
                     member.transport.disconnect()
                 if tries == max_tries or time.monotonic() - stats.started > RETRY_FOR + (budget or 0):
@@ -295,7 +294,7 @@ class Agent:
                     stats.retries_other += 1
                 reason = f"close {error.code}" if isinstance(error, Closed) else f"{type(error).__name__}: {error}"[:80]
                 stats.retry_reasons[reason] = stats.retry_reasons.get(reason, 0) + 1
-                attempts = 1 if opened else attempts + 1
+                attempts += 1  # a try that never got subscribed: the browser resets on its first frame
                 await asyncio.sleep(browser_backoff(attempts))
                 continue
             self.members.append(member)

@@ -124,7 +124,7 @@ class ScaleAgent(Agent):
                         member.port_index += 1
                 reason = f"close {error.code}" if isinstance(error, Closed) else type(error).__name__
                 stats.retry_reasons[reason] = stats.retry_reasons.get(reason, 0) + 1
-                attempts = 1 if opened else attempts + 1
+                attempts += 1  # a try that never got subscribed: the browser resets on its first frame
                 await asyncio.sleep(browser_backoff(attempts))
                 continue
             member.was_subscribed = True

@@ -7,11 +7,17 @@
   // A connection that stays lost this long shows as "offline"; a quick reconnect only
   // ever shows as "reconnecting".
   const OFFLINE_AFTER_MS = 5000;
+  // A connection open this long without a frame has served too (a page that follows nothing).
+  const SERVED_AFTER_MS = 10000;
 
   function connect({ onOpen, onFrame, onState }) {
     let socket = null;
     let state = null;
+    // Failed tries since a connection last served us (its first frame). Not since it opened: a
+    // busy server accepts a socket and closes it at once with 1013 (Try Again Later), and
+    // those in a row back off as failures do, instead of coming back every second.
     let attempts = 0;
+    let servedTimer = null;
     let pingTimer = null;
     let offlineTimer = null;
     let retryTimer = null;
@@ -33,7 +39,10 @@
       const scheme = location.protocol === "https:" ? "wss" : "ws";
       socket = new WebSocket(`${scheme}://${location.host}/ws/`);
       socket.addEventListener("open", () => {
-        attempts = 0;
+        clearTimeout(servedTimer);
+        servedTimer = setTimeout(() => {
+          attempts = 0;
+        }, SERVED_AFTER_MS);
         setState("connected");
         clearInterval(pingTimer);
         pingTimer = setInterval(() => send({ type: "ping" }), 25000);
@@ -46,6 +55,7 @@
         } catch (error) {
           return;
         }
+        attempts = 0; // served
         if (frame.type === "reconnect") {
           reconnectAfter = Number(frame.after_ms) || 0;
           return;
@@ -54,6 +64,7 @@
       });
       socket.addEventListener("close", (event) => {
         clearInterval(pingTimer);
+        clearTimeout(servedTimer);
         if (closedByUs) return;
         setState("reconnecting");
         const hint = reconnectAfter;

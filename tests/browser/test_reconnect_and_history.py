@@ -1,10 +1,14 @@
 """The page heals itself: a web process dies and comes back on the same port, and the
-pages reconnect and show every message once; scrolling up reads older history."""
+pages reconnect and show every message once; a busy web process that sends it away (1013)
+is tried again less and less often; scrolling up reads older history."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 from playwright.sync_api import expect
@@ -125,3 +129,68 @@ def test_a_page_whose_web_process_restarts_gracefully_comes_back_and_misses_noth
     expected = ["before the restart", "bob during the restart", "alice during the restart"]
     expect_each_once(alice_page, expected)
     expect_each_once(bob_page, expected)
+
+
+# Each WebSocket the page makes, when it was made and when it closed (the page's clock, in ms):
+# the waits of its client, whenever the test's side handles the routed socket.
+SOCKET_TIMES = """
+window.socketTimes = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) {
+    super(...args);
+    const times = { opened: performance.now(), open: false, closed: null };
+    window.socketTimes.push(times);
+    this.addEventListener("open", () => { times.open = true; });
+    this.addEventListener("close", () => { times.closed = performance.now(); });
+  }
+};
+"""
+
+
+def busy_server(page, busy: int) -> None:
+    """Between the page and /ws/: its first ``busy`` connections are sent away as a busy web
+    process sends them (accepted, then closed with 1013 without a frame); the next goes
+    through to the site."""
+    routed = []
+
+    def handle(route) -> None:
+        routed.append(route)
+        if len(routed) > busy:
+            route.connect_to_server()
+            return
+        # At the page's first frame (its subscribe): the page saw the socket open.
+        route.on_message(lambda _message: route.close(code=1013, reason=""))
+
+    page.route_web_socket(re.compile(r"/ws/$"), handle)
+    page.add_init_script(SOCKET_TIMES)  # over the routed WebSocket that Playwright puts in the page
+
+
+def waits_between_sockets(page) -> list[float]:
+    """Seconds from each socket's close to the next socket (each of them opened, as a socket a
+    busy process sends away does: it is accepted, then closed)."""
+    times = page.evaluate("window.socketTimes")
+    assert all(socket["open"] for socket in times), times
+    return [(later["opened"] - earlier["closed"]) / 1000 for earlier, later in pairwise(times)]
+
+
+def test_a_page_sent_away_by_a_busy_web_process_again_and_again_backs_off_each_time(site, alice, lobby):
+    """Closes with 1013 in a row count as failures, though each connection opened: the waits
+    are the backoff's steps (0.5-1 s, 1-2 s, 2-4 s), not 0.5-1 s each time."""
+    page = site.page_for(alice, None)
+    busy_server(page, 3)
+    page.goto(lobby.get_absolute_url())
+    expect(page.locator("#connection")).to_have_text("connected", timeout=20000)
+    expect(page.locator("#online .online__user", has_text="alice")).to_be_visible()  # served: subscribed
+    waits = waits_between_sockets(page)
+    assert len(waits) == 3
+    for wait, (low, high) in zip(waits, [(0.5, 1.0), (1.0, 2.0), (2.0, 4.0)], strict=True):
+        assert low <= wait <= high + 0.1, waits
+
+    # Served, the count starts again: a lost connection is tried again within a second.
+    page.evaluate("window.pubsubRoomSocket.drop()")
+    deadline = time.monotonic() + 5  # (wait_for_function evaluates a string: the page's CSP forbids it)
+    while not page.evaluate("window.socketTimes.length === 5 && window.socketTimes[4].open"):
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(50)
+    assert 0.5 <= waits_between_sockets(page)[-1] <= 1.1
+    expect(page.locator("#connection")).to_have_text("connected")
