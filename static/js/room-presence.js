@@ -93,7 +93,8 @@
 
     function memberName(id) {
       const item = document.querySelector(`.members__item[data-user-id="${Number(id)}"]`);
-      return item ? item.firstChild.textContent.trim() : `user ${id}`;
+      // Its first child is the profile card's button (an avatar): the name is in its data.
+      return item ? item.dataset.displayName || item.dataset.username : `user ${id}`;
     }
 
     return {

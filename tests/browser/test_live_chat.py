@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.kit import HeldReplies, message, message_bodies, off_loop, say
+from tests.browser.kit import HeldReplies, message, message_bodies, off_loop, say, send_over_websocket
 from tests.netclient import NetClient, session_key_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -79,6 +79,18 @@ def test_claps_show_live_in_the_other_browser(site, alice, bob, lobby):
     expect(bob_clap).to_have_attribute("aria-pressed", "false")
     # The clap board counts them on both sides.
     expect(bob_page.locator("#clap-board tr[data-user-id]").filter(has_text="alice")).to_contain_text("3")
+
+
+def test_the_clap_board_names_a_member_who_is_not_online(site, alice, bob, lobby):
+    # alice wrote and left: bob's board names her from the member list (not by the first thing
+    # in her item there, her avatar's initial).
+    send_over_websocket(site.port, alice, lobby.slug, ["Clap for me later"])
+    bob_page = site.page_for(bob, lobby.get_absolute_url())
+    expect(bob_page.locator("#online .online__user", has_text="bob")).to_be_visible()
+    expect(bob_page.locator("#online .online__user", has_text="alice")).to_have_count(0)
+    message(bob_page, "Clap for me later").locator("button.clap").click()
+    row = bob_page.locator(f'#clap-board tr[data-user-id="{alice.pk}"]')
+    expect(row.locator("td").first).to_have_text("alice")
 
 
 def test_the_online_list_and_the_typing_line_come_and_go(site, alice, bob, lobby):
