@@ -63,6 +63,7 @@ from bench.runner import (
     server_env,
     wait_idle,
 )
+from bench.scale_report import thousands
 from pubsub_site.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -544,13 +545,9 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
     took = f"{took} s" if took else f"more than {plan.storm_wait:g} s"
     log(f"  storm: {storm['back']:,} of {dropped:,} back in {took}"
         f" ({storm['still_out']} still out, {storm['failed']} failed, retries {storm['retries_1013']} (1013) +"
-        f" {storm['retries_other']}), ~{_thousands(storm['per_survivor'])} sockets per survivor;"
+        f" {storm['retries_other']}), ~{thousands(storm['per_survivor'])} sockets per survivor;"
         f" the {plan.storm_window:g} s window: {_step_line(result)}")  # fmt: skip
     return storm
-
-
-def _thousands(n: int | None) -> str:
-    return "unknown" if n is None else f"{n:,}"
 
 
 def run_soak(plan: ScalePlan) -> dict:

@@ -232,7 +232,7 @@ def markdown(results: dict, plot: Path | None, docs: Path) -> str:
                 " does (the browser's backoff with jitter, the next server of its list, `subscribe` with `since` ="
                 " the last seq it saw). The layout keeps the survivors under the open-files limit: a process"
                 f" here cannot hold more than ~{scale['layout']['file_limit'] - 2_000:,} sockets, so no single process"
-                f" holding 50,000 can be killed; after the storm each survivor held ~{_thousands(s['per_survivor'])}."
+                f" holding 50,000 can be killed; after the storm each survivor held ~{thousands(s['per_survivor'])}."
                 " Lost and duplicated count every seq of the window at every member, whichever connection brought"
                 " it; the window's latencies include the replays a client got on coming back (its time away), so"
                 " they are not the delivery latency.",
@@ -269,5 +269,6 @@ def write_docs(path: Path, section: str) -> None:
     write_section(path, section, start=SECTION_START, end=SECTION_END, after=(SEARCH_END, ANALYSIS_END))
 
 
-def _thousands(n: int | None) -> str:
+def thousands(n: int | None) -> str:
+    """``n`` with thousands separators, or "unknown" for None (a figure that could not be read)."""
     return "unknown" if n is None else f"{n:,}"

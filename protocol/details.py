@@ -7,12 +7,13 @@ carries the value read once the socket is in the room's group (messaging.realtim
 join), and the room page is rendered with the value read before its members
 (rooms.views). So a page whose value is not its subscription's missed a change, told while
 it had no socket in the group (it was offline, or rendered before its socket subscribed),
-and reads the room's details again (``rooms.views.room_details``); a frame with a value
-below the page's is older than what the page shows, and is ignored.
+and reads the room's details again (``rooms.details_views.room_details``). The frames that
+come while it reads are applied again on what it read when their value is above its value.
 
 The guarantee: no change committed before a subscription started is missing from a page
 that has seen that subscription's ``subscribed``. The value is never a count the client may
-do arithmetic on: only equal or not, newer or not. A Redis that lost the key (a failover
+do arithmetic on: the page compares it for equality, and orders only the frames that came
+during one read. A Redis that lost the key (a failover
 before it replicated, a flush) starts again from 0; a page then sees a different value and
 reads the details again.
 """
