@@ -108,6 +108,12 @@ def messages_persist_room(*, room_id: int) -> int:
         for hook in AFTER_BATCH:
             hook(room_id=room_id, records=records)
         watermarks.mark_persisted(room_id=room_id, upto=records[-1]["seq"], records=records)
+        if len(records) < BATCH:
+            # Caught up with what the room held: what came meanwhile is the next round's (after
+            # the linger, with the other rooms'). Going on here took it one or two messages at a
+            # time, each batch paying its hooks' queries (~11 ms), while the other rooms waited:
+            # at 1,500 sends a second over 10 rooms, PostgreSQL fell 2-5 s behind.
+            return processed
 
 
 def changes_persist_room(*, room_id: int) -> None:
