@@ -114,29 +114,23 @@ def _excerpt(body: str) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-def push_targets(*, room: Room, records: list[dict]) -> list[tuple[int, dict]]:
-    """(user id, event) for each message of ``records`` and each user to push it to."""
-    states = changes.states_of(room_id=room.pk, seqs=[r["seq"] for r in records])
-    current = []
-    for record in records:
-        state = states.get(record["seq"])
-        if state is not None and state.deletion is not None:
-            continue  # deleted before it was persisted: nobody hears of it
-        if state is not None and state.edit is not None:
-            record = {**record, "body": state.edit["body"]}
-        current.append(record)
-    if not current:
-        return []
-    # Who each message mentions, as the mentions hook decided (it may read the room, exists).
+def push_targets(*, room_id: int, records: list[dict]) -> list[tuple[int, dict]]:
+    """(user id, event) for each message of ``records`` and each user to push it to.
+
+    Who could be pushed at all is asked first (two queries and a read of who is online,
+    whatever the batch's size); most batches stop there, before the room and the messages'
+    state are read."""
+    seqs = [r["seq"] for r in records]
+    # Who each message mentions, as the mentions hook decided (it may read the room, exists;
+    # it made no row for a message deleted before it was persisted).
     mentioned: dict[int, set[int]] = {}
     for seq, user_id in Notification.objects.filter(
-        room=room, kind=Notification.Kind.MENTION, seq__in=[r["seq"] for r in current]
+        room_id=room_id, kind=Notification.Kind.MENTION, seq__in=seqs
     ).values_list("seq", "user_id"):
         mentioned.setdefault(seq, set()).add(user_id)
-    # Who could be pushed at all (a few queries per batch, whatever its size): people of the
-    # room or mentioned in it with a subscription and no socket open. Most batches stop here.
+    # People of the room or mentioned in it with a subscription and no socket open.
     everyone_mentioned = set().union(*mentioned.values())
-    members = Membership.objects.filter(room=room, banned=False).values("user_id")
+    members = Membership.objects.filter(room_id=room_id, banned=False).values("user_id")
     subscribed = set(
         PushSubscription.objects.filter(Q(user_id__in=members) | Q(user_id__in=everyone_mentioned))
         .filter(user__is_active=True)
@@ -145,6 +139,18 @@ def push_targets(*, room: Room, records: list[dict]) -> list[tuple[int, dict]]:
     away = subscribed - users_online(user_ids=sorted(subscribed))
     if not away:
         return []
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        return []
+    states = changes.states_of(room_id=room_id, seqs=seqs)
+    current = []
+    for record in records:
+        state = states.get(record["seq"])
+        if state is not None and state.deletion is not None:
+            continue  # deleted before it was persisted: nobody hears of it
+        if state is not None and state.edit is not None:
+            record = {**record, "body": state.edit["body"]}
+        current.append(record)
     # Only where someone away could hear of a message not naming them ("all", a direct
     # conversation) is each message asked about; otherwise only those that name someone away.
     every_message_counts = room.is_direct or (
@@ -192,11 +198,8 @@ def push_after_batch(*, room_id: int, records: list[dict]) -> None:
     """The persistence job's hook: queue the pushes a batch of messages calls for."""
     if not push_enabled() or not records:
         return
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        return
     client = _client()
-    for user_id, event in push_targets(room=room, records=records):
+    for user_id, event in push_targets(room_id=room_id, records=records):
         push_queue_event(client=client, user_id=user_id, event=event)
     push_flush_due(client=client)
 
@@ -231,13 +234,18 @@ def push_flush_due(*, client: redis.Redis) -> int:
     now = time.time()
     queued = 0
     window_ms = max(1, int(settings.WEBPUSH_COALESCE_SECONDS * 1000))
-    for member in client.zrangebyscore(DUE_KEY, "-inf", now):
+    # Both read in one round trip: every persistence batch asks, and mostly neither has any.
+    pipe = client.pipeline(transaction=False)
+    pipe.zrangebyscore(DUE_KEY, "-inf", now)
+    pipe.zrangebyscore(RETRY_KEY, "-inf", now)
+    due, retries = pipe.execute()
+    for member in due:
         if client.zrem(DUE_KEY, member):
             user_id = int(member)
             client.set(WINDOW_KEY.format(user_id=user_id), 1, px=window_ms)  # what comes next waits again
             _queue().enqueue(SEND_PUSHES, user_id)
             queued += 1
-    for member in client.zrangebyscore(RETRY_KEY, "-inf", now):
+    for member in retries:
         if client.zrem(RETRY_KEY, member):
             retry = json.loads(member)
             _queue().enqueue(RETRY_PUSH, retry["subscription"], retry["payload"], retry["attempt"])
