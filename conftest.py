@@ -16,13 +16,13 @@ from pubsub_site.redis_client import all_room_redis_urls, get_redis
 # the browser. The PostgreSQL leg runs everything, these included.
 HEAVY_MARKS = ("processes", "browser", "container")
 SQLITE_LEG = (
-    "messaging/tests/test_persistence.py",
+    "messaging/tests/store/test_persistence.py",
     "messaging/tests/test_search.py",
     "messaging/tests/test_interactions.py",
-    "messaging/tests/test_mention_emails.py",
+    "messaging/tests/notifications/test_mention_emails.py",
     "messaging/tests/test_replies.py",
-    "messaging/tests/test_room_counters.py",
-    "messaging/tests/test_consumer.py",
+    "messaging/tests/store/test_room_counters.py",
+    "messaging/tests/realtime/test_consumer.py",
     "rooms/tests/test_direct_messages.py",
     "pubsub_site/tests/test_live_status.py",
     "pubsub_site/tests/test_sqlite.py",

@@ -1,6 +1,6 @@
 """python -m bench.search [--messages N] [--queries N] [--reuse] [--docs FILE | --no-docs]
 
-How fast is search (messaging/search.py) over a big history? Loads N messages (default
+How fast is search (messaging/search/) over a big history? Loads N messages (default
 1,000,000) across 2,000 rooms into a database of its own (``pubsub_bench_search``, recreated
 and migrated; COPY, the indexes built after), then runs mixed queries (default 200: common,
 medium and rare words, two words, a phrase, ``in:``, ``from:``, a word nobody wrote) through

@@ -2,8 +2,6 @@ from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
 
-from messaging.search_index import sqlite_search_index_ensure
-
 
 class MessagingConfig(AppConfig):
     name = "messaging"
@@ -43,10 +41,14 @@ class MessagingConfig(AppConfig):
         # A deleted room's state in Redis goes after the deletion's commit.
         if watermarks.forget_room not in room_settings.AFTER_DELETE:
             room_settings.AFTER_DELETE.append(watermarks.forget_room)
-        post_migrate.connect(search_index_after_migrate, sender=self, dispatch_uid="messaging.search_index")
+        post_migrate.connect(search_index_after_migrate, sender=self, dispatch_uid="messaging.search.index")
 
 
 def search_index_after_migrate(*, using: str, **kwargs) -> None:
     """SQLite's FTS5 triggers are lost when SQLite's schema editor rebuilds the messages table:
-    put them back after every migrate (messaging/search_index.py)."""
+    put them back after every migrate (messaging/search/index.py)."""
+    # Imported here, not at the top: the package messaging.search imports the models, and this
+    # module is imported before the models are ready.
+    from messaging.search.index import sqlite_search_index_ensure
+
     sqlite_search_index_ensure(connections[using], create=False)

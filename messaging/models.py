@@ -47,7 +47,7 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["room", "rev"]),
-            # Search lists results newest first (messaging/search.py).
+            # Search lists results newest first (messaging/search/).
             models.Index(fields=["sent_at", "id"], name="message_newest_first"),
             # A thread's replies, in order (messaging.threads.selectors).
             models.Index(fields=["room", "thread_seq", "seq"], name="message_thread_replies"),

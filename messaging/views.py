@@ -92,7 +92,7 @@ def _searches(request: HttpRequest) -> bool:
 @login_required
 @rate_limited("search", key=per_user, message="You have searched too often.", counts=_searches)
 def search(request: HttpRequest) -> HttpResponse:
-    """Messages the user may read matching ``q`` (messaging/search.py), newest first, a page at a time.
+    """Messages the user may read matching ``q`` (messaging/search/), newest first, a page at a time.
 
     Each search costs a full-text query: ``RATE_LIMITS["search"]`` per user, past it a 429 page."""
     # PostgreSQL takes no NUL in a string: it would fail the query (a 500), and it means nothing.

@@ -128,7 +128,7 @@ def direct_banned_members(*, room: Room) -> list[str]:
 
 def room_ids_readable_by(*, user: AbstractBaseUser) -> list[int]:
     """The ids of every room the user may read, as ``room_can_read`` decides: public rooms and
-    the user's own, less those they are banned from. Search relies on it (messaging/search.py).
+    the user's own, less those they are banned from. Search relies on it (messaging/search/).
     A direct conversation is private: only its members read it."""
     if not user.is_authenticated:
         return []

@@ -1,4 +1,4 @@
-"""Full-text search over messages (messaging/search.py).
+"""Full-text search over messages (messaging/search/).
 
 Both databases get an index for "newest first". PostgreSQL also gets `search_vector`, a
 stored generated column (`to_tsvector('english', body)`, kept up to date by PostgreSQL on

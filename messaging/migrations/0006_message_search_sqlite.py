@@ -1,10 +1,10 @@
 """Full-text search on SQLite (the `make run` default): an FTS5 table of the message bodies,
-kept by triggers (messaging/search_index.py), filled from the messages already there.
+kept by triggers (messaging/search/index.py), filled from the messages already there.
 Nothing on PostgreSQL, which has its tsvector column and GIN index (migration 0003)."""
 
 from django.db import migrations
 
-from messaging.search_index import sqlite_search_index_drop, sqlite_search_index_ensure
+from messaging.search.index import sqlite_search_index_drop, sqlite_search_index_ensure
 
 
 def create_index(apps, schema_editor) -> None:

@@ -1,4 +1,4 @@
-"""Search (messaging/search.py): the query language, who finds what, and the results page.
+"""Search (messaging/search/): the query language, who finds what, and the results page.
 
 Personas: alice owns the rooms, bob is a member of the private one, charlie is an outsider."""
 

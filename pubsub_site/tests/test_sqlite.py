@@ -15,7 +15,7 @@ import sys
 
 from django.db import ConnectionHandler
 
-from messaging.search_index import sqlite_search_index_ensure
+from messaging.search.index import sqlite_search_index_ensure
 from pubsub_site.tests.test_settings import ROOT, run_manage
 
 SHOW = (

@@ -11,7 +11,7 @@
   (``english``: stemmed, stop words left out) with a GIN index (migration 0003), queried with
   ``websearch_to_tsquery``: words (all must match), "a phrase", ``-word``, ``a or b``.
   Excerpts come from ``ts_headline``.
-- SQLite (the ``make run`` default): FTS5 on ``messaging_message_fts`` (messaging/search_index.py:
+- SQLite (the ``make run`` default): FTS5 on ``messaging_message_fts`` (messaging/search/index.py:
   kept by triggers on every write, English stems by the ``porter`` tokenizer, no stop words),
   queried with the same language turned into an FTS5 query (``fts5_query``): words (all must
   match), "a phrase", ``-word``, ``a or b``. Matches are marked by FTS5's ``highlight`` over
@@ -43,7 +43,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from messaging.models import Message
-from messaging.search_index import FTS_TABLE, TOKENIZE
+from messaging.search.index import FTS_TABLE, TOKENIZE
 from messaging.store.keys import RoomKeys
 from pubsub_site.redis_client import get_redis
 from rooms.models import Room

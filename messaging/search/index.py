@@ -1,4 +1,4 @@
-"""SQLite's full-text index of messages: an FTS5 table kept by triggers (messaging/search.py reads it).
+"""SQLite's full-text index of messages: an FTS5 table kept by triggers (messaging/search/__init__.py reads it).
 
 Guarantee: on SQLite, ``messaging_message_fts`` holds every row of ``messaging_message`` with
 its current body. It is an external-content FTS5 table (the bodies are not stored twice)
