@@ -41,8 +41,8 @@ from django.utils import timezone
 from pywebpush import WebPushException, webpush
 
 from messaging.models import Notification
+from messaging.notifications.mentions import records_as_now
 from messaging.notifications.preferences import ALL, recipients
-from messaging.store import changes
 from messaging.store.online import users_online
 from pubsub_site.redis_client import get_redis
 from rooms.models import Membership, Room
@@ -142,15 +142,7 @@ def push_targets(*, room_id: int, records: list[dict]) -> list[tuple[int, dict]]
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
         return []
-    states = changes.states_of(room_id=room_id, seqs=seqs)
-    current = []
-    for record in records:
-        state = states.get(record["seq"])
-        if state is not None and state.deletion is not None:
-            continue  # deleted before it was persisted: nobody hears of it
-        if state is not None and state.edit is not None:
-            record = {**record, "body": state.edit["body"]}
-        current.append(record)
+    current = records_as_now(room_id=room_id, records=records)  # deleted ones left out, edits read
     # Only where someone away could hear of a message not naming them ("all", a direct
     # conversation) is each message asked about; otherwise only those that name someone away.
     every_message_counts = room.is_direct or (

@@ -35,7 +35,7 @@ from rooms.models import Membership, Room
 MENTION = re.compile(r"(?<![\w@])@([\w.@+-]{1,150})")
 
 
-def _current(*, room_id: int, records: list[dict]) -> list[dict]:
+def records_as_now(*, room_id: int, records: list[dict]) -> list[dict]:
     """The records as they are now: one deleted (or hidden) before it was persisted is left
     out, and one edited since is read in its edited form (Redis holds both)."""
     states = changes.states_of(room_id=room_id, seqs=[r["seq"] for r in records])
@@ -65,7 +65,7 @@ def notify_mentions(*, room_id: int, records: list[dict]) -> None:
         return
     if not (room.is_direct or room.has_loud or any("@" in r["body"] for r in records)):
         return  # the common case: nobody here can hear of these messages
-    records = _current(room_id=room_id, records=records)
+    records = records_as_now(room_id=room_id, records=records)
     names_by_seq = {r["seq"]: _mentioned_names(r["body"]) for r in records}
     usernames = set().union(*names_by_seq.values()) if names_by_seq else set()
     ids_by_name: dict[str, int] = {}
