@@ -6,7 +6,9 @@
   (``AFTER_CHANGES``), in rev order. Changes the job finds together coalesce as the socket's
   recovery does (``protocol.wire.changes_wire``): two edits of one message between two rounds
   are one ``edit`` with the latest body, claps carry the message's total;
-- ``member_joined``: on the commit of the memberships (``rooms.joins.MEMBERS_JOINED``, one call a batch).
+- ``member_joined``: on the commit of the memberships (``rooms.joins.MEMBERS_JOINED``, one call a batch;
+  from the first subscribes' batches on the event loop, ``amembers_joined``: one read there of
+  whether any of the rooms has an endpoint for it, and Django's database thread only then).
 
 Each event becomes one ``WebhookDelivery`` per active endpoint of the room that asked for its
 kind, with an event id built from the room, seq and rev, so that a job redone after a crash
@@ -16,11 +18,13 @@ sockets get it (``protocol.wire``).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 
 import orjson
-from django.db import transaction
+from channels.db import database_sync_to_async
+from django.db import connection, transaction
 
 from messaging.models import Message
 from messaging.store import changes
@@ -28,6 +32,7 @@ from messaging.store.changes import RedisState
 from outgoing_webhooks import services
 from outgoing_webhooks.models import WebhookDelivery, WebhookEndpoint
 from protocol.wire import changes_wire, member_updated_frame, message_wire, now_iso, record_from_message, user_wire
+from pubsub_site import async_db
 from rooms.joins import NewMember
 from rooms.models import Room
 
@@ -130,3 +135,30 @@ def members_joined(members: list[NewMember]) -> None:
                 for m in by_room[room_id]
             ],
         )
+
+
+@functools.cache
+def _member_joined_wanted_sql() -> str:
+    """Whether any of the rooms (an array of ids) has an active endpoint for ``member_joined``
+    (PostgreSQL: ``events`` is jsonb)."""
+    meta = WebhookEndpoint._meta
+    col = {f.name: connection.ops.quote_name(f.column) for f in meta.concrete_fields}
+    return (
+        f"SELECT 1 FROM {connection.ops.quote_name(meta.db_table)} "  # noqa: S608 (the model's names)
+        f"WHERE {col['room']} = ANY(%s::bigint[]) AND {col['active']} AND {col['events']} @> %s::jsonb LIMIT 1"
+    )
+
+
+async def amembers_joined(members: list[NewMember]) -> None:
+    """``members_joined`` from the event loop (the first subscribes' joins, rooms.joins): on
+    PostgreSQL whether any of the rooms wants the event is read there, and the database thread
+    records the events only when one does; elsewhere ``members_joined`` in that thread."""
+    if async_db.native():
+        room_ids = sorted({member.room_id for member in members})
+        wanted = orjson.dumps([Event.MEMBER_JOINED.value]).decode()
+        if not await async_db.fetchall(_member_joined_wanted_sql(), [room_ids, wanted]):
+            return
+    await database_sync_to_async(members_joined)(members)
+
+
+members_joined.aio = amembers_joined  # rooms.joins runs it from the event loop

@@ -12,8 +12,10 @@ Why: every handshake and every subscribe reads a row or two. Through
 ``database_sync_to_async`` a one-row read cost the web process about 300 µs of CPU
 (the hop to the database thread and back with their GIL hand-offs, and Django's cursor
 wrapper), a query on an asyncio connection about 70 µs (measured on the benchmark's
-machine), and a thousand handshakes at once are a core's work. Only reads come here:
-writes, and every read that is not on the socket's hot path, stay with the ORM. The reads
+machine), and a thousand handshakes at once are a core's work. Only the socket's hot
+path comes here: its reads, and one write, the first subscribes' joins of public rooms
+(rooms.joins: a single statement, which autocommit makes a transaction of its own). Every
+other write, and every read that is not on that path, stays with the ORM. The reads
 that wait at the same time can go as one query (``fetchall_together``, pubsub_site.coalesce):
 psycopg's own work per query was then the larger part of a handshake's database cost.
 """
@@ -48,8 +50,9 @@ def row_datetime(value):
 
 
 async def fetchall(sql: str, params: Sequence) -> list[tuple]:
-    """The rows of ``sql`` (a read), on the running loop's connections. PostgreSQL only:
-    callers check ``native()`` and otherwise run their synchronous form in Django's thread."""
+    """The rows of ``sql`` (a read, or one statement that writes and returns rows), on the
+    running loop's connections. PostgreSQL only: callers check ``native()`` and otherwise
+    run their synchronous form in Django's thread."""
     return await _connections().fetchall(sql, params)
 
 

@@ -24,6 +24,45 @@ def test_a_membership_that_exists_is_left_as_it_is(public_room, bob, charlie):
     assert Membership.objects.filter(room=public_room, user=charlie, banned=False).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_batch_from_the_event_loop_leaves_what_exists_and_makes_rows_as_the_orm_would(
+    public_room, bob, charlie, make_user
+):
+    await database_sync_to_async(Membership.objects.create)(
+        room=public_room, user=bob, banned=True, role=Membership.Role.SPECTATOR
+    )
+    dave = await database_sync_to_async(make_user)("dave")
+    pairs = [(public_room.pk, bob.pk), (public_room.pk, charlie.pk), (public_room.pk, dave.pk)]
+    found = await joins.amemberships_join_public(pairs=pairs + pairs[:1])
+    assert found == {
+        (public_room.pk, bob.pk): joins.Joined(
+            role=Membership.Role.SPECTATOR, muted_until=None, banned=True, created=False
+        ),
+        (public_room.pk, charlie.pk): joins.Joined(
+            role=Membership.Role.MEMBER, muted_until=None, banned=False, created=True
+        ),
+        (public_room.pk, dave.pk): joins.Joined(
+            role=Membership.Role.MEMBER, muted_until=None, banned=False, created=True
+        ),
+    }
+    # The new rows hold every field's default, as Membership(...) and the ORM's write would.
+    made = await database_sync_to_async(
+        lambda: {m.user_id: m for m in Membership.objects.filter(room=public_room, user__in=[charlie, dave])}
+    )()
+    reference = Membership(room=public_room, user=charlie)
+    for membership in made.values():
+        for field in Membership._meta.concrete_fields:
+            if field.name not in {"id", "user", "joined_at"}:
+                assert getattr(membership, field.attname) == getattr(reference, field.attname), field.name
+        assert membership.joined_at is not None
+    # Again: nothing is made twice, and each row is read as it stands.
+    again = await joins.amemberships_join_public(pairs=pairs)
+    assert [again[pair].created for pair in pairs] == [False, False, False]
+    assert again[(public_room.pk, bob.pk)].banned
+    assert await database_sync_to_async(Membership.objects.filter(room=public_room).count)() == 4
+
+
 def test_a_subscriber_banned_between_the_read_and_the_join_is_refused(public_room, bob, monkeypatch):
     read = services._room_access_row
 
@@ -47,13 +86,13 @@ async def test_first_visits_at_once_are_written_in_one_batch(alice, make_user, m
     ]
     users = [await database_sync_to_async(make_user)(f"user{i}") for i in range(30)]
     batches = []
-    write = joins.memberships_join_public
+    write = joins.amemberships_join_public
 
-    def counted(*, pairs):
+    async def counted(*, pairs):
         batches.append(list(pairs))
-        return write(pairs=pairs)
+        return await write(pairs=pairs)
 
-    monkeypatch.setattr(joins, "memberships_join_public", counted)
+    monkeypatch.setattr(joins, "amemberships_join_public", counted)
     visits = [(room, user) for room in rooms for user in users]
     # Each visit twice: two tabs of the same user subscribing at the same moment.
     results = await asyncio.gather(
@@ -79,16 +118,16 @@ async def test_first_visits_at_once_are_written_in_one_batch(alice, make_user, m
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("async_cleanup")
 async def test_a_failed_batch_fails_its_subscribes_and_the_next_one_is_written(public_room, bob, charlie, monkeypatch):
-    write = joins.memberships_join_public
+    write = joins.amemberships_join_public
     calls = []
 
-    def fails_once(*, pairs):
+    async def fails_once(*, pairs):
         calls.append(pairs)
         if len(calls) == 1:
             raise RuntimeError("the database went away")
-        return write(pairs=pairs)
+        return await write(pairs=pairs)
 
-    monkeypatch.setattr(joins, "memberships_join_public", fails_once)
+    monkeypatch.setattr(joins, "amemberships_join_public", fails_once)
     with pytest.raises(RuntimeError):
         await joins.ajoin_public_room(
             room_id=public_room.pk, room_slug=public_room.slug, user_id=bob.pk, username="bob"
