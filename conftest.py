@@ -23,14 +23,14 @@ SQLITE_LEG = (
     "messaging/tests/test_replies.py",
     "messaging/tests/store/test_room_counters.py",
     "messaging/tests/realtime/test_consumer.py",
-    "rooms/tests/test_direct_messages.py",
-    "pubsub_site/tests/test_live_status.py",
-    "pubsub_site/tests/test_sqlite.py",
-    "tests/test_sqlite_processes.py",
-    "tests/test_message_path.py",
-    "tests/test_webhooks_processes.py",
-    "tests/test_link_previews_processes.py",
-    "tests/browser/test_live_chat.py::test_two_people_chat_live_both_ways",
+    "rooms/tests/direct/test_direct_messages.py",
+    "pubsub_site/tests/monitoring/test_live_status.py",
+    "pubsub_site/tests/database/test_sqlite.py",
+    "tests/processes/test_sqlite_processes.py",
+    "tests/processes/test_message_path.py",
+    "tests/processes/test_webhooks_processes.py",
+    "tests/processes/test_link_previews_processes.py",
+    "tests/browser/messaging/test_live_chat.py::test_two_people_chat_live_both_ways",
 )
 
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 # Closing before accepting is what the server answers with HTTP 403; the test with a
-# real server (tests/test_message_path.py) checks the status code on the wire.
+# real server (tests/processes/test_message_path.py) checks the status code on the wire.
 async def test_an_anonymous_handshake_is_refused():
     ok, _, _ = await connect(None)
     assert not ok
