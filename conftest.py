@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from pubsub_site import async_db
-from pubsub_site.redis_client import all_room_redis_urls, get_redis
+from pubsub_site.redis.client import all_room_redis_urls, get_redis
 
 # The SQLite leg of `make test` (DATABASE_URL=sqlite:///…, `pytest -m sqlite`): every test that
 # starts no process, no browser and no container, and besides these files and tests that do,
@@ -75,7 +75,7 @@ async def async_cleanup():
     from channels.db import database_sync_to_async
     from django.db import connections
 
-    from pubsub_site.redis_client import close_async_clients_for_running_loop
+    from pubsub_site.redis.client import close_async_clients_for_running_loop
 
     yield
     await close_async_clients_for_running_loop()

@@ -28,7 +28,7 @@ from pubsub_site.env import (
     env_redis_urls,
     env_str,
 )
-from pubsub_site.redis_urls import channel_layer_host, database_of, rq_queue_connection
+from pubsub_site.redis.urls import channel_layer_host, database_of, rq_queue_connection
 from pubsub_site.vapid import vapid_keys_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ DATABASES, DB_POOL = databases_from_env(production=PRODUCTION, var_dir=VAR_DIR)
 
 # Every Redis setting takes a plain URL (redis://host:port/db) or a Sentinel service
 # (redis+sentinel://host:port,host:port,host:port/mastername/db: the Sentinels, the name
-# they monitor the primary under, the database), read by pubsub_site.redis_urls; a list
+# they monitor the primary under, the database), read by pubsub_site.redis.urls; a list
 # setting separates its URLs with commas. With Sentinel, each new connection asks the
 # Sentinels where the primary is, so rooms, the channel layer, rq and the cache follow a
 # failover (docs/deploy.md, "When a Redis machine dies").
@@ -183,7 +183,7 @@ CACHES = {
         # A list: Django splits a string at commas (its replicas), and a Sentinel URL has some.
         "LOCATION": [REDIS_URL],
         "KEY_PREFIX": "pubsub:cache",
-        "OPTIONS": {"pool_class": "pubsub_site.redis_client.SharedConnectionPool"},
+        "OPTIONS": {"pool_class": "pubsub_site.redis.client.SharedConnectionPool"},
     }
 }
 # Sessions are written to PostgreSQL and the cache, and read from the cache (Redis): a

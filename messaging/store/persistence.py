@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from messaging import metrics
 from messaging.models import Clap, Message
 from messaging.store import buffer, changes, pins, previews, reactions, watermarks
-from pubsub_site.redis_client import all_room_redis_urls
+from pubsub_site.redis.client import all_room_redis_urls
 from rooms.models import Membership, Room
 
 logger = logging.getLogger(__name__)

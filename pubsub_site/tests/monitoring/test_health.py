@@ -16,7 +16,7 @@ def test_readyz_is_200_when_postgresql_and_redis_answer(client):
 
 
 def test_readyz_names_redis_when_it_does_not_answer(client, settings):
-    from pubsub_site import redis_client
+    from pubsub_site.redis import client as redis_client
 
     settings.ROOM_REDIS_URLS = ["redis://127.0.0.1:1/0"]  # nothing listens on port 1
     redis_client._sync_clients.pop("redis://127.0.0.1:1/0", None)

@@ -3,7 +3,7 @@
 import asyncio
 import os
 
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis.client import get_async_redis, get_redis
 
 
 def test_the_sync_client_is_one_per_process_and_server():

@@ -1,5 +1,5 @@
 """Redis settings: plain URLs as always, Sentinel services (redis+sentinel://...), and a clear
-refusal of anything else (pubsub_site.redis_urls, pubsub_site.env)."""
+refusal of anything else (pubsub_site.redis.urls, pubsub_site.env)."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_site.redis_urls import (
+from pubsub_site.redis.urls import (
     RedisUrlError,
     SentinelService,
     channel_layer_host,

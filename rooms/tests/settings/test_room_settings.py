@@ -194,7 +194,7 @@ def test_the_owner_deletes_the_room_after_naming_it(
 
 
 def _room_url(room_id: int) -> str:
-    from pubsub_site.redis_client import room_redis_url
+    from pubsub_site.redis.client import room_redis_url
 
     return room_redis_url(room_id)
 

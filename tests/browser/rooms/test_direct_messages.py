@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from messaging.store.keys import RoomKeys
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership, Room
 from tests.browser.kit import say
 

@@ -3,7 +3,7 @@
 Room state (sequence numbers, buffers, rate limits) lives on one server per room,
 chosen by ``room_id`` over ``settings.ROOM_REDIS_URLS``; with one URL every room
 lives on it. A URL is a plain one or a Sentinel service (``redis+sentinel://...``,
-``pubsub_site.redis_urls``): then each new connection asks the Sentinels for the
+``pubsub_site.redis.urls``): then each new connection asks the Sentinels for the
 current primary, and a failover is followed.
 
 Fork safety: redis-py's synchronous pool notices a changed PID and drops the
@@ -25,7 +25,7 @@ from django.conf import settings
 from redis.driver_info import DriverInfo
 from redis.utils import get_lib_version
 
-from pubsub_site import redis_urls
+from pubsub_site.redis import urls as redis_urls
 
 _lock = threading.Lock()
 _sync_clients: dict[str, redis.Redis] = {}
