@@ -46,11 +46,11 @@ test: venv
 	DATABASE_URL=$(TEST_SQLITE_DATABASE_URL) REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(VENV)/bin/pytest -m sqlite $(SQLITE_PYTEST_ARGS)
 
-## The fault suite (tests/faults and the scale-out tests) alone: prints the table of acked,
+## The fault suite (tests/faults, the scale-out tests among them) alone: prints the table of acked,
 ## stored, delivered, lost and duplicated per fault and writes it into docs/reliability.md.
 chaos: venv
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		CHAOS_REPORT=docs/reliability.md $(VENV)/bin/pytest tests/faults tests/test_scaleout.py $(PYTEST_ARGS)
+		CHAOS_REPORT=docs/reliability.md $(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
 
 ## The hostile-input fuzzers (tests/hostile: Hypothesis against a live web process, over its
 ## socket and every URL) with the `fuzz` profile: many more examples than `make test`'s `ci`.

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from pubsub_site import async_db
-from pubsub_site.redis_client import all_room_redis_urls, get_redis
+from pubsub_site.redis.client import all_room_redis_urls, get_redis
 
 # The SQLite leg of `make test` (DATABASE_URL=sqlite:///…, `pytest -m sqlite`): every test that
 # starts no process, no browser and no container, and besides these files and tests that do,
@@ -23,14 +23,14 @@ SQLITE_LEG = (
     "messaging/tests/test_replies.py",
     "messaging/tests/store/test_room_counters.py",
     "messaging/tests/realtime/test_consumer.py",
-    "rooms/tests/test_direct_messages.py",
-    "pubsub_site/tests/test_live_status.py",
-    "pubsub_site/tests/test_sqlite.py",
-    "tests/test_sqlite_processes.py",
-    "tests/test_message_path.py",
-    "tests/test_webhooks_processes.py",
-    "tests/test_link_previews_processes.py",
-    "tests/browser/test_live_chat.py::test_two_people_chat_live_both_ways",
+    "rooms/tests/direct/test_direct_messages.py",
+    "pubsub_site/tests/monitoring/test_live_status.py",
+    "pubsub_site/tests/database/test_sqlite.py",
+    "tests/processes/test_sqlite_processes.py",
+    "tests/processes/test_message_path.py",
+    "tests/processes/test_webhooks_processes.py",
+    "tests/processes/test_link_previews_processes.py",
+    "tests/browser/messaging/test_live_chat.py::test_two_people_chat_live_both_ways",
 )
 
 
@@ -75,7 +75,7 @@ async def async_cleanup():
     from channels.db import database_sync_to_async
     from django.db import connections
 
-    from pubsub_site.redis_client import close_async_clients_for_running_loop
+    from pubsub_site.redis.client import close_async_clients_for_running_loop
 
     yield
     await close_async_clients_for_running_loop()

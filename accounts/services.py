@@ -53,7 +53,7 @@ from protocol.events import (
 )
 from pubsub_site.images import flattened, read_upright
 from pubsub_site.ratelimit import allow
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership
 
 logger = logging.getLogger(__name__)

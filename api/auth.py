@@ -21,7 +21,7 @@ from ninja.security import HttpBearer
 
 from api.errors import ApiError
 from api.tokens import Grant, atoken_grant
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MovingWindowRateLimiter] = weakref.WeakKeyDictionary()
 

@@ -196,7 +196,7 @@ def analyze() -> None:
 
 def publish_for_bare(key: str, mapping: dict) -> None:
     """Put what the bare reference app needs (it reads no database) into the benchmark's Redis."""
-    from pubsub_site.redis_client import get_redis
+    from pubsub_site.redis.client import get_redis
 
     client = get_redis()
     items = list(mapping.items())

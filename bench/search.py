@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     from bench.report import git_commit
-    from pubsub_site.redis_client import get_redis
+    from pubsub_site.redis.client import get_redis
 
     get_redis(url=args.redis_url).flushdb()
     searcher = get_user_model().objects.get(username="searcher")

@@ -64,11 +64,11 @@ def check_worker() -> bool:
 
 def redis_client(url: str):
     """A client for REDIS_URL, plain or a Sentinel service (redis+sentinel://...): the site's
-    own reading of it (pubsub_site.redis_urls, which imports no Django either)."""
+    own reading of it (pubsub_site.redis.urls, which imports no Django either)."""
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from pubsub_site.redis_urls import sync_client  # noqa: PLC0415 (once the project's root is on sys.path, above)
+    from pubsub_site.redis.urls import sync_client  # noqa: PLC0415 (once the project's root is on sys.path, above)
 
     return sync_client(url, socket_connect_timeout=3, socket_timeout=3)
 

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from messaging.store.keys import DIRTY_KEY, RoomKeys
-from pubsub_site.redis_client import all_room_redis_urls, get_redis
+from pubsub_site.redis.client import all_room_redis_urls, get_redis
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from messaging.store import pins as store
 from protocol import events
 from protocol.events import room_group
 from protocol.wire import now_iso, pinned_wire, reply_wire, user_wire
-from pubsub_site.redis_client import all_room_redis_urls, room_redis_url
+from pubsub_site.redis.client import all_room_redis_urls, room_redis_url
 from rooms.models import AuditLog, Room
 from rooms.moderation import audit_record, authority_for, room_for_update
 

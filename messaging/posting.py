@@ -28,7 +28,7 @@ from messaging.frames import ClientError
 from messaging.services import ActionRefused, SendResult, message_reply_quote, message_send
 from messaging.store.buffer import SendLimits
 from messaging.threads.services import thread_root_for_send, thread_summary_publish
-from pubsub_site.redis_client import get_async_redis, room_redis_url
+from pubsub_site.redis.client import get_async_redis, room_redis_url
 from rooms.services import RoomAccess
 
 

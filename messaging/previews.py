@@ -55,7 +55,7 @@ from protocol import events
 from protocol.events import room_group
 from protocol.wire import message_preview_wire, preview_card_wire
 from pubsub_site import outbound
-from pubsub_site.redis_client import all_room_redis_urls, get_redis, room_redis_url
+from pubsub_site.redis.client import all_room_redis_urls, get_redis, room_redis_url
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)

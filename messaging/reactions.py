@@ -27,7 +27,7 @@ from messaging.store import reactions as store
 from protocol import events
 from protocol.events import room_group
 from protocol.wire import reactions_wire
-from pubsub_site.redis_client import all_room_redis_urls, room_redis_url
+from pubsub_site.redis.client import all_room_redis_urls, room_redis_url
 
 # Longer than any emoji of the list (a family with skin tones is 11 code points): refused
 # before the look-up.

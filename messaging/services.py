@@ -37,7 +37,7 @@ from protocol.wire import (
     reply_wire,
     user_wire,
 )
-from pubsub_site.redis_client import all_room_redis_urls, get_async_redis, get_redis, room_redis_url
+from pubsub_site.redis.client import all_room_redis_urls, get_async_redis, get_redis, room_redis_url
 
 logger = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ from outgoing_webhooks.signing import (
     signature_header,
 )
 from pubsub_site import outbound
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership, Room
 
 logger = logging.getLogger(__name__)

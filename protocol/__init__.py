@@ -4,5 +4,5 @@
 on commit); ``wire`` builds every frame a client receives, the message's wire form first
 (docs/protocol.md). Both live outside the apps so that rooms' and accounts' domain code tells
 the sockets of a change without importing ``messaging``: this package imports no app but
-rooms' models (import-linter's contracts in pyproject.toml; tests/test_catalogues.py).
+rooms' models (import-linter's contracts in pyproject.toml; tests/architecture/test_catalogues.py).
 """

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from redis.exceptions import RedisError
 
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis.client import get_async_redis, get_redis
 
 
 def details_key(room_id: int) -> str:

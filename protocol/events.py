@@ -4,7 +4,7 @@ Group names come from ids only. Events that follow a database write go out on
 commit, so no client hears of a change that was rolled back. Every layer event is built
 here, one function each (its ``"type"`` names the consumer's handler: ``room.message`` ->
 ``room_message``), as ``protocol.wire`` builds every client frame; no other module
-writes an event's ``"type"`` (tests/test_catalogues.py). One exception by necessity: the
+writes an event's ``"type"`` (tests/architecture/test_catalogues.py). One exception by necessity: the
 append script publishes ``room.message`` from Lua (messaging.store.buffer), the shape of
 ``room_message_event``.
 """

@@ -4,7 +4,7 @@ The wire form of messages first: the consumer, the history endpoint, the room pa
 the jobs all go through ``message_wire``; the JS client builds its markup from the same
 fields. Then every other frame, one function each: this module is the catalogue of client
 frames, as ``protocol.events`` is that of layer events; no other module writes a frame's
-``"type"`` (tests/test_catalogues.py).
+``"type"`` (tests/architecture/test_catalogues.py).
 """
 
 from __future__ import annotations

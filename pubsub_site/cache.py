@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 
 from pubsub_site import coalesce
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 
 
 class RedisCache(DjangoRedisCache):

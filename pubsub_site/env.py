@@ -11,7 +11,7 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, split_redis_urls
+from pubsub_site.redis.urls import RedisUrlError, parse_redis_url, split_redis_urls
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -75,7 +75,7 @@ def env_list(name: str, default: list[str] | _Missing = MISSING) -> list[str]:
 
 def env_redis_url(name: str, default: str | _Missing = MISSING) -> str:
     """A Redis URL: plain (``redis://host:port/db``) or a Sentinel service
-    (``redis+sentinel://host:port,host:port/master/db``; ``pubsub_site.redis_urls``)."""
+    (``redis+sentinel://host:port,host:port/master/db``; ``pubsub_site.redis.urls``)."""
     value = env_str(name, default).strip()
     try:
         parse_redis_url(value)

@@ -31,7 +31,7 @@ from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pubsub_site.env import (
     env_redis_urls,
     env_str,
 )
-from pubsub_site.redis_urls import channel_layer_host, database_of, rq_queue_connection
+from pubsub_site.redis.urls import channel_layer_host, database_of, rq_queue_connection
 from pubsub_site.vapid import vapid_keys_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ DATABASES, DB_POOL = databases_from_env(production=PRODUCTION, var_dir=VAR_DIR)
 
 # Every Redis setting takes a plain URL (redis://host:port/db) or a Sentinel service
 # (redis+sentinel://host:port,host:port,host:port/mastername/db: the Sentinels, the name
-# they monitor the primary under, the database), read by pubsub_site.redis_urls; a list
+# they monitor the primary under, the database), read by pubsub_site.redis.urls; a list
 # setting separates its URLs with commas. With Sentinel, each new connection asks the
 # Sentinels where the primary is, so rooms, the channel layer, rq and the cache follow a
 # failover (docs/deploy.md, "When a Redis machine dies").
@@ -183,7 +183,7 @@ CACHES = {
         # A list: Django splits a string at commas (its replicas), and a Sentinel URL has some.
         "LOCATION": [REDIS_URL],
         "KEY_PREFIX": "pubsub:cache",
-        "OPTIONS": {"pool_class": "pubsub_site.redis_client.SharedConnectionPool"},
+        "OPTIONS": {"pool_class": "pubsub_site.redis.client.SharedConnectionPool"},
     }
 }
 # Sessions are written to PostgreSQL and the cache, and read from the cache (Redis): a
@@ -308,7 +308,7 @@ WS_SUBSCRIBE_RATE = _rate("WS_SUBSCRIBE_RATE", "20/10second")
 # The largest frame a client may send (bytes); a bigger one closes the socket with 1009. Not
 # read from the environment: every web command (Procfile, Dockerfile, the benchmark) passes the
 # same number to uvicorn as --ws-max-size, so that it refuses such a frame from its header,
-# before buffering it (pubsub_site/tests/test_deploy_files.py holds them to it).
+# before buffering it (pubsub_site/tests/deploy/test_deploy_files.py holds them to it).
 WS_FRAME_MAX_BYTES = 64 * 1024
 # Open sockets one user may have in one web process (a tab is one); the next one is closed
 # with 1008 after an `error` frame `too_many_sockets`. 0: no cap. (The benchmark and the

@@ -3,7 +3,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from redis.exceptions import RedisError
 
-from pubsub_site.redis_client import all_room_redis_urls, get_redis
+from pubsub_site.redis.client import all_room_redis_urls, get_redis
 
 
 @never_cache

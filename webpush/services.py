@@ -44,7 +44,7 @@ from messaging.models import Notification
 from messaging.notifications.mentions import records_as_now
 from messaging.notifications.preferences import ALL, recipients
 from messaging.store.online import users_online
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership, Room
 from rooms.selectors import room_can_read, room_title_for
 from webpush.models import PushSubscription

@@ -20,7 +20,7 @@ from messaging.moderation import room_message_hide
 from messaging.selectors import message_history
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import all_room_redis_urls, get_redis
+from pubsub_site.redis.client import all_room_redis_urls, get_redis
 from rooms.services import direct_open, room_join
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

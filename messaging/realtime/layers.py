@@ -40,7 +40,7 @@ from redis.asyncio.client import PubSub
 from messaging import metrics
 from messaging.realtime.fanout import RoomFanout
 from protocol import events
-from pubsub_site.redis_urls import RedisUrlError, parse_redis_url, redact
+from pubsub_site.redis.urls import RedisUrlError, parse_redis_url, redact
 
 logger = logging.getLogger(__name__)
 

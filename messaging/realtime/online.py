@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from messaging.store.lua import LuaScript
 from messaging.store.online import online_key
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from messaging.store.lua import LuaScript
 from messaging.store.script_batch import run_batched
 from protocol import events
 from protocol.events import room_group
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 
 logger = logging.getLogger(__name__)
 

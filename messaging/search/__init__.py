@@ -45,7 +45,7 @@ from django.utils.safestring import SafeString, mark_safe
 from messaging.models import Message
 from messaging.search.index import FTS_TABLE, TOKENIZE
 from messaging.store.keys import RoomKeys
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Room
 from rooms.selectors import room_ids_readable_by
 

@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, RedisError
 from messaging.store.keys import CONFIRM_KEY, DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
 from messaging.store.script_batch import run_batched
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis.client import get_async_redis, get_redis
 
 # Dedupe by (author, client_id); refuse a new message past its author's send limit or slow mode;
 # otherwise take the next seq and rev, store the record (and take off the buffer's expiry: a

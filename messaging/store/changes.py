@@ -17,7 +17,7 @@ from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, Roo
 from messaging.store.lua import LuaScript
 from messaging.store.previews import previews_key
 from protocol.wire import MessageState
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis.client import get_async_redis, get_redis
 
 NOT_INITIALISED = -1
 AUTHOR_UNKNOWN = -2

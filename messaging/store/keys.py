@@ -1,7 +1,7 @@
 """The Redis keys of the store, the one place their names are written.
 
 Keys of one room share the hash tag ``{<room_id>}`` and live on the room's server
-(``pubsub_site.redis_client.room_redis_url``):
+(``pubsub_site.redis.client.room_redis_url``):
 
 - ``…:seq``        the last sequence number given out (INCR)
 - ``…:rev``        the room's revision: rises with every change to its state

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 
 
 def online_key(user_id: int) -> str:

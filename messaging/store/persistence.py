@@ -1,7 +1,7 @@
 """Copying what Redis acknowledged into the database: the work of the persistence job.
 
 The database is PostgreSQL, or SQLite (the ``make run`` default): every statement here is
-portable (the ORM, one CASE update for the read markers), and tests/test_sqlite_processes.py
+portable (the ORM, one CASE update for the read markers), and tests/processes/test_sqlite_processes.py
 runs a worker on each.
 
 Every step is idempotent: rows are inserted with ON CONFLICT DO NOTHING (the unique
@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from messaging import metrics
 from messaging.models import Clap, Message
 from messaging.store import buffer, changes, pins, previews, reactions, watermarks
-from pubsub_site.redis_client import all_room_redis_urls
+from pubsub_site.redis.client import all_room_redis_urls
 from rooms.models import Membership, Room
 
 logger = logging.getLogger(__name__)

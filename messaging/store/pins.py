@@ -19,7 +19,7 @@ from messaging.store.changes import MARK_DIRTY_LUA, ChangeResult, RedisState
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
 from protocol.wire import iso_time
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 
 # KEYS: seq rev deletions pins changes dirty scheduled; ARGV: seq pin-json room_id ttl
 # A deleted message cannot be pinned (ALREADY_DELETED); it can be unpinned.

@@ -21,7 +21,7 @@ import orjson
 from messaging.models import Message, MessagePreview
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 
 SET, CLEAR, REMOVE = "set", "clear", "remove"
 

@@ -21,7 +21,7 @@ from messaging.models import Message, Reaction
 from messaging.store.changes import MARK_DIRTY_LUA, RedisState
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 
 # Statuses of the toggle besides messaging.store.changes' (NOT_INITIALISED, NO_SUCH_MESSAGE,
 # ALREADY_DELETED): 0 nothing to change, 1 changed.

@@ -15,7 +15,7 @@ import orjson
 
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis.client import get_async_redis, get_redis
 
 # KEYS: threads rev changes dirty scheduled; ARGV: root summary-json room_id ttl
 OFFER_SCRIPT = """

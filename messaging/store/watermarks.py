@@ -20,7 +20,7 @@ from messaging.frames import client_id_time
 from messaging.store.keys import DIRTY_KEY, SCHEDULED_KEY, SCHEDULED_TTL_MS, RoomKeys
 from messaging.store.lua import LuaScript
 from protocol.wire import iso_time
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 
 # After PostgreSQL committed every record up to ARGV[1]: raise the watermark and let go of
 # what Redis no longer needs. KEYS: persisted buf [dedupe keys...]; ARGV: upto keep hot_seconds

@@ -26,7 +26,7 @@ from messaging.previews import first_link, link_preview_get, link_previews_apply
 from messaging.selectors import message_history
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership
 
 pytestmark = pytest.mark.django_db(transaction=True)

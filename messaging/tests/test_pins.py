@@ -15,7 +15,7 @@ from messaging.services import message_hide
 from messaging.store import buffer
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import close_async_clients_for_running_loop
+from pubsub_site.redis.client import close_async_clients_for_running_loop
 from rooms.models import AuditLog, Membership
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

@@ -181,7 +181,7 @@ async def test_a_client_away_gets_the_reactions_back_by_rev(alice, bob, public_r
 
 
 async def test_reactions_survive_redis_losing_them(alice, bob, public_room):
-    from pubsub_site.redis_client import get_redis
+    from pubsub_site.redis.client import get_redis
 
     alice_ws, bob_ws = await room_with(public_room, alice, bob)
     await alice_ws.post(public_room.slug, "durable")

@@ -15,7 +15,7 @@ from messaging.selectors import message_history
 from messaging.store import buffer
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Room
 from rooms.services import room_create, room_join
 

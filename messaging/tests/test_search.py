@@ -19,7 +19,7 @@ from messaging.search import ParsedQuery, message_search, search_query_parse
 from messaging.selectors import room_counters
 from messaging.store import changes
 from messaging.store.persistence import room_persist
-from pubsub_site.redis_client import close_async_clients_for_running_loop
+from pubsub_site.redis.client import close_async_clients_for_running_loop
 from rooms import moderation
 from rooms.models import Membership, Room
 from rooms.services import room_create, room_leave

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 
 from messaging.selectors import room_counters
 from messaging.store import buffer
-from pubsub_site.redis_client import close_async_clients_for_running_loop
+from pubsub_site.redis.client import close_async_clients_for_running_loop
 from rooms.models import Membership
 
 

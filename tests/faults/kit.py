@@ -248,7 +248,7 @@ class Sentinels:
         self.processes: list[subprocess.Popen] = []
 
     def url(self, db: int = 0) -> str:
-        """The Sentinel service as the site's settings take it (pubsub_site.redis_urls)."""
+        """The Sentinel service as the site's settings take it (pubsub_site.redis.urls)."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports)
         return f"redis+sentinel://{hosts}/{self.name}/{db}"
 

@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from messaging.realtime.layers import RECONNECTED, FanoutChannelLayer
-from pubsub_site.redis_urls import channel_layer_host
+from pubsub_site.redis.urls import channel_layer_host
 from rooms.services import room_create
 from tests.faults.kit import (
     ChatClient,

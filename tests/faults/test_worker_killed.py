@@ -22,7 +22,7 @@ from messaging.models import Message
 from messaging.services import message_send
 from messaging.store import watermarks
 from messaging.store.persistence import BATCH
-from pubsub_site.redis_client import close_async_clients_for_running_loop
+from pubsub_site.redis.client import close_async_clients_for_running_loop
 from rooms.services import room_create
 from tests.conftest import database_url
 from tests.faults.kit import ACKED, Ledger, base_env, pg_rows, report, verdict_row, verify, wait_for_rows

@@ -63,7 +63,7 @@ from websockets.exceptions import ConnectionClosed
 from messaging.models import Message
 from messaging.store.keys import RoomKeys
 from pubsub_site.cluster import ROOT
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership, Room
 from rooms.moderation import membership_mute, room_lock
 from rooms.services import room_create

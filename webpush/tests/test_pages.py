@@ -205,7 +205,7 @@ def test_the_admin_lists_subscriptions_read_only(client, django_user_model, bob)
 
 def test_production_without_keys_says_at_start_that_push_is_off_and_with_them_signs_with_them():
     # A process of its own: settings are read from the environment once, at start.
-    from pubsub_site.tests.test_settings import production_env, run_manage
+    from pubsub_site.tests.deploy.test_settings import production_env, run_manage
 
     result = run_manage("check", **production_env())
     assert result.returncode == 0, result.stderr

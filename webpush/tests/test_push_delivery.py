@@ -18,7 +18,7 @@ from accounts.models import Profile
 from messaging import services as messaging_services
 from messaging.notifications.digests import mention_digests_send
 from messaging.store.online import online_key
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership
 from rooms.services import direct_open
 from webpush import services

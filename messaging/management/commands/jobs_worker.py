@@ -32,7 +32,7 @@ from messaging.notifications.digests import mention_digests_schedule
 from messaging.services import persist_enqueue
 from messaging.store import watermarks
 from pubsub_site.metrics_http import start_worker_listener
-from pubsub_site.redis_client import all_room_redis_urls, new_redis
+from pubsub_site.redis.client import all_room_redis_urls, new_redis
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from messaging.notifications.digests import mention_digests_schedule, mention_di
 from messaging.store import changes
 from messaging.store import online as store_online
 from messaging.tests.wsclient import connected, eventually
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.models import Membership
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 # Closing before accepting is what the server answers with HTTP 403; the test with a
-# real server (tests/test_message_path.py) checks the status code on the wire.
+# real server (tests/processes/test_message_path.py) checks the status code on the wire.
 async def test_an_anonymous_handshake_is_refused():
     ok, _, _ = await connect(None)
     assert not ok
@@ -371,7 +371,7 @@ async def test_a_kicked_user_loses_the_subscription_on_every_connection(bob, pub
 
 
 async def test_a_wiped_redis_takes_its_counters_from_postgresql(alice, public_room):
-    from pubsub_site.redis_client import get_async_redis
+    from pubsub_site.redis.client import get_async_redis
 
     ws = await connected(alice)
     await ws.subscribe(public_room.slug)
@@ -444,7 +444,7 @@ async def test_a_strangers_replay_of_a_client_id_is_a_new_message_of_their_own(a
 
 
 async def test_a_dedupe_key_written_before_it_named_the_author_still_serves_its_author_only(alice, bob, public_room):
-    from pubsub_site.redis_client import get_async_redis
+    from pubsub_site.redis.client import get_async_redis
 
     alice_ws, bob_ws = await connected(alice), await connected(bob)
     await alice_ws.subscribe(public_room.slug)

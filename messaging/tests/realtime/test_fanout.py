@@ -22,7 +22,7 @@ from messaging.selectors import room_counters
 from messaging.services import message_send
 from messaging.store import buffer
 from protocol.events import room_group
-from pubsub_site.redis_client import room_redis_url
+from pubsub_site.redis.client import room_redis_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from messaging.realtime.layers import RECONNECTED, FanoutChannelLayer
-from pubsub_site.redis_urls import channel_layer_host
+from pubsub_site.redis.urls import channel_layer_host
 
 
 async def pubsub_client_ids(client) -> set[int]:

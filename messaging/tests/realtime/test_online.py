@@ -10,7 +10,7 @@ import pytest
 from messaging.realtime import online
 from messaging.store import online as store_online
 from messaging.tests.wsclient import connected, eventually
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 
 pytestmark = pytest.mark.usefixtures("async_cleanup")
 

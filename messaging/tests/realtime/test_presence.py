@@ -9,7 +9,7 @@ from messaging import metrics
 from messaging.realtime import presence
 from messaging.store.keys import RoomKeys
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 from tests.faults.fixtures import make_proxy  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

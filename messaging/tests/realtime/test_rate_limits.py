@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from messaging.store import buffer
 from messaging.store.keys import RoomKeys
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import get_async_redis
+from pubsub_site.redis.client import get_async_redis
 from rooms.models import Membership, Room
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

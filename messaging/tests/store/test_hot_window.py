@@ -27,7 +27,7 @@ from messaging.store import buffer, watermarks
 from messaging.store.keys import RoomKeys
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
-from pubsub_site.redis_client import get_async_redis, get_redis
+from pubsub_site.redis.client import get_async_redis, get_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 

@@ -9,7 +9,7 @@ from messaging import selectors
 from messaging.selectors import aroom_counters, room_counters
 from messaging.store import buffer
 from messaging.store.persistence import messages_persist_server
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.tests.conftest import post_message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]

@@ -21,7 +21,7 @@ COUNT = LuaScript(
 
 
 def _client():
-    from pubsub_site.redis_client import get_async_redis
+    from pubsub_site.redis.client import get_async_redis
 
     return get_async_redis(1)
 

@@ -17,7 +17,7 @@ from messaging.selectors import message_history
 from messaging.store.persistence import messages_persist_server
 from messaging.tests.wsclient import connected
 from messaging.threads.selectors import threads_followed
-from pubsub_site.redis_client import get_redis
+from pubsub_site.redis.client import get_redis
 from rooms.services import room_join
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
