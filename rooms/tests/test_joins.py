@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from rooms import joins, services
 from rooms.models import Membership
@@ -61,6 +63,41 @@ async def test_a_batch_from_the_event_loop_leaves_what_exists_and_makes_rows_as_
     assert [again[pair].created for pair in pairs] == [False, False, False]
     assert again[(public_room.pk, bob.pk)].banned
     assert await database_sync_to_async(Membership.objects.filter(room=public_room).count)() == 4
+
+
+@pytest.mark.postgresql_only(reason="the batch is one statement on the event loop on PostgreSQL only")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("async_cleanup")
+async def test_a_row_another_process_commits_while_the_batch_waits_on_it_is_read_and_not_counted_as_made(
+    public_room, bob, charlie, async_db_queries
+):
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    other = await psycopg.AsyncConnection.connect(**params)  # another process's join, not committed yet
+    try:
+        await other.execute(
+            "INSERT INTO rooms_membership (room_id, user_id, role, joined_at, last_read_seq, banned, notify_level)"
+            " VALUES (%s, %s, 'spectator', now(), 0, false, 'mentions')",
+            [public_room.pk, bob.pk],
+        )
+        batch = asyncio.ensure_future(
+            joins.amemberships_join_public(pairs=[(public_room.pk, bob.pk), (public_room.pk, charlie.pk)])
+        )
+        await asyncio.sleep(0.3)
+        assert not batch.done()  # the insert waits on the uncommitted row's conflict
+        await other.commit()
+        found = await asyncio.wait_for(batch, timeout=10)
+    finally:
+        await other.close()
+    assert found[(public_room.pk, bob.pk)] == joins.Joined(
+        role=Membership.Role.SPECTATOR, muted_until=None, banned=False, created=False
+    )
+    assert found[(public_room.pk, charlie.pk)].created
+    # The statement's snapshot was older than the other's commit: bob's row was read again.
+    assert [p[:2] for p in async_db_queries] == [
+        [[public_room.pk, public_room.pk], [bob.pk, charlie.pk]],
+        [[public_room.pk], [bob.pk]],
+    ]
 
 
 def test_a_subscriber_banned_between_the_read_and_the_join_is_refused(public_room, bob, monkeypatch):
