@@ -209,7 +209,7 @@ def rolling_deploy_procedure() -> str:
 
 
 class ProxiedClient(ChatClient):
-    """The fault tests' client (tests/faults/kit.py: it heeds `reconnect`, resubscribes with
+    """The fault tests' client (tests/faults/kit/client.py: it heeds `reconnect`, resubscribes with
     `since`, sends again what had no ack with its client_id, counts duplicates and gaps),
     through the stack's proxy as a browser: wss://localhost, its session cookie, its
     origin. It notes when each message reached it."""
