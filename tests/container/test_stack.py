@@ -28,18 +28,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.container.conftest import LONG_RUNNING, PASSWORD, Conversation
-from tests.container.stack import (
-    IMAGE,
-    ROOT,
-    TIMINGS,
-    Browser,
-    Socket,
-    Stack,
-    off_loop,
-    tail,
-    timed,
-    wait_for,
-)
+from tests.container.stack.clients import Browser, Socket, off_loop
+from tests.container.stack.common import ROOT, TIMINGS, tail, timed, wait_for
+from tests.container.stack.compose import IMAGE, Stack
 from tests.faults.kit import (
     UNKNOWN,
     ChatClient,
