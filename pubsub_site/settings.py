@@ -308,7 +308,7 @@ WS_SUBSCRIBE_RATE = _rate("WS_SUBSCRIBE_RATE", "20/10second")
 # The largest frame a client may send (bytes); a bigger one closes the socket with 1009. Not
 # read from the environment: every web command (Procfile, Dockerfile, the benchmark) passes the
 # same number to uvicorn as --ws-max-size, so that it refuses such a frame from its header,
-# before buffering it (pubsub_site/tests/deploy/test_deploy_files.py holds them to it).
+# before buffering it (pubsub_site/tests/deploy/test_web_server_commands.py holds them to it).
 WS_FRAME_MAX_BYTES = 64 * 1024
 # Open sockets one user may have in one web process (a tab is one); the next one is closed
 # with 1008 after an `error` frame `too_many_sockets`. 0: no cap. (The benchmark and the

@@ -47,7 +47,7 @@ def cluster(transactional_db, request, tmp_path):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The fault tests' table (tests.faults.kit.chaos_row), and with CHAOS_REPORT set (what
+    """The fault tests' table (tests.faults.kit.chaos.chaos_row), and with CHAOS_REPORT set (what
     `make chaos` does), the same table written into that file."""
     from tests.faults.kit import CHAOS_ROWS, chaos_table, write_reliability_table
 

@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 from messaging.selectors import room_counters
 from messaging.store import buffer
 from pubsub_site.redis.client import close_async_clients_for_running_loop
-from rooms.models import Membership
+from rooms.models import AuditLog, Membership
 
 
 @pytest.fixture
@@ -61,6 +61,10 @@ def post_message(room, author, body: str) -> int:
     result = async_to_sync(append)()
     assert result.created
     return result.seq
+
+
+def last_entry() -> AuditLog:
+    return AuditLog.objects.order_by("-pk").first()
 
 
 @pytest.fixture

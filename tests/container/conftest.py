@@ -17,20 +17,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.container.stack import (
-    REFUSED_HANDSHAKES,
-    ROOT,
-    TIMINGS,
-    Browser,
-    Engine,
-    Socket,
-    Stack,
-    new_stack,
-    off_loop,
-    required_tool,
-    tail,
-    timed,
-)
+from tests.container.stack.clients import REFUSED_HANDSHAKES, Browser, Socket, off_loop
+from tests.container.stack.common import ROOT, TIMINGS, required_tool, tail, timed
+from tests.container.stack.compose import Stack, new_stack
+from tests.container.stack.engine import Engine
 
 LONG_RUNNING = {"proxy": 1, "web": 2, "worker": 1, "redis": 1, "postgres": 1, "seaweedfs": 1}
 PASSWORD = "container-test-Passw0rd"

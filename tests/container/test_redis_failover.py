@@ -25,19 +25,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.container.conftest import LONG_RUNNING, PASSWORD, running
-from tests.container.stack import (
-    REDIS_PASSWORD,
-    TIMINGS,
-    Browser,
-    Container,
-    Engine,
-    Socket,
-    Stack,
-    new_stack,
-    off_loop,
-    timed,
-    wait_for,
-)
+from tests.container.stack.clients import Browser, Socket, off_loop
+from tests.container.stack.common import TIMINGS, timed, wait_for
+from tests.container.stack.compose import REDIS_PASSWORD, Container, Stack, new_stack
+from tests.container.stack.engine import Engine
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1200)]
 

@@ -28,18 +28,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.container.conftest import LONG_RUNNING, PASSWORD, Conversation
-from tests.container.stack import (
-    IMAGE,
-    ROOT,
-    TIMINGS,
-    Browser,
-    Socket,
-    Stack,
-    off_loop,
-    tail,
-    timed,
-    wait_for,
-)
+from tests.container.stack.clients import Browser, Socket, off_loop
+from tests.container.stack.common import ROOT, TIMINGS, tail, timed, wait_for
+from tests.container.stack.compose import IMAGE, Stack
 from tests.faults.kit import (
     UNKNOWN,
     ChatClient,
@@ -209,7 +200,7 @@ def rolling_deploy_procedure() -> str:
 
 
 class ProxiedClient(ChatClient):
-    """The fault tests' client (tests/faults/kit.py: it heeds `reconnect`, resubscribes with
+    """The fault tests' client (tests/faults/kit/client.py: it heeds `reconnect`, resubscribes with
     `since`, sends again what had no ack with its client_id, counts duplicates and gaps),
     through the stack's proxy as a browser: wss://localhost, its session cookie, its
     origin. It notes when each message reached it."""

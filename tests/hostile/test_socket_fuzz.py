@@ -40,7 +40,6 @@ caused it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import subprocess
 import sys
@@ -48,17 +47,12 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 
-import orjson
 import pytest
-from django.conf import settings as django_settings
 from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from messaging.models import Message
 from messaging.store.keys import RoomKeys
@@ -69,27 +63,13 @@ from rooms.moderation import membership_mute, room_lock
 from rooms.services import room_create
 from rooms.tests.conftest import post_message
 from tests.hostile import strategies as s
+from tests.hostile.answers import Verdicts, open_socket, throw, until_pong_or_close
 from tests.hostile.kit import WebLog, describe, fuzz_settings, metric, scrape, unhandled
 from tests.netclient import session_key_for
 
 pytestmark = [pytest.mark.processes, pytest.mark.fuzz]
 
 HISTORY_MESSAGES = 8000
-ERROR_CODES = {
-    "bad_request",
-    "unknown_type",
-    "not_found",
-    "forbidden",
-    "not_subscribed",
-    "too_large",
-    "rate_limited",
-    "room_locked",
-    "muted",
-    "banned",
-}  # docs/protocol.md's codes but `unavailable`: no backing service fails here
-REPLAYED = ("message", "message_updated", "message_deleted", "claps")
-CLEAN_CLOSES = {1000, 1008}  # 1009 only for a frame over 64 KiB
-ANSWER_TIMEOUT = 10.0
 PING_BOUND_MS = 100.0
 
 
@@ -116,147 +96,6 @@ def seed_history(room: Room, author) -> None:
     redis = get_redis(room.pk)
     for key in redis.scan_iter(match=f"{RoomKeys(room.pk).prefix}*"):
         redis.delete(key)
-
-
-def refs_equal(sent: object, echoed: object) -> bool:
-    """The same JSON value (``True == 1`` in Python, not in JSON)."""
-    return type(sent) is type(echoed) and sent == echoed
-
-
-def echoable(ref: object) -> bool:
-    """A `ref` the server must copy into its answer: a string or a number of at most 64
-    characters (issue 20; a longer or other `ref` may be refused)."""
-    if isinstance(ref, str):
-        return len(ref) <= 64
-    return isinstance(ref, int | float) and not isinstance(ref, bool) and len(orjson.dumps(ref)) <= 64
-
-
-@dataclass
-class Verdicts:
-    frames: int = 0
-    examples: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    replies: int = 0
-    closes: dict[int, int] = field(default_factory=dict)
-    acks: list[dict] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-
-async def open_socket(port: int, key: str) -> ClientConnection:
-    return await connect(
-        f"ws://127.0.0.1:{port}/ws/",
-        additional_headers={"Cookie": f"sessionid={key}"},
-        max_size=2**25,
-        open_timeout=20,
-    )
-
-
-async def until_pong(ws: ClientConnection, sentinel: str) -> list[dict]:
-    """Frames received until the pong for ``sentinel`` (excluded)."""
-    got: list[dict] = []
-    async with asyncio.timeout(ANSWER_TIMEOUT):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("type") == "pong" and frame.get("ref") == sentinel:
-                return got
-            got.append(frame)
-
-
-def judge_answers(wires: list[s.Wire], received: list[dict], tally: Verdicts) -> list[str]:
-    """What is wrong with the answers to ``wires`` (sent together, none oversized)."""
-    problems = []
-    needed = 0
-    reply_types = set()
-    refs = []
-    for wire in wires:
-        frame = wire.frame
-        kind = frame.get("type") if frame is not None else None
-        if frame is None or not isinstance(kind, str) or kind not in s.CLIENT_FRAMES:
-            needed += 1  # only an error answers it
-        elif s.CLIENT_FRAMES[kind] is not None:
-            needed += 1
-            reply_types.add(s.CLIENT_FRAMES[kind])
-        if frame is not None and frame.get("ref") is not None:
-            refs.append(frame["ref"])
-    answers = [f for f in received if f.get("type") == "error" or f.get("type") in reply_types]
-    for answer in answers:
-        if answer["type"] == "error":
-            tally.errors[answer.get("code")] = tally.errors.get(answer.get("code"), 0) + 1
-            if answer.get("code") not in ERROR_CODES:
-                problems.append(f"error code {answer.get('code')!r} ({answer.get('detail')!r})")
-        else:
-            tally.replies += 1
-            if answer["type"] == "ack":
-                tally.acks.append(answer)
-        if "ref" in answer and not any(refs_equal(ref, answer["ref"]) for ref in refs):
-            problems.append(f"an answer carries a ref the frame did not have: {answer!r:.300}")
-    # No read on the socket path grows with the room's history: a subscribe replays at most
-    # MESSAGE_REPLAY_LIMIT messages and CHANGE_REPLAY_LIMIT changes, else it answers
-    # `recovered: false`.
-    subscribes = sum(1 for w in wires if (w.frame or {}).get("type") == "subscribe")
-    for replayed_type in REPLAYED if subscribes else ():
-        replayed = sum(1 for f in received if f.get("type") == replayed_type)
-        name = "MESSAGE_REPLAY_LIMIT" if replayed_type == "message" else "CHANGE_REPLAY_LIMIT"
-        limit = getattr(django_settings, name)
-        if replayed > subscribes * limit:
-            problems.append(
-                f"{subscribes} subscribe(s) answered with {replayed} {replayed_type} frames "
-                f"(more than {name} = {limit} each)"
-            )
-    if len(answers) < needed:
-        problems.append(f"{needed} frame(s) need an answer, {len(answers)} came: {received!r:.400}")
-    if len(wires) == 1 and refs and echoable(refs[0]) and answers and not any("ref" in a for a in answers):
-        problems.append(f"the answer does not carry the frame's ref {refs[0]!r}: {answers!r:.300}")
-    return problems
-
-
-async def throw(
-    port: int, key: str, prelude: list[str], wires: list[s.Wire], burst: bool, tally: Verdicts
-) -> list[str]:
-    """One connection: subscribe to the prelude's rooms, send the frames, judge the answers."""
-    problems: list[str] = []
-    ws = await open_socket(port, key)
-    try:
-        for slug in prelude:
-            await ws.send(json.dumps({"type": "subscribe", "room": slug}))
-        if prelude:
-            await until_pong_or_close(ws, "prelude")
-        batches = [wires] if burst else [[wire] for wire in wires]
-        for n, batch in enumerate(batches):
-            sentinel = f"fuzz-sentinel-{n}"
-            tally.frames += len(batch)
-            try:
-                for wire in batch:
-                    await ws.send(wire.payload)
-                    if wire.oversized:
-                        break
-                await ws.send(json.dumps({"type": "ping", "ref": sentinel}))
-                received = await until_pong(ws, sentinel)
-            except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else None
-                tally.closes[code] = tally.closes.get(code, 0) + 1
-                oversized = any(w.oversized for w in batch)
-                if oversized and code not in (1009, None):
-                    problems.append(f"a frame over 64 KiB closed with {code}, not 1009: {batch!r:.600}")
-                elif not oversized and code not in CLEAN_CLOSES:
-                    problems.append(f"the connection was closed with {code} (not clean): {batch!r:.600}")
-                return problems
-            except TimeoutError:
-                problems.append(f"no answer within {ANSWER_TIMEOUT} s: {batch!r:.600}")
-                return problems
-            if any(w.oversized for w in batch):
-                problems.append(f"a frame over 64 KiB did not close the connection: {batch!r:.300}")
-                return problems
-            problems += [f"{p}; frames {batch!r:.600}" for p in judge_answers(batch, received, tally)]
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), 5)
-    return problems
-
-
-async def until_pong_or_close(ws: ClientConnection, sentinel: str) -> None:
-    await ws.send(json.dumps({"type": "ping", "ref": sentinel}))
-    await until_pong(ws, sentinel)
 
 
 def explicit_examples(

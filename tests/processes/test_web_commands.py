@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings
 
-from pubsub_site.tests.deploy.test_deploy_files import compose_config, dockerfile_instructions
+from pubsub_site.tests.deploy.files import compose_config, dockerfile_instructions
 from tests.faults.fixtures import make_cluster  # noqa: F401 (fixture)
 from tests.faults.kit import base_env
 from tests.netclient import session_key_for

@@ -25,7 +25,7 @@ from redis.retry import Retry
 
 from pubsub_site.cluster import free_port
 from pubsub_site.redis.urls import sync_pool
-from pubsub_site.tests.deploy.test_deploy_files import ENV_EXAMPLE, PRODUCTION, compose_config, health_test
+from pubsub_site.tests.deploy.files import ENV_EXAMPLE, PRODUCTION, compose_config, health_test
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "deploy" / "redis-ha"
 PASSWORD = "a-test-redis-password-0123456789"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_site.tests.deploy.test_deploy_files import (
+from pubsub_site.tests.deploy.files import (
     PRODUCTION,
     command_of,
     compose_config,
