@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report
-from bench.runner import SECTIONS, SERVERS, Plan, ServerConfig
+from bench import report, summary
+from bench.plan import SERVERS, Plan, ServerConfig
+from bench.sections import SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/pubsub_bench"
@@ -178,15 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         results = json.loads(Path(args.render).read_text())
-        results["summary"] = report.summarise(results)
-        results["targets"] = report.targets(results)
+        results["summary"] = summary.summarise(results)
+        results["targets"] = summary.targets(results)
         print(report.text_table(results))
         write_docs(results, args.docs or str(ROOT / "docs" / "benchmarks.md"))
         return 0
     plan = make_plan(args)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     started = time.time()
-    results = report.run_and_describe(plan, command=command, quick=args.quick)
+    results = summary.run_and_describe(plan, command=command, quick=args.quick)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -1,8 +1,8 @@
 """The load generator: one client process (uvloop + picows) holding many WebSocket members.
 
 A *member* is one connection, signed in with its user's session cookie and
-subscribed to one room. The orchestrator (``bench.runner``) drives each client
-process over a pipe with a few commands:
+subscribed to one room. The orchestrator (``bench.runner``, through
+``bench.clients.ClientPool``) drives each client process over a pipe with a few commands:
 
 - ``connect``    open and subscribe a list of members, a bounded number of handshakes at a
                  time; a member whose connection is closed or refused before it is subscribed

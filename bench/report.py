@@ -1,277 +1,15 @@
-"""Figures out of a run: the machine, a text table, targets, Markdown and the latency plot."""
+"""Figures out of a run, for people: the text table, the latency plot and the Markdown report
+(docs/benchmarks.md), from the run's JSON and its summary (``bench.summary``).
+"""
 
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
-import time
-from importlib import metadata
 from pathlib import Path
 
-from bench import runner
-
-PACKAGES = [
-    "Django", "channels", "channels-redis", "daphne", "Twisted", "autobahn", "uvicorn", "websockets", "httptools",
-    "granian", "uvloop", "redis", "psycopg", "rq", "django-rq", "orjson", "picows",
-]  # fmt: skip
-
-TARGETS = {
-    "capacity_10x20": "10 rooms x 20 members: ≥ 30,000 delivered msg/s at p99 < 100 ms, persistence on, 0 lost",
-    "capacity_1x1000": "1 room x 1,000 members: ≥ 30,000 delivered msg/s at p99 < 100 ms, 0 lost",
-    "spectators": "the same room with 5,000 spectators held: every one connected, no one cut off, 0 lost",
-    "handshake": "1,000 clients connect and subscribe all at once: ≥ 1,000/s per web process, cold (each first"
-    " subscribe joins its public room) and warm (members already); cold ≤ 2x warm",
-    "storm": "2,000 clients dropped at once are all back in < 10 s, and then lose nothing",
-    "cpu_per_copy": "web CPU per delivered copy ≤ 30 µs (at each ladder's highest passing step)",
-    "memory": "< 30 KiB server memory per idle connection",
-    "persistence": "persistence lag (ack → row in PostgreSQL) p99 < 1 s at 1,500 msg/s",
-}
-CPU_PER_COPY_US = 30.0
-MEMORY_KIB = 30.0
-LADDER_TARGET = 30000
-
-
-def machine() -> dict:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kib = int(line.split()[1])
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "ram_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": versions,
-    }
-
-
-def service_versions(plan: runner.Plan) -> dict:
-    out = {}
-    try:
-        import psycopg
-
-        with psycopg.connect(plan.database_url) as conn:
-            out["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-    except Exception as error:
-        out["postgresql"] = f"? ({error})"
-    try:
-        import redis
-
-        out["redis"] = redis.Redis.from_url(plan.redis_url).info("server")["redis_version"]
-    except Exception as error:
-        out["redis"] = f"? ({error})"
-    return out
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=runner.ROOT, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
-def run_and_describe(plan: runner.Plan, *, command: str, quick: bool) -> dict:
-    results = runner.run(plan)
-    results["meta"] = {
-        "command": command,
-        "quick": quick,
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": git_commit(),
-        "machine": machine(),
-        "services": service_versions(plan),
-        "plan": {
-            "duration_s": plan.duration,
-            "drain_timeout_s": plan.drain_timeout,
-            "client_processes": plan.clients,
-            "latency_shape": plan.latency_shape,
-            "latency_ladder": plan.latency_ladder,
-            "fixed_rates": plan.fixed_rates,
-            "fanout_shape": plan.fanout_shape,
-            "fanout_users": plan.fanout_users,
-            "fanout_ladder": plan.fanout_ladder,
-            "spectators": plan.spectators,
-            "spectator_users": plan.spectator_users,
-            "spectators_ladder": plan.spectators_ladder,
-            "handshake_clients": plan.handshake_clients,
-            "handshake_concurrency": plan.handshake_concurrency,
-            "storm_clients": plan.storm_clients,
-            "storm_check_rate": plan.storm_check_rate,
-            "persistence_rate": plan.persistence_rate,
-            "persistence_shape": plan.persistence_shape,
-            "memory_connections": plan.memory_connections,
-            "memory_room_size": plan.memory_room_size,
-            "memory_warmup": plan.memory_warmup,
-            "connect_budget_s": plan.connect_budget,
-            "profile_rate": plan.profile_rate,
-            "p99_limit_ms": runner.P99_LIMIT_MS,
-            "channel_layer": runner.CHANNEL_LAYER,
-            "database": runner.fixtures.database_name(plan.database_url),
-            "redis": plan.redis_url,
-            "web_commands": {k: v.command for k, v in runner.SERVERS.items()},
-        },
-    }
-    results["summary"] = summarise(results)
-    results["targets"] = targets(results)
-    return results
-
-
-# --- summary --------------------------------------------------------------------------
-
-
-def _steps(section: dict | None) -> list[dict]:
-    return [s for s in (section or {}).get("steps", []) if "skipped" not in s]
-
-
-HANDSHAKE_FIGURES = ("connections", "asked", "seconds", "per_s_per_web_process", "retries_1013", "retries_other",
-                     "failed", "cold_vs_warm", "pass")  # fmt: skip
-STORM_FIGURES = ("connections", "asked", "seconds", "retries_1013", "retries_other", "failed", "pass")
-
-
-def _top_passing(section: dict | None) -> dict | None:
-    """The highest step of a ladder that passed (before the first failure)."""
-    top = None
-    for step in (section or {}).get("steps", []):
-        if "skipped" in step or not step["pass"]:
-            break
-        top = step
-    return top
-
-
-def summarise(results: dict) -> dict:
-    summary = {}
-    fixed_rates = results["meta"]["plan"]["fixed_rates"]
-    for key, config in results["configs"].items():
-        row: dict = {"label": config["label"], "reference": config.get("reference", False)}
-        latency = config.get("latency")
-        if latency and "steps" in latency:
-            by_rate = {s["target_delivered_per_s"]: s for s in latency["steps"]}
-            row["fixed"] = {
-                str(rate): (
-                    {k: by_rate[rate].get(k) for k in ("p50_ms", "p99_ms", "max_ms", "pass", "delivered_per_s")}
-                    if rate in by_rate and "skipped" not in by_rate[rate]
-                    else ({"skipped": by_rate[rate]["skipped"]} if rate in by_rate else None)
-                )
-                for rate in fixed_rates
-            }
-        for name, section in (("10x20", latency), ("1x1000", config.get("fanout")),
-                              ("spectators", config.get("spectators"))):  # fmt: skip
-            if section and "steps" in section:
-                row[f"capacity_{name}"] = section["capacity_delivered_per_s"]
-                row[f"capacity_{name}_is_floor"] = section["capacity_reached_top"]
-                top = _top_passing(section)
-                row[f"us_per_copy_{name}"] = top.get("web_us_per_copy") if top else None
-        fanout = config.get("fanout")
-        if fanout and "connect" in fanout:
-            row["connect_1x1000_s"] = fanout["connect"]["seconds"]
-        spectators = config.get("spectators")
-        if spectators and "steps" in spectators:
-            row["spectators_connected"] = spectators["connect"]["connections"]
-            row["spectators_asked"] = spectators["connect"]["asked"]
-            row["spectators_cut_off"] = spectators["cut_off"]
-        handshake = config.get("handshake")
-        if handshake and "seconds" in handshake:
-            row["handshake"] = {k: handshake.get(k) for k in HANDSHAKE_FIGURES}
-            cold = handshake.get("cold") or {}
-            row["handshake"]["cold_seconds"] = cold.get("seconds")
-            row["handshake"]["cold_per_s_per_web_process"] = cold.get("per_s_per_web_process")
-        storm = config.get("storm")
-        if storm and "seconds" in storm:
-            row["storm"] = {k: storm.get(k) for k in STORM_FIGURES}
-            row["storm"]["lost_after"] = storm["check"].get("lost")
-        memory = config.get("memory")
-        if memory and "kib_per_connection" in memory:
-            row["kib_per_connection"] = memory["kib_per_connection"]
-            row["memory_connections"] = memory["connections"]
-        persistence = config.get("persistence")
-        if persistence and "lag_p99_ms" in persistence:
-            row["persistence_lag_p50_ms"] = persistence["lag_p50_ms"]
-            row["persistence_lag_p99_ms"] = persistence["lag_p99_ms"]
-            row["persistence_not_persisted"] = persistence["not_persisted_within_30s"]
-        api = config.get("api")
-        if api and "http" in api:
-            for path in ("http", "socket"):
-                row[f"api_{path}_publishes_per_s"] = api[path]["publishes_per_s"]
-                row[f"api_{path}_p99_ms"] = api[path]["p99_ms"]
-            row["api_lost"] = api["http"]["missing_seqs"] + api["socket"]["missing_seqs"]
-            row["api_not_persisted"] = api["not_persisted_within_30s"]
-        steps = (
-            _steps(latency)
-            + _steps(fanout)
-            + _steps(spectators)
-            + ([persistence["delivery"]] if persistence and "delivery" in persistence else [])
-            + ([storm["check"]] if storm and "check" in storm else [])
-        )
-        row["steps"] = len(steps)
-        row["lost"] = sum(s["lost"] for s in steps)
-        row["duplicated"] = sum(s["duplicated"] for s in steps)
-        row["out_of_order"] = sum(s["out_of_order"] for s in steps)
-        row["lost_in_passing_steps"] = sum(s["lost"] for s in steps if s["pass"])
-        summary[key] = row
-    # How close each configuration comes to the bare reference app on the same server (its ceiling).
-    reference = next((r for r in summary.values() if r["reference"]), None)
-    if reference is not None:
-        for row in summary.values():
-            if row["reference"]:
-                continue
-            ratios = {}
-            for name in ("10x20", "1x1000", "spectators"):
-                mine, ceiling = row.get(f"capacity_{name}"), reference.get(f"capacity_{name}")
-                # No share where the reference passed the ladder's top: its ceiling was not found.
-                if mine is not None and ceiling and not reference.get(f"capacity_{name}_is_floor"):
-                    ratios[f"capacity_{name}"] = round(mine / ceiling, 3)
-                mine, ceiling = row.get(f"us_per_copy_{name}"), reference.get(f"us_per_copy_{name}")
-                if mine and ceiling:
-                    ratios[f"us_per_copy_{name}"] = round(mine / ceiling, 2)
-            mine, ceiling = row.get("handshake"), reference.get("handshake")
-            if mine and ceiling and mine["seconds"] and ceiling["seconds"]:
-                ratios["handshake_seconds"] = round(mine["seconds"] / ceiling["seconds"], 2)
-            row["vs_reference"] = ratios
-    return summary
-
-
-def targets(results: dict) -> dict:
-    out = {}
-    for key, row in results["summary"].items():
-        checks = {}
-        if "capacity_10x20" in row:
-            checks["capacity_10x20"] = row["capacity_10x20"] >= LADDER_TARGET
-        if "capacity_1x1000" in row:
-            checks["capacity_1x1000"] = row["capacity_1x1000"] >= LADDER_TARGET
-        if "spectators_cut_off" in row:
-            checks["spectators"] = (
-                row["spectators_cut_off"] == 0
-                and row["spectators_connected"] == row["spectators_asked"]
-                and row.get("capacity_spectators", 0) > 0
-            )
-        if "handshake" in row:
-            checks["handshake"] = bool(row["handshake"]["pass"])
-        if "storm" in row:
-            checks["storm"] = bool(row["storm"]["pass"])
-        per_copy = [row[k] for k in ("us_per_copy_10x20", "us_per_copy_1x1000") if row.get(k) is not None]
-        if per_copy:
-            checks["cpu_per_copy"] = max(per_copy) <= CPU_PER_COPY_US
-        if "kib_per_connection" in row:
-            checks["memory"] = row["kib_per_connection"] < MEMORY_KIB
-        if "persistence_lag_p99_ms" in row:
-            checks["persistence"] = row["persistence_lag_p99_ms"] is not None and row["persistence_lag_p99_ms"] < 1000
-        out[key] = checks
-    return out
-
+from bench.docs_sections import ANALYSIS_END, ANALYSIS_START, kept_between
+from bench.plan import BENCH_SEND_LIMIT, P99_LIMIT_MS
+from bench.summary import LADDER_TARGET, TARGETS, steps_run
 
 # --- text ------------------------------------------------------------------------------
 
@@ -397,12 +135,12 @@ def plot_latency(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    panels = [(n, t) for n, t in PLOT_PANELS if any(_steps(c.get(n)) for c in results["configs"].values())]
+    panels = [(n, t) for n, t in PLOT_PANELS if any(steps_run(c.get(n)) for c in results["configs"].values())]
     panels = panels or list(PLOT_PANELS[:2])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.4), squeeze=False)
     for ax, (section, title) in zip(axes[0], panels, strict=True):
         for i, config in enumerate(results["configs"].values()):
-            steps = [s for s in _steps(config.get(section)) if s["p99_ms"] is not None and s["delivered_per_s"]]
+            steps = [s for s in steps_run(config.get(section)) if s["p99_ms"] is not None and s["delivered_per_s"]]
             if not steps:
                 continue
             xs = [s["delivered_per_s"] for s in steps]
@@ -414,7 +152,7 @@ def plot_latency(results: dict, path: Path) -> None:
                 if s["lost"] or s.get("closed_members"):
                     ax.annotate("lost" if s["lost"] else "cut off", (s["delivered_per_s"], s["p99_ms"]),
                                 fontsize=7, color=color)  # fmt: skip
-        ax.axhline(runner.P99_LIMIT_MS, color="red", linewidth=0.8, linestyle=":")
+        ax.axhline(P99_LIMIT_MS, color="red", linewidth=0.8, linestyle=":")
         ax.axvline(LADDER_TARGET, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -479,37 +217,6 @@ def _profile_md(profile: dict) -> str:
         ),
     ]
     return "\n".join(parts) + "\n"
-
-
-ANALYSIS_START = "<!-- analysis: written by hand, kept by the next run -->"
-ANALYSIS_END = "<!-- /analysis -->"
-
-
-def kept_between(text: str, start: str, end: str) -> str:
-    """The part of ``text`` from the marker ``start`` to the marker ``end`` (both kept), or ""."""
-    at, until = text.find(start), text.find(end)
-    if at < 0 or until < at:
-        return ""
-    return text[at : until + len(end)]
-
-
-def write_section(path: Path, section: str, *, start: str, end: str, after: tuple[str, ...]) -> None:
-    """Put ``section`` (marked by ``start`` and ``end``) into the report at ``path``: in place of
-    the one there, or else after the first of the markers ``after`` found, or else at the end."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    old = kept_between(text, start, end)
-    if old:
-        text = text.replace(old, section)
-    else:
-        for anchor in after:
-            at = text.find(anchor)
-            if at >= 0:
-                cut = at + len(anchor)
-                text = text[:cut] + "\n\n" + section + text[cut:]
-                break
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def kept_analysis(docs_path: Path) -> str:
@@ -607,7 +314,7 @@ def markdown(results: dict, *, plot_path: Path, docs_path: Path) -> str:
         f" `LOG_LEVEL=WARNING`, `CHANNEL_LAYER={plan.get('channel_layer', 'pubsub')}`",
         "- web commands (one web process each unless the label says otherwise):",
         *commands,
-        f"- servers run with `WS_RATE_LIMIT_SEND={runner.BENCH_SEND_LIMIT}`: the per-user send limit still runs on"
+        f"- servers run with `WS_RATE_LIMIT_SEND={BENCH_SEND_LIMIT}`: the per-user send limit still runs on"
         " every send but cannot refuse the benchmark's members, who each send faster than a person; the code"
         " measured is the working tree at the time of the run (the commit above plus whatever was not yet"
         " committed)",

@@ -256,14 +256,14 @@ def markdown(results: dict, plot: Path | None, docs: Path) -> str:
 
 
 def kept_section(text: str) -> str:
-    from bench.report import kept_between
+    from bench.docs_sections import kept_between
 
     return kept_between(text, SECTION_START, SECTION_END)
 
 
 def write_docs(path: Path, section: str) -> None:
     """Replace the scale section of the report, or add it after the search section (or the analysis)."""
-    from bench.report import ANALYSIS_END, write_section
+    from bench.docs_sections import ANALYSIS_END, write_section
     from bench.search import SECTION_END as SEARCH_END
 
     write_section(path, section, start=SECTION_START, end=SECTION_END, after=(SEARCH_END, ANALYSIS_END))

@@ -340,14 +340,14 @@ def markdown(results: dict) -> str:
 
 
 def kept_section(text: str) -> str:
-    from bench.report import kept_between
+    from bench.docs_sections import kept_between
 
     return kept_between(text, SECTION_START, SECTION_END)
 
 
 def write_docs(path: Path, section: str) -> None:
     """Replace the search section of the report, or add it after the hand-written analysis."""
-    from bench.report import ANALYSIS_END, write_section
+    from bench.docs_sections import ANALYSIS_END, write_section
 
     write_section(path, section, start=SECTION_START, end=SECTION_END, after=(ANALYSIS_END,))
 
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from bench.report import git_commit
+    from bench.summary import git_commit
     from pubsub_site.redis.client import get_redis
 
     get_redis(url=args.redis_url).flushdb()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale import web_layout
+from bench.scale_plan import web_layout
 from tests.bench.test_bench import bench_database_url, free_redis_database, redis_url
 
 pytestmark = pytest.mark.processes

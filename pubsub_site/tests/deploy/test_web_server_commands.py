@@ -12,7 +12,7 @@ from pubsub_site.tests.deploy.files import ROOT, dockerfile_instructions, find
 
 def web_commands() -> dict[str, str]:
     """Every command that starts the site's web server, by where it is written."""
-    from bench.runner import SERVERS
+    from bench.plan import SERVERS
     from pubsub_site.cluster import Cluster, procfile_commands
 
     cmd = json.loads(dict(dockerfile_instructions())["CMD"])  # the last CMD: the runtime stage's
