@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import limits
 from django.core.exceptions import ImproperlyConfigured
 
 from pubsub_site.redis.urls import RedisUrlError, parse_redis_url, split_redis_urls
@@ -101,4 +102,14 @@ def env_nonnegative_int(name: str, default: int) -> int:
     value = env_int(name, default)
     if value < 0:
         raise ImproperlyConfigured(f"{name}={value} must be 0 or more.")
+    return value
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate in the `limits` notation, e.g. "10/hour" or "5 per minute"."""
+    value = env_str(name, default)
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write e.g. '10/hour'.") from None
     return value

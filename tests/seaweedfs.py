@@ -54,7 +54,7 @@ class S3Server:
         )
 
     def storage_settings(self) -> dict:
-        """The STORAGES entry the site builds from AWS_* settings (pubsub_site/settings.py)."""
+        """The STORAGES entry the site builds from AWS_* settings (pubsub_site/settings/files.py)."""
         return {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {

@@ -58,7 +58,7 @@ class WebLog:
         return self.path.read_text(errors="replace")
 
 
-# A log record's first line: Django's format (pubsub_site.settings.LOGGING) or uvicorn's.
+# A log record's first line: Django's format (pubsub_site.settings.core.LOGGING) or uvicorn's.
 RECORD = re.compile(r"^(?:\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<logger>\S+)|(?P<uvicorn>[A-Z]+):\s)")
 # The last line of a traceback: the exception, at the start of a line.
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:: .*)?$")  # (module.)Class[: message]
