@@ -41,6 +41,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.sqlite)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The tests are done: pytest's own collections from here on are no pause of a server worth
+    a warning (pubsub_site.gc_policy, installed by pubsub_site.asgi), and its log's streams close."""
+    from pubsub_site import gc_policy
+
+    gc_policy.stop_timing()
+
+
 def pytest_runtest_setup(item):
     """``@pytest.mark.postgresql_only(reason=...)``: skipped on another database, saying why."""
     marker = item.get_closest_marker("postgresql_only")

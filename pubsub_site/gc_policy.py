@@ -35,6 +35,7 @@ leaves the collector as Python sets it.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import random
@@ -65,11 +66,21 @@ def install() -> None:
         return
     _installed = True
     gc.callbacks.append(_on_collection)
+    # The interpreter's last collections, as it exits, stop nothing that still serves, and the
+    # log's streams may be closed by then.
+    atexit.register(stop_timing)
     interval = settings.GC_FULL_WALK_SECONDS
     if interval > 0:
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, NEVER)
         threading.Thread(target=_walk_forever, args=(interval,), name="gc full walks", daemon=True).start()
+
+
+def stop_timing() -> None:
+    """Time and log no more full collections (a process about to exit: pytest, once its
+    tests are done, collects with its log's streams closed)."""
+    if _on_collection in gc.callbacks:
+        gc.callbacks.remove(_on_collection)
 
 
 def _on_collection(phase: str, info: dict) -> None:
