@@ -4,8 +4,8 @@ Guarantee: once ``ajoin_public_room`` returns, the user is a member of the room,
 it returns is their membership row as the database holds it (its role and mute; a row
 made meanwhile by another process, or a ban written meanwhile, is what it returns: a ban
 refuses the subscriber). The room's open pages hear of a membership made here once, after
-its write committed: before its subscriber goes on, or, in a burst of first visits to the
-room, with the others of the burst (rooms.member_notices). A failed write fails every subscribe of its batch (the
+its write committed and before its subscriber goes on (as on commit: before the
+subscriber joins the room's group). A failed write fails every subscribe of its batch (the
 clients are answered with an error and may retry); none is left half made.
 
 Why: every subscribe of a user to a public room they are not in yet joins it (a write).
@@ -36,10 +36,10 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from protocol.events import member_updated_on_commit
+from protocol.events import member_updated_on_commit, members_joined_send
 from pubsub_site import async_db
-from rooms.member_notices import members_joined_tell
 from rooms.models import Membership
 
 logger = logging.getLogger(__name__)
@@ -276,8 +276,7 @@ class _JoinBatches:
                         future.cancel()
                     raise
                 # Committed: the rooms' open pages list the new members, told before the
-                # subscribers go on (as on commit, before they join the rooms' groups), or
-                # with the rest of their room's burst (rooms.member_notices).
+                # subscribers go on (as on commit, before they join the rooms' groups).
                 try:
                     await _tell_joined(
                         [(visit, found[key]) for key, (visit, _) in zip(keys, batch, strict=True) if found[key].created]
@@ -299,12 +298,15 @@ def _retrieved(future: asyncio.Future) -> None:
 
 
 async def _tell_joined(made: list[tuple[_Visit, Joined]]) -> None:
-    """The rooms' open pages list their new members (rooms.member_notices), and the hooks run."""
+    """The rooms' open pages list their new members: one event a room."""
     by_room: dict[int, tuple[str, list[tuple[int, str, str]]]] = {}
     for visit, joined in made:
         by_room.setdefault(visit.room_id, (visit.room_slug, []))[1].append((visit.user_id, visit.username, joined.role))
     for room_id, (room_slug, members) in by_room.items():
-        await members_joined_tell(room_id=room_id, room_slug=room_slug, members=members)
+        try:
+            await members_joined_send(room_id=room_id, room_slug=room_slug, members=members)
+        except (RedisError, OSError) as error:  # the joins stand; the member lists miss them until reloaded
+            logger.warning("could not tell room %s of %d new members: %r", room_id, len(members), error)
     if MEMBERS_JOINED and made:
         new = [
             NewMember(room_id=v.room_id, room_slug=v.room_slug, user_id=v.user_id, username=v.username, role=j.role)

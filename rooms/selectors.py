@@ -158,13 +158,6 @@ def room_members(*, room: Room) -> QuerySet[Membership]:
     )
 
 
-def member_roles(*, room_id: int, user_ids: list[int]) -> dict[int, str]:
-    """The roles of those of ``user_ids`` who are members of the room now (not banned)."""
-    return dict(
-        Membership.objects.filter(room_id=room_id, user_id__in=user_ids, banned=False).values_list("user_id", "role")
-    )
-
-
 def room_get_for_moderator(*, slug: str, user: AbstractBaseUser) -> tuple[Room, Membership]:
     """The room and the user's membership when the user moderates it.
 

@@ -113,9 +113,6 @@ PRESENCE_HEARTBEAT = env_int("PRESENCE_HEARTBEAT", 15)
 # and a presence frame names at most PRESENCE_LIST_MAX people (with the count of all).
 PRESENCE_COALESCE_SECONDS = env_float("PRESENCE_COALESCE_SECONDS", 1.0)
 PRESENCE_LIST_MAX = env_int("PRESENCE_LIST_MAX", 100)
-# A room's pages hear of its new members (first visits) at once, then at most this often per
-# web process while more keep coming (seconds; rooms.member_notices).
-MEMBERS_JOINED_COALESCE_SECONDS = env_float("MEMBERS_JOINED_COALESCE_SECONDS", 1.0)
 # One `typing` event per user and room at most this often (seconds).
 TYPING_INTERVAL = 2.0
 # Claps on one message are broadcast at most this often per web process (seconds).

@@ -14,8 +14,7 @@ from tests.faults.fixtures import make_proxy  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("async_cleanup")]
 
-# The frames of everything around but presence (the new members among them: first visits).
-NOT_PRESENCE = frozenset({"unread", "typing", "clap_board", "member_updated", "member_left", "room_updated"})
+NOT_PRESENCE = frozenset({"unread", "typing", "clap_board"})
 
 
 @pytest.fixture
