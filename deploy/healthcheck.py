@@ -6,7 +6,7 @@
 Exit status 0 means healthy. The web check sends a Host header taken from
 ALLOWED_HOSTS: Django answers 400 to a Host it does not allow, and the container's
 own address is never in that list. The check imports no Django, so it stays cheap
-when Docker runs it every 30 seconds.
+when Docker runs it every 10 seconds.
 """
 
 from __future__ import annotations

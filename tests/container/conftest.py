@@ -76,8 +76,11 @@ def running(request, stack: Stack, replicas: dict[str, int]) -> Iterator[Stack]:
         if request.session.testsfailed > failed_before:
             print(f"--- {stack.project}: docker-compose logs (last lines) ---")
             print(stack.logs_of(lines=300))
-        with timed(f"{stack.project}: docker-compose down -v"):
-            stack.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
+        # Killed first: nothing here needs a graceful stop (the tests that do make their own), and
+        # web's drain, linger and grace (stop_grace_period 25 s) made `down` take half a minute.
+        with timed(f"{stack.project}: docker-compose kill, down -v"):
+            stack.compose("kill", check=False, timeout=120)
+            stack.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False, timeout=300)
 
 
 @pytest.fixture(scope="module")
