@@ -112,11 +112,13 @@ def test_it_formats_a_body_of_unclosed_code_fences_about_as_fast_as_plain_lines_
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_it_formats_in_linear_time_doubling_the_input_about_doubles_the_time(name):
-    # Four copies against one (two doublings): linear is about 4x, quadratic about 16x.
+    # Eight copies against one (three doublings): linear is about 8x, quadratic about 64x. Quiet,
+    # the formatter does 4-12x (best of 5, three runs of each case); four copies against one
+    # under 8 failed at 9.4x in a CI run beside other work, too close to quadratic's 16.
     one = HOSTILE[name]
-    four = "\n".join([one] * 4) if "\n" in one else one * 4
-    ratio = _cpu_time(four, repetitions=5) / max(_cpu_time(one, repetitions=5), 1e-5)
-    assert ratio < 8, f"{name}: 4x the input took {ratio:.1f}x the time"
+    eight = "\n".join([one] * 8) if "\n" in one else one * 8
+    ratio = _cpu_time(eight, repetitions=5) / max(_cpu_time(one, repetitions=7), 1e-5)
+    assert ratio < 32, f"{name}: 8x the input took {ratio:.1f}x the time"
 
 
 def test_the_js_renderer_is_linear_on_unclosed_code_fences_too():
