@@ -113,3 +113,10 @@ def env_rate(name: str, default: str) -> str:
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a rate; write e.g. '10/hour'.") from None
     return value
+
+
+def env_positive_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name}={value}: at least 1.")
+    return value

@@ -9,9 +9,7 @@ notation (pubsub_site.env.env_rate).
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
-
-from pubsub_site.env import env_float, env_int, env_rate
+from pubsub_site.env import env_float, env_int, env_nonnegative_int, env_positive_int, env_rate
 
 # WebSocket rate limits per user and room (messaging/realtime/throttle.py), in the room's
 # Redis, so they hold across web processes. "10/2second" is 5 a second on average
@@ -37,14 +35,9 @@ WS_FRAME_MAX_BYTES = 64 * 1024
 # Open sockets one user may have in one web process (a tab is one); the next one is closed
 # with 1008 after an `error` frame `too_many_sockets`. 0: no cap. (The benchmark and the
 # reconnect storm test hold 50 tabs per user in one process.)
-WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 100)
+WS_MAX_SOCKETS_PER_USER = env_nonnegative_int("WS_MAX_SOCKETS_PER_USER", 100)
 # Rooms one socket may follow at once; a subscribe past it is answered `too_many_subscriptions`.
-WS_MAX_SUBSCRIPTIONS = env_int("WS_MAX_SUBSCRIPTIONS", 100)
-for _name in ("WS_MAX_SUBSCRIPTIONS",):
-    if globals()[_name] < 1:
-        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: at least 1.")
-if WS_MAX_SOCKETS_PER_USER < 0:
-    raise ImproperlyConfigured(f"WS_MAX_SOCKETS_PER_USER={WS_MAX_SOCKETS_PER_USER}: 0 (no cap) or more.")
+WS_MAX_SUBSCRIPTIONS = env_positive_int("WS_MAX_SUBSCRIPTIONS", 100)
 
 # --- Messaging -------------------------------------------------------------
 
@@ -100,9 +93,7 @@ WS_DRAIN_LINGER_SECONDS = env_float("WS_DRAIN_LINGER_SECONDS", 0.0)
 WS_RECONNECT_JITTER_MS = env_int("WS_RECONNECT_JITTER_MS", 500)
 # PostgreSQL connections per web process for the reads of handshakes and subscribes, made
 # on the event loop (pubsub_site.async_db), besides the pool of DB_POOL_MAX_SIZE.
-WS_DB_CONNECTIONS = env_int("WS_DB_CONNECTIONS", 4)
-if WS_DB_CONNECTIONS < 1:
-    raise ImproperlyConfigured(f"WS_DB_CONNECTIONS={WS_DB_CONNECTIONS}: at least 1.")
+WS_DB_CONNECTIONS = env_positive_int("WS_DB_CONNECTIONS", 4)
 
 # Presence: a connection refreshes its entry every PRESENCE_HEARTBEAT seconds; a
 # process that dies without saying goodbye has its users leave within
@@ -119,18 +110,10 @@ TYPING_INTERVAL = 2.0
 CLAP_COALESCE_SECONDS = 0.1
 # Emoji reactions (messaging.reactions): distinct emoji on one message, emoji one user puts
 # on one message, and the reactors a `reactions` frame names per emoji (its count is of all).
-REACTIONS_MAX_EMOJI_PER_MESSAGE = env_int("REACTIONS_MAX_EMOJI_PER_MESSAGE", 20)
-REACTIONS_MAX_PER_USER_PER_MESSAGE = env_int("REACTIONS_MAX_PER_USER_PER_MESSAGE", 10)
-REACTIONS_USERS_LISTED = env_int("REACTIONS_USERS_LISTED", 50)
+REACTIONS_MAX_EMOJI_PER_MESSAGE = env_positive_int("REACTIONS_MAX_EMOJI_PER_MESSAGE", 20)
+REACTIONS_MAX_PER_USER_PER_MESSAGE = env_positive_int("REACTIONS_MAX_PER_USER_PER_MESSAGE", 10)
+REACTIONS_USERS_LISTED = env_positive_int("REACTIONS_USERS_LISTED", 50)
 # Pinned messages a room holds at most (messaging.pins).
-PINS_MAX_PER_ROOM = env_int("PINS_MAX_PER_ROOM", 50)
-for _name in (
-    "REACTIONS_MAX_EMOJI_PER_MESSAGE",
-    "REACTIONS_MAX_PER_USER_PER_MESSAGE",
-    "REACTIONS_USERS_LISTED",
-    "PINS_MAX_PER_ROOM",
-):
-    if globals()[_name] < 1:
-        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: at least 1.")
+PINS_MAX_PER_ROOM = env_positive_int("PINS_MAX_PER_ROOM", 50)
 # New-message activity (unread counts) is broadcast at most this often per room and process.
 ACTIVITY_COALESCE_SECONDS = 1.0

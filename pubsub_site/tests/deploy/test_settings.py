@@ -49,6 +49,16 @@ def test_a_bad_boolean_is_refused_loudly():
     assert "DEBUG='maybe' is not a boolean" in result.stderr
 
 
+def test_a_count_that_must_be_positive_is_refused_at_zero_and_a_cap_below_zero():
+    for name in ("WS_MAX_SUBSCRIPTIONS", "WS_DB_CONNECTIONS", "PINS_MAX_PER_ROOM"):
+        result = run_manage("check", **{name: "0"})
+        assert result.returncode != 0
+        assert f"{name}=0: at least 1." in result.stderr
+    result = run_manage("check", WS_MAX_SOCKETS_PER_USER="-1")
+    assert result.returncode != 0
+    assert "WS_MAX_SOCKETS_PER_USER=-1 must be 0 or more." in result.stderr
+
+
 def test_check_is_clean_in_development():
     result = run_manage("check")
     assert result.returncode == 0, result.stderr
