@@ -10,6 +10,11 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 # The SQLite leg (the `make run` default): the tests conftest.SQLITE_LEG names, on a test
 # database file next to this one (var/test_suite.sqlite3). SQLITE_PYTEST_ARGS: its own options.
 TEST_SQLITE_DATABASE_URL ?= sqlite:///$(CURDIR)/var/suite.sqlite3
+# The SQLite leg runs beside the PostgreSQL one (scripts/test-legs.sh), on a Redis database of
+# its own (SQLITE_REDIS_URL in the environment overrides it).
+TEST_SQLITE_REDIS_URL ?= redis://127.0.0.1:6379/8
+# Extra pytest arguments of each leg, as a shell would split them (make test PYTEST_ARGS="-k x").
+export PYTEST_ARGS SQLITE_PYTEST_ARGS
 # Where `make run`, `make demo` and `make cluster` listen (the first port of a cluster).
 PORT ?= 8000
 
@@ -35,16 +40,14 @@ demo: venv
 
 ## The whole suite against real PostgreSQL and Redis, after ruff; installs the system
 ## packages it needs first (scripts/test-deps.sh: Chromium, docker-compose, an emoji font).
-## Then the SQLite leg: the tests marked `sqlite` (conftest.SQLITE_LEG) again, on SQLite.
+## Beside it, the SQLite leg: the tests marked `sqlite` (conftest.SQLITE_LEG) again, on SQLite.
 test: venv
 	scripts/test-deps.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(VENV)/bin/pytest $(PYTEST_ARGS)
-	mkdir -p var
-	DATABASE_URL=$(TEST_SQLITE_DATABASE_URL) REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(VENV)/bin/pytest -m sqlite $(SQLITE_PYTEST_ARGS)
+	VENV=$(VENV) PG_DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} PG_REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		SQLITE_DATABASE_URL=$(TEST_SQLITE_DATABASE_URL) SQLITE_REDIS_URL=$${SQLITE_REDIS_URL:-$(TEST_SQLITE_REDIS_URL)} \
+		scripts/test-legs.sh
 
 ## The fault suite (tests/faults, the scale-out tests among them) alone: prints the table of acked,
 ## stored, delivered, lost and duplicated per fault and writes it into docs/reliability.md.

@@ -33,7 +33,7 @@ def redis_url(db: int) -> str:
 
 @contextmanager
 def free_redis_database():
-    """A Redis database no other run of this test is using (the tests use 9, the full benchmark 11).
+    """A Redis database no other run of this test is using (the tests use 9, their SQLite leg 8, the benchmark 11).
 
     Two benchmarks on one Redis database would share rooms' state and the job queue, so
     each run claims one of two databases with a lock kept in a third (12), never flushed.

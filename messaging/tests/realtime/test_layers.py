@@ -12,7 +12,10 @@ from pubsub_site.redis.urls import channel_layer_host
 
 
 async def pubsub_client_ids(client) -> set[int]:
-    return {entry["id"] for entry in await client.client_list(_type="pubsub")}
+    """The pub/sub connections on this test's Redis database: the server is shared with the
+    other leg of `make test`, which runs beside this one on a database of its own."""
+    db = str(client.connection_pool.connection_kwargs.get("db", 0))
+    return {entry["id"] for entry in await client.client_list(_type="pubsub") if entry["db"] == db}
 
 
 async def test_a_consumer_hears_layer_reconnected_after_the_subscriber_connection_dropped():
