@@ -59,9 +59,13 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # of a room's message costs more CPU than the fan-out itself. --ws-max-size is the
 # consumer's frame limit (settings.WS_FRAME_MAX_BYTES, 64 KiB): a bigger frame is
 # refused with 1009 from its header, before its payload is buffered (uvicorn's default is
-# 16 MiB). X-Forwarded-For and X-Forwarded-Proto (--proxy-headers) are believed only from
-# the addresses in FORWARDED_ALLOW_IPS, which uvicorn reads from the environment: here
-# loopback only; docker-compose.yml sets it to the proxy's own address on its network.
+# 16 MiB). A socket whose keepalive ping (every 20 s) is not answered within 60 s is closed
+# (1011): uvicorn's default of 20 s made a busy process take its own clients, slow for a moment,
+# for dead ones and close them, each a handshake more, until a reconnect storm fed itself
+# (docs/benchmarks.md, "The storm's survivors closed their own sockets"). X-Forwarded-For
+# and X-Forwarded-Proto (--proxy-headers) are believed only from the addresses in
+# FORWARDED_ALLOW_IPS, which uvicorn reads from the environment: here loopback only;
+# docker-compose.yml sets it to the proxy's own address on its network.
 # --lifespan on: on SIGTERM the app first drains its WebSockets (1012, spread over
 # WS_DRAIN_SECONDS; messaging.realtime.drain) and lingers WS_DRAIN_LINGER_SECONDS not
 # listening, then uvicorn waits for what still runs for --timeout-graceful-shutdown
@@ -69,5 +73,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 ENV FORWARDED_ALLOW_IPS=127.0.0.1
 CMD ["uvicorn", "pubsub_site.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
      "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--ws-max-size", "65536", \
+     "--ws-ping-interval", "20", "--ws-ping-timeout", "60", \
      "--loop", "uvloop", "--http", "httptools", "--lifespan", "on", "--timeout-graceful-shutdown", "10", \
      "--no-access-log", "--proxy-headers"]

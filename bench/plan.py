@@ -23,6 +23,7 @@ CHANNEL_LAYER = "pubsub"  # the one channel layer the site has (CHANNEL_LAYER=co
 _UVICORN = (
     "uvicorn {app} --host 127.0.0.1 --port $PORT --no-access-log --log-level warning --lifespan off"
     " --loop uvloop --http httptools --ws {ws} --ws-per-message-deflate false --ws-max-size 65536"
+    " --ws-ping-interval 20 --ws-ping-timeout 60"
 )
 SITE_APP = "pubsub_site.asgi:application"
 BARE_APP = "bench.bare:app"

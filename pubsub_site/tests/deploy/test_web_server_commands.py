@@ -1,6 +1,6 @@
 """Every command that starts the site's web server (the Procfile, the Dockerfile's CMD, the
-benchmark's) agrees: the frame limit, whose forwarded headers it trusts, and the drain on
-SIGTERM within the stop grace period."""
+benchmark's) agrees: the frame limit, the keepalive, whose forwarded headers it trusts, and the
+drain on SIGTERM within the stop grace period."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def test_every_web_command_caps_websocket_frames_at_the_consumers_limit(producti
         assert command.split()[0] == "uvicorn", where
         sizes = re.findall(r"--ws-max-size[ =](\d+)", command)
         assert sizes == [str(FRAME_MAX_BYTES)], f"{where}: {command}"
+
+
+def test_every_web_command_gives_a_keepalive_ping_a_minute_before_it_closes_the_socket():
+    """A ping every 20 s, and 60 s for its answer (uvicorn's default, 20 s, made a process busy
+    with a reconnect storm close its own clients, whose answers it read late, with 1011: each
+    came back as one more handshake, until every socket of the survivors was cut)."""
+    for where, command in web_commands().items():
+        assert re.findall(r"--ws-ping-interval[ =](\S+)", command) == ["20"], f"{where}: {command}"
+        assert re.findall(r"--ws-ping-timeout[ =](\S+)", command) == ["60"], f"{where}: {command}"
 
 
 def test_no_web_command_trusts_forwarded_headers_from_everyone(production):
