@@ -41,6 +41,11 @@ BODY_PAD = "x" * 200
 # A member that is still not in this long after its batch started (plus the batch's time
 # budget) gives up trying again, and counts as failed.
 RETRY_FOR = 120.0
+# A subscribe carries this ref, as the browser's does (static/js/room-stream.js): an error about
+# it that says "not now" (a backing service failed, or too many subscribes) is tried again after
+# the wait it asks for (1 s without one) and a bit of jitter; any other error refuses it.
+SUBSCRIBE_REF = "subscribe"
+SUBSCRIBE_RETRYABLE = frozenset({"unavailable", "rate_limited"})
 
 
 @dataclass
@@ -180,10 +185,23 @@ class Member(WSListener):
             if ref is not None and self.agent.pending.pop(ref, None) is not None:
                 step.send_errors += 1
             if not self.subscribed.done():
-                self.subscribed.set_exception(Refused(f"subscribe refused: {data}"))
+                if data.get("ref") == SUBSCRIBE_REF and data.get("code") in SUBSCRIBE_RETRYABLE:
+                    wait = float(data.get("retry_after") or 1) + random.random() * 0.5
+                    asyncio.get_running_loop().call_later(wait, self._subscribe_again, self.subscribed)
+                else:
+                    self.subscribed.set_exception(Refused(f"subscribe refused: {data}"))
 
     def send_json(self, frame: dict) -> None:
         self.transport.send(WSMsgType.TEXT, orjson.dumps(frame))
+
+    def subscribe(self, since: int | None) -> None:
+        self.subscribe_frame = {"type": "subscribe", "room": self.room, "since": since, "ref": SUBSCRIBE_REF}
+        self.send_json(self.subscribe_frame)
+
+    def _subscribe_again(self, waiting: asyncio.Future) -> None:
+        """The same subscribe again, unless its connection is gone meanwhile (a new one subscribes itself)."""
+        if waiting is self.subscribed and not waiting.done() and not self.closed and self.transport is not None:
+            self.send_json(self.subscribe_frame)
 
 
 class Agent:
@@ -318,7 +336,7 @@ class Agent:
                 raise Refused(f"handshake refused: {error}") from error
             raise
         member.transport = transport  # on_ws_connected may not have run yet
-        member.send_json({"type": "subscribe", "room": spec["room"], "since": since})
+        member.subscribe(since)
         await asyncio.wait_for(member.subscribed, timeout)
 
     async def run(

@@ -77,6 +77,7 @@ class ScaleAgent(Agent):
         self.comeback: JoinStats | None = None
         self.comeback_tasks: set[asyncio.Task] = set()
         self.dropped_at: list[float] = []
+        self.drop_reasons: dict[str, int] = {}  # how connections were cut in the storm: a close code, or none
         self.order: list[ScaleMember] = []
 
     # --- connecting -------------------------------------------------------------------
@@ -149,7 +150,7 @@ class ScaleAgent(Agent):
                 raise Refused(f"handshake refused: {error}") from error
             raise
         member.transport = transport
-        member.send_json({"type": "subscribe", "room": spec["room"], "since": since})
+        member.subscribe(since)
         await asyncio.wait_for(member.subscribed, timeout)
 
     # --- the storm --------------------------------------------------------------------
@@ -161,12 +162,15 @@ class ScaleAgent(Agent):
         self.retry_for = retry_for
         self.comeback = JoinStats(started=time.monotonic())
         self.dropped_at = []
+        self.drop_reasons = {}
         return {"armed": on, "members": len(self.members)}
 
     def lost_connection(self, member: ScaleMember) -> None:
         if not self.armed or self.comeback is None:
             return
         self.dropped_at.append(time.monotonic())
+        reason = "no close frame" if member.close_code is None else f"close {member.close_code}"
+        self.drop_reasons[reason] = self.drop_reasons.get(reason, 0) + 1
         member.port_index += 1  # the browser's load balancer sends it elsewhere
         since = max(member.base_seq, member.top_seq)
         task = asyncio.get_running_loop().create_task(self._come_back(member, since))
@@ -188,6 +192,7 @@ class ScaleAgent(Agent):
         reply["still_out"] = sum(1 for m in self.members if m.closed or not m.subscribed.done())
         reply["first_drop"] = min(self.dropped_at, default=None)
         reply["last_in_at"] = stats.last_in or None
+        reply["drop_reasons"] = self.drop_reasons
         reply.pop("seconds_each")
         reply["each"] = stats.seconds_each
         self.armed = False

@@ -48,9 +48,20 @@
     let retryTimer = null;
     const pending = new Map(); // client_id -> {body, replyTo}
 
+    // The subscribe carries this ref, so that an error about it is known as one: a subscribe the
+    // server could not serve then (`unavailable`: a backing service failed; `rate_limited`) is
+    // tried again after the wait it asked for, where the page would otherwise stay connected and
+    // never subscribed. A refusal (not_found, banned, forbidden, …) is left to the page.
+    // (A constant: a ref has at most 64 characters and a slug up to 100; a page has one stream,
+    // and a second one that heard of another's error would only subscribe again, which is harmless.)
+    const subscribeRef = "subscribe";
+    let subscribeTimer = null;
+
     function subscribe() {
       if (kicked) return; // the subscription ended for good; a reload shows why
-      send({ type: "subscribe", room, since: seq, rev });
+      if (subscribeTimer !== null) clearTimer(subscribeTimer); // a retry that was waiting: this one is it
+      subscribeTimer = null;
+      send({ type: "subscribe", room, since: seq, rev, ref: subscribeRef });
     }
 
     function sendFrame(clientId, { body, replyTo, extra, attachments }) {
@@ -82,6 +93,10 @@
     }
 
     function receiveError(frame) {
+      if (frame.ref === subscribeRef && (frame.code === "unavailable" || frame.code === "rate_limited")) {
+        if (subscribeTimer !== null) clearTimer(subscribeTimer);
+        subscribeTimer = setTimer(() => { subscribeTimer = null; subscribe(); }, ((frame.retry_after || 1) * 1000) + random() * 500);
+      }
       if (frame.ref && pending.has(frame.ref)) {
         if (frame.code === "unavailable" || frame.code === "rate_limited") {
           // Kept pending: retried with the same client_id, so it can never appear twice.

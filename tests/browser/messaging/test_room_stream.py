@@ -83,13 +83,18 @@ def run(scenario: str) -> dict:
     return json.loads(done.stdout)
 
 
+# The ref of every subscribe, by which the stream knows an error about it.
+REF = "subscribe"
+SUBSCRIBE_FROM_3 = {"type": "subscribe", "room": "lobby", "since": 3, "rev": None, "ref": REF}
+
+
 def subscribes(sent: list[dict]) -> list[dict]:
     return [frame for frame in sent if frame["type"] == "subscribe"]
 
 
 def test_it_subscribes_on_open_from_the_pages_last_seq():
     out = run("stream.opened();")
-    assert out["sent"] == [{"type": "subscribe", "room": "lobby", "since": 3, "rev": None}]
+    assert out["sent"] == [SUBSCRIBE_FROM_3]
 
 
 def test_a_gap_in_seq_resubscribes_with_the_last_seen_since_and_rev():
@@ -102,8 +107,8 @@ def test_a_gap_in_seq_resubscribes_with_the_last_seen_since_and_rev():
         return [stream.lastSeq(), stream.lastRev()];
     """)
     assert subscribes(out["sent"]) == [
-        {"type": "subscribe", "room": "lobby", "since": 3, "rev": None},
-        {"type": "subscribe", "room": "lobby", "since": 4, "rev": 12},
+        {"type": "subscribe", "room": "lobby", "since": 3, "rev": None, "ref": REF},
+        {"type": "subscribe", "room": "lobby", "since": 4, "rev": 12, "ref": REF},
     ]
     # The message after the gap is not shown: the replay brings 5, then 6, in order.
     assert ["message", 6] not in out["heard"]
@@ -177,7 +182,7 @@ def test_an_ack_confirms_only_the_senders_own_pending_client_id():
     assert result["afterOwn"] is False
     assert ["ack", result["other"]] in out["heard"]
     assert out["sent"] == [
-        {"type": "subscribe", "room": "lobby", "since": 5, "rev": None},
+        {"type": "subscribe", "room": "lobby", "since": 5, "rev": None, "ref": REF},
         {"type": "send", "room": "lobby", "body": "mine", "client_id": result["mine"], "ref": result["mine"]},
     ]
 
@@ -221,6 +226,38 @@ def test_a_retryable_error_resends_with_the_same_client_id_and_a_refusal_fails_i
     assert out["sent"] == [{"type": "send", "room": "lobby", "body": "kept", "client_id": kept, "ref": kept}]
 
 
+def test_a_subscribe_the_server_could_not_serve_is_tried_again_after_the_wait_it_asked_for():
+    """An `unavailable` or `rate_limited` answer to the subscribe (its ref) subscribes again,
+    after `retry_after` (1 s without one); a refusal of it does not: the page says why."""
+    out = run("""
+        stream.opened();
+        stream.receive({ type: "error", code: "unavailable", detail: "Retry.", ref: "subscribe" });
+        const first = fire();
+        stream.receive({ type: "error", code: "rate_limited", retry_after: 3, ref: "subscribe" });
+        const second = fire();
+        stream.receive({ type: "error", code: "not_found", detail: "No such room.", ref: "subscribe" });
+        const third = fire();
+        stream.receive({ type: "error", code: "unavailable", ref: "another frame" });
+        const fourth = fire();
+        return [first, second, third, fourth];
+    """)
+    assert out["result"] == [[1000], [3000], [], []]
+    assert subscribes(out["sent"]) == [SUBSCRIBE_FROM_3] * 3
+    assert out["heard"].count(["event", "error"]) == 4  # the page still says why, each time
+
+
+def test_a_subscribe_made_meanwhile_cancels_the_retry():
+    out = run("""
+        stream.opened();
+        stream.receive({ type: "error", code: "unavailable", ref: "subscribe" });
+        stream.opened();  // the socket came back first: subscribed from there
+        stream.receive({ type: "subscribed", room: "lobby", seq: 3, rev: null, recovered: true, ref: "subscribe" });
+        return fire();
+    """)
+    assert out["result"] == []
+    assert len(subscribes(out["sent"])) == 2
+
+
 def test_recovered_false_asks_the_page_to_reload_history():
     out = run("""
         stream.opened();
@@ -237,7 +274,7 @@ def test_history_loaded_over_http_moves_the_resubscribe_point():
         stream.seen(12);  // never backwards
         stream.opened();
     """)
-    assert subscribes(out["sent"]) == [{"type": "subscribe", "room": "lobby", "since": 40, "rev": None}]
+    assert subscribes(out["sent"]) == [{"type": "subscribe", "room": "lobby", "since": 40, "rev": None, "ref": REF}]
 
 
 def test_after_kicked_it_never_resubscribes():
