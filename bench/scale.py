@@ -115,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server", choices=("site", "bare"), default=d.server,
                         help="bare: the bare ASGI reference (bench.bare), the scale section only")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy on the web processes as they connect, idle, trickle (in the JSON)")  # fmt: skip
+                        help="py-spy on the web processes (connect, idle, trickle, the storm's survivors)")  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     parser.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--no-docs", action="store_true", help="write neither docs/benchmarks.md nor the plot")

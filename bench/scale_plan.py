@@ -47,7 +47,7 @@ class ScalePlan:
     soak_big_rooms: int = 1
     drain_timeout: float = 10.0
     leak_wait: float = 60.0
-    profile: bool = False  # py-spy on every web process while they connect, idle and trickle
+    profile: bool = False  # py-spy on the web processes: connect, idle, trickle; the storm's survivors
     # "site", or "bare": the bare ASGI reference (bench.bare) on the same layout, load
     # generators and Redis, the ceiling of the server the site runs on (the scale section only)
     server: str = "site"

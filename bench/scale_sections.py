@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 
 from bench import fixtures, scaleload
 from bench.clients import ClientPool
@@ -183,7 +184,7 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
     killer = threading.Thread(target=kill, daemon=True)
     killer.start()
     survivors = {"web": [cluster.webs[p].pid for p in ports if p not in victims], "worker": groups["worker"]}
-    with CpuMeter({**survivors, "clients": pool.pids}) as meter:
+    with spying(plan, survivors["web"], "storm") as spy, CpuMeter({**survivors, "clients": pool.pids}) as meter:
         runs = pool.call(
             "run",
             [{"rate": max(share, 1) / plan.storm_window, "total": share, "duration": plan.storm_window,
@@ -214,6 +215,9 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         "failures": [f for r in back for f in r["failures"]][:5],
         "retries_1013": sum(r["retries_1013"] for r in back),
         "retries_other": sum(r["retries_other"] for r in back),
+        # why tries failed (those tried again), and how the connections were cut (a close code, or none)
+        "retry_reasons": dict(sum((Counter(r["retry_reasons"]) for r in back), Counter())),
+        "drop_reasons": dict(sum((Counter(r["drop_reasons"]) for r in back), Counter())),
         # None: not all back within storm_wait (still_out says how many were not)
         "seconds_to_all_back": round(last_in - killed_at[0], 1) if last_in and not still_out else None,
         "waited_s": plan.storm_wait,
@@ -226,12 +230,15 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
         "window": result,
         "victims_rss_mib": [round(v / 1024, 1) for v in gauges_before.values()],
     }
+    if plan.profile:
+        storm["profile"] = spy.summary
     took = storm["seconds_to_all_back"]
     took = f"{took} s" if took else f"more than {plan.storm_wait:g} s"
     log(f"  storm: {storm['back']:,} of {dropped:,} back in {took}"
         f" ({storm['still_out']} still out, {storm['failed']} failed, retries {storm['retries_1013']} (1013) +"
         f" {storm['retries_other']}), ~{thousands(storm['per_survivor'])} sockets per survivor;"
         f" the {plan.storm_window:g} s window: {_step_line(result)}")  # fmt: skip
+    log(f"  storm: cut by {storm['drop_reasons']}; tries that failed: {storm['retry_reasons']}")
     return storm
 
 
