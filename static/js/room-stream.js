@@ -92,16 +92,21 @@
       call("onMessage", m);
     }
 
+    // "Not now": the frame may be sent again, after the wait the server asked for (1 s without
+    // one) and up to half a second of jitter.
+    const retryable = (frame) => frame.code === "unavailable" || frame.code === "rate_limited";
+    const retryWait = (frame) => ((frame.retry_after || 1) * 1000) + random() * 500;
+
     function receiveError(frame) {
-      if (frame.ref === subscribeRef && (frame.code === "unavailable" || frame.code === "rate_limited")) {
+      if (frame.ref === subscribeRef && retryable(frame)) {
         if (subscribeTimer !== null) clearTimer(subscribeTimer);
-        subscribeTimer = setTimer(() => { subscribeTimer = null; subscribe(); }, ((frame.retry_after || 1) * 1000) + random() * 500);
+        subscribeTimer = setTimer(() => { subscribeTimer = null; subscribe(); }, retryWait(frame));
       }
       if (frame.ref && pending.has(frame.ref)) {
-        if (frame.code === "unavailable" || frame.code === "rate_limited") {
+        if (retryable(frame)) {
           // Kept pending: retried with the same client_id, so it can never appear twice.
           clearTimer(retryTimer);
-          retryTimer = setTimer(resendPending, ((frame.retry_after || 1) * 1000) + random() * 500);
+          retryTimer = setTimer(resendPending, retryWait(frame));
         } else {
           pending.delete(frame.ref);
           call("onFailed", frame.ref);

@@ -251,11 +251,13 @@ def test_a_subscribe_made_meanwhile_cancels_the_retry():
         stream.opened();
         stream.receive({ type: "error", code: "unavailable", ref: "subscribe" });
         stream.opened();  // the socket came back first: subscribed from there
-        stream.receive({ type: "subscribed", room: "lobby", seq: 3, rev: null, recovered: true, ref: "subscribe" });
-        return fire();
+        const cancelled = fire();
+        stream.receive({ type: "error", code: "unavailable", ref: "subscribe" });  // that one failed too
+        const retried = fire();
+        return [cancelled, retried];
     """)
-    assert out["result"] == []
-    assert len(subscribes(out["sent"])) == 2
+    assert out["result"] == [[], [1000]]
+    assert len(subscribes(out["sent"])) == 3  # the first, the one on reopening, the retry
 
 
 def test_recovered_false_asks_the_page_to_reload_history():
