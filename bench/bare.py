@@ -114,6 +114,11 @@ class Hub:
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=30)
         self.redis = aioredis.Redis(connection_pool=pool)
         self.pubsub = self.redis.pubsub()
+        # One SUBSCRIBE at a time, as channels-redis does: redis-py's PubSub takes its
+        # connection from the pool at its first command, and rooms opened together would
+        # each take one (the last kept, the others' confirmations never read). It showed with
+        # hiredis, whose check of a pooled connection yields to the loop.
+        self.subscribing = asyncio.Lock()
         self.rooms: dict[str, Room] = {}
         self.by_channel: dict[bytes, Room] = {}
         self.confirmations: dict[bytes, asyncio.Future] = {}
@@ -151,7 +156,8 @@ class Hub:
         channel = room.channel.encode()
         self.by_channel[channel] = room
         confirmed = self.confirmations[channel] = asyncio.get_running_loop().create_future()
-        await self.pubsub.subscribe(room.channel)
+        async with self.subscribing:
+            await self.pubsub.subscribe(room.channel)
         if self.listener is None:
             self.listener = asyncio.get_running_loop().create_task(self._listen())
         await confirmed

@@ -91,6 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-connections", type=int, default=None, help="idle connections (default 5000)")
     parser.add_argument("--spectators", type=int, default=None, help="spectators in the fan-out room (default 5000)")
     parser.add_argument("--handshake-clients", type=int, default=None, help="clients of `handshake` (default 1000)")
+    parser.add_argument("--profile-handshake", action="store_true",
+                        help="py-spy on the web processes during each phase of `handshake` (cold, warm): where a"
+                        " handshake's CPU goes, in the log and the JSON (the phases' CPU figures then include"
+                        " py-spy's reads)")  # fmt: skip
     parser.add_argument("--storm-clients", type=int, default=None, help="clients of `storm` (default 2000)")
     parser.add_argument("--connect-budget", type=float, default=None,
                         help="seconds to open a section's connections; the rest are skipped (default 300)")  # fmt: skip
@@ -164,6 +168,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    plan.profile_handshake = args.profile_handshake
     plan.log = log
     return plan
 

@@ -117,6 +117,7 @@ class Plan:
     handshake_room_size: int = 20
     handshake_target_per_s: float = 1000.0  # per web process, cold and warm
     handshake_cold_ratio: float = 2.0  # cold (first subscribes join their rooms) at most this x warm
+    profile_handshake: bool = False  # py-spy on the web processes during each handshake phase
     storm_clients: int = 2000
     storm_room_size: int = 20
     storm_target_s: float = 10.0

@@ -6,9 +6,11 @@ at once and all come back as the browser does; then every one of them receives).
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from bench.meters import CpuMeter, wait_idle
+from bench.profile import Spy
 from bench.servers import web_pids
 from bench.shape import new_shape, step_line
 from pubsub_site.cluster import Cluster
@@ -36,7 +38,9 @@ def warm_up_processes(plan, pool, population, cluster: Cluster, tag: str, per_pr
 def section_handshake(plan, config, cluster, pool, population) -> dict:
     """``handshake_clients`` clients connect and subscribe, ``handshake_concurrency`` at a time
     (all at once by default): cold, every client a user who is not yet a member of its public
-    room (its first subscribe joins it: a write), then warm, the same clients again."""
+    room (its first subscribe joins it: a write), then warm, the same clients again. With
+    ``profile_handshake`` (``--profile-handshake``), py-spy samples the web processes during each
+    phase: its summary goes in the phase's figures and the log."""
     size = plan.handshake_room_size
     rooms = max(1, plan.handshake_clients // size)
     concurrency = plan.handshake_concurrency or plan.handshake_clients
@@ -47,7 +51,8 @@ def section_handshake(plan, config, cluster, pool, population) -> dict:
     try:
         for phase in ("cold", "warm"):
             wait_idle(web_pids(cluster), timeout=30)
-            with CpuMeter({"web": web_pids(cluster)}) as meter:
+            spy = Spy(web_pids(cluster), f"handshake-{phase}", rate=250) if plan.profile_handshake else None
+            with CpuMeter({"web": web_pids(cluster)}) as meter, spy or contextlib.nullcontext():
                 connect = shape.connect(concurrency=concurrency, budget=plan.connect_budget)
                 # What the connects leave to do afterwards is theirs: the rooms hear of who
                 # came online together, up to PRESENCE_COALESCE_SECONDS later.
@@ -71,6 +76,9 @@ def section_handshake(plan, config, cluster, pool, population) -> dict:
                 f" each: p50 {connect['each']['p50_s']} p99 {connect['each']['p99_s']} s;"
                 f" web {meter.seconds['web']} CPU s {'ok' if connect['pass'] else 'FAIL'}"
             )
+            if spy is not None:
+                connect["profile"] = spy.summary
+                _log_profile(plan, spy.summary)
     finally:
         shape.close()
     cold, warm = runs["cold"], runs["warm"]
@@ -88,6 +96,16 @@ def section_handshake(plan, config, cluster, pool, population) -> dict:
         "cold_vs_warm": ratio,
         "pass": cold["pass"] and warm["pass"] and ratio_ok,
     }
+
+
+def _log_profile(plan, summary: dict) -> None:
+    if "samples" not in summary:
+        plan.log(f"      not profiled: {summary.get('skipped') or summary.get('errors')}")
+        return
+    areas = ", ".join(f"{a['area']} {a['percent']}%" for a in summary["by_area"][:8])
+    plan.log(f"      profile ({summary['samples']} samples): {areas}")
+    for row in summary["self"][:8]:
+        plan.log(f"        {row['percent']:5}%  {row['function']}")
 
 
 def section_storm(plan, config, cluster, pool, population) -> dict:
