@@ -43,14 +43,3 @@ def test_each_event_loop_gets_its_own_async_client():
     asyncio.run(ping())  # would fail with "attached to a different loop" if the client were shared
     assert clients[0] is not clients[1]
 
-
-def test_the_async_client_reads_replies_with_hiredis():
-    # requirements.txt pins hiredis: with redis-py's pure-Python parser a handshake cost 6-16%
-    # more web CPU (docs/benchmarks.md), and redis-py falls back to it silently without hiredis.
-    from redis._parsers import _AsyncHiredisParser
-
-    async def parser():
-        connection = get_async_redis().connection_pool.make_connection()
-        return connection._parser
-
-    assert isinstance(asyncio.run(parser()), _AsyncHiredisParser)
