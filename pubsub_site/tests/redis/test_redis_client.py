@@ -42,4 +42,3 @@ def test_each_event_loop_gets_its_own_async_client():
     asyncio.run(ping())
     asyncio.run(ping())  # would fail with "attached to a different loop" if the client were shared
     assert clients[0] is not clients[1]
-
