@@ -185,7 +185,7 @@ class Member(WSListener):
             if ref is not None and self.agent.pending.pop(ref, None) is not None:
                 step.send_errors += 1
             if not self.subscribed.done():
-                if data.get("ref") == SUBSCRIBE_REF and data.get("code") in SUBSCRIBE_RETRYABLE:
+                if ref == SUBSCRIBE_REF and data.get("code") in SUBSCRIBE_RETRYABLE:
                     wait = float(data.get("retry_after") or 1) + random.random() * 0.5
                     asyncio.get_running_loop().call_later(wait, self._subscribe_again, self.subscribed)
                 else:

@@ -129,3 +129,11 @@ class Spy:
             self.summary["raw_files"] = [str(p) for p in raws]
             if errors:
                 self.summary["errors"] = errors
+
+
+def spying(on: bool, pids: list[int], name: str, rate: int = 100):
+    """A :class:`Spy` on ``pids`` for the ``with`` block when ``on`` (a ``--profile`` option asked
+    for it); otherwise nothing, and the block's ``as`` target is ``None``."""
+    from contextlib import nullcontext
+
+    return Spy(pids, name, rate=rate) if on else nullcontext(None)

@@ -16,6 +16,7 @@ from collections import Counter
 from bench import fixtures, scaleload
 from bench.clients import ClientPool
 from bench.meters import CpuMeter, rss_kib, seconds_percentiles, wait_idle
+from bench.profile import spying
 from bench.scale_cluster import (
     Counted,
     calls_per,
@@ -38,17 +39,6 @@ def _us(seconds: float, count: int) -> float | None:
 
 
 # --- the runs ------------------------------------------------------------------------
-
-
-def spying(plan: ScalePlan, pids: list[int], name: str):
-    """py-spy on ``pids`` for the block when ``--profile`` asked for it; nothing otherwise."""
-    from contextlib import nullcontext
-
-    from bench.profile import Spy
-
-    if not plan.profile:
-        return nullcontext(None)
-    return Spy(pids, name)
 
 
 def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
@@ -75,7 +65,10 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
             each = max(1, plan.connect_concurrency // clients)
             load = os.getloadavg()
             calls_before = service_calls(plan)
-            with spying(plan, groups["web"], "connect") as spy, CpuMeter({**groups, "clients": pool.pids}) as meter:
+            with (
+                spying(plan.profile, groups["web"], "connect") as spy,
+                CpuMeter({**groups, "clients": pool.pids}) as meter,
+            ):
                 replies = pool.call(
                     "connect",
                     [{"specs": specs, "concurrency": each, "timeout": 60, "source": source_address(i)}
@@ -128,7 +121,7 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
                 f"  web RSS {memory['rss_before_kib'] / 1024:.0f} → {memory['rss_after_kib'] / 1024:.0f} MiB:"
                 f" {memory['kib_per_socket']} KiB a socket; gauges {memory['gauges']}"
             )
-            with spying(plan, groups["web"], "idle") as spy, CpuMeter({**groups, "clients": pool.pids}) as idle:
+            with spying(plan.profile, groups["web"], "idle") as spy, CpuMeter({**groups, "clients": pool.pids}) as idle:
                 time.sleep(plan.idle_seconds)
             if plan.profile:
                 out["profile"]["idle"] = spy.summary
@@ -138,7 +131,7 @@ def run_scale(plan: ScalePlan, want_storm: bool) -> dict:
             log(f"  idle {plan.idle_seconds:g} s: cores {idle.cores}, of the rest {idle.service_cores}")
             counted = Counted(pool, rooms)
             rate = plan.sockets * plan.trickle_share / 60
-            with spying(plan, groups["web"], "trickle") as spy:
+            with spying(plan.profile, groups["web"], "trickle") as spy:
                 trickle = counted.step(rate, plan.trickle_seconds, plan.drain_timeout, groups)
             if plan.profile:
                 out["profile"]["trickle"] = spy.summary
@@ -184,7 +177,7 @@ def run_storm(plan, cluster: Cluster, pool: ClientPool, counted: Counted, killed
     killer = threading.Thread(target=kill, daemon=True)
     killer.start()
     survivors = {"web": [cluster.webs[p].pid for p in ports if p not in victims], "worker": groups["worker"]}
-    with spying(plan, survivors["web"], "storm") as spy, CpuMeter({**survivors, "clients": pool.pids}) as meter:
+    with spying(plan.profile, survivors["web"], "storm") as spy, CpuMeter({**survivors, "clients": pool.pids}) as meter:
         runs = pool.call(
             "run",
             [{"rate": max(share, 1) / plan.storm_window, "total": share, "duration": plan.storm_window,

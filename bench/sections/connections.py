@@ -6,11 +6,10 @@ at once and all come back as the browser does; then every one of them receives).
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from bench.meters import CpuMeter, wait_idle
-from bench.profile import Spy
+from bench.profile import spying
 from bench.servers import web_pids
 from bench.shape import new_shape, step_line
 from pubsub_site.cluster import Cluster
@@ -51,8 +50,10 @@ def section_handshake(plan, config, cluster, pool, population) -> dict:
     try:
         for phase in ("cold", "warm"):
             wait_idle(web_pids(cluster), timeout=30)
-            spy = Spy(web_pids(cluster), f"handshake-{phase}", rate=250) if plan.profile_handshake else None
-            with CpuMeter({"web": web_pids(cluster)}) as meter, spy or contextlib.nullcontext():
+            with (
+                CpuMeter({"web": web_pids(cluster)}) as meter,
+                spying(plan.profile_handshake, web_pids(cluster), f"handshake-{phase}", rate=250) as spy,
+            ):
                 connect = shape.connect(concurrency=concurrency, budget=plan.connect_budget)
                 # What the connects leave to do afterwards is theirs: the rooms hear of who
                 # came online together, up to PRESENCE_COALESCE_SECONDS later.
